@@ -1,0 +1,96 @@
+"""Service settings: defaults < YAML config file < environment (prefix CTI_).
+
+No instance is created at import time; `load_settings()` builds one when asked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from cti.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class AriSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = "http://127.0.0.1:8088/ari"
+    username: str = "cti"
+    password: str = "cti-secret"
+    app: str = "cti"
+    request_timeout: float = Field(default=5.0, gt=0)
+    reconnect_initial: float = Field(default=0.2, gt=0)
+    reconnect_max: float = Field(default=5.0, gt=0)
+
+
+class CompanySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "示例科技"
+    name_en: str = "Example Tech"
+    default_agent_id: str = "001"
+    language: str = "zh"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CTI_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
+    )
+
+    config_file: Path | None = None
+    database_url: str = "sqlite+aiosqlite:///./cti.db"
+    redis_url: str | None = None
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=1, le=65535)
+    log_level: str = "info"
+    log_json: bool = False
+    ari: AriSettings = AriSettings()
+    company: CompanySettings = CompanySettings()
+    # Where the PBX reads custom sounds from, as seen from this host (the sandbox chroot's dir).
+    sounds_dir: Path = Path("/var/cache/cti/pbx-root/usr/local/share/asterisk/sounds/custom")
+    phrases_dir: Path = REPO_ROOT / "scripts_lib"
+    flows_dir: Path = REPO_ROOT / "ivr_flows"
+    rules_file: Path = REPO_ROOT / "config" / "routing.yaml"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init (the YAML file's values, passed by load_settings) ranks below the environment.
+        return (env_settings, init_settings)
+
+
+def _format_validation(source: str, exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
+        parts.append(f"{source}: {loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build settings from an optional YAML file plus the environment; raise ConfigError."""
+    import os
+
+    from cti.yaml_source import load_yaml_mapping
+
+    path = config_file or (Path(os.environ["CTI_CONFIG_FILE"]) if os.environ.get("CTI_CONFIG_FILE") else None)
+    values: dict[str, Any] = {}
+    if path is not None:
+        values = load_yaml_mapping(path)
+        values["config_file"] = path
+    values.update(overrides)
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(str(path) if path else "environment", exc)) from None
