@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     http_port: int = Field(default=8000, ge=1, le=65535)
     log_level: str = "info"
     log_json: bool = False
+    auto_migrate: bool = True  # `cti serve` brings the schema up to date before it starts
     ari: AriSettings = AriSettings()
     company: CompanySettings = CompanySettings()
     # Where the PBX reads custom sounds from, as seen from this host (the sandbox chroot's dir).

@@ -35,6 +35,7 @@ def upgrade() -> None:
     sa.Column('ended_at', cti.adapters.db.base.UtcDateTime(timezone=True), nullable=True),
     sa.Column('hangup_cause', sa.Integer(), nullable=True),
     sa.Column('hangup_cause_text', sa.String(length=64), nullable=True),
+    sa.Column('ended_by', sa.String(length=16), nullable=True),
     sa.Column('greeting_played', sa.Boolean(), nullable=False),
     sa.Column('agent_id', sa.String(length=64), nullable=True),
     sa.Column('queue', sa.String(length=64), nullable=True),

@@ -25,6 +25,7 @@ class CallRow(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     hangup_cause: Mapped[int | None] = mapped_column(Integer)
     hangup_cause_text: Mapped[str | None] = mapped_column(String(64))
+    ended_by: Mapped[str | None] = mapped_column(String(16))
     greeting_played: Mapped[bool] = mapped_column(default=False)
     agent_id: Mapped[str | None] = mapped_column(String(64), index=True)
     queue: Mapped[str | None] = mapped_column(String(64))

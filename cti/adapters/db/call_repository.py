@@ -1,0 +1,82 @@
+"""Persistence of the call log (SQLAlchemy async)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from cti.adapters.db.tables.calls import CallRow
+from cti.domain.calls import Call, CallState
+
+
+def _row_values(call: Call) -> dict[str, Any]:
+    return {
+        "channel_id": call.channel_id,
+        "caller_number": call.caller_number or None,
+        "caller_name": call.caller_name or None,
+        "dialled_number": call.dialled_number or None,
+        "state": call.state.value,
+        "arrived_at": call.arrived_at,
+        "answered_at": call.answered_at,
+        "ended_at": call.ended_at,
+        "hangup_cause": call.hangup_cause,
+        "hangup_cause_text": call.hangup_cause_text,
+        "ended_by": call.ended_by,
+        "greeting_played": call.greeting_played,
+        "agent_id": call.agent_id,
+        "queue": call.queue,
+    }
+
+
+def _from_row(row: CallRow) -> Call:
+    return Call(
+        id=row.id,
+        channel_id=row.channel_id,
+        caller_number=row.caller_number or "",
+        caller_name=row.caller_name or "",
+        dialled_number=row.dialled_number or "",
+        arrived_at=row.arrived_at,
+        state=CallState(row.state),
+        answered_at=row.answered_at,
+        ended_at=row.ended_at,
+        hangup_cause=row.hangup_cause,
+        hangup_cause_text=row.hangup_cause_text,
+        ended_by=row.ended_by,
+        greeting_played=row.greeting_played,
+        agent_id=row.agent_id,
+        queue=row.queue,
+    )
+
+
+class CallRepository:
+    def __init__(self, sessions: async_sessionmaker[Any]) -> None:
+        self._sessions = sessions
+
+    async def save(self, call: Call) -> None:
+        """Insert or update the row for this call."""
+        async with self._sessions() as session, session.begin():
+            row = await session.get(CallRow, call.id)
+            if row is None:
+                session.add(CallRow(id=call.id, **_row_values(call)))
+            else:
+                for key, value in _row_values(call).items():
+                    setattr(row, key, value)
+
+    async def get(self, call_id: str) -> Call | None:
+        async with self._sessions() as session:
+            row = await session.get(CallRow, call_id)
+            return _from_row(row) if row is not None else None
+
+    async def open_calls(self) -> list[Call]:
+        async with self._sessions() as session:
+            rows = await session.scalars(select(CallRow).where(CallRow.state != "ended"))
+            return [_from_row(r) for r in rows]
+
+    async def recent(self, limit: int = 100) -> list[Call]:
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(CallRow).order_by(CallRow.arrived_at.desc()).limit(limit)
+            )
+            return [_from_row(r) for r in rows]

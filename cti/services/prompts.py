@@ -1,0 +1,12 @@
+"""Where spoken prompts come from: phrase id + slots -> media URIs Asterisk can play."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+
+class PromptSource(Protocol):
+    async def media(self, phrase_id: str, slots: Mapping[str, str], lang: str) -> list[str]:
+        """Media URIs (e.g. `sound:custom/greeting-...`) that say the phrase, rendering if needed."""
+        ...

@@ -1,0 +1,140 @@
+"""Wiring: builds the adapters and services from settings, runs the ARI loop and the HTTP API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from cti.adapters.ari.client import AriClient
+from cti.adapters.ari.events import AriEvent
+from cti.adapters.ari.telephony import AriTelephony
+from cti.adapters.db.base import make_engine, make_sessionmaker
+from cti.adapters.db.call_repository import CallRepository
+from cti.adapters.db.migrate import upgrade_async
+from cti.clock import Clock, SystemClock
+from cti.errors import TelephonyError
+from cti.log import configure_logging, get_logger
+from cti.services.call_registry import CallRegistry, CallSession
+from cti.services.greeting import GreetingScript
+from cti.services.inbound_calls import CallScript, InboundCalls
+from cti.services.metrics import ARI_CONNECTED, ARI_RECONNECTS
+from cti.services.prompts import PromptSource
+from cti.services.resync import Resync
+from cti.services.stasis_dispatch import StasisDispatcher
+from cti.settings import Settings
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Service:
+    """Everything one running CTI service holds. Built by `Service.build`, no globals."""
+
+    settings: Settings
+    clock: Clock
+    engine: AsyncEngine
+    sessions: async_sessionmaker[Any]
+    calls_repo: CallRepository
+    ari: AriClient
+    telephony: AriTelephony
+    registry: CallRegistry
+    dispatcher: StasisDispatcher
+    inbound: InboundCalls
+    resync: Resync
+    prompts: PromptSource
+    extras: dict[str, Any] = field(default_factory=dict)
+    _ari_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def build(
+        cls, settings: Settings, *, clock: Clock | None = None, prompts: PromptSource | None = None
+    ) -> Service:
+        clock = clock or SystemClock()
+        engine = make_engine(settings.database_url)
+        sessions = make_sessionmaker(engine)
+        repo = CallRepository(sessions)
+        ari = AriClient(settings.ari)
+        telephony = AriTelephony(ari)
+        registry = CallRegistry()
+        dispatcher = StasisDispatcher(registry)
+        if prompts is None:
+            from cti.services.phrase_prompts import PhrasePrompts
+
+            prompts = PhrasePrompts.from_settings(settings)
+
+        def script_factory(session: CallSession) -> CallScript:
+            return GreetingScript(telephony, prompts, repo, settings.company)
+
+        inbound = InboundCalls(telephony, registry, repo, clock, script_factory)
+        resync = Resync(telephony, registry, repo, inbound, clock)
+        dispatcher.on_start("inbound", inbound.on_stasis_start)
+        return cls(
+            settings=settings, clock=clock, engine=engine, sessions=sessions, calls_repo=repo,
+            ari=ari, telephony=telephony, registry=registry, dispatcher=dispatcher,
+            inbound=inbound, resync=resync, prompts=prompts,
+        )
+
+    async def _on_connect(self, generation: int) -> None:
+        ARI_CONNECTED.set(1)
+        ARI_RECONNECTS.inc()
+        try:
+            await self.resync(generation)
+        except TelephonyError as exc:
+            log.error("ari.resync_failed", error=exc.message)
+
+    async def _on_event(self, event: AriEvent) -> None:
+        await self.dispatcher.dispatch(event)
+
+    async def start(self) -> None:
+        """Migrate, check the PBX, then keep the event socket up in the background."""
+        if self.settings.auto_migrate:
+            await upgrade_async(self.settings.database_url)
+        await self.telephony.client.request("GET", "asterisk/info")  # fail fast: URL, auth
+        self.ari.set_handlers(self._on_event, self._on_connect)
+        self._ari_task = asyncio.create_task(self._run_ari(), name="ari-events")
+        await asyncio.wait_for(self.ari.connected.wait(), self.settings.ari.request_timeout * 2)
+
+    async def _run_ari(self) -> None:
+        try:
+            await self.ari.run()
+        finally:
+            ARI_CONNECTED.set(0)
+
+    async def stop(self) -> None:
+        await self.inbound.shutdown()
+        await self.ari.close()
+        if self._ari_task is not None:
+            self._ari_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ari_task
+        await self.engine.dispose()
+
+
+async def serve_async(settings: Settings) -> None:
+    import uvicorn
+
+    from cti.api.app import create_app
+
+    service = Service.build(settings)
+    await service.start()
+    log.info("service.started", ari=settings.ari.url, http=f"{settings.http_host}:{settings.http_port}")
+    app = create_app(service)
+    config = uvicorn.Config(
+        app, host=settings.http_host, port=settings.http_port, log_level="warning",
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    try:
+        await server.serve()
+    finally:
+        await service.stop()
+        log.info("service.stopped")
+
+
+def run_service(settings: Settings) -> None:
+    configure_logging(settings.log_level, settings.log_json)
+    asyncio.run(serve_async(settings))
