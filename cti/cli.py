@@ -60,7 +60,7 @@ def check_config(
 @app.command()
 def migrate(
     config: ConfigOpt = None,
-    revision: Annotated[str, typer.Option(help="target revision")] = "head",
+    revision: Annotated[str, typer.Option(help="target revision")] = "heads",
 ) -> None:
     """Create or upgrade the database schema (Alembic)."""
     from cti.adapters.db.migrate import upgrade
@@ -74,6 +74,35 @@ def migrate(
     except Exception as exc:  # a DB that cannot be reached: one line, not a traceback
         fail(f"migration failed on {settings.database_url}: {exc.__class__.__name__}: {exc}")
     typer.echo(f"database at {revision}: {settings.database_url}")
+
+
+def _register_desk_commands() -> None:
+    from cti.desk_cli import crm_app, demo_app, users_app
+
+    app.add_typer(crm_app, name="crm")
+    app.add_typer(users_app, name="users")
+    app.add_typer(demo_app, name="demo")
+
+
+_register_desk_commands()
+
+
+def _register_phrase_commands() -> None:
+    from cti.phrases_cli import register
+
+    register(app)
+
+
+_register_phrase_commands()
+
+
+def _register_routing_commands() -> None:
+    from cti.rules.cli import register
+
+    register(app)
+
+
+_register_routing_commands()
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from cti.domain.ivr.config import DetectionSettings, ProcedureSettings
 from cti.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +53,9 @@ class Settings(BaseSettings):
     auto_migrate: bool = True  # `cti serve` brings the schema up to date before it starts
     ari: AriSettings = AriSettings()
     company: CompanySettings = CompanySettings()
+    # Caller-audio detection that starts the procedures, and the procedures' tunables.
+    detection: DetectionSettings = DetectionSettings()
+    procedures: ProcedureSettings = ProcedureSettings()
     # Where the PBX reads custom sounds from, as seen from this host (the sandbox chroot's dir).
     sounds_dir: Path = Path("/var/cache/cti/pbx-root/usr/local/share/asterisk/sounds/custom")
     phrases_dir: Path = REPO_ROOT / "scripts_lib"

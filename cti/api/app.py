@@ -74,4 +74,10 @@ def create_app(service: Service) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    desk = service.extras.get("agent_desk")  # cti.services.agent_desk.AgentDesk
+    if desk is not None:
+        from cti.api.desk import install_agent_desk
+
+        install_agent_desk(app, desk)
+
     return app

@@ -14,7 +14,7 @@ from cti.settings import CompanySettings
 
 log = get_logger(__name__)
 
-GREETING_PHRASE = "greeting"
+GREETING_PHRASE = "greeting_answer"  # MISSION.md row 1
 
 
 class GreetingScript:

@@ -8,5 +8,5 @@ from typing import Protocol
 
 class PromptSource(Protocol):
     async def media(self, phrase_id: str, slots: Mapping[str, str], lang: str) -> list[str]:
-        """Media URIs (e.g. `sound:custom/greeting-...`) that say the phrase, rendering if needed."""
+        """Media URIs (`sound:custom/...`) that say the phrase, rendering it if needed."""
         ...

@@ -62,9 +62,10 @@ class Service:
         registry = CallRegistry()
         dispatcher = StasisDispatcher(registry)
         if prompts is None:
-            from cti.services.phrase_prompts import PhrasePrompts
+            from cti.adapters.audio.library_prompts import LibraryPrompts
+            from cti.scripts_library import load_phrase_library
 
-            prompts = PhrasePrompts.from_settings(settings)
+            prompts = LibraryPrompts(load_phrase_library(settings.phrases_dir), settings.sounds_dir)
 
         def script_factory(session: CallSession) -> CallScript:
             return GreetingScript(telephony, prompts, repo, settings.company)
@@ -121,7 +122,8 @@ async def serve_async(settings: Settings) -> None:
 
     service = Service.build(settings)
     await service.start()
-    log.info("service.started", ari=settings.ari.url, http=f"{settings.http_host}:{settings.http_port}")
+    http = f"{settings.http_host}:{settings.http_port}"
+    log.info("service.started", ari=settings.ari.url, http=http)
     app = create_app(service)
     config = uvicorn.Config(
         app, host=settings.http_host, port=settings.http_port, log_level="warning",

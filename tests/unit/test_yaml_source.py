@@ -31,7 +31,7 @@ def test_syntax_error_names_file_line_and_column() -> None:
 
 
 def test_duplicate_keys_are_rejected() -> None:
-    with pytest.raises(ConfigError, match="rules.yaml"):
+    with pytest.raises(ConfigError, match=r"rules\.yaml"):
         parse_yaml("a: 1\na: 2\n", "rules.yaml")
 
 

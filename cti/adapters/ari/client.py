@@ -145,9 +145,11 @@ class AriClient:
                     self.generation += 1
                     delay = self.settings.reconnect_initial
                     log.info("ari.connected", url=url, generation=self.generation)
-                    self.connected.set()
+                    # Resync before reading events: they queue on the socket meanwhile, and
+                    # `connected` means "the registry matches the PBX".
                     if self._on_connect is not None:
                         await self._on_connect(self.generation)
+                    self.connected.set()
                     await self._read(ws)
             except InvalidStatus as exc:
                 status = exc.response.status_code

@@ -1,0 +1,1 @@
+"""Audio I/O: rendering prompts to sound files, and the caller's audio stream (RTP)."""

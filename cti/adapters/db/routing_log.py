@@ -1,0 +1,63 @@
+"""Stores routing decisions and agent-state events (implements cti.services.acd.DecisionSink)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from cti.adapters.db.tables.routing import AgentStateEventRow, RoutingDecisionRow
+from cti.domain.routing.decisions import Decision
+from cti.domain.routing.events import AgentStateChanged, RoutingEvent
+
+
+class RoutingLog:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def record_decision(self, at: datetime, decision: Decision) -> None:
+        if decision.call_id is None:
+            return
+        row = RoutingDecisionRow(
+            call_id=decision.call_id,
+            at=at,
+            seq=decision.seq,
+            trigger=decision.trigger,
+            outcome=decision.outcome,
+            agent_id=decision.agent_id,
+            queue=decision.queue,
+            filter=decision.filter,
+            waited_s=decision.waited_s,
+            reason=decision.reason[:512],
+            detail=decision.to_dict(),
+        )
+        async with self._sessions.begin() as s:
+            s.add(row)
+
+    async def record_event(self, event: RoutingEvent) -> None:
+        if not isinstance(event, AgentStateChanged):
+            return
+        async with self._sessions.begin() as s:
+            s.add(
+                AgentStateEventRow(
+                    agent_id=event.agent_id,
+                    at=event.at,
+                    old_state=event.old,
+                    new_state=event.new,
+                    reason=event.reason,
+                    call_id=event.call_id,
+                )
+            )
+
+    async def decisions_for(self, call_id: str) -> list[dict[str, Any]]:
+        async with self._sessions() as s:
+            rows = (
+                await s.execute(
+                    select(RoutingDecisionRow)
+                    .where(RoutingDecisionRow.call_id == call_id)
+                    .order_by(RoutingDecisionRow.id)
+                )
+            ).scalars()
+            return [{"at": r.at.isoformat(), **r.detail} for r in rows]

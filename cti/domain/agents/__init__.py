@@ -1,0 +1,1 @@
+"""Agent presence: the pure agent-state machine."""

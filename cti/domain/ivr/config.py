@@ -1,0 +1,38 @@
+"""Tunables of the procedures and of the detection that starts them (settings: `procedures`,
+`detection`). The waits fixed by the training manual (5 s) are not tunables; see procedures.py.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from cti.domain.audio_classifier import ClassifierSettings
+
+
+class ProcedureSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Row 5b: "wait 3-5 s (default 5)" between the change-phone phrase and the hang-up.
+    quiet_hangup_seconds: float = Field(default=5.0, ge=3.0, le=5.0)
+    # Row 5b: how long to listen, after asking to speak louder, before judging "still unclear".
+    quiet_recheck_seconds: float = Field(default=8.0, gt=0, le=30)
+    # Row 9: one step of the agent's volume as the caller hears it (Asterisk VOLUME units).
+    volume_step: int = Field(default=3, ge=1, le=10)
+    moh_class: str | None = None
+
+
+class DetectionSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    auto_start: bool = True
+    # Silence after the greeting (the caller has made no sound at all) that starts row 4.
+    silence_seconds: float = Field(default=5.0, gt=0, le=60)
+    # Length of one classified window of caller audio, and how many in a row make "consistently".
+    window_ms: int = Field(default=1000, ge=200, le=5000)
+    consecutive_windows: int = Field(default=3, ge=1, le=20)
+    # How often one call may have the same procedure started automatically.
+    max_auto_starts: int = Field(default=1, ge=1, le=10)
+    # TALK_DETECT(set)=silence_ms,threshold on the caller's channel.
+    talk_detect_silence_ms: int = Field(default=500, ge=100)
+    talk_detect_threshold: int = Field(default=256, ge=1)
+    classifier: ClassifierSettings = ClassifierSettings()

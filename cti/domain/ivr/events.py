@@ -1,0 +1,82 @@
+"""Events into the IVR engine: what happened on the call, as plain data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+AudioKind = Literal["silent", "quiet", "noisy", "normal"]
+StartedBy = Literal["auto", "agent"]
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    at: datetime  # timezone-aware; business hours are judged from it
+
+
+@dataclass(frozen=True, slots=True)
+class PromptFinished:
+    playback_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Dtmf:
+    digit: str
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStopped:
+    duration_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AudioClassified:
+    """One analysis window of the caller's audio, classified (see cti.domain.audio_classifier)."""
+
+    kind: AudioKind
+    level_dbfs: float = -100.0
+    snr_db: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    gen: int
+
+
+@dataclass(frozen=True, slots=True)
+class HangUp:
+    cause: str = "caller"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentCommand:
+    """From the agent's page: hangup, resume (end hold), next (dialect goes on), end."""
+
+    command: str
+    agent_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StartProcedure:
+    name: str
+    started_by: StartedBy = "agent"
+    agent_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchFlow:
+    """Continue the call in another main flow (e.g. the agent answered: `agent_greeting`)."""
+
+    flow: str
+
+
+Event = (
+    Answered | PromptFinished | Dtmf | SpeechStarted | SpeechStopped | AudioClassified
+    | TimerFired | HangUp | AgentCommand | StartProcedure | SwitchFlow
+)

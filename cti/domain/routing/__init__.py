@@ -1,0 +1,1 @@
+"""Routing by skill and load: model, pure router, relaxation, strategies, decision records."""

@@ -1,0 +1,384 @@
+"""The ACD core (pure): the router plus every agent's state machine, events in, commands out.
+
+No I/O and no clock: each method takes `now` (monotonic seconds, for routing) and `at` (UTC
+wall time, for records) and returns `Command`s for a driver to execute — the asyncio service
+(cti.services.acd) against the PBX, or the simulator (cti.simulate) against a simulated clock.
+The router's notion of "available" is kept equal to the agent machine's AVAILABLE state here,
+in one place.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from cti.domain.agents import state as ag
+from cti.domain.routing.decisions import Decision
+from cti.domain.routing.events import (
+    AgentStateChanged,
+    CallConnected,
+    CallLeftQueue,
+    CallOffered,
+    CallQueued,
+    OfferWithdrawn,
+    RoutingEvent,
+    WithdrawReason,
+)
+from cti.domain.routing.hours import is_open
+from cti.domain.routing.model import CallAttributes, Fallback, RoutingRules
+from cti.domain.routing.router import Offer, Router
+from cti.errors import NotFound
+
+DECISIONS_PER_CALL = 50
+
+
+@dataclass(frozen=True, slots=True)
+class RingAgent:
+    offer_id: str
+    call_id: str
+    agent_id: str
+    endpoint: str
+    timeout_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class StopRinging:
+    offer_id: str
+    agent_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Connect:
+    offer_id: str
+    call_id: str
+    agent_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class HoldMusic:
+    call_id: str
+    moh_class: str
+    position: int
+    announce: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SendToFallback:
+    call_id: str
+    fallback: Fallback
+
+
+@dataclass(frozen=True, slots=True)
+class StartWrapUpTimer:
+    agent_id: str
+    gen: int
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    event: RoutingEvent
+
+
+@dataclass(frozen=True, slots=True)
+class RecordDecision:
+    decision: Decision
+    at: datetime
+
+
+Command = (
+    RingAgent
+    | StopRinging
+    | Connect
+    | HoldMusic
+    | SendToFallback
+    | StartWrapUpTimer
+    | Emit
+    | RecordDecision
+)
+
+
+@dataclass(slots=True)
+class _Connected:
+    call_id: str
+    agent_id: str
+    queue: str
+    wrap_up_s: float
+
+
+class AcdCore:
+    def __init__(self, rules: RoutingRules) -> None:
+        self.router = Router(rules)
+        self.agents: dict[str, ag.AgentStatus] = {a: ag.AgentStatus(a) for a in rules.agents}
+        self._connected: dict[str, _Connected] = {}  # call_id -> who is talking
+        self._decisions: dict[str, deque[tuple[datetime, Decision]]] = {}
+        self._cmds: list[Command] = []
+
+    @property
+    def rules(self) -> RoutingRules:
+        return self.router.rules
+
+    # ----- agents ----------------------------------------------------------------------
+
+    def status(self, agent_id: str) -> ag.AgentStatus:
+        try:
+            return self.agents[agent_id]
+        except KeyError:
+            raise NotFound(f"unknown agent {agent_id!r}") from None
+
+    def agent_login(
+        self, agent_id: str, now: float, at: datetime, *, available: bool = True
+    ) -> list[Command]:
+        return self._agent(agent_id, ag.Login(available), now, at)
+
+    def agent_available(self, agent_id: str, now: float, at: datetime) -> list[Command]:
+        return self._agent(agent_id, ag.MakeAvailable(), now, at)
+
+    def agent_pause(self, agent_id: str, reason: str, now: float, at: datetime) -> list[Command]:
+        return self._agent(agent_id, ag.Pause(reason), now, at)
+
+    def agent_logout(self, agent_id: str, now: float, at: datetime) -> list[Command]:
+        return self._agent(agent_id, ag.Logout(), now, at)
+
+    def wrap_up_elapsed(self, agent_id: str, gen: int, now: float, at: datetime) -> list[Command]:
+        return self._agent(agent_id, ag.WrapUpElapsed(gen), now, at)
+
+    def set_skills(
+        self, agent_id: str, skills: Mapping[str, int], now: float, at: datetime
+    ) -> list[Command]:
+        self._cmds = []
+        for d in self.router.set_skills(agent_id, skills, now):
+            self._decision(d, at)
+        return self._take()
+
+    def _agent(
+        self, agent_id: str, event: ag.AgentEvent, now: float, at: datetime
+    ) -> list[Command]:
+        self._cmds = []
+        self._step_agent(agent_id, event, now, at)
+        return self._take()
+
+    def _step_agent(self, agent_id: str, event: ag.AgentEvent, now: float, at: datetime) -> None:
+        old = self.status(agent_id)
+        new, effects = ag.step(old, event, at, max_missed=self.rules.max_missed_offers)
+        self.agents[agent_id] = new
+        for eff in effects:
+            if isinstance(eff, ag.StateChange):
+                self._cmds.append(
+                    Emit(
+                        AgentStateChanged(
+                            agent_id,
+                            eff.old.value,
+                            eff.new.value,
+                            eff.at,
+                            eff.reason,
+                            eff.call_id,
+                        )
+                    )
+                )
+            else:
+                self._cmds.append(StartWrapUpTimer(eff.agent_id, eff.gen, eff.seconds))
+        S = ag.AgentState
+        if (
+            old.state is S.AVAILABLE
+            and new.state is not S.AVAILABLE
+            and new.state is not S.RESERVED
+        ):
+            self.router.agent_unready(agent_id)
+        if new.state is S.AVAILABLE and old.state is not S.AVAILABLE:
+            after_call = old.state in (S.WRAP_UP, S.ON_CALL)
+            self._decision(self.router.agent_ready(agent_id, now, after_call=after_call), at)
+
+    # ----- calls -----------------------------------------------------------------------
+
+    def enqueue(
+        self, call_id: str, attributes: CallAttributes, now: float, at: datetime
+    ) -> list[Command]:
+        """A caller enters the ACD (after the IVR). Closed hours send it to the after-hours
+        fallback; otherwise it hears hold music and is offered to the best agent at once, or
+        waits."""
+        self._cmds = []
+        hours = self.rules.business_hours
+        if hours is not None and not is_open(hours, at):
+            self._cmds.append(SendToFallback(call_id, hours.after_hours))
+            self._cmds.append(
+                Emit(
+                    CallLeftQueue(
+                        call_id,
+                        "",
+                        "fallback",
+                        0.0,
+                        at,
+                        "after_hours",
+                        hours.after_hours.mailbox or hours.after_hours.queue or None,
+                    )
+                )
+            )
+            return self._take()
+        self._decision(self.router.enqueue(call_id, attributes, now), at)
+        return self._take()
+
+    def caller_hangup(self, call_id: str, now: float, at: datetime) -> list[Command]:
+        """The caller's channel ended: while waiting, ringing an agent, or talking."""
+        self._cmds = []
+        if call_id in self._connected:
+            self._end_call(call_id, now, at)
+            return self._take()
+        d, offer = self.router.remove_call(call_id, now)
+        if d is not None:
+            self._decision(d, at)
+            self._cmds.append(Emit(CallLeftQueue(call_id, d.queue, "abandoned", d.waited_s, at)))
+        if offer is not None:
+            self._cmds.append(StopRinging(offer.offer_id, offer.agent_id))
+            self._withdraw(offer, "caller_hangup", at)
+            self._step_agent(offer.agent_id, ag.OfferCancelled(offer.offer_id), now, at)
+        return self._take()
+
+    def offer_answered(self, offer_id: str, now: float, at: datetime) -> list[Command]:
+        self._cmds = []
+        offer = self.router.offer_answered(offer_id, now)
+        self._connected[offer.call_id] = _Connected(
+            offer.call_id, offer.agent_id, offer.queue, offer.wrap_up_s
+        )
+        self._cmds.append(Connect(offer.offer_id, offer.call_id, offer.agent_id))
+        self._step_agent(offer.agent_id, ag.OfferAnswered(offer_id), now, at)
+        self._cmds.append(
+            Emit(
+                CallConnected(
+                    offer.call_id,
+                    offer.agent_id,
+                    offer.queue,
+                    now - offer.at + offer.waited_s,
+                    at,
+                )
+            )
+        )
+        return self._take()
+
+    def offer_failed(
+        self, offer_id: str, now: float, at: datetime, reason: WithdrawReason = "no_answer"
+    ) -> list[Command]:
+        """Ring-no-answer or the agent's phone failed: next agent; the call keeps its place."""
+        self._cmds = []
+        if self.router.offer(offer_id) is None:
+            return []  # already answered or cancelled: a late timer
+        offer, d = self.router.offer_failed(offer_id, now)
+        self._withdraw(offer, reason, at)
+        self._step_agent(offer.agent_id, ag.OfferMissed(offer_id), now, at)
+        self._decision(d, at, initial=False)
+        return self._take()
+
+    def call_ended(self, call_id: str, now: float, at: datetime) -> list[Command]:
+        """The conversation ended (either side hung up): the agent goes to wrap-up."""
+        self._cmds = []
+        if call_id in self._connected:
+            self._end_call(call_id, now, at)
+        return self._take()
+
+    def _end_call(self, call_id: str, now: float, at: datetime) -> None:
+        c = self._connected.pop(call_id)
+        self.router.agent_call_ended(c.agent_id, now)
+        self._step_agent(c.agent_id, ag.CallEnded(c.wrap_up_s), now, at)
+
+    def tick(self, now: float, at: datetime) -> list[Command]:
+        self._cmds = []
+        for d in self.router.tick(now):
+            self._decision(d, at)
+        return self._take()
+
+    def reload(self, rules: RoutingRules, now: float, at: datetime) -> list[Command]:
+        self._cmds = []
+        for aid in rules.agents:
+            self.agents.setdefault(aid, ag.AgentStatus(aid))
+        for d in self.router.load_rules(rules, now):
+            self._decision(d, at)
+        return self._take()
+
+    # ----- queries ---------------------------------------------------------------------
+
+    def decisions_for(self, call_id: str) -> list[tuple[datetime, Decision]]:
+        return list(self._decisions.get(call_id, ()))
+
+    def agent_of_call(self, call_id: str) -> str | None:
+        c = self._connected.get(call_id)
+        if c is not None:
+            return c.agent_id
+        offer = self.router.offer_of_call(call_id)
+        return offer.agent_id if offer else None
+
+    def connected_calls(self) -> dict[str, str]:
+        return {c: v.agent_id for c, v in self._connected.items()}
+
+    # ----- internals -------------------------------------------------------------------
+
+    def _take(self) -> list[Command]:
+        cmds, self._cmds = self._cmds, []
+        return cmds
+
+    def _withdraw(self, offer: Offer, reason: WithdrawReason, at: datetime) -> None:
+        self._cmds.append(
+            Emit(OfferWithdrawn(offer.call_id, offer.agent_id, reason, at, offer.offer_id))
+        )
+
+    def _decision(self, d: Decision, at: datetime, *, initial: bool = True) -> None:
+        if d.call_id is not None:
+            log = self._decisions.setdefault(d.call_id, deque(maxlen=DECISIONS_PER_CALL))
+            log.append((at, d))
+            self._cmds.append(RecordDecision(d, at))
+        if d.trigger == "call_arrived" and d.call_id is not None:
+            queue = self.rules.queues[d.queue]
+            pos = self.router.position(d.call_id) or 0
+            self._cmds.append(HoldMusic(d.call_id, queue.moh_class, pos, queue.announce_position))
+        if d.outcome == "offered":
+            assert d.agent_id is not None
+            assert d.offer_id is not None
+            assert d.call_id is not None
+            self._step_agent(d.agent_id, ag.Reserve(d.call_id, d.offer_id), d.at, at)
+            queue = self.rules.queues[d.queue]
+            endpoint = self.rules.agents[d.agent_id].endpoint
+            self._cmds.append(
+                RingAgent(d.offer_id, d.call_id, d.agent_id, endpoint, queue.ring_timeout_s)
+            )
+            attrs = self.router.attributes_of(d.call_id) or {}
+            self._cmds.append(
+                Emit(
+                    CallOffered(
+                        d.call_id,
+                        d.agent_id,
+                        d.queue,
+                        d.waited_s,
+                        attrs,
+                        at,
+                        d.offer_id,
+                        str(attrs.get("caller", "")),
+                    )
+                )
+            )
+        elif d.outcome == "queued" and d.trigger == "call_arrived" and d.call_id is not None:
+            pos = self.router.position(d.call_id) or 0
+            self._cmds.append(Emit(CallQueued(d.call_id, d.queue, d.priority, pos, at)))
+        elif (
+            d.outcome == "fallback"
+            and d.call_id is not None
+            and not self.router.is_waiting(d.call_id)
+        ):
+            fb = self._fallback_of(d)
+            self._cmds.append(SendToFallback(d.call_id, fb))
+            self._cmds.append(
+                Emit(
+                    CallLeftQueue(
+                        d.call_id,
+                        d.queue,
+                        "fallback",
+                        d.waited_s,
+                        at,
+                        fb.action,
+                        fb.queue or fb.mailbox or None,
+                    )
+                )
+            )
+
+    def _fallback_of(self, d: Decision) -> Fallback:
+        return self.rules.queues[d.queue].fallback

@@ -1,0 +1,703 @@
+"""The pure router: which agent gets a waiting call, which call a freed agent gets.
+
+A plain class with no I/O and no clock: every method takes `now` (monotonic seconds). It keeps
+agents indexed by pool (a skill requirement plus an optional agent expression) with the set of
+available members per pool, so finding candidates is a union of small sets, not a scan of all
+agents. Waiting calls are kept sorted by (-priority, enqueue time).
+
+Invariants (tested with hypothesis):
+- an agent holds at most one offer, and reserving one removes the agent from every available
+  set in the same call (no double offer);
+- an offer goes only to an agent in a pool of the call's stage at that moment's wait;
+- after every method returns, no available agent is qualified for a waiting call (except
+  between ticks, when a relaxation step has come due and `tick` has not yet run).
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left, insort
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cti.domain.routing.decisions import Candidate, Decision, Trigger
+from cti.domain.routing.model import (
+    AgentProfile,
+    CallAttributes,
+    Fallback,
+    Filter,
+    RoutingRules,
+    SkillRequirement,
+    Strategy,
+    Target,
+)
+from cti.domain.routing.relaxation import Plan, Pool, Stage, build_plan
+from cti.domain.routing.strategies import AgentStats, explain, sort_key
+from cti.errors import Conflict, NotFound
+
+CallKey = tuple[int, float, int]
+
+
+@dataclass(slots=True)
+class WaitingCall:
+    call_id: str
+    attributes: CallAttributes
+    plan: Plan
+    pid: int  # index of `plan` in the router's plan list (groups waiting calls by plan)
+    arrived_at: float  # first entered the ACD: waits are reported from here
+    enqueued_at: float  # entered the current plan: relaxation counts from here
+    boost: int
+    seq: int
+    stage_index: int = 0
+    priority: int = 0
+    tried: set[str] = field(default_factory=set)
+
+    @property
+    def key(self) -> CallKey:
+        return (-self.priority, self.enqueued_at, self.seq)
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    offer_id: str
+    call_id: str
+    agent_id: str
+    queue: str
+    at: float
+    waited_s: float
+    ring_timeout_s: float
+    wrap_up_s: float
+
+
+@dataclass(slots=True)
+class _Skills:
+    yaml: Mapping[str, int]
+    override: dict[str, int] | None = None
+
+    @property
+    def current(self) -> dict[str, int]:
+        return dict(self.override if self.override is not None else self.yaml)
+
+
+class Router:
+    def __init__(self, rules: RoutingRules) -> None:
+        self._seq = 0
+        self._offer_seq = 0
+        self._decision_seq = 0
+        self._calls: dict[str, WaitingCall] = {}  # waiting (not under offer)
+        self._order: list[CallKey] = []
+        self._by_key: dict[CallKey, str] = {}
+        self._offered: dict[str, tuple[WaitingCall, Offer]] = {}  # call_id -> (call, offer)
+        self._offer_by_id: dict[str, Offer] = {}
+        self._offer_by_agent: dict[str, str] = {}
+        self._available: set[str] = set()
+        self._stats: dict[str, AgentStats] = {}
+        self._skills: dict[str, _Skills] = {}
+        self._rr: dict[str, int] = {}
+        self._k_idle: dict[str, tuple[float, int]] = {}
+        self._k_calls: dict[str, tuple[int, float, int]] = {}
+        self._k_load: dict[str, tuple[float, float, int]] = {}
+        self._install(rules)
+
+    # ----- rules and agents -------------------------------------------------------------
+
+    @property
+    def rules(self) -> RoutingRules:
+        return self._rules
+
+    def _install(self, rules: RoutingRules) -> None:
+        self._rules = rules
+        default = Filter("default", None, (Target(rules.default_queue),))
+        self._plans: list[Plan] = [build_plan(rules, f) for f in rules.filters]
+        self._default_plan = build_plan(rules, default)
+        self._queue_plans = {
+            q: build_plan(rules, Filter(f"fallback to {q}", None, (Target(q),)))
+            for q in rules.queues
+        }
+        self._all_plans: list[Plan] = [
+            *self._plans,
+            self._default_plan,
+            *self._queue_plans.values(),
+        ]
+        self._pid_of: dict[int, int] = {id(p): i for i, p in enumerate(self._all_plans)}
+        self._pool_pids: dict[Pool, set[int]] = {}
+        for pid, plan in enumerate(self._all_plans):
+            for pool in plan.pools:
+                self._pool_pids.setdefault(pool, set()).add(pid)
+        self._pools = set(self._pool_pids)
+        self._plan_keys: list[list[CallKey]] = [[] for _ in self._all_plans]
+        old_skills = self._skills
+        self._skills = {}
+        for agent in rules.agents.values():
+            prev = old_skills.get(agent.id)
+            keep = prev.override if prev is not None and prev.yaml == agent.skills else None
+            self._skills[agent.id] = _Skills(dict(agent.skills), keep)
+        for i, agent_id in enumerate(rules.agents):
+            stats = self._stats.get(agent_id)
+            if stats is None:
+                stats = self._stats[agent_id] = AgentStats(order=i)
+            stats.order = i
+            stats.skills = self._skills[agent_id].current
+        for gone in set(self._stats) - set(rules.agents):
+            del self._stats[gone]
+            self._available.discard(gone)
+        self._rebuild_membership()
+
+    def _rebuild_membership(self) -> None:
+        self._members: dict[Pool, set[str]] = {p: set() for p in self._pools}
+        self._avail: dict[Pool, set[str]] = {p: set() for p in self._pools}
+        self._agent_pools: dict[str, list[Pool]] = {a: [] for a in self._rules.agents}
+        self._agent_pids: dict[str, list[int]] = {a: [] for a in self._rules.agents}
+        self._scores: dict[SkillRequirement, dict[str, int]] = {}
+        for agent_id in self._rules.agents:
+            self._index_agent(agent_id)
+
+    def _index_agent(self, agent_id: str) -> None:
+        profile = self._rules.agents[agent_id]
+        skills = self._stats[agent_id].skills
+        ctx: dict[str, Any] | None = None
+        mine: list[Pool] = []
+        for pool in self._pools:
+            if not pool.requirement.matches(skills):
+                continue
+            if pool.agents is not None:
+                if ctx is None:
+                    ctx = profile.expression_context()
+                    ctx["agent"]["skills"] = dict(skills)
+                if not pool.agents.test(ctx):
+                    continue
+            mine.append(pool)
+            self._members[pool].add(agent_id)
+            if agent_id in self._available:
+                self._avail[pool].add(agent_id)
+        self._agent_pools[agent_id] = mine
+        self._agent_pids[agent_id] = sorted({pid for p in mine for pid in self._pool_pids[p]})
+        self._scores = {}  # proficiency scores are cached per queue; skills changed
+
+    def _unindex_agent(self, agent_id: str) -> None:
+        for pool in self._agent_pools.get(agent_id, ()):
+            self._members[pool].discard(agent_id)
+            self._avail[pool].discard(agent_id)
+        self._agent_pools[agent_id] = []
+        self._agent_pids[agent_id] = []
+
+    def load_rules(self, rules: RoutingRules, now: float) -> list[Decision]:
+        """Hot reload: waiting callers are re-planned under the new rules (keeping their wait)."""
+        waiting = list(self._calls.values())
+        self._calls.clear()
+        self._order.clear()
+        self._by_key.clear()
+        self._install(rules)
+        for call in waiting:
+            call.plan, call.pid = self._plan_for(call.attributes)
+            call.boost = rules.tier_boost(call.attributes)
+            self._restage(call, now)
+            self._list(call)
+        for call, _offer in self._offered.values():
+            call.plan, call.pid = self._plan_for(call.attributes)
+            call.boost = rules.tier_boost(call.attributes)
+        return self._match_all(now, "rules_reloaded")
+
+    def agent(self, agent_id: str) -> AgentProfile:
+        try:
+            return self._rules.agents[agent_id]
+        except KeyError:
+            raise NotFound(f"unknown agent {agent_id!r}") from None
+
+    def skills_of(self, agent_id: str) -> dict[str, int]:
+        self.agent(agent_id)
+        return dict(self._stats[agent_id].skills)
+
+    def set_skills(self, agent_id: str, skills: Mapping[str, int], now: float) -> list[Decision]:
+        """Change an agent's skills at run time (API); kept across reloads unless the YAML for
+        this agent changes."""
+        self.agent(agent_id)
+        self._unindex_agent(agent_id)
+        self._skills[agent_id].override = dict(skills)
+        self._stats[agent_id].skills = dict(skills)
+        self._index_agent(agent_id)
+        if agent_id in self._available:
+            d = self.agent_ready(agent_id, now)
+            return [d] if d.outcome == "offered" else []
+        return []
+
+    def is_available(self, agent_id: str) -> bool:
+        return agent_id in self._available
+
+    def agent_ready(self, agent_id: str, now: float, *, after_call: bool = False) -> Decision:
+        """The agent became available: give them the best waiting call they qualify for."""
+        self.agent(agent_id)
+        if agent_id in self._offer_by_agent:
+            raise Conflict(f"agent {agent_id} still holds offer {self._offer_by_agent[agent_id]}")
+        stats = self._stats[agent_id]
+        if after_call or (agent_id not in self._available and stats.idle_since == 0.0):
+            stats.idle_since = now
+        self._available.add(agent_id)
+        self._set_keys(agent_id, stats)
+        for pool in self._agent_pools[agent_id]:
+            self._avail[pool].add(agent_id)
+        return self._find_call_for(agent_id, now)
+
+    def _set_keys(self, agent_id: str, stats: AgentStats) -> None:
+        # While an agent is available its strategy keys do not change, so they are computed
+        # once here and `min()` runs over plain dict lookups. Occupancy decays at the same
+        # rate for every idle agent, so log(load) + t/window orders them at any later time.
+        self._k_idle[agent_id] = (stats.idle_since, stats.order)
+        self._k_calls[agent_id] = (stats.calls_taken, stats.idle_since, stats.order)
+        load = stats.load_at(stats.load_t, self._rules.occupancy_window_s)
+        lk = (
+            math.log(load) + stats.load_t / self._rules.occupancy_window_s
+            if load > 0
+            else -math.inf
+        )
+        self._k_load[agent_id] = (lk, stats.idle_since, stats.order)
+
+    def _score_of(self, primary: SkillRequirement) -> dict[str, int]:
+        scores = self._scores.get(primary)
+        if scores is None:
+            scores = self._scores[primary] = {
+                a: sum(st.skills.get(s, 0) for s, _ in primary.levels)
+                for a, st in self._stats.items()
+            }
+        return scores
+
+    def agent_unready(self, agent_id: str) -> None:
+        """The agent paused, logged out or is otherwise busy; offers stay as they are."""
+        if agent_id not in self._available:
+            return
+        self._available.discard(agent_id)
+        for pool in self._agent_pools.get(agent_id, ()):
+            self._avail[pool].discard(agent_id)
+
+    def agent_call_started(self, agent_id: str, now: float) -> None:
+        stats = self._stats[agent_id]
+        stats.calls_taken += 1
+        stats.set_busy(True, now, self._rules.occupancy_window_s)
+
+    def agent_call_ended(self, agent_id: str, now: float) -> None:
+        stats = self._stats.get(agent_id)
+        if stats is not None:
+            stats.set_busy(False, now, self._rules.occupancy_window_s)
+            stats.idle_since = now
+
+    def occupancy(self, agent_id: str, now: float) -> float:
+        return self._stats[agent_id].load_at(now, self._rules.occupancy_window_s)
+
+    # ----- calls ------------------------------------------------------------------------
+
+    def _plan_for(self, attributes: CallAttributes) -> tuple[Plan, int]:
+        for pid, (flt, plan) in enumerate(zip(self._rules.filters, self._plans, strict=True)):
+            if flt.condition is None or flt.condition.test(attributes):
+                return plan, pid
+        return self._default_plan, len(self._plans)
+
+    def _list(self, call: WaitingCall) -> None:
+        key = call.key
+        insort(self._order, key)
+        insort(self._plan_keys[call.pid], key)
+        self._by_key[key] = call.call_id
+        self._calls[call.call_id] = call
+
+    def _unlist(self, call: WaitingCall) -> None:
+        key = call.key
+        for keys in (self._order, self._plan_keys[call.pid]):
+            i = bisect_left(keys, key)
+            if i < len(keys) and keys[i] == key:
+                del keys[i]
+        self._by_key.pop(key, None)
+        self._calls.pop(call.call_id, None)
+
+    def _restage(self, call: WaitingCall, now: float) -> Stage:
+        idx = call.plan.stage_index(now - call.enqueued_at)
+        stage = call.plan.stages[idx]
+        call.stage_index = idx
+        call.priority = stage.priority + call.boost
+        return stage
+
+    def enqueue(self, call_id: str, attributes: CallAttributes, now: float) -> Decision:
+        if call_id in self._calls or call_id in self._offered:
+            raise Conflict(f"call {call_id} is already in the ACD")
+        self._seq += 1
+        plan, pid = self._plan_for(attributes)
+        call = WaitingCall(
+            call_id,
+            dict(attributes),
+            plan,
+            pid,
+            now,
+            now,
+            self._rules.tier_boost(attributes),
+            self._seq,
+        )
+        self._restage(call, now)
+        self._list(call)
+        return self._offer_call(call, now, "call_arrived")
+
+    def remove_call(self, call_id: str, now: float) -> tuple[Decision | None, Offer | None]:
+        """The caller hung up: drop the call; an offer in flight is cancelled and returned so the
+        caller of this method can stop the ringing and release the agent."""
+        call = self._calls.get(call_id)
+        offer: Offer | None = None
+        if call is not None:
+            self._unlist(call)
+        elif call_id in self._offered:
+            call, offer = self._offered.pop(call_id)
+            self._drop_offer(offer)
+        else:
+            return None, None
+        return self._decision(
+            "caller_hangup",
+            "abandoned",
+            call,
+            now,
+            agent_id=offer.agent_id if offer else None,
+            reason="caller hung up" + (" while the agent was ringing" if offer else " waiting"),
+        ), offer
+
+    def _drop_offer(self, offer: Offer) -> None:
+        self._offer_by_id.pop(offer.offer_id, None)
+        if self._offer_by_agent.get(offer.agent_id) == offer.offer_id:
+            del self._offer_by_agent[offer.agent_id]
+
+    def offer(self, offer_id: str) -> Offer | None:
+        return self._offer_by_id.get(offer_id)
+
+    def offer_of_agent(self, agent_id: str) -> Offer | None:
+        oid = self._offer_by_agent.get(agent_id)
+        return self._offer_by_id.get(oid) if oid else None
+
+    def offer_of_call(self, call_id: str) -> Offer | None:
+        item = self._offered.get(call_id)
+        return item[1] if item else None
+
+    def offer_answered(self, offer_id: str, now: float) -> Offer:
+        offer = self._offer_by_id.get(offer_id)
+        if offer is None:
+            raise NotFound(f"no offer {offer_id}")
+        self._offered.pop(offer.call_id, None)
+        self._drop_offer(offer)
+        self.agent_call_started(offer.agent_id, now)
+        return offer
+
+    def offer_failed(self, offer_id: str, now: float) -> tuple[Offer, Decision]:
+        """Ring-no-answer or a failed ring: the call goes back to the head of its place (its
+        original wait and priority) and is offered to the next agent; the agent stays
+        unavailable until `agent_ready`."""
+        offer = self._offer_by_id.get(offer_id)
+        if offer is None:
+            raise NotFound(f"no offer {offer_id}")
+        call, _ = self._offered.pop(offer.call_id)
+        self._drop_offer(offer)
+        call.tried.add(offer.agent_id)
+        self._restage(call, now)
+        self._list(call)
+        return offer, self._offer_call(call, now, "offer_missed")
+
+    def tick(self, now: float) -> list[Decision]:
+        """Re-evaluate every waiting call at its current wait: relaxation steps that came due
+        widen the eligible agents; calls past max wait go to their fallback."""
+        out: list[Decision] = []
+        changed: list[WaitingCall] = []
+        for call in list(self._calls.values()):
+            wait = now - call.enqueued_at
+            if call.plan.fallback_due(wait):
+                out.extend(self._fall_back(call, now))
+                continue
+            idx = call.plan.stage_index(wait)
+            if idx != call.stage_index:
+                self._unlist(call)
+                self._restage(call, now)
+                self._list(call)
+                changed.append(call)
+        for call in sorted(changed, key=lambda c: c.key):
+            if call.call_id in self._calls:
+                d = self._offer_call(call, now, "tick")
+                if d.outcome == "offered":
+                    out.append(d)
+        return out
+
+    def _fall_back(self, call: WaitingCall, now: float) -> list[Decision]:
+        self._unlist(call)
+        fb: Fallback = call.plan.fallback
+        waited = now - call.arrived_at
+        if fb.action == "queue":
+            call.plan = self._queue_plans[fb.queue]
+            call.pid = self._pid_of[id(call.plan)]
+            call.enqueued_at = now
+            self._restage(call, now)
+            self._list(call)
+            d = self._decision(
+                "tick",
+                "fallback",
+                call,
+                now,
+                queue=fb.queue,
+                reason=f"max wait {call.plan.max_wait_s:g}s reached in {fb.queue!s}: "
+                f"moved to queue {fb.queue} after {waited:.0f}s",
+            )
+            return [d, self._offer_call(call, now, "tick")]
+        target = fb.mailbox or fb.queue
+        return [
+            self._decision(
+                "tick",
+                "fallback",
+                call,
+                now,
+                reason=f"max wait reached after {waited:.0f}s: {fb.action}"
+                + (f" {target}" if target else ""),
+            )
+        ]
+
+    def _match_all(self, now: float, trigger: Trigger) -> list[Decision]:
+        out = []
+        for key in list(self._order):
+            call_id = self._by_key.get(key)
+            call = self._calls.get(call_id) if call_id else None
+            if call is None:
+                continue
+            if call.plan.fallback_due(now - call.enqueued_at):
+                out.extend(self._fall_back(call, now))
+                continue
+            d = self._offer_call(call, now, trigger)
+            if d.outcome == "offered":
+                out.append(d)
+        return out
+
+    # ----- the two decisions ------------------------------------------------------------
+
+    def _offer_call(self, call: WaitingCall, now: float, trigger: Trigger) -> Decision:
+        """Best available agent for this call, by its queue's strategy; reserve atomically."""
+        stage = call.plan.stages[call.stage_index]
+        pools = stage.pools
+        if len(pools) == 1:
+            cands: set[str] = self._avail[pools[0]]
+        else:
+            cands = set().union(*[self._avail[p] for p in pools])
+        excluded: tuple[str, ...] = ()
+        if call.tried and cands:
+            fresh = cands - call.tried
+            if fresh:
+                excluded = tuple(sorted(cands & call.tried))
+                cands = fresh
+            else:
+                call.tried.clear()  # everyone qualified has missed it: start a new round
+        if not cands:
+            return self._decision(
+                trigger, "queued", call, now, stage=stage, reason="no qualified agent available"
+            )
+        n_cands = len(cands)  # before reserving: `cands` may be the live available set
+        queue = self._rules.queues[stage.queue]
+        stats = self._stats
+        window = self._rules.occupancy_window_s
+        rr = self._rr.get(queue.name, 0)
+        n = len(stats)
+        strategy = queue.strategy
+        primary = stage.primary
+        key = self._key_function(strategy, primary, rr, n)
+        chosen = min(cands, key=key)
+        ranked = [chosen]
+        if n_cands > 1:
+            ranked.append(min(cands - {chosen}, key=key))
+        considered = tuple(
+            Candidate(
+                a,
+                k := sort_key(
+                    strategy,
+                    stats[a],
+                    now,
+                    primary=primary,
+                    window_s=window,
+                    rr_cursor=rr,
+                    n_agents=n,
+                ),
+                explain(strategy, k, now),
+            )
+            for a in ranked
+        )
+        self._rr[queue.name] = stats[chosen].order + 1
+        offer = self._reserve(call, chosen, queue.name, now)
+        return self._decision(
+            trigger,
+            "offered",
+            call,
+            now,
+            stage=stage,
+            agent_id=chosen,
+            offer_id=offer.offer_id,
+            candidates=n_cands,
+            excluded=excluded,
+            considered=considered,
+            strategy=strategy.value,
+            reason=f"{strategy.value}: {considered[0].why} among {n_cands} qualified",
+        )
+
+    def _key_function(
+        self, strategy: Strategy, primary: SkillRequirement, rr: int, n: int
+    ) -> Callable[[str], Any]:
+        if strategy is Strategy.LONGEST_IDLE:
+            return self._k_idle.__getitem__
+        if strategy is Strategy.FEWEST_CALLS:
+            return self._k_calls.__getitem__
+        if strategy is Strategy.LEAST_OCCUPIED:
+            return self._k_load.__getitem__
+        idle = self._k_idle
+        if strategy is Strategy.BEST_PROFICIENCY:
+            scores = self._score_of(primary)
+            return lambda a: (-scores[a], idle[a])
+        stats = self._stats
+        return lambda a: ((stats[a].order - rr) % n, idle[a])
+
+    def _find_call_for(self, agent_id: str, now: float) -> Decision:
+        """Highest-priority, then longest-waiting call this agent qualifies for right now.
+
+        Only the plans whose pools include this agent are searched; within a plan calls are
+        in (priority, wait) order, so each plan's search stops at the first call that fits or
+        once it cannot beat the best found so far."""
+        members = self._members
+        examined = 0
+        best: WaitingCall | None = None
+        best_key: CallKey | None = None
+        best_stage: Stage | None = None
+        for pid in self._agent_pids[agent_id]:
+            for key in self._plan_keys[pid]:
+                if best_key is not None and key >= best_key:
+                    break
+                examined += 1
+                call = self._calls[self._by_key[key]]
+                if agent_id in call.tried:
+                    continue
+                stage = call.plan.stage_at(now - call.enqueued_at)
+                for pool in stage.pools:
+                    if agent_id in members[pool]:
+                        best, best_key, best_stage = call, key, stage
+                        break
+                else:
+                    continue
+                break
+        if best is not None and best_stage is not None:
+            call, stage = best, best_stage
+            if stage.index != call.stage_index:
+                self._unlist(call)
+                self._restage(call, now)
+                self._list(call)
+            queue = self._rules.queues[stage.queue]
+            offer = self._reserve(call, agent_id, queue.name, now)
+            return self._decision(
+                "agent_ready",
+                "offered",
+                call,
+                now,
+                stage=stage,
+                agent_id=agent_id,
+                offer_id=offer.offer_id,
+                calls_considered=examined,
+                candidates=1,
+                reason=f"highest priority ({call.priority}) then longest wait "
+                f"({now - call.arrived_at:.1f}s) among {len(self._order)} waiting",
+            )
+        self._decision_seq += 1
+        return Decision(
+            self._decision_seq,
+            now,
+            "agent_ready",
+            "no_call",
+            None,
+            agent_id=agent_id,
+            calls_considered=examined,
+            reason="no waiting call this agent qualifies for",
+        )
+
+    def _reserve(self, call: WaitingCall, agent_id: str, queue: str, now: float) -> Offer:
+        if agent_id in self._offer_by_agent:  # defence in depth: the sets should prevent it
+            raise Conflict(f"agent {agent_id} already holds an offer")
+        self._unlist(call)
+        self.agent_unready(agent_id)
+        self._offer_seq += 1
+        q = self._rules.queues[queue]
+        offer = Offer(
+            f"o{self._offer_seq}",
+            call.call_id,
+            agent_id,
+            queue,
+            now,
+            now - call.arrived_at,
+            q.ring_timeout_s,
+            q.wrap_up_s,
+        )
+        self._offered[call.call_id] = (call, offer)
+        self._offer_by_id[offer.offer_id] = offer
+        self._offer_by_agent[agent_id] = offer.offer_id
+        return offer
+
+    def _decision(
+        self,
+        trigger: Trigger,
+        outcome: Any,
+        call: WaitingCall,
+        now: float,
+        *,
+        stage: Stage | None = None,
+        queue: str | None = None,
+        **kw: Any,
+    ) -> Decision:
+        stage = stage or call.plan.stages[call.stage_index]
+        self._decision_seq += 1
+        return Decision(
+            self._decision_seq,
+            now,
+            trigger,
+            outcome,
+            call.call_id,
+            queue=queue or stage.queue,
+            filter=call.plan.filter_name,
+            waited_s=now - call.arrived_at,
+            priority=call.priority,
+            stage=stage.applied,
+            pools=tuple(p.describe() for p in stage.pools),
+            **kw,
+        )
+
+    # ----- queries ----------------------------------------------------------------------
+
+    def waiting_calls(self) -> list[WaitingCall]:
+        return [self._calls[self._by_key[k]] for k in self._order]
+
+    def waiting_count(self) -> int:
+        return len(self._order)
+
+    def is_waiting(self, call_id: str) -> bool:
+        return call_id in self._calls
+
+    def position(self, call_id: str) -> int | None:
+        call = self._calls.get(call_id)
+        if call is None:
+            return None
+        return bisect_left(self._order, call.key) + 1
+
+    def queue_of(self, call_id: str) -> str | None:
+        call = self._calls.get(call_id) or (
+            self._offered[call_id][0] if call_id in self._offered else None
+        )
+        return call.plan.stages[call.stage_index].queue if call else None
+
+    def attributes_of(self, call_id: str) -> CallAttributes | None:
+        call = self._calls.get(call_id) or (
+            self._offered[call_id][0] if call_id in self._offered else None
+        )
+        return call.attributes if call else None
+
+    def available_agents(self) -> Iterable[str]:
+        return iter(self._available)
+
+    def offers(self) -> list[Offer]:
+        return list(self._offer_by_id.values())
+
+    def qualified(self, call_id: str, agent_id: str, now: float) -> bool:
+        call = self._calls.get(call_id) or (
+            self._offered[call_id][0] if call_id in self._offered else None
+        )
+        if call is None:
+            return False
+        stage = call.plan.stage_at(now - call.enqueued_at)
+        return any(agent_id in self._members[p] for p in stage.pools)

@@ -1,0 +1,457 @@
+"""The ACD service: drives the pure ACD core (router + agent states) against the PBX.
+
+Wiring, for the call service:
+- `await acd.enqueue(call_id, channel_id, attributes)` once the caller's IVR is done;
+- `await acd.on_caller_hangup(call_id)` when the caller's channel ends (waiting, ringing an
+  agent, or talking);
+- agent legs are originated with app args `acd-agent,<offer_id>`: on their StasisStart (the
+  agent answered) call `await acd.on_agent_channel_answered(channel_id)`; on their
+  StasisEnd/ChannelDestroyed `await acd.on_agent_channel_ended(channel_id)`. Use
+  `acd.is_agent_channel(channel_id)` / `is_agent_leg(app_args)` to tell them from callers.
+- agents: `agent_login/agent_available/agent_pause/agent_logout`, or the desk's
+  `request_agent_state(agent_id, "available"|"paused"|"logged_out", reason)`;
+- subscribe with `add_listener(RoutingListener)`; start with `await acd.start()` (ticks for
+  live relaxation, rules-file watch) and stop with `await acd.aclose()`.
+Ring timeout, wrap-up and ticks are asyncio timers here; the core only sees their results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from cti.clock import Clock, SystemClock
+from cti.domain.agents.state import AgentStatus
+from cti.domain.routing.acd import (
+    AcdCore,
+    Command,
+    Connect,
+    Emit,
+    HoldMusic,
+    RecordDecision,
+    RingAgent,
+    SendToFallback,
+    StartWrapUpTimer,
+    StopRinging,
+)
+from cti.domain.routing.decisions import Decision
+from cti.domain.routing.events import RoutingEvent, RoutingListener
+from cti.domain.routing.model import CallAttributes, Fallback, RoutingRules
+from cti.errors import ConfigError, CtiError, NotFound, TelephonyError
+from cti.log import get_logger
+from cti.ports import Telephony
+from cti.rules import load_rules, summarize
+
+log = get_logger(__name__)
+
+AGENT_LEG_ARG = "acd-agent"
+
+
+def is_agent_leg(app_args: Iterable[str] | str) -> bool:
+    args = app_args.split(",") if isinstance(app_args, str) else list(app_args)
+    return bool(args) and args[0] == AGENT_LEG_ARG
+
+
+class DecisionSink(Protocol):
+    """Where decisions and agent-state events are stored (cti.adapters.db.routing_log)."""
+
+    async def record_decision(self, at: datetime, decision: Decision) -> None: ...
+    async def record_event(self, event: RoutingEvent) -> None: ...
+
+
+FallbackHandler = Callable[[str, str, Fallback], Awaitable[None]]  # call_id, channel_id, fallback
+
+
+@dataclass
+class RulesStatus:
+    path: Path
+    loaded_at: datetime | None = None
+    mtime: float | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    summary: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "loaded_at": self.loaded_at.isoformat() if self.loaded_at else None,
+            "last_error": self.last_error,
+            "last_error_at": self.last_error_at.isoformat() if self.last_error_at else None,
+            "summary": self.summary,
+        }
+
+
+@dataclass
+class _Leg:
+    offer_id: str
+    call_id: str
+    agent_id: str
+    channel_id: str | None = None
+    answered: bool = False
+    timer: asyncio.Task[None] | None = None
+    bridge_id: str | None = None
+
+
+@dataclass
+class _CallInfo:
+    channel_id: str
+    leg: _Leg | None = None
+    bridge_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Acd:
+    def __init__(
+        self,
+        telephony: Telephony,
+        rules: RoutingRules,
+        *,
+        rules_path: Path | None = None,
+        clock: Clock | None = None,
+        listeners: Iterable[RoutingListener] = (),
+        sink: DecisionSink | None = None,
+        on_fallback: FallbackHandler | None = None,
+        tick_s: float = 1.0,
+        watch_s: float = 2.0,
+    ) -> None:
+        self.telephony = telephony
+        self.clock: Clock = clock or SystemClock()
+        self.core = AcdCore(rules)
+        self._listeners = list(listeners)
+        self._sink = sink
+        self._on_fallback = on_fallback
+        self._tick_s = tick_s
+        self._watch_s = watch_s
+        self._calls: dict[str, _CallInfo] = {}
+        self._legs: dict[str, _Leg] = {}  # offer_id -> leg
+        self._leg_by_channel: dict[str, _Leg] = {}
+        self._timers: set[asyncio.Task[None]] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.rules_status = RulesStatus(rules_path or Path(rules.source or "."))
+        self.rules_status.summary = summarize(rules)
+        self.rules_status.loaded_at = self.clock.now()
+        if rules_path is not None:
+            with contextlib.suppress(OSError):
+                self.rules_status.mtime = rules_path.stat().st_mtime
+
+    @classmethod
+    def from_file(cls, telephony: Telephony, path: Path, **kw: Any) -> Acd:
+        """Build from a rules file; a bad file raises ConfigError (the service should not start)."""
+        return cls(telephony, load_rules(path), rules_path=path, **kw)
+
+    def add_listener(self, listener: RoutingListener) -> None:
+        self._listeners.append(listener)
+
+    # ----- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._tick_loop(), name="acd-tick"))
+        if self._watch_s > 0:
+            self._tasks.append(asyncio.create_task(self._watch_loop(), name="acd-rules-watch"))
+
+    async def aclose(self) -> None:
+        for t in [*self._tasks, *self._timers]:
+            t.cancel()
+        for t in [*self._tasks, *self._timers]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._tasks.clear()
+        self._timers.clear()
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._tick_s)
+            try:
+                await self._run(self.core.tick(*self._now()))
+            except Exception:
+                log.exception("acd_tick_failed")
+
+    async def _watch_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._watch_s)
+            try:
+                mtime = self.rules_status.path.stat().st_mtime
+            except OSError:
+                continue
+            if mtime != self.rules_status.mtime:
+                await self.reload()
+
+    def _now(self) -> tuple[float, datetime]:
+        return self.clock.monotonic(), self.clock.now()
+
+    # ----- rules -----------------------------------------------------------------------
+
+    async def reload(self) -> RulesStatus:
+        """Re-read the rules file. A bad file is rejected: the running rules stay in force,
+        and the error is logged and kept in `rules_status.last_error`."""
+        st = self.rules_status
+        with contextlib.suppress(OSError):
+            st.mtime = st.path.stat().st_mtime
+        try:
+            rules = await asyncio.to_thread(load_rules, st.path)
+        except ConfigError as exc:
+            st.last_error, st.last_error_at = exc.message, self.clock.now()
+            log.error("routing_rules_rejected", path=str(st.path), error=exc.message)
+            return st
+        st.last_error = None
+        st.loaded_at = self.clock.now()
+        st.summary = summarize(rules)
+        log.info("routing_rules_reloaded", path=str(st.path))
+        await self._run(self.core.reload(rules, *self._now()))
+        return st
+
+    # ----- calls -----------------------------------------------------------------------
+
+    async def enqueue(self, call_id: str, channel_id: str, attributes: CallAttributes) -> None:
+        self._calls[call_id] = _CallInfo(channel_id)
+        await self._run(self.core.enqueue(call_id, attributes, *self._now()))
+
+    async def on_caller_hangup(self, call_id: str) -> None:
+        info = self._calls.pop(call_id, None)
+        if info is None:
+            return
+        await self._run(self.core.caller_hangup(call_id, *self._now()))
+        if info.bridge_id:
+            with contextlib.suppress(TelephonyError):
+                await self.telephony.destroy_bridge(info.bridge_id)
+        if info.leg is not None and info.leg.channel_id and info.leg.answered:
+            with contextlib.suppress(TelephonyError):
+                await self.telephony.hangup(info.leg.channel_id)
+            self._forget_leg(info.leg)
+
+    def is_agent_channel(self, channel_id: str) -> bool:
+        return channel_id in self._leg_by_channel
+
+    async def on_agent_channel_answered(self, channel_id: str) -> None:
+        leg = self._leg_by_channel.get(channel_id)
+        if leg is None or leg.answered:
+            return
+        if self.core.router.offer(leg.offer_id) is None:  # caller gone meanwhile
+            await self._hangup(channel_id)
+            return
+        leg.answered = True
+        if leg.timer:
+            leg.timer.cancel()
+        await self._run(self.core.offer_answered(leg.offer_id, *self._now()))
+
+    async def on_agent_channel_ended(self, channel_id: str) -> None:
+        leg = self._leg_by_channel.get(channel_id)
+        if leg is None:
+            return
+        self._forget_leg(leg)
+        if leg.timer:
+            leg.timer.cancel()
+        if not leg.answered:  # the agent rejected or the phone failed while ringing
+            await self._run(self.core.offer_failed(leg.offer_id, *self._now(), reason="no_answer"))
+            return
+        info = self._calls.pop(leg.call_id, None)
+        await self._run(self.core.call_ended(leg.call_id, *self._now()))
+        if info is not None:
+            if info.bridge_id:
+                with contextlib.suppress(TelephonyError):
+                    await self.telephony.destroy_bridge(info.bridge_id)
+            await self._hangup(info.channel_id)
+
+    # ----- agents ----------------------------------------------------------------------
+
+    async def agent_login(self, agent_id: str, available: bool = True) -> None:
+        await self._run(self.core.agent_login(agent_id, *self._now(), available=available))
+
+    async def agent_available(self, agent_id: str) -> None:
+        await self._run(self.core.agent_available(agent_id, *self._now()))
+
+    async def agent_pause(self, agent_id: str, reason: str = "break") -> None:
+        await self._run(self.core.agent_pause(agent_id, reason, *self._now()))
+
+    async def agent_logout(self, agent_id: str) -> None:
+        await self._run(self.core.agent_logout(agent_id, *self._now()))
+
+    async def request_agent_state(
+        self,
+        agent_id: str,
+        state: Literal["available", "paused", "logged_out"],
+        reason: str | None = None,
+    ) -> None:
+        """The agent desk's AgentStateControl: one entry for the page's buttons."""
+        current = self.core.status(agent_id).state.value
+        if state == "available":
+            if current == "logged_out":
+                await self.agent_login(agent_id, available=True)
+            else:
+                await self.agent_available(agent_id)
+        elif state == "paused":
+            if current == "logged_out":
+                await self.agent_login(agent_id, available=False)
+                if reason:
+                    await self.agent_pause(agent_id, reason)
+            else:
+                await self.agent_pause(agent_id, reason or "break")
+        else:
+            await self.agent_logout(agent_id)
+
+    def agent_status(self, agent_id: str) -> AgentStatus:
+        return self.core.status(agent_id)
+
+    def skills_of(self, agent_id: str) -> dict[str, int]:
+        return self.core.router.skills_of(agent_id)
+
+    async def set_skills(self, agent_id: str, skills: Mapping[str, int]) -> dict[str, int]:
+        unknown = set(skills) - set(self.core.rules.skills)
+        if unknown:
+            raise ConfigError(f"unknown skill(s): {', '.join(sorted(unknown))}")
+        bad = {k: v for k, v in skills.items() if not 1 <= v <= 5}
+        if bad:
+            raise ConfigError(f"proficiency must be 1..5: {bad}")
+        await self._run(self.core.set_skills(agent_id, skills, *self._now()))
+        return self.skills_of(agent_id)
+
+    def decisions_for(self, call_id: str) -> list[dict[str, Any]]:
+        return [{"at": at.isoformat(), **d.to_dict()} for at, d in self.core.decisions_for(call_id)]
+
+    # ----- command execution -----------------------------------------------------------
+
+    async def _run(self, commands: list[Command]) -> None:
+        for cmd in commands:
+            try:
+                await self._execute(cmd)
+            except CtiError as exc:
+                log.warning("acd_command_failed", command=type(cmd).__name__, error=exc.message)
+
+    async def _execute(self, cmd: Command) -> None:
+        if isinstance(cmd, Emit):
+            await self._emit(cmd.event)
+        elif isinstance(cmd, RecordDecision):
+            if self._sink is not None:
+                await self._sink.record_decision(cmd.at, cmd.decision)
+        elif isinstance(cmd, HoldMusic):
+            info = self._calls.get(cmd.call_id)
+            if info is not None:
+                await self.telephony.start_moh(info.channel_id, cmd.moh_class)
+        elif isinstance(cmd, RingAgent):
+            await self._ring(cmd)
+        elif isinstance(cmd, StopRinging):
+            leg = self._legs.get(cmd.offer_id)
+            if leg is not None:
+                if leg.timer:
+                    leg.timer.cancel()
+                self._forget_leg(leg)
+                if leg.channel_id:
+                    await self._hangup(leg.channel_id)
+        elif isinstance(cmd, Connect):
+            await self._connect(cmd)
+        elif isinstance(cmd, StartWrapUpTimer):
+            self._later(cmd.seconds, lambda: self._wrap_up_done(cmd.agent_id, cmd.gen))
+        elif isinstance(cmd, SendToFallback):
+            info = self._calls.pop(cmd.call_id, None)
+            channel = info.channel_id if info else ""
+            if self._on_fallback is not None:
+                await self._on_fallback(cmd.call_id, channel, cmd.fallback)
+            elif channel:
+                await self._hangup(channel)
+
+    async def _emit(self, event: RoutingEvent) -> None:
+        if self._sink is not None:
+            try:
+                await self._sink.record_event(event)
+            except Exception:
+                log.exception("routing_event_not_recorded")
+        for listener in self._listeners:
+            try:
+                await listener.on_routing_event(event)
+            except Exception:
+                log.exception("routing_listener_failed", listener=type(listener).__name__)
+
+    async def _ring(self, cmd: RingAgent) -> None:
+        leg = _Leg(cmd.offer_id, cmd.call_id, cmd.agent_id)
+        self._legs[cmd.offer_id] = leg
+        info = self._calls.get(cmd.call_id)
+        if info is not None:
+            info.leg = leg
+        channel_id = f"acd-{uuid.uuid4().hex[:20]}"
+        leg.channel_id = channel_id
+        self._leg_by_channel[channel_id] = leg
+        attrs = self.core.router.attributes_of(cmd.call_id) or {}
+        leg.timer = self._later(cmd.timeout_s, lambda: self._ring_timeout(cmd.offer_id))
+        try:
+            await self.telephony.originate(
+                cmd.endpoint,
+                app_args=f"{AGENT_LEG_ARG},{cmd.offer_id}",
+                caller_id=str(attrs.get("caller", "")) or None,
+                timeout=int(cmd.timeout_s) + 1,
+                channel_id=channel_id,
+                variables={"CTI_CALL_ID": cmd.call_id},
+                formats="ulaw",
+            )
+        except TelephonyError as exc:
+            log.warning("agent_ring_failed", agent_id=cmd.agent_id, error=exc.message)
+            if leg.timer:
+                leg.timer.cancel()
+            self._forget_leg(leg)
+            await self._run(
+                self.core.offer_failed(cmd.offer_id, *self._now(), reason="ring_failed")
+            )
+            return
+        if self._legs.get(cmd.offer_id) is not leg:  # cancelled while we were originating
+            await self._hangup(channel_id)
+
+    async def _ring_timeout(self, offer_id: str) -> None:
+        leg = self._legs.get(offer_id)
+        if leg is None or leg.answered:
+            return
+        self._forget_leg(leg)
+        await self._run(self.core.offer_failed(offer_id, *self._now(), reason="no_answer"))
+        if leg.channel_id:
+            await self._hangup(leg.channel_id)
+
+    async def _wrap_up_done(self, agent_id: str, gen: int) -> None:
+        await self._run(self.core.wrap_up_elapsed(agent_id, gen, *self._now()))
+
+    async def _connect(self, cmd: Connect) -> None:
+        info = self._calls.get(cmd.call_id)
+        leg = self._legs.get(cmd.offer_id)
+        if info is None or leg is None or leg.channel_id is None:
+            return
+        await self.telephony.stop_moh(info.channel_id)
+        bridge = await self.telephony.create_bridge(f"acd-{cmd.call_id}"[:60], "mixing")
+        info.bridge_id = leg.bridge_id = bridge
+        await self.telephony.add_to_bridge(bridge, [info.channel_id, leg.channel_id])
+
+    def _later(self, seconds: float, action: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+        async def run() -> None:
+            await asyncio.sleep(seconds)
+            try:
+                await action()
+            except Exception:
+                log.exception("acd_timer_failed")
+
+        task = asyncio.create_task(run())
+        self._timers.add(task)
+        task.add_done_callback(self._timers.discard)
+        return task
+
+    def _forget_leg(self, leg: _Leg) -> None:
+        self._legs.pop(leg.offer_id, None)
+        if leg.channel_id:
+            self._leg_by_channel.pop(leg.channel_id, None)
+
+    async def _hangup(self, channel_id: str) -> None:
+        with contextlib.suppress(TelephonyError):  # already gone
+            await self.telephony.hangup(channel_id)
+
+    def describe_call(self, call_id: str) -> dict[str, Any]:
+        if call_id not in self._calls and not self.core.decisions_for(call_id):
+            raise NotFound(f"no routing record for call {call_id}")
+        return {
+            "call_id": call_id,
+            "waiting": self.core.router.is_waiting(call_id),
+            "position": self.core.router.position(call_id),
+            "queue": self.core.router.queue_of(call_id),
+            "agent_id": self.core.agent_of_call(call_id),
+            "decisions": self.decisions_for(call_id),
+        }

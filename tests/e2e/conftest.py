@@ -1,0 +1,91 @@
+"""e2e fixtures: one sandbox Asterisk for the session, and a CTI service per test."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from cti.adapters.ari.events import AriEvent
+from cti.services.runtime import Service
+from cti.settings import AriSettings, Settings
+from tests.e2e.pbx import Pbx
+
+
+@pytest.fixture(scope="session")
+def pbx() -> Iterator[Pbx]:
+    with Pbx("e2e-core") as instance:
+        yield instance
+
+
+@dataclass
+class EventLog:
+    """Every ARI event the service received, with the monotonic time it arrived."""
+
+    events: list[tuple[float, AriEvent]] = field(default_factory=list)
+
+    async def record(self, event: AriEvent) -> None:
+        self.events.append((time.monotonic(), event))
+
+    def of_type(self, type_: str) -> list[tuple[float, AriEvent]]:
+        return [(t, e) for t, e in self.events if e.type == type_]
+
+    async def wait_for(
+        self, predicate: Callable[[AriEvent], bool], timeout: float = 10.0
+    ) -> tuple[float, AriEvent]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for t, e in self.events:
+                if predicate(e):
+                    return t, e
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"no matching event within {timeout} s; got {self.types()}")
+
+    def types(self) -> list[str]:
+        return [e.type for _, e in self.events]
+
+
+def service_settings(pbx: Pbx, database_url: str, **extra: object) -> Settings:
+    return Settings(
+        database_url=database_url,
+        ari=AriSettings(
+            url=pbx.ari_url,
+            username=pbx.ari_user,
+            password=pbx.ari_password,
+            app=pbx.app,
+            reconnect_initial=0.1,
+            reconnect_max=1.0,
+        ),
+        sounds_dir=pbx.sounds_dir,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+@dataclass
+class RunningService:
+    service: Service
+    log: EventLog
+
+
+@pytest.fixture
+async def cti(pbx: Pbx, database_url: str) -> AsyncIterator[RunningService]:
+    service = Service.build(service_settings(pbx, database_url))
+    log = EventLog()
+    service.dispatcher.listen(log.record)
+    await service.start()
+    try:
+        yield RunningService(service, log)
+    finally:
+        await service.stop()
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")

@@ -1,0 +1,36 @@
+"""The call log round-trips through both database backends."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from cti.adapters.db.base import make_engine, make_sessionmaker
+from cti.adapters.db.call_repository import CallRepository
+from cti.domain.calls import Call, CallState, answered, ended
+
+T0 = datetime(2026, 3, 1, 8, 30, 15, 123000, tzinfo=UTC)
+
+
+async def test_call_row_keeps_times_cause_and_state(database_url: str) -> None:
+    engine = make_engine(database_url)
+    repo = CallRepository(make_sessionmaker(engine))
+    try:
+        call = Call(id="1.1", channel_id="1.1", caller_number="+8613800000001",
+                    caller_name="张", dialled_number="100", arrived_at=T0)
+        await repo.save(call)
+        assert [c.id for c in await repo.open_calls()] == ["1.1"]
+        call = answered(call, T0 + timedelta(milliseconds=40))
+        await repo.save(call)
+        call = ended(call, T0 + timedelta(seconds=12), 16, "Normal Clearing", "caller")
+        await repo.save(call)
+        stored = await repo.get("1.1")
+        assert stored is not None
+        assert stored.state is CallState.ENDED
+        assert stored.arrived_at == T0
+        assert stored.answered_at == T0 + timedelta(milliseconds=40)
+        assert stored.ended_at == T0 + timedelta(seconds=12)
+        assert (stored.hangup_cause, stored.ended_by) == (16, "caller")
+        assert stored.caller_name == "张"
+        assert await repo.open_calls() == []
+    finally:
+        await engine.dispose()

@@ -1,0 +1,235 @@
+"""The asyncio driver: commands reach the PBX port, timers are scheduled per generation,
+audits land in the database, the agent's hang-up goes through the procedure."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from ivr_sim import _FLOWS, SLOTS
+
+from cti.adapters.db.base import Base, make_engine, make_sessionmaker
+from cti.clock import FakeClock
+from cti.domain.ivr import events as e
+from cti.domain.ivr.engine import CallContext, Phase
+from cti.services.ivr_runner import IvrRunner, UnknownProcedure, ari_to_domain
+from cti.services.procedure_audit import ProcedureAudit
+
+
+class FakeTelephony:
+    """Records what the runner asks of the PBX (unit tests of the driver only)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    async def play(self, channel_id: str, media: Sequence[str], playback_id: str | None = None,
+                   lang: str | None = None) -> str:
+        self.calls.append(("play", (playback_id, list(media))))
+        return playback_id or ""
+
+    async def stop_playback(self, playback_id: str) -> None:
+        self.calls.append(("stop_playback", playback_id))
+
+    async def hangup(self, channel_id: str, reason: str = "normal") -> None:
+        self.calls.append(("hangup", channel_id))
+
+    async def set_volume(self, channel_id: str, direction: str, gain: int) -> None:
+        self.calls.append(("set_volume", (direction, gain)))
+
+    async def start_moh(self, channel_id: str, moh_class: str | None = None) -> None:
+        self.calls.append(("start_moh", channel_id))
+
+    async def stop_moh(self, channel_id: str) -> None:
+        self.calls.append(("stop_moh", channel_id))
+
+    def plays(self) -> list[tuple[str, list[str]]]:
+        return [args for name, args in self.calls if name == "play"]
+
+
+class Prompts:
+    async def media(self, phrase_id: str, slots: Mapping[str, str], lang: str) -> list[str]:
+        return [f"sound:custom/{phrase_id}__{lang}"]
+
+
+class FakeTimers:
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.pending: list[list[Any]] = []  # [due, callback, cancelled]
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Any:
+        entry = [self.clock.monotonic() + delay, callback, False]
+        self.pending.append(entry)
+        return SimpleNamespace(cancel=lambda: entry.__setitem__(2, True))
+
+    def live(self) -> list[list[Any]]:
+        return [t for t in self.pending if not t[2]]
+
+    def advance(self, seconds: float) -> None:
+        target = self.clock.monotonic() + seconds
+        for entry in sorted(self.live(), key=lambda t: t[0]):
+            if entry[0] <= target:
+                self.clock.advance(entry[0] - self.clock.monotonic())
+                entry[2] = True
+                entry[1]()
+        self.clock.advance(target - self.clock.monotonic())
+
+
+@pytest.fixture
+async def audit(tmp_path: Path) -> AsyncIterator[ProcedureAudit]:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'ivr.db'}")
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    service = ProcedureAudit(make_sessionmaker(engine))
+    yield service
+    await service.close()
+    await engine.dispose()
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+def make_runner(audit: ProcedureAudit) -> tuple[IvrRunner, FakeTelephony, FakeTimers, FakeClock]:
+    clock = FakeClock()
+    timers = FakeTimers(clock)
+    tel = FakeTelephony()
+    runner = IvrRunner(tel, clock, audit, Prompts(), SimpleNamespace(flows=_FLOWS),  # type: ignore[arg-type]
+                       timers=timers)
+    return runner, tel, timers, clock
+
+
+async def finish_prompt(runner: IvrRunner, tel: FakeTelephony) -> None:
+    runner.feed("c1", e.PromptFinished(tel.plays()[-1][0]))
+    await settle()
+
+
+async def test_silent_call_through_the_driver_with_audit_timeline(audit: ProcedureAudit) -> None:
+    runner, tel, timers, _ = make_runner(audit)
+    task = asyncio.create_task(runner.run_call(CallContext("c1", "zh", SLOTS), "agent_greeting",
+                                               "chan-1"))
+    await settle()
+    assert tel.plays()[0][1] == ["sound:custom/greeting_answer__zh"]
+    await finish_prompt(runner, tel)
+    assert [round(t[0], 3) for t in timers.live()] == [5.0]  # the silence watch
+    timers.advance(5.0)
+    await settle()
+    for expected in ("silent_call_first", "silent_call_second", "silent_call_goodbye"):
+        assert tel.plays()[-1][1] == [f"sound:custom/{expected}__zh"]
+        await finish_prompt(runner, tel)
+        assert len(timers.live()) == 1
+        assert timers.live()[0][0] - timers.clock.monotonic() == pytest.approx(5.0)
+        timers.advance(5.0)
+        await settle()
+    state = await asyncio.wait_for(task, 1)
+    assert state.phase is Phase.ENDED
+    assert tel.calls[-1] == ("hangup", "chan-1")
+    await audit.flush()
+    report = await audit.runs_for_call("c1")
+    (run,) = report["runs"]
+    assert run["procedure"] == "silent_call"
+    assert run["started_by"] == "auto"
+    assert run["hung_up"] is True
+    kinds = [s["kind"] for s in run["timeline"]]
+    assert kinds[:4] == ["prompt_started", "prompt_finished", "wait_started", "wait_finished"]
+    assert kinds[-1] == "hangup"
+    waits = [s["offset_ms"] for s in run["timeline"] if s["kind"] in ("wait_started",
+                                                                       "wait_finished")]
+    assert [b - a for a, b in zip(waits[::2], waits[1::2], strict=True)] == [5000, 5000, 5000]
+
+
+async def test_agent_hangup_on_a_noisy_line_goes_through_the_procedure(
+    audit: ProcedureAudit,
+) -> None:
+    runner, tel, timers, _ = make_runner(audit)
+    task = asyncio.create_task(runner.run_call(CallContext("c1", "zh", SLOTS), "agent_greeting"))
+    await settle()
+    await finish_prompt(runner, tel)
+    runner.feed("c1", e.AudioClassified("noisy"))
+    await settle()
+    assert await runner.request_hangup("c1", "a1") is True
+    assert ("hangup", "c1") not in tel.calls
+    assert tel.plays()[-1][1] == ["sound:custom/noisy_goodbye__zh"]
+    await finish_prompt(runner, tel)
+    timers.advance(4.9)
+    await settle()
+    assert ("hangup", "c1") not in tel.calls
+    timers.advance(0.1)
+    await settle()
+    assert tel.calls[-1] == ("hangup", "c1")
+    await asyncio.wait_for(task, 1)
+    await audit.flush()
+    report = await audit.runs_for_call("c1")
+    assert [d["what"] for d in report["departures"]] == []
+    assert report["runs"][0]["started_by"] == "agent"
+
+
+async def test_agent_hangup_in_conversation_is_direct_and_unknown_call_is_not_ours(
+    audit: ProcedureAudit,
+) -> None:
+    runner, tel, _, _ = make_runner(audit)
+    assert await runner.request_hangup("nope", "a1") is False
+    task = asyncio.create_task(runner.run_call(CallContext("c1", "zh", SLOTS), "agent_greeting"))
+    await settle()
+    runner.feed("c1", e.SpeechStarted())
+    await settle()
+    assert await runner.request_hangup("c1", "a1") is False
+    await asyncio.wait_for(task, 1)
+    assert tel.calls[-1] == ("hangup", "c1")
+
+
+async def test_agent_page_names_and_unknown_procedures(audit: ProcedureAudit) -> None:
+    runner, tel, _, _ = make_runner(audit)
+    task = asyncio.create_task(runner.run_call(CallContext("c1", "zh", SLOTS), "agent_greeting"))
+    await settle()
+    runner.feed("c1", e.SpeechStarted())
+    await runner.start_procedure("c1", "volume_up", "a1")
+    await settle()
+    await finish_prompt(runner, tel)  # 对不起,
+    assert ("set_volume", ("TX", 3)) in tel.calls
+    with pytest.raises(UnknownProcedure, match="unknown procedure 'shout'"):
+        await runner.start_procedure("c1", "shout", "a1")
+    runner.feed("c1", e.HangUp())
+    await asyncio.wait_for(task, 1)
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        (SimpleNamespace(type="PlaybackFinished",
+                         playback=SimpleNamespace(id="c1-p3", target_uri="channel:ch9")),
+         ("ch9", e.PromptFinished("c1-p3"))),
+        (SimpleNamespace(type="ChannelDtmfReceived", channel=SimpleNamespace(id="ch9"), digit="5"),
+         ("ch9", e.Dtmf("5"))),
+        (SimpleNamespace(type="ChannelTalkingStarted", channel=SimpleNamespace(id="ch9")),
+         ("ch9", e.SpeechStarted())),
+        (SimpleNamespace(type="ChannelTalkingFinished", channel=SimpleNamespace(id="ch9"),
+                         duration=1200), ("ch9", e.SpeechStopped(1200))),
+        (SimpleNamespace(type="StasisEnd", channel=SimpleNamespace(id="ch9")),
+         ("ch9", e.HangUp("StasisEnd"))),
+        (SimpleNamespace(type="ChannelDestroyed", channel=SimpleNamespace(id="ch9")),
+         ("ch9", e.HangUp("ChannelDestroyed"))),
+        (SimpleNamespace(type="ChannelVarset", channel=SimpleNamespace(id="ch9")), None),
+    ],
+)
+def test_ari_events_translate_to_domain_events(event: Any, expected: Any) -> None:
+    assert ari_to_domain(event) == expected
+
+
+def test_migration_0003_creates_the_ivr_tables(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    from cti.adapters.db.migrate import upgrade
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
+    upgrade(url, "0003")
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    try:
+        names = set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    assert {"ivr_procedure_runs", "ivr_procedure_steps", "ivr_script_departures"} <= names

@@ -1,0 +1,143 @@
+"""The ACD service's wiring against a fake PBX: ring, answer, bridge, no-answer, hang-up,
+wrap-up, hot reload (good and bad file). Timers use tiny real delays."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from routing_fixtures import BASIC
+
+from cti.clock import FakeClock
+from cti.domain.routing.events import CallConnected, CallOffered, OfferWithdrawn, RoutingEvent
+from cti.ports import ChannelInfo
+from cti.services.acd import Acd
+
+
+class FakeTelephony:
+    """Records PBX requests; this is a unit test of the service's wiring, not of the PBX."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        async def op(*args: Any, **kw: Any) -> Any:
+            self.calls.append((name, args or kw))
+            if name == "originate":
+                return ChannelInfo(kw["channel_id"], args[0], "Down", "", "", "", "")
+            if name == "create_bridge":
+                return args[0]
+            return None
+
+        return op
+
+    def names(self) -> list[str]:
+        return [n for n, _ in self.calls]
+
+
+class Events:
+    def __init__(self) -> None:
+        self.items: list[RoutingEvent] = []
+
+    async def on_routing_event(self, event: RoutingEvent) -> None:
+        self.items.append(event)
+
+
+def ring_timeout_rules(seconds: float) -> str:
+    return BASIC.replace("{strategy}", "longest_idle").replace(
+        "    skills: {billing: 3}\n",
+        f"    skills: {{billing: 3}}\n    ring_timeout_s: {seconds}\n    wrap_up_s: 0.05\n",
+    )
+
+
+def write(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")  # sync on purpose: a tiny test fixture file
+
+
+@pytest.fixture
+def rules_file(tmp_path: Path) -> Path:
+    p = tmp_path / "routing.yaml"
+    write(p, ring_timeout_rules(0.05))
+    return p
+
+
+async def make(rules_file: Path) -> tuple[Acd, FakeTelephony, Events]:
+    tel = FakeTelephony()
+    ev = Events()
+    acd = Acd.from_file(tel, rules_file, clock=FakeClock(), listeners=[ev], watch_s=0)
+    return acd, tel, ev
+
+
+async def test_offer_rings_agent_then_answer_bridges_caller_and_agent(rules_file: Path) -> None:
+    acd, tel, ev = await make(rules_file)
+    await acd.agent_login("a1")
+    await acd.enqueue("c1", "chan-c1", {"menu": "1"})
+    assert ("start_moh", ("chan-c1", "default")) in tel.calls
+    [offered] = [e for e in ev.items if isinstance(e, CallOffered)]
+    assert (offered.agent_id, offered.queue) == ("a1", "billing")
+    leg = next(iter(acd._leg_by_channel))
+    await acd.on_agent_channel_answered(leg)
+    assert "create_bridge" in tel.names()
+    assert ("add_to_bridge", ("acd-c1", ["chan-c1", leg])) in tel.calls
+    assert any(isinstance(e, CallConnected) for e in ev.items)
+    assert acd.agent_status("a1").state.value == "on_call"
+    await acd.aclose()
+
+
+async def test_ring_no_answer_offers_the_call_to_the_next_agent(rules_file: Path) -> None:
+    acd, _tel, ev = await make(rules_file)
+    await acd.agent_login("a1")
+    await acd.agent_login("a2")
+    await acd.enqueue("c1", "chan-c1", {"menu": "1"})
+    await asyncio.sleep(0.15)  # ring timeout 0.05 s
+    withdrawn = [e for e in ev.items if isinstance(e, OfferWithdrawn)]
+    assert withdrawn[0].reason == "no_answer"
+    offered = [e.agent_id for e in ev.items if isinstance(e, CallOffered)]
+    assert offered[:2] == ["a1", "a2"]
+    await acd.aclose()
+
+
+async def test_caller_hangup_while_ringing_cancels_the_offer_and_frees_agent(
+    rules_file: Path,
+) -> None:
+    acd, tel, ev = await make(rules_file)
+    await acd.agent_login("a1")
+    await acd.enqueue("c1", "chan-c1", {"menu": "1"})
+    leg = next(iter(acd._leg_by_channel))
+    await acd.on_caller_hangup("c1")
+    assert ("hangup", (leg,)) in tel.calls
+    assert [e.reason for e in ev.items if isinstance(e, OfferWithdrawn)] == ["caller_hangup"]
+    assert acd.agent_status("a1").state.value == "available"
+    await acd.aclose()
+
+
+async def test_agent_hangup_puts_agent_in_wrap_up_then_available(rules_file: Path) -> None:
+    acd, tel, _ev = await make(rules_file)
+    await acd.agent_login("a1")
+    await acd.enqueue("c1", "chan-c1", {"menu": "1"})
+    leg = next(iter(acd._leg_by_channel))
+    await acd.on_agent_channel_answered(leg)
+    await acd.on_agent_channel_ended(leg)
+    assert acd.agent_status("a1").state.value == "wrap_up"
+    assert ("hangup", ("chan-c1",)) in tel.calls
+    await asyncio.sleep(0.15)
+    assert acd.agent_status("a1").state.value == "available"
+    await acd.aclose()
+
+
+async def test_reload_keeps_old_rules_on_a_bad_file_and_applies_a_good_one(
+    rules_file: Path,
+) -> None:
+    acd, _tel, _ev = await make(rules_file)
+    write(rules_file, "queues: [oops")
+    st = await acd.reload()
+    assert st.last_error is not None
+    assert str(rules_file) in st.last_error
+    assert acd.core.rules.queues["billing"].ring_timeout_s == 0.05
+    write(rules_file, ring_timeout_rules(7))
+    st = await acd.reload()
+    assert st.last_error is None
+    assert acd.core.rules.queues["billing"].ring_timeout_s == 7
+    await acd.aclose()
