@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     sounds_dir: Path = Path("/var/cache/cti/pbx-root/usr/local/share/asterisk/sounds/custom")
     phrases_dir: Path = REPO_ROOT / "scripts_lib"
     flows_dir: Path = REPO_ROOT / "ivr_flows"
+    # The IVR flow (ivr_flows/<name>.yaml) every answered inbound call starts in.
+    inbound_flow: str = "agent_greeting"
     rules_file: Path = REPO_ROOT / "config" / "routing.yaml"
 
     @classmethod

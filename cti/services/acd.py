@@ -312,7 +312,10 @@ class Acd:
         return self.skills_of(agent_id)
 
     def decisions_for(self, call_id: str) -> list[dict[str, Any]]:
-        return [{"at": at.isoformat(), **d.to_dict()} for at, d in self.core.decisions_for(call_id)]
+        return [
+            {**d.to_dict(), "at": at.isoformat(), "router_time_s": d.at}
+            for at, d in self.core.decisions_for(call_id)
+        ]
 
     # ----- command execution -----------------------------------------------------------
 

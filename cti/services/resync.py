@@ -7,13 +7,16 @@ database by an earlier process) are adopted and carry on.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from cti.adapters.ari.telephony import AriTelephony
 from cti.adapters.db.call_repository import CallRepository
 from cti.clock import Clock
 from cti.domain.calls import Call, ended
+from cti.errors import TelephonyError
 from cti.log import get_logger
+from cti.services.caller_audio import is_tap_channel
 from cti.services.call_registry import CallRegistry
 from cti.services.inbound_calls import InboundCalls
 
@@ -71,6 +74,11 @@ class Resync:
         for channel_id in in_app - known:
             info = channels.get(channel_id)
             if info is None:
+                continue
+            if is_tap_channel(channel_id):
+                # An audio tap left by an earlier process: its call gets a new one if needed.
+                with contextlib.suppress(TelephonyError):
+                    await self.telephony.hangup(channel_id)
                 continue
             # A caller that entered Stasis while we could not see it: take it on.
             call = Call(

@@ -16,10 +16,14 @@ from cti.adapters.db.base import make_engine, make_sessionmaker
 from cti.adapters.db.call_repository import CallRepository
 from cti.adapters.db.migrate import upgrade_async
 from cti.clock import Clock, SystemClock
-from cti.errors import TelephonyError
+from cti.domain.ivr.loader import FlowStore
+from cti.errors import ConfigError, TelephonyError
 from cti.log import configure_logging, get_logger
 from cti.services.call_registry import CallRegistry, CallSession
-from cti.services.greeting import GreetingScript
+from cti.services.caller_audio import CallerAudioTap
+from cti.services.ivr_call_script import IvrCallScript
+from cti.services.ivr_runner import IvrRunner
+from cti.services.procedure_audit import ProcedureAudit
 from cti.services.inbound_calls import CallScript, InboundCalls
 from cti.services.metrics import ARI_CONNECTED, ARI_RECONNECTS
 from cti.services.prompts import PromptSource
@@ -46,6 +50,9 @@ class Service:
     inbound: InboundCalls
     resync: Resync
     prompts: PromptSource
+    flows: FlowStore
+    ivr: IvrRunner
+    audit: ProcedureAudit
     extras: dict[str, Any] = field(default_factory=dict)
     _ari_task: asyncio.Task[None] | None = None
 
@@ -53,7 +60,28 @@ class Service:
     def build(
         cls, settings: Settings, *, clock: Clock | None = None, prompts: PromptSource | None = None
     ) -> Service:
+        """Load and check the phrase library and flows (ConfigError on any problem), then wire."""
+        from cti.adapters.audio.library_prompts import LibraryPrompts
+        from cti.domain.ivr.loader import FlowRefs, FlowStore
+        from cti.scripts_library import load_phrase_library, require_no_forbidden
+
         clock = clock or SystemClock()
+        require_no_forbidden(
+            settings.phrases_dir, settings.flows_dir,
+            {"settings company.name": settings.company.name,
+             "settings company.name_en": settings.company.name_en},
+        )
+        library = load_phrase_library(settings.phrases_dir)
+        flows = FlowStore(
+            settings.flows_dir, FlowRefs(library.phrases, library.languages, None, library.forbidden)
+        )
+        flows.load()
+        if settings.inbound_flow not in flows.flows:
+            raise ConfigError(
+                f"inbound_flow {settings.inbound_flow!r} is not a flow in {settings.flows_dir} "
+                f"(there: {', '.join(sorted(flows.flows))})"
+            )
+
         engine = make_engine(settings.database_url)
         sessions = make_sessionmaker(engine)
         repo = CallRepository(sessions)
@@ -61,22 +89,29 @@ class Service:
         telephony = AriTelephony(ari)
         registry = CallRegistry()
         dispatcher = StasisDispatcher(registry)
-        if prompts is None:
-            from cti.adapters.audio.library_prompts import LibraryPrompts
-            from cti.scripts_library import load_phrase_library
-
-            prompts = LibraryPrompts(load_phrase_library(settings.phrases_dir), settings.sounds_dir)
+        prompts = prompts or LibraryPrompts(library, settings.sounds_dir)
+        audit = ProcedureAudit(sessions)
+        runner = IvrRunner(
+            telephony, clock, audit, prompts, flows,
+            procedures=settings.procedures, detection=settings.detection,
+        )
 
         def script_factory(session: CallSession) -> CallScript:
-            return GreetingScript(telephony, prompts, repo, settings.company)
+            tap = CallerAudioTap(telephony, registry, settings.detection)
+            return IvrCallScript(runner, repo, settings, tap, settings.inbound_flow)
 
-        inbound = InboundCalls(telephony, registry, repo, clock, script_factory)
+        det = settings.detection
+        inbound = InboundCalls(
+            telephony, registry, repo, clock, script_factory,
+            talk_detect=(det.talk_detect_silence_ms, det.talk_detect_threshold),
+        )
         resync = Resync(telephony, registry, repo, inbound, clock)
         dispatcher.on_start("inbound", inbound.on_stasis_start)
         return cls(
             settings=settings, clock=clock, engine=engine, sessions=sessions, calls_repo=repo,
             ari=ari, telephony=telephony, registry=registry, dispatcher=dispatcher,
-            inbound=inbound, resync=resync, prompts=prompts,
+            inbound=inbound, resync=resync, prompts=prompts, flows=flows, ivr=runner,
+            audit=audit,
         )
 
     async def _on_connect(self, generation: int) -> None:
@@ -107,6 +142,8 @@ class Service:
 
     async def stop(self) -> None:
         await self.inbound.shutdown()
+        await self.ivr.cancel_all()
+        await self.audit.close()
         await self.ari.close()
         if self._ari_task is not None:
             self._ari_task.cancel()

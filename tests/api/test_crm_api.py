@@ -173,7 +173,8 @@ async def test_csv_import_loads_good_rows_and_reports_bad_lines(tmp_path: Path) 
 async def test_csv_import_with_a_bad_header_loads_nothing(tmp_path: Path) -> None:
     async with desk_app(tmp_path) as env:
         admin = await env.login("admin", "admin-pw")
-        r = await env.client.post("/crm/import", headers=admin, content=b"phone,name\n+49305551,x\n")
+        r = await env.client.post("/crm/import", headers=admin,
+                                  content=b"phone,name\n+49305551,x\n")
         assert r.json()["rejected"] == [{"line": 1, "reason": "missing column 'numbers'; "
                                          "unknown column 'phone' (known: numbers, name, surname, "
                                          "title, tier, company, notes)"}]

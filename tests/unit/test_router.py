@@ -236,3 +236,38 @@ def test_unmatched_call_goes_to_default_queue() -> None:
     ready(r, "a4")
     d = r.enqueue("c1", {"menu": "9"}, 0.0)
     assert (d.filter, d.queue, d.agent_id) == ("default", "general", "a4")
+
+
+def test_filters_match_in_order_whether_indexed_or_tested() -> None:
+    rules = parse_rules(
+        """
+skills: [general]
+default_queue: q0
+queues:
+  q0: {skills: {general: 1}}
+  q1: {skills: {general: 1}}
+  q2: {skills: {general: 1}}
+  q3: {skills: {general: 1}}
+agents: {a1: {skills: {general: 1}}}
+rules:
+  - {name: r1, when: menu == "1", targets: [{queue: q1}]}
+  - {name: r2, when: menu == "2", targets: [{queue: q2}]}
+  - {name: r3, when: tier == "vip" or menu == "1", targets: [{queue: q3}]}
+  - {name: r4, when: menu == "3", targets: [{queue: q1}]}
+  - {name: r5, when: crm.segment == "x", targets: [{queue: q2}]}
+""",
+        "m.yaml",
+    )
+    r = Router(rules)
+    cases = [
+        ({"menu": "1", "tier": "vip"}, "r1"),
+        ({"menu": "2"}, "r2"),
+        ({"menu": "3", "tier": "vip"}, "r3"),
+        ({"menu": "3"}, "r4"),
+        ({"crm": {"segment": "x"}}, "r5"),
+        ({"crm.segment": "x"}, "r5"),
+        ({"menu": ["unhashable"]}, "default"),
+        ({}, "default"),
+    ]
+    for i, (attrs, expected) in enumerate(cases):
+        assert r.enqueue(f"c{i}", attrs, 0.0).filter == expected, attrs

@@ -133,7 +133,8 @@ class CustomerRepository:
             number = lookup_key(text)
             if number is not None:
                 conditions.append(CustomerNumberRow.number == number)
-            digits = "".join(ch for ch in text if ch.isdigit())
+            # A national spelling ("0305551") is a substring of the E.164 without its trunk 0.
+            digits = "".join(ch for ch in text if ch.isdigit()).lstrip("0")
             if len(digits) >= 4:
                 conditions.append(CustomerNumberRow.number.like(f"%{digits}%"))
         stmt = select(CustomerRow).outerjoin(CustomerNumberRow).distinct()

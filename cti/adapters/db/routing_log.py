@@ -60,4 +60,6 @@ class RoutingLog:
                     .order_by(RoutingDecisionRow.id)
                 )
             ).scalars()
-            return [{"at": r.at.isoformat(), **r.detail} for r in rows]
+            return [
+                {**r.detail, "at": r.at.isoformat(), "router_time_s": r.detail["at"]} for r in rows
+            ]

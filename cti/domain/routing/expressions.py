@@ -42,6 +42,9 @@ class Expression:
     text: str
     names: frozenset[str]  # the dotted names it reads, e.g. {"crm.segment", "language"}
     _fn: Evaluator = field(repr=False, compare=False)
+    # For `name == literal`: the name and the literal, so a router can index many such
+    # conditions in one dict instead of testing them one by one.
+    equality: tuple[str, Any] | None = field(default=None, compare=False)
 
     def evaluate(self, context: Mapping[str, Any]) -> Any:
         return self._fn(context)
@@ -59,8 +62,19 @@ def compile_expression(text: str) -> Expression:
     except SyntaxError as exc:
         raise ExpressionError(f"syntax error: {exc.msg}", exc.offset or 1) from None
     names: set[str] = set()
-    fn = _compile(tree.body, names)
-    return Expression(text, frozenset(names), fn)
+    body = tree.body
+    fn = _compile(body, names)
+    equality: tuple[str, Any] | None = None
+    if (
+        isinstance(body, ast.Compare)
+        and len(body.ops) == 1
+        and isinstance(body.ops[0], ast.Eq)
+        and isinstance(body.comparators[0], ast.Constant)
+        and len(names) == 1
+        and isinstance(body.left, ast.Name | ast.Attribute)
+    ):
+        equality = (next(iter(names)), body.comparators[0].value)
+    return Expression(text, frozenset(names), fn, equality)
 
 
 def lookup(context: Mapping[str, Any], path: tuple[str, ...]) -> Any:

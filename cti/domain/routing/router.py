@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cti.domain.routing.decisions import Candidate, Decision, Trigger
+from cti.domain.routing.expressions import lookup
 from cti.domain.routing.model import (
     AgentProfile,
     CallAttributes,
@@ -110,6 +111,7 @@ class Router:
         self._rules = rules
         default = Filter("default", None, (Target(rules.default_queue),))
         self._plans: list[Plan] = [build_plan(rules, f) for f in rules.filters]
+        self._build_matcher()
         self._default_plan = build_plan(rules, default)
         self._queue_plans = {
             q: build_plan(rules, Filter(f"fallback to {q}", None, (Target(q),)))
@@ -286,10 +288,39 @@ class Router:
 
     # ----- calls ------------------------------------------------------------------------
 
+    def _build_matcher(self) -> None:
+        """Consecutive filters of the form `name == literal` on the same name become one
+        dict lookup (first filter wins, as in order); others are tested one by one."""
+        segments: list[tuple[str | None, Any]] = []
+        for pid, flt in enumerate(self._rules.filters):
+            eq = flt.condition.equality if flt.condition is not None else None
+            if eq is not None and segments and segments[-1][0] == eq[0]:
+                segments[-1][1].setdefault(eq[1], pid)
+            elif eq is not None:
+                segments.append((eq[0], {eq[1]: pid}))
+            else:
+                segments.append((None, pid))
+        self._segments = segments
+
     def _plan_for(self, attributes: CallAttributes) -> tuple[Plan, int]:
-        for pid, (flt, plan) in enumerate(zip(self._rules.filters, self._plans, strict=True)):
-            if flt.condition is None or flt.condition.test(attributes):
-                return plan, pid
+        filters = self._rules.filters
+        for name, item in self._segments:
+            if name is None:
+                cond = filters[item].condition
+                if cond is None or cond.test(attributes):
+                    return self._plans[item], item
+                continue
+            value = (
+                attributes[name]
+                if name in attributes
+                else lookup(attributes, tuple(name.split(".")))
+            )
+            try:
+                pid = item.get(value)
+            except TypeError:  # an unhashable attribute value equals no literal
+                continue
+            if pid is not None:
+                return self._plans[pid], pid
         return self._default_plan, len(self._plans)
 
     def _list(self, call: WaitingCall) -> None:
