@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from cti.adapters.crm_http import ExternalCrmSettings
 from cti.domain.ivr.config import DetectionSettings, ProcedureSettings
 from cti.errors import ConfigError
 
@@ -60,8 +61,14 @@ class Settings(BaseSettings):
     sounds_dir: Path = Path("/var/cache/cti/pbx-root/usr/local/share/asterisk/sounds/custom")
     phrases_dir: Path = REPO_ROOT / "scripts_lib"
     flows_dir: Path = REPO_ROOT / "ivr_flows"
-    # The IVR flow (ivr_flows/<name>.yaml) every answered inbound call starts in.
-    inbound_flow: str = "agent_greeting"
+    # The IVR flow (ivr_flows/<name>.yaml) every answered inbound call starts in, and the one
+    # a call continues in when an agent answers it (the row 1 greeting with the agent's id).
+    inbound_flow: str = "main_menu"
+    agent_flow: str = "agent_greeting"
+    # Signs the agents' login tokens; set it (>= 32 characters) so tokens survive a restart.
+    auth_secret: str | None = Field(default=None, min_length=32)
+    # An external CRM looked up alongside the built-in customer store (None: built-in only).
+    crm: ExternalCrmSettings | None = None
     rules_file: Path = REPO_ROOT / "config" / "routing.yaml"
 
     @classmethod
@@ -91,7 +98,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
 
     from cti.yaml_source import load_yaml_mapping
 
-    path = config_file or (Path(os.environ["CTI_CONFIG_FILE"]) if os.environ.get("CTI_CONFIG_FILE") else None)
+    env_file = os.environ.get("CTI_CONFIG_FILE")
+    path = config_file or (Path(env_file) if env_file else None)
     values: dict[str, Any] = {}
     if path is not None:
         values = load_yaml_mapping(path)

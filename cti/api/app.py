@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from cti.api.auth import CurrentUser, require_role
 from cti.errors import CtiError
+from cti.services.auth import Principal, Role, require_agent_access
 
 if TYPE_CHECKING:
     from cti.services.runtime import Service
@@ -34,6 +36,9 @@ def _call_json(call: Any) -> dict[str, Any]:
     }
 
 
+Supervisor = Annotated[Principal, Depends(require_role(Role.SUPERVISOR))]
+
+
 def create_app(service: Service) -> FastAPI:
     app = FastAPI(title="CTI", version="0.1.0")
     app.state.service = service
@@ -55,7 +60,9 @@ def create_app(service: Service) -> FastAPI:
         }
 
     @app.get("/calls")
-    async def list_calls(active: bool = False, limit: int = 100) -> list[dict[str, Any]]:
+    async def list_calls(
+        who: Supervisor, active: bool = False, limit: int = 100
+    ) -> list[dict[str, Any]]:
         if active:
             return [_call_json(s.call) for s in service.registry.sessions()]
         if not 1 <= limit <= 1000:
@@ -63,21 +70,26 @@ def create_app(service: Service) -> FastAPI:
         return [_call_json(c) for c in await service.calls_repo.recent(limit)]
 
     @app.get("/calls/{call_id}")
-    async def get_call(call_id: str) -> dict[str, Any]:
+    async def get_call(call_id: str, who: CurrentUser) -> dict[str, Any]:
         session = service.registry.get(call_id)
         call = session.call if session else await service.calls_repo.get(call_id)
         if call is None:
             raise HTTPException(404, f"no call {call_id}")
+        require_agent_access(who, call.agent_id)  # agents: only their own calls
         return _call_json(call)
 
     @app.get("/metrics")
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    desk = service.extras.get("agent_desk")  # cti.services.agent_desk.AgentDesk
-    if desk is not None:
-        from cti.api.desk import install_agent_desk
+    from cti.api import procedures, routing
+    from cti.api.desk import install_agent_desk
 
-        install_agent_desk(app, desk)
+    app.state.acd = service.acd
+    app.state.ivr_runner = service.ivr
+    app.state.procedure_audit = service.audit
+    install_agent_desk(app, service.desk)
+    app.include_router(routing.router)
+    app.include_router(procedures.router)
 
     return app

@@ -40,7 +40,7 @@ def _agent_of_call(desk: AgentDesk, call_id: str) -> tuple[CallSession | None, s
     return session, agent
 
 
-def _authorize(desk: AgentDesk, who: Principal, call_id: str) -> CallSession:
+def authorize_call(desk: AgentDesk, who: Principal, call_id: str) -> CallSession:
     """The live call, if `who` may control it: their own (assigned, or popped to them while it
     rings) or any for supervisors. 404 when no such live call, 403 when someone else's."""
     session, agent = _agent_of_call(desk, call_id)
@@ -64,7 +64,7 @@ CallId = Annotated[str, Path(min_length=1, max_length=128)]
 @router.get("/{call_id}/desk")
 async def call_for_desk(call_id: CallId, desk: Desk, who: CurrentUser) -> dict[str, Any]:
     """The live call as the agent page shows it (403 for another agent's call)."""
-    session = _authorize(desk, who, call_id)
+    session = authorize_call(desk, who, call_id)
     call = session.call
     return {
         "id": call.id,
@@ -80,7 +80,7 @@ async def call_for_desk(call_id: CallId, desk: Desk, who: CurrentUser) -> dict[s
 async def answer(call_id: CallId, desk: Desk, who: CurrentUser) -> dict[str, Any]:
     """For agents without the page's softphone: answers the caller's channel if it still rings.
     (With the softphone the page answers the SIP call itself and the ACD bridges it.)"""
-    session = _authorize(desk, who, call_id)
+    session = authorize_call(desk, who, call_id)
     if session.call.answered_at is None:
         await _telephony(desk).answer(session.call.channel_id)
     return {"call_id": call_id, "state": "answering"}
@@ -88,7 +88,7 @@ async def answer(call_id: CallId, desk: Desk, who: CurrentUser) -> dict[str, Any
 
 @router.post("/{call_id}/hangup")
 async def hangup(call_id: CallId, desk: Desk, who: CurrentUser) -> dict[str, Any]:
-    session = _authorize(desk, who, call_id)
+    session = authorize_call(desk, who, call_id)
     agent = _acting_agent(who, session)
     if desk.procedures is not None and await desk.procedures.request_hangup(call_id, agent):
         return {"call_id": call_id, "state": "procedure"}
@@ -100,7 +100,7 @@ async def hangup(call_id: CallId, desk: Desk, who: CurrentUser) -> dict[str, Any
 async def hold(call_id: CallId, desk: Desk, who: CurrentUser) -> dict[str, Any]:
     """请稍等 + music on hold (MISSION.md row 6a): through the procedure service when present,
     which says the phrase first; else music on hold only."""
-    session = _authorize(desk, who, call_id)
+    session = authorize_call(desk, who, call_id)
     agent = _acting_agent(who, session)
     if desk.procedures is not None:
         await desk.procedures.start_procedure(call_id, "please_hold", agent)
@@ -112,7 +112,7 @@ async def hold(call_id: CallId, desk: Desk, who: CurrentUser) -> dict[str, Any]:
 
 @router.post("/{call_id}/resume")
 async def resume(call_id: CallId, desk: Desk, who: CurrentUser) -> dict[str, Any]:
-    session = _authorize(desk, who, call_id)
+    session = authorize_call(desk, who, call_id)
     await _telephony(desk).stop_moh(session.call.channel_id)
     desk.screen_pop.call_state(call_id, _acting_agent(who, session), "connected")
     return {"call_id": call_id, "state": "connected"}
@@ -127,7 +127,7 @@ class MuteIn(BaseModel):
 @router.post("/{call_id}/mute")
 async def mute(call_id: CallId, body: MuteIn, desk: Desk, who: CurrentUser) -> dict[str, Any]:
     """Mute what the caller hears from the agent (the caller's outbound direction)."""
-    session = _authorize(desk, who, call_id)
+    session = authorize_call(desk, who, call_id)
     tel = _telephony(desk)
     if body.on:
         await tel.mute(session.call.channel_id, "out")
@@ -160,7 +160,7 @@ class TransferIn(BaseModel):
 async def transfer(
     call_id: CallId, body: TransferIn, desk: Desk, who: CurrentUser
 ) -> dict[str, Any]:
-    session = _authorize(desk, who, call_id)
+    session = authorize_call(desk, who, call_id)
     if desk.transfers is None:
         raise ServiceMissing("transfers are not available on this service")
     agent = _acting_agent(who, session)
@@ -178,7 +178,7 @@ async def procedure(
 ) -> dict[str, Any]:
     if name not in PROCEDURES:
         raise HTTPException(422, f"unknown procedure {name!r}; known: {', '.join(PROCEDURES)}")
-    session = _authorize(desk, who, call_id)
+    session = authorize_call(desk, who, call_id)
     agent = _acting_agent(who, session)
     if desk.procedures is not None:
         await desk.procedures.start_procedure(call_id, name, agent)

@@ -1,5 +1,6 @@
-"""Procedures on live calls: start one (the agent page's one click), read the audit, send the
-agent's commands (resume after hold, next in the dialect procedure, end, hangup).
+"""Procedures on live calls: read the audit (quality review), send the agent's commands
+(resume after hold, next in the dialect procedure, end, hangup). Starting one is
+`POST /calls/{id}/procedures/{name}` in cti/api/call_control.py.
 
 Needs `app.state.ivr_runner` (cti.services.ivr_runner.IvrRunner) and
 `app.state.procedure_audit` (cti.services.procedure_audit.ProcedureAudit).
@@ -10,9 +11,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict
 
+from cti.api.auth import CurrentUser, Desk, require_role
+from cti.api.call_control import authorize_call
 from cti.errors import CtiError, NotFound
+from cti.services.auth import Principal, Role
 from cti.services.ivr_runner import IvrRunner
 from cti.services.procedure_audit import ProcedureAudit
 
@@ -43,37 +46,24 @@ Runner = Annotated[IvrRunner, Depends(_runner)]
 Audit = Annotated[ProcedureAudit, Depends(_audit)]
 
 
-class AgentIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    agent_id: str | None = None
-
-
-@router.post("/{call_id}/procedures/{name}", status_code=202)
-async def start_procedure(
-    call_id: str, name: str, runner: Runner, body: AgentIn | None = None
-) -> dict[str, Any]:
-    agent_id = body.agent_id if body else None
-    real = runner.procedure_name(name)
-    if runner.state_of(call_id) is None:
-        raise NotFound(f"no IVR running for call {call_id!r}")
-    await runner.start_procedure(call_id, real, agent_id)
-    return {"call_id": call_id, "procedure": real, "status": "started"}
+Reviewer = Annotated[Principal, Depends(require_role(Role.SUPERVISOR))]
 
 
 @router.get("/{call_id}/procedures")
-async def procedure_runs(call_id: str, audit: Audit) -> dict[str, Any]:
+async def procedure_runs(call_id: str, audit: Audit, who: Reviewer) -> dict[str, Any]:
+    """Quality review: every procedure run on the call with its timeline (supervisors)."""
     await audit.flush()
     return await audit.runs_for_call(call_id)
 
 
 @router.post("/{call_id}/ivr/commands/{command}", status_code=202)
 async def agent_command(
-    call_id: str, command: str, runner: Runner, body: AgentIn | None = None
+    call_id: str, command: str, runner: Runner, desk: Desk, who: CurrentUser
 ) -> dict[str, Any]:
     if command not in AGENT_COMMANDS:
         raise NotFound(f"unknown command {command!r}; known: {', '.join(AGENT_COMMANDS)}")
-    agent_id = body.agent_id if body else None
+    authorize_call(desk, who, call_id)  # an agent commands only their own call
+    agent_id = who.agent_id
     if command == "hangup":
         took_over = await runner.request_hangup(call_id, agent_id)
         return {"call_id": call_id, "command": command,

@@ -6,15 +6,18 @@ import asyncio
 import contextlib
 from dataclasses import replace
 
-from cti.adapters.ari.events import AriEvent, PlaybackFinished
+from cti.adapters.ari.events import AriEvent, ChannelDtmfReceived, PlaybackFinished
 from cti.adapters.db.call_repository import CallRepository
 from cti.domain.audio_classifier import WindowFeatures
+from cti.domain.crm import address_form
 from cti.domain.ivr import events as ivr_events
 from cti.domain.ivr.engine import CallContext
 from cti.errors import TelephonyError
 from cti.log import get_logger
 from cti.services.call_registry import CallSession
+from cti.services.call_routing import CallRouting
 from cti.services.caller_audio import CallerAudioTap
+from cti.services.crm import CrmLookup
 from cti.services.ivr_runner import IvrRunner, ari_to_domain
 from cti.settings import Settings
 
@@ -31,31 +34,46 @@ class IvrCallScript:
         settings: Settings,
         tap: CallerAudioTap | None,
         flow: str,
+        routing: CallRouting | None = None,
+        crm: CrmLookup | None = None,
     ) -> None:
         self.runner = runner
         self.repo = repo
         self.settings = settings
         self.tap = tap
         self.flow = flow
+        self.routing = routing
+        self.crm = crm
         self._task: asyncio.Task[object] | None = None
 
-    def _context(self, session: CallSession) -> CallContext:
+    async def _context(self, session: CallSession) -> CallContext:
         company = self.settings.company
         agent_id = session.call.agent_id or company.default_agent_id
+        slots: dict[str, dict[str, str]] = {
+            "zh": {"company": company.name, "agent_id": agent_id},
+            "en": {"company": company.name_en, "agent_id": agent_id},
+        }
+        vip = False
+        if self.crm is not None:
+            # Local store only: a slow external CRM never delays the caller's menu.
+            view = await self.crm.lookup_fast(session.call.caller_number)
+            customer = view.customer
+            if customer is not None:
+                vip = customer.is_vip
+                if customer.surname.strip() and customer.title is not None:
+                    for lang in slots:
+                        slots[lang]["surname"] = customer.surname.strip()
+                        slots[lang]["title"] = address_form("", customer.title, lang).strip()
         return CallContext(
-            call_id=session.call.id,
-            lang=company.language,
-            slots={
-                "zh": {"company": company.name, "agent_id": agent_id},
-                "en": {"company": company.name_en, "agent_id": agent_id},
-            },
+            call_id=session.call.id, lang=company.language, slots=slots, vip=vip,
             caller_number=session.call.caller_number,
         )
 
     async def on_answered(self, session: CallSession) -> None:
         call = session.call
+        ctx = await self._context(session)
         self._task = asyncio.create_task(
-            self.runner.run_call(self._context(session), self.flow, call.channel_id),
+            self.runner.run_call(ctx, self.flow, call.channel_id),
             name=f"ivr-{call.id}",
         )
         if self.tap is not None and self.settings.detection.auto_start:
@@ -73,6 +91,9 @@ class IvrCallScript:
                 log.warning("audio_tap.failed", error=exc.message)
 
     async def on_event(self, session: CallSession, event: AriEvent) -> None:
+        if isinstance(event, ChannelDtmfReceived) and event.channel.id == session.call.channel_id:
+            # The last menu key pressed is the `menu` attribute the routing rules test.
+            session.call.attributes["menu"] = event.digit
         if isinstance(event, PlaybackFinished) and event.playback.media_uri.startswith(
             GREETING_MEDIA
         ) and not session.call.greeting_played:
@@ -84,6 +105,8 @@ class IvrCallScript:
 
     async def on_ended(self, session: CallSession) -> None:
         self.runner.feed(session.call.id, ivr_events.HangUp("caller_gone"))
+        if self.routing is not None:
+            await self.routing.on_caller_ended(session.call.id)
         if self.tap is not None:
             await self.tap.stop()
         if self._task is not None:

@@ -251,8 +251,10 @@ class IvrRunner:
     async def agent_command(self, call_id: str, command: str, agent_id: str | None = None) -> None:
         await self._feed_and_wait(call_id, e.AgentCommand(command, agent_id))
 
-    async def switch_flow(self, call_id: str, flow: str) -> None:
-        await self._feed_and_wait(call_id, e.SwitchFlow(flow))
+    async def switch_flow(
+        self, call_id: str, flow: str, slots: Mapping[str, Mapping[str, str]] | None = None
+    ) -> None:
+        await self._feed_and_wait(call_id, e.SwitchFlow(flow, slots))
 
     def state_of(self, call_id: str) -> CallState | None:
         run = self.calls.get(call_id)

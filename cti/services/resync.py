@@ -16,8 +16,8 @@ from cti.clock import Clock
 from cti.domain.calls import Call, ended
 from cti.errors import TelephonyError
 from cti.log import get_logger
-from cti.services.caller_audio import is_tap_channel
 from cti.services.call_registry import CallRegistry
+from cti.services.caller_audio import is_tap_channel
 from cti.services.inbound_calls import InboundCalls
 
 log = get_logger(__name__)

@@ -15,19 +15,24 @@ from cti.adapters.ari.telephony import AriTelephony
 from cti.adapters.db.base import make_engine, make_sessionmaker
 from cti.adapters.db.call_repository import CallRepository
 from cti.adapters.db.migrate import upgrade_async
+from cti.adapters.db.routing_log import RoutingLog
 from cti.clock import Clock, SystemClock
 from cti.domain.ivr.loader import FlowStore
 from cti.errors import ConfigError, TelephonyError
 from cti.log import configure_logging, get_logger
+from cti.services.acd import AGENT_LEG_ARG, Acd
+from cti.services.agent_desk import AgentDesk
 from cti.services.call_registry import CallRegistry, CallSession
+from cti.services.call_routing import CallRouting
 from cti.services.caller_audio import CallerAudioTap
+from cti.services.inbound_calls import CallScript, InboundCalls
 from cti.services.ivr_call_script import IvrCallScript
 from cti.services.ivr_runner import IvrRunner
-from cti.services.procedure_audit import ProcedureAudit
-from cti.services.inbound_calls import CallScript, InboundCalls
 from cti.services.metrics import ARI_CONNECTED, ARI_RECONNECTS
+from cti.services.procedure_audit import ProcedureAudit
 from cti.services.prompts import PromptSource
 from cti.services.resync import Resync
+from cti.services.screen_pop import CompanyNames
 from cti.services.stasis_dispatch import StasisDispatcher
 from cti.settings import Settings
 
@@ -53,6 +58,9 @@ class Service:
     flows: FlowStore
     ivr: IvrRunner
     audit: ProcedureAudit
+    acd: Acd
+    desk: AgentDesk
+    routing: CallRouting
     extras: dict[str, Any] = field(default_factory=dict)
     _ari_task: asyncio.Task[None] | None = None
 
@@ -72,9 +80,8 @@ class Service:
              "settings company.name_en": settings.company.name_en},
         )
         library = load_phrase_library(settings.phrases_dir)
-        flows = FlowStore(
-            settings.flows_dir, FlowRefs(library.phrases, library.languages, None, library.forbidden)
-        )
+        refs = FlowRefs(library.phrases, library.languages, None, library.forbidden)
+        flows = FlowStore(settings.flows_dir, refs)
         flows.load()
         if settings.inbound_flow not in flows.flows:
             raise ConfigError(
@@ -96,9 +103,26 @@ class Service:
             procedures=settings.procedures, detection=settings.detection,
         )
 
+        desk = AgentDesk.build(
+            sessions, token_secret=settings.auth_secret,
+            company=CompanyNames(settings.company.name, settings.company.name_en),
+            external_crm=settings.crm, telephony=telephony, calls=registry, clock=clock,
+        )
+        acd = Acd.from_file(
+            telephony, settings.rules_file, listeners=[desk.screen_pop],
+            sink=RoutingLog(sessions), clock=clock,
+        )
+        routing = CallRouting(acd, runner, registry, repo, desk.crm, settings.agent_flow)
+        acd.add_listener(routing)
+        runner.on_route = routing.on_route
+        desk.agent_states = acd
+        desk.procedures = runner
+
         def script_factory(session: CallSession) -> CallScript:
             tap = CallerAudioTap(telephony, registry, settings.detection)
-            return IvrCallScript(runner, repo, settings, tap, settings.inbound_flow)
+            return IvrCallScript(
+                runner, repo, settings, tap, settings.inbound_flow, routing, desk.crm
+            )
 
         det = settings.detection
         inbound = InboundCalls(
@@ -107,11 +131,14 @@ class Service:
         )
         resync = Resync(telephony, registry, repo, inbound, clock)
         dispatcher.on_start("inbound", inbound.on_stasis_start)
+        dispatcher.on_start(AGENT_LEG_ARG, routing.on_agent_leg_start)
+        dispatcher.listen(routing.on_ari_event)
         return cls(
             settings=settings, clock=clock, engine=engine, sessions=sessions, calls_repo=repo,
             ari=ari, telephony=telephony, registry=registry, dispatcher=dispatcher,
             inbound=inbound, resync=resync, prompts=prompts, flows=flows, ivr=runner,
-            audit=audit,
+            audit=audit, acd=acd, desk=desk, routing=routing,
+            extras={"agent_desk": desk},
         )
 
     async def _on_connect(self, generation: int) -> None:
@@ -133,6 +160,7 @@ class Service:
         self.ari.set_handlers(self._on_event, self._on_connect)
         self._ari_task = asyncio.create_task(self._run_ari(), name="ari-events")
         await asyncio.wait_for(self.ari.connected.wait(), self.settings.ari.request_timeout * 2)
+        await self.acd.start()
 
     async def _run_ari(self) -> None:
         try:
@@ -143,6 +171,8 @@ class Service:
     async def stop(self) -> None:
         await self.inbound.shutdown()
         await self.ivr.cancel_all()
+        await self.acd.aclose()
+        await self.desk.aclose()
         await self.audit.close()
         await self.ari.close()
         if self._ari_task is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from tests.e2e.pbx import Pbx
 
 @pytest.fixture(scope="session")
 def pbx() -> Iterator[Pbx]:
-    with Pbx("e2e-core") as instance:
+    with Pbx(os.environ.get("CTI_E2E_PBX", "e2e-core")) as instance:
         yield instance
 
 
@@ -60,7 +61,7 @@ def service_settings(pbx: Pbx, database_url: str, **extra: object) -> Settings:
             reconnect_max=1.0,
         ),
         sounds_dir=pbx.sounds_dir,
-        **extra,  # type: ignore[arg-type]
+        **{"inbound_flow": "agent_greeting", **extra},  # type: ignore[arg-type]
     )
 
 

@@ -222,8 +222,20 @@ class Pbx:
     def is_running(self) -> bool:
         return self._script("status", check=False).returncode == 0
 
+    def _adopt_running_settings(self) -> None:
+        """A running instance keeps the ports it was started with: read them back."""
+        env_file = PBX_ROOT / "etc" / f"asterisk-{self.name}" / "instance.env"
+        values = dict(
+            line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line
+        )
+        self.http_port = int(values["HTTP_PORT"])
+        self.sip_port = int(values["SIP_PORT"])
+        self.rtp_start = int(values["RTP_START"])
+
     def up(self) -> Pbx:
         if self.is_running():
+            if self.name != "main":
+                self._adopt_running_settings()
             return self
         for _ in range(9000 // self.rtp_size):
             done = self._script("up", check=False)

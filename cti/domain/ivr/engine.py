@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -175,7 +175,11 @@ class _Step:
                 self.agent_command(command, agent_id)
             case e.StartProcedure(name=name, started_by=by, agent_id=agent_id):
                 self.start_procedure(name, by, agent_id=agent_id)
-            case e.SwitchFlow(flow=flow):
+            case e.SwitchFlow(flow=flow, slots=slots):
+                if slots:
+                    merged = {lang: {**self.s.ctx.slots.get(lang, {}), **values}
+                              for lang, values in slots.items()}
+                    self.s.ctx = replace(self.s.ctx, slots={**self.s.ctx.slots, **merged})
                 self.switch_flow(flow)
 
     def caller_hung_up(self, event: e.HangUp) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -74,6 +75,8 @@ class SwitchFlow:
     """Continue the call in another main flow (e.g. the agent answered: `agent_greeting`)."""
 
     flow: str
+    # Slot values to use from now on (e.g. the answering agent's id for the greeting).
+    slots: Mapping[str, Mapping[str, str]] | None = None
 
 
 Event = (
