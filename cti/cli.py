@@ -60,7 +60,7 @@ def check_config(
 @app.command()
 def migrate(
     config: ConfigOpt = None,
-    revision: Annotated[str, typer.Option(help="target revision")] = "heads",
+    revision: Annotated[str, typer.Option(help="target revision")] = "head",
 ) -> None:
     """Create or upgrade the database schema (Alembic)."""
     from cti.adapters.db.migrate import upgrade

@@ -13,6 +13,7 @@ def configure_logging(level: str = "info", json: bool = False) -> None:
     logging.basicConfig(format="%(message)s", stream=sys.stderr, level=lvl, force=True)
     # httpx logs every request at INFO; our own logs already say what matters.
     logging.getLogger("httpx").setLevel(max(lvl, logging.WARNING))
+    logging.getLogger("alembic").setLevel(max(lvl, logging.WARNING))
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )

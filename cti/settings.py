@@ -84,28 +84,41 @@ class Settings(BaseSettings):
         return (env_settings, init_settings)
 
 
-def _format_validation(source: str, exc: ValidationError) -> str:
+def _format_validation(path: Path | None, tree: Any, exc: ValidationError) -> str:
+    from cti.yaml_source import position_of
+
     parts = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
-        parts.append(f"{source}: {loc}: {err['msg']}")
-    return "; ".join(parts)
+        loc = [p for p in err["loc"] if isinstance(p, int | str)]
+        dotted = ".".join(str(p) for p in loc) or "(root)"
+        in_file = path is not None and isinstance(tree, dict) and loc and loc[0] in tree
+        if in_file:
+            line, col = position_of(tree, loc) or (1, 1)
+            parts.append(f"{path}:{line}:{col}: {dotted}: {err['msg']}")
+        else:
+            env = "CTI_" + "__".join(str(p) for p in loc).upper()
+            parts.append(f"setting {dotted} (environment {env}): {err['msg']}")
+    return "\n".join(parts)
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build settings from an optional YAML file plus the environment; raise ConfigError."""
     import os
 
-    from cti.yaml_source import load_yaml_mapping
+    from cti.yaml_source import load_yaml, to_plain
 
     env_file = os.environ.get("CTI_CONFIG_FILE")
     path = config_file or (Path(env_file) if env_file else None)
+    tree: Any = None
     values: dict[str, Any] = {}
     if path is not None:
-        values = load_yaml_mapping(path)
+        tree = load_yaml(path)
+        if tree is not None and not isinstance(tree, dict):
+            raise ConfigError(f"{path}:1:1: expected a mapping of settings at the top level")
+        values = to_plain(tree) if tree else {}
         values["config_file"] = path
     values.update(overrides)
     try:
         return Settings(**values)
     except ValidationError as exc:
-        raise ConfigError(_format_validation(str(path) if path else "environment", exc)) from None
+        raise ConfigError(_format_validation(path, tree, exc)) from None

@@ -5,9 +5,10 @@ per frame the level (dBFS) and voice activity (webrtcvad); per window the speech
 percentile of frame levels), the noise floor (10th percentile), their difference as the
 signal-to-noise estimate, and the voiced fraction.
 
-  silent  nothing above the silence level
-  noisy   sound whose level hardly varies (SNR below `min_snr_db`): noise, or speech drowned
-          in it; or loud varying sound that webrtcvad does not call voice
+  silent  nothing above the silence level, or a flat faint hiss below `noise_dbfs` (a line's
+          own hiss masks no voice: the caller is silent)
+  noisy   sound whose level hardly varies (SNR below `min_snr_db`) at or above `noise_dbfs`:
+          noise, or speech drowned in it; or loud varying sound webrtcvad does not call voice
   quiet   a speech-like level contour (syllables over a floor) below `quiet_dbfs`
   normal  a speech-like contour at or above `quiet_dbfs`, voiced per webrtcvad
 
@@ -35,6 +36,9 @@ class ClassifierSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     silence_dbfs: float = Field(default=-55.0, le=0)
+    # Flat noise below this is line hiss, not a noisy line: 30 dB under normal speech (-20 dBFS
+    # RMS) masks nothing. A silent caller on a hissy line (-50 dBFS) is a silent call.
+    noise_dbfs: float = Field(default=-40.0, le=0)
     quiet_dbfs: float = Field(default=-32.0, le=0)
     min_snr_db: float = Field(default=12.0, ge=0)
     min_voiced_fraction: float = Field(default=0.3, ge=0, le=1)
@@ -74,7 +78,8 @@ def classify_features(
     if level < settings.silence_dbfs:
         kind = "silent"
     elif snr < settings.min_snr_db:
-        kind = "noisy"  # a flat level: noise, or speech drowned in it
+        # a flat level: noise, or speech drowned in it; or, faint, the line's own hiss
+        kind = "noisy" if level >= settings.noise_dbfs else "silent"
     elif level < settings.quiet_dbfs:
         kind = "quiet"  # webrtcvad misses faint speech, so the level contour decides here
     elif voiced_fraction >= settings.min_voiced_fraction:

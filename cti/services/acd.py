@@ -41,7 +41,7 @@ from cti.domain.routing.acd import (
     StopRinging,
 )
 from cti.domain.routing.decisions import Decision
-from cti.domain.routing.events import RoutingEvent, RoutingListener
+from cti.domain.routing.events import CallConnected, RoutingEvent, RoutingListener
 from cti.domain.routing.model import CallAttributes, Fallback, RoutingRules
 from cti.errors import ConfigError, CtiError, NotFound, TelephonyError
 from cti.log import get_logger
@@ -99,11 +99,23 @@ class _Leg:
 
 
 @dataclass
+class _Consult:
+    """An attended transfer in progress: `agent_leg` (the call's agent) talks with the
+    colleague's leg in `bridge_id` while the caller waits on hold."""
+
+    agent_leg: _Leg
+    bridge_id: str | None = None
+    connected: CallConnected | None = None  # held back until the transfer completes
+
+
+@dataclass
 class _CallInfo:
     channel_id: str
     leg: _Leg | None = None
     bridge_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    attributes: dict[str, Any] = field(default_factory=dict)
+    consult: _Consult | None = None
 
 
 class Acd:
@@ -209,7 +221,7 @@ class Acd:
     # ----- calls -----------------------------------------------------------------------
 
     async def enqueue(self, call_id: str, channel_id: str, attributes: CallAttributes) -> None:
-        self._calls[call_id] = _CallInfo(channel_id)
+        self._calls[call_id] = _CallInfo(channel_id, attributes=dict(attributes))
         await self._run(self.core.enqueue(call_id, attributes, *self._now()))
 
     async def on_caller_hangup(self, call_id: str) -> None:
@@ -217,6 +229,8 @@ class Acd:
         if info is None:
             return
         await self._run(self.core.caller_hangup(call_id, *self._now()))
+        if info.consult is not None:
+            await self._end_consult_legs(info.consult)
         if info.bridge_id:
             with contextlib.suppress(TelephonyError):
                 await self.telephony.destroy_bridge(info.bridge_id)
@@ -243,6 +257,13 @@ class Acd:
     async def on_agent_channel_ended(self, channel_id: str) -> None:
         leg = self._leg_by_channel.get(channel_id)
         if leg is None:
+            return
+        consult = self._consult_of(leg.call_id)
+        if consult is not None:  # an attended transfer: either side left the consultation
+            if leg is consult.agent_leg:
+                await self.complete_consult(leg.call_id)
+            else:
+                await self.cancel_consult(leg.call_id)
             return
         self._forget_leg(leg)
         if leg.timer:
@@ -359,6 +380,11 @@ class Acd:
                 await self._hangup(channel)
 
     async def _emit(self, event: RoutingEvent) -> None:
+        if isinstance(event, CallConnected):
+            consult = self._consult_of(event.call_id)
+            if consult is not None:  # the colleague answered a consultation: not yet theirs
+                consult.connected = event
+                return
         if self._sink is not None:
             try:
                 await self._sink.record_event(event)
@@ -407,6 +433,9 @@ class Acd:
         leg = self._legs.get(offer_id)
         if leg is None or leg.answered:
             return
+        if self._consult_of(leg.call_id) is not None:  # the colleague did not answer
+            await self.cancel_consult(leg.call_id)
+            return
         self._forget_leg(leg)
         await self._run(self.core.offer_failed(offer_id, *self._now(), reason="no_answer"))
         if leg.channel_id:
@@ -419,6 +448,13 @@ class Acd:
         info = self._calls.get(cmd.call_id)
         leg = self._legs.get(cmd.offer_id)
         if info is None or leg is None or leg.channel_id is None:
+            return
+        if info.consult is not None:  # attended transfer: the two agents talk, caller on hold
+            bridge = await self.telephony.create_bridge(f"consult-{cmd.call_id}"[:60], "mixing")
+            info.consult.bridge_id = leg.bridge_id = bridge
+            assert info.consult.agent_leg.channel_id is not None
+            await self.telephony.add_to_bridge(bridge, [info.consult.agent_leg.channel_id,
+                                                        leg.channel_id])
             return
         await self.telephony.stop_moh(info.channel_id)
         bridge = await self.telephony.create_bridge(f"acd-{cmd.call_id}"[:60], "mixing")
@@ -446,6 +482,154 @@ class Acd:
     async def _hangup(self, channel_id: str) -> None:
         with contextlib.suppress(TelephonyError):  # already gone
             await self.telephony.hangup(channel_id)
+
+    # ----- one-click transfer ------------------------------------------------------------
+
+    def agent_channel_of(self, call_id: str) -> str | None:
+        """The answered agent leg of a connected call (the consulting agent's in a consult)."""
+        info = self._calls.get(call_id)
+        if info is None:
+            return None
+        leg = info.consult.agent_leg if info.consult else info.leg
+        return leg.channel_id if leg is not None and leg.answered else None
+
+    def consult_state(self, call_id: str) -> str | None:
+        """None (no consultation), "ringing" or "talking"."""
+        consult = self._consult_of(call_id)
+        if consult is None:
+            return None
+        return "talking" if consult.bridge_id else "ringing"
+
+    async def transfer(
+        self, call_id: str, *, queue: str | None = None, agent_id: str | None = None
+    ) -> None:
+        """Blind transfer: the agent's leg leaves at once (the agent goes to wrap-up); the
+        caller, with the attributes it arrived with, is offered to `agent_id` or waits in
+        `queue`. Conflict/NotFound (nothing changed) when the target cannot take it."""
+        info = self._require(call_id)
+        commands = self.core.transfer(
+            call_id, info.attributes, *self._now(), queue=queue, agent_id=agent_id
+        )
+        await self._detach_agent(info)
+        await self._run(commands)
+
+    async def release_call(self, call_id: str) -> str:
+        """The call leaves the ACD for good (a transfer to an outside number): the agent's leg
+        leaves and the agent goes to wrap-up. Returns the caller's channel id."""
+        info = self._require(call_id)
+        commands = self.core.call_ended(call_id, *self._now())
+        await self._detach_agent(info)
+        self._calls.pop(call_id, None)
+        await self._run(commands)
+        return info.channel_id
+
+    async def consult(self, call_id: str, agent_id: str) -> None:
+        """Attended transfer: take the agent's leg out of the caller's bridge and ring
+        `agent_id`; on answer the two agents talk in a consultation bridge."""
+        info = self._require(call_id)
+        if info.leg is None or not info.leg.answered:
+            raise NotFound(f"call {call_id} has no answered agent leg")
+        commands = self.core.consult(call_id, info.attributes, *self._now(), agent_id=agent_id)
+        info.consult = _Consult(info.leg)
+        if info.bridge_id and info.leg.channel_id:
+            with contextlib.suppress(TelephonyError):
+                await self.telephony.remove_from_bridge(info.bridge_id, [info.leg.channel_id])
+        await self._run(commands)
+
+    async def complete_consult(self, call_id: str) -> None:
+        """The consulting agent leaves; the colleague (talking, or still ringing) keeps the
+        call and the caller is bridged with them."""
+        info = self._calls.get(call_id)
+        consult = info.consult if info else None
+        if info is None or consult is None:
+            raise NotFound(f"no consultation on call {call_id}")
+        info.consult = None
+        a_leg = consult.agent_leg
+        self._forget_leg(a_leg)
+        if consult.bridge_id:
+            with contextlib.suppress(TelephonyError):
+                await self.telephony.destroy_bridge(consult.bridge_id)
+        if a_leg.channel_id:
+            await self._hangup(a_leg.channel_id)
+        if info.bridge_id:
+            with contextlib.suppress(TelephonyError):
+                await self.telephony.destroy_bridge(info.bridge_id)
+            info.bridge_id = None
+        await self._run(self.core.consult_completed(call_id, *self._now()))
+        b_leg = info.leg if info.leg is not a_leg else None
+        if b_leg is not None and b_leg.answered and b_leg.channel_id:
+            await self._bridge_with(info, b_leg)
+            if consult.connected is not None:
+                await self._emit(consult.connected)
+        elif b_leg is None:
+            info.leg = None
+
+    async def cancel_consult(self, call_id: str) -> None:
+        """The consultation ends without a transfer: the colleague is released and the
+        consulting agent is back with the caller."""
+        info = self._calls.get(call_id)
+        consult = info.consult if info else None
+        if info is None or consult is None:
+            raise NotFound(f"no consultation on call {call_id}")
+        info.consult = None
+        b_leg = info.leg if info.leg is not consult.agent_leg else None
+        if b_leg is not None:
+            if b_leg.timer:
+                b_leg.timer.cancel()
+            self._forget_leg(b_leg)
+            if b_leg.channel_id:
+                await self._hangup(b_leg.channel_id)
+        if consult.bridge_id:
+            with contextlib.suppress(TelephonyError):
+                await self.telephony.destroy_bridge(consult.bridge_id)
+        info.leg = consult.agent_leg
+        await self._run(self.core.consult_cancelled(call_id, *self._now()))
+        await self._bridge_with(info, consult.agent_leg)
+
+    async def _bridge_with(self, info: _CallInfo, leg: _Leg) -> None:
+        assert leg.channel_id is not None
+        await self.telephony.stop_moh(info.channel_id)
+        if info.bridge_id is None:
+            info.bridge_id = await self.telephony.create_bridge(
+                f"acd-{leg.call_id}-{uuid.uuid4().hex[:6]}"[:60], "mixing"
+            )
+            await self.telephony.add_to_bridge(info.bridge_id, [info.channel_id, leg.channel_id])
+        else:
+            await self.telephony.add_to_bridge(info.bridge_id, [leg.channel_id])
+        leg.bridge_id = info.bridge_id
+        info.leg = leg
+
+    async def _end_consult_legs(self, consult: _Consult) -> None:
+        self._forget_leg(consult.agent_leg)
+        if consult.bridge_id:
+            with contextlib.suppress(TelephonyError):
+                await self.telephony.destroy_bridge(consult.bridge_id)
+        if consult.agent_leg.channel_id:
+            await self._hangup(consult.agent_leg.channel_id)
+
+    async def _detach_agent(self, info: _CallInfo) -> None:
+        """Forget the agent's leg before hanging it up, so its end does not end the call."""
+        leg, info.leg = info.leg, None
+        if info.bridge_id:
+            with contextlib.suppress(TelephonyError):
+                await self.telephony.destroy_bridge(info.bridge_id)
+            info.bridge_id = None
+        if leg is not None:
+            self._forget_leg(leg)
+            if leg.timer:
+                leg.timer.cancel()
+            if leg.channel_id:
+                await self._hangup(leg.channel_id)
+
+    def _require(self, call_id: str) -> _CallInfo:
+        info = self._calls.get(call_id)
+        if info is None:
+            raise NotFound(f"call {call_id} is not with the ACD")
+        return info
+
+    def _consult_of(self, call_id: str) -> _Consult | None:
+        info = self._calls.get(call_id)
+        return info.consult if info else None
 
     def describe_call(self, call_id: str) -> dict[str, Any]:
         if call_id not in self._calls and not self.core.decisions_for(call_id):

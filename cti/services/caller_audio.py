@@ -53,13 +53,25 @@ class CallerAudioTap:
         for ch in (snoop_id, media_id):
             self.registry.attach_channel(call_id, ch)
             self._channels.append(ch)
-        await self.telephony.snoop(caller_channel, spy="in", app_args="tap", snoop_id=snoop_id)
-        await self.telephony.external_media(
-            external_host=f"{self.host}:{port}", fmt="slin16", channel_id=media_id
-        )
-        self._bridge = await self.telephony.create_bridge(f"cti-tap-{call_id}", "mixing")
-        await self.telephony.add_to_bridge(self._bridge, [snoop_id, media_id])
+        try:
+            await self.telephony.snoop(
+                caller_channel, spy="in", app_args="tap", snoop_id=snoop_id
+            )
+            await self.telephony.external_media(
+                external_host=f"{self.host}:{port}", fmt="slin16", channel_id=media_id
+            )
+            self._bridge = await self.telephony.create_bridge(f"cti-tap-{call_id}", "mixing")
+            await self.telephony.add_to_bridge(self._bridge, [snoop_id, media_id])
+        except BaseException:
+            self.close_socket()  # the PBX side is cleaned up by stop()
+            raise
         log.info("audio_tap.started", port=port)
+
+    def close_socket(self) -> None:
+        """Stop receiving the caller's audio now (synchronous: safe from a done-callback)."""
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
 
     async def stop(self) -> None:
         for ch in self._channels:
@@ -71,6 +83,4 @@ class CallerAudioTap:
             with contextlib.suppress(TelephonyError):
                 await self.telephony.destroy_bridge(self._bridge)
             self._bridge = None
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
+        self.close_socket()

@@ -72,8 +72,13 @@ class IvrCallScript:
     async def on_answered(self, session: CallSession) -> None:
         call = session.call
         ctx = await self._context(session)
+
+        def ivr_hangs_up(reason: str) -> None:
+            # Before the hang-up: its ChannelHangupRequest must not be taken for the caller's.
+            session.ended_by = "agent" if reason == "agent" else "service"
+
         self._task = asyncio.create_task(
-            self.runner.run_call(ctx, self.flow, call.channel_id),
+            self.runner.run_call(ctx, self.flow, call.channel_id, on_hangup=ivr_hangs_up),
             name=f"ivr-{call.id}",
         )
         if self.tap is not None and self.settings.detection.auto_start:
@@ -89,6 +94,11 @@ class IvrCallScript:
             except TelephonyError as exc:
                 # Detection is a help, not a condition: the call goes on without it.
                 log.warning("audio_tap.failed", error=exc.message)
+            else:
+                # No IVR, no listener: also when the service stops mid-call and on_ended
+                # never comes, the socket is closed with the call's IVR.
+                tap = self.tap
+                self._task.add_done_callback(lambda _task: tap.close_socket())
 
     async def on_event(self, session: CallSession, event: AriEvent) -> None:
         if isinstance(event, ChannelDtmfReceived) and event.channel.id == session.call.channel_id:

@@ -64,6 +64,9 @@ class FlowSource(Protocol):
 
 
 RouteHandler = Callable[[str, c.RouteToQueue], Awaitable[None]]
+# Told the engine's hang-up reason ("procedure", "flow", "agent") just before the IVR hangs up,
+# so the call log can say who ended the call.
+HangupHook = Callable[[str], None]
 
 
 class UnknownProcedure(NotFound):
@@ -80,6 +83,7 @@ class _CallRun:
         default_factory=asyncio.Queue
     )
     timer: tuple[int, TimerHandle] | None = None
+    on_hangup: HangupHook | None = None
 
 
 class IvrRunner:
@@ -110,11 +114,13 @@ class IvrRunner:
     # -- the call's task ----------------------------------------------------------------------
 
     async def run_call(
-        self, ctx: CallContext, flow_name: str, channel_id: str | None = None
+        self, ctx: CallContext, flow_name: str, channel_id: str | None = None,
+        on_hangup: HangupHook | None = None,
     ) -> CallState:
         """Run the call's IVR from answer to end (or cancellation). Returns the last state."""
         machine = IvrMachine(self.flow_source.flows, self.procedures, self.detection)
         run = _CallRun(ctx, channel_id or ctx.call_id, machine, machine.new_call(ctx, flow_name))
+        run.on_hangup = on_hangup
         self.calls[ctx.call_id] = run
         try:
             await self._process(run, e.Answered(self.clock.now()), None)
@@ -169,6 +175,8 @@ class IvrRunner:
                 case c.StopPlayback(playback_id=pid):
                     await self.telephony.stop_playback(pid)
                 case c.HangUpCall(reason=reason):
+                    if run.on_hangup is not None:
+                        run.on_hangup(reason)
                     await self.telephony.hangup(run.channel_id, "normal")
                     log.info("ivr_hangup", call_id=call_id, reason=reason)
                 case c.SetVolume(direction=direction, gain=gain):

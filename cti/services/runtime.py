@@ -18,7 +18,7 @@ from cti.adapters.db.migrate import upgrade_async
 from cti.adapters.db.routing_log import RoutingLog
 from cti.clock import Clock, SystemClock
 from cti.domain.ivr.loader import FlowStore
-from cti.errors import ConfigError, TelephonyError
+from cti.errors import ConfigError, TelephonyError, TelephonyUnavailable
 from cti.log import configure_logging, get_logger
 from cti.services.acd import AGENT_LEG_ARG, Acd
 from cti.services.agent_desk import AgentDesk
@@ -155,11 +155,24 @@ class Service:
     async def start(self) -> None:
         """Migrate, check the PBX, then keep the event socket up in the background."""
         if self.settings.auto_migrate:
-            await upgrade_async(self.settings.database_url)
+            try:
+                await upgrade_async(self.settings.database_url)
+            except Exception as exc:  # unreachable server, bad URL, no permission
+                raise ConfigError(
+                    f"database {self.settings.database_url}: {exc.__class__.__name__}: {exc}"
+                ) from None
         await self.telephony.client.request("GET", "asterisk/info")  # fail fast: URL, auth
         self.ari.set_handlers(self._on_event, self._on_connect)
         self._ari_task = asyncio.create_task(self._run_ari(), name="ari-events")
-        await asyncio.wait_for(self.ari.connected.wait(), self.settings.ari.request_timeout * 2)
+        try:
+            await asyncio.wait_for(
+                self.ari.connected.wait(), self.settings.ari.request_timeout * 2
+            )
+        except TimeoutError:
+            raise TelephonyUnavailable(
+                f"ARI at {self.settings.ari.url} answers REST but its event socket for app "
+                f"{self.settings.ari.app!r} did not connect"
+            ) from None
         await self.acd.start()
 
     async def _run_ari(self) -> None:
@@ -188,7 +201,11 @@ async def serve_async(settings: Settings) -> None:
     from cti.api.app import create_app
 
     service = Service.build(settings)
-    await service.start()
+    try:
+        await service.start()
+    except BaseException:
+        await service.stop()
+        raise
     http = f"{settings.http_host}:{settings.http_port}"
     log.info("service.started", ari=settings.ari.url, http=http)
     app = create_app(service)

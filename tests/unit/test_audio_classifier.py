@@ -108,3 +108,13 @@ async def test_rtp_endpoint_classifies_a_ulaw_stream() -> None:
         transport.close()
     assert len(windows) >= 3
     assert {w.kind for w in windows} == {"noisy"}
+
+
+@pytest.mark.parametrize(
+    ("hiss_dbfs", "expected"), [(-65, "silent"), (-50, "silent"), (-35, "noisy"), (-20, "noisy")]
+)
+def test_faint_line_hiss_is_silence_and_loud_hiss_is_noise(hiss_dbfs: float, expected: str) -> None:
+    rng = np.random.default_rng(5)
+    pcm = (rng.standard_normal(8000 * 4) * 32767 * 10 ** (hiss_dbfs / 20)).astype("<i2").tobytes()
+    kind, share = majority(ulaw_to_pcm(pcm_to_ulaw(pcm)), 8000)
+    assert (kind, share) == (expected, 1.0)

@@ -18,10 +18,10 @@ def alembic_config(database_url: str) -> Config:
     return cfg
 
 
-def upgrade(database_url: str, revision: str = "heads") -> None:
+def upgrade(database_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(database_url), revision)
 
 
-async def upgrade_async(database_url: str, revision: str = "heads") -> None:
+async def upgrade_async(database_url: str, revision: str = "head") -> None:
     # Alembic's env.py runs its own event loop; keep it off ours.
     await asyncio.to_thread(upgrade, database_url, revision)

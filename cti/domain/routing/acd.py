@@ -29,7 +29,7 @@ from cti.domain.routing.events import (
 from cti.domain.routing.hours import is_open
 from cti.domain.routing.model import CallAttributes, Fallback, RoutingRules
 from cti.domain.routing.router import Offer, Router
-from cti.errors import NotFound
+from cti.errors import Conflict, NotFound
 
 DECISIONS_PER_CALL = 50
 
@@ -113,6 +113,7 @@ class AcdCore:
         self.router = Router(rules)
         self.agents: dict[str, ag.AgentStatus] = {a: ag.AgentStatus(a) for a in rules.agents}
         self._connected: dict[str, _Connected] = {}  # call_id -> who is talking
+        self._consulting: dict[str, _Connected] = {}  # call_id -> agent consulting a colleague
         self._decisions: dict[str, deque[tuple[datetime, Decision]]] = {}
         self._cmds: list[Command] = []
 
@@ -223,6 +224,9 @@ class AcdCore:
     def caller_hangup(self, call_id: str, now: float, at: datetime) -> list[Command]:
         """The caller's channel ended: while waiting, ringing an agent, or talking."""
         self._cmds = []
+        consulting = self._consulting.pop(call_id, None)
+        if consulting is not None:
+            self._release(consulting, now, at)
         if call_id in self._connected:
             self._end_call(call_id, now, at)
             return self._take()
@@ -279,6 +283,95 @@ class AcdCore:
 
     def _end_call(self, call_id: str, now: float, at: datetime) -> None:
         c = self._connected.pop(call_id)
+        self.router.agent_call_ended(c.agent_id, now)
+        self._step_agent(c.agent_id, ag.CallEnded(c.wrap_up_s), now, at)
+
+    # ----- one-click transfer ----------------------------------------------------------
+
+    def transfer(
+        self, call_id: str, attributes: CallAttributes, now: float, at: datetime, *,
+        queue: str | None = None, agent_id: str | None = None,
+    ) -> list[Command]:
+        """Blind transfer of a connected call: its agent goes to wrap-up at once, and the call
+        is offered to `agent_id` (who must be available) or waits in `queue` (default: the
+        queue it was answered from). Raises (and changes nothing) when the target is wrong."""
+        self._cmds = []
+        current = self._connected.get(call_id)
+        queue = self._check_target(call_id, current, queue, agent_id)
+        if current is not None:
+            self._end_call(call_id, now, at)
+        self._decision(self.router.transfer(call_id, attributes, now, queue=queue,
+                                            agent_id=agent_id), at)
+        return self._take()
+
+    def consult(
+        self, call_id: str, attributes: CallAttributes, now: float, at: datetime, *,
+        agent_id: str,
+    ) -> list[Command]:
+        """Attended transfer, first step: the call's agent stays on the call while
+        `agent_id` is rung (and, on answer, talks with them); the caller is on hold."""
+        self._cmds = []
+        current = self._connected.get(call_id)
+        if current is None:
+            raise NotFound(f"call {call_id} is not connected to an agent")
+        queue = self._check_target(call_id, current, None, agent_id)
+        self._consulting[call_id] = self._connected.pop(call_id)
+        self._decision(self.router.transfer(call_id, attributes, now, queue=queue,
+                                            agent_id=agent_id), at)
+        return self._take()
+
+    def consult_completed(self, call_id: str, now: float, at: datetime) -> list[Command]:
+        """The consulting agent hands the call over: they go to wrap-up; the call stays with
+        the colleague (connected, or still ringing)."""
+        self._cmds = []
+        consulting = self._consulting.pop(call_id, None)
+        if consulting is not None:
+            self._release(consulting, now, at)
+        return self._take()
+
+    def consult_cancelled(self, call_id: str, now: float, at: datetime) -> list[Command]:
+        """The consultation is over without a transfer: the colleague is released (ringing
+        stops, or they go to wrap-up) and the call is the consulting agent's again."""
+        self._cmds = []
+        consulting = self._consulting.pop(call_id, None)
+        if consulting is None:
+            return []
+        if call_id in self._connected:
+            self._end_call(call_id, now, at)
+        else:
+            _d, offer = self.router.remove_call(call_id, now)
+            if offer is not None:
+                self._cmds.append(StopRinging(offer.offer_id, offer.agent_id))
+                self._withdraw(offer, "caller_hangup", at)
+                self._step_agent(offer.agent_id, ag.OfferCancelled(offer.offer_id), now, at)
+        self._connected[call_id] = consulting
+        return self._take()
+
+    def is_consulting(self, call_id: str) -> bool:
+        return call_id in self._consulting
+
+    def connected_queue(self, call_id: str) -> str | None:
+        c = self._connected.get(call_id) or self._consulting.get(call_id)
+        return c.queue if c else None
+
+    def _check_target(
+        self, call_id: str, current: _Connected | None, queue: str | None, agent_id: str | None
+    ) -> str:
+        if call_id in self._consulting:
+            raise Conflict(f"call {call_id} is in a consultation: complete or cancel it first")
+        queue = queue or (current.queue if current else None) or self.rules.default_queue
+        if queue not in self.rules.queues:
+            raise NotFound(f"unknown queue {queue!r}")
+        if agent_id is not None:
+            self.status(agent_id)  # NotFound for an unknown agent
+            if current is not None and current.agent_id == agent_id:
+                raise Conflict(f"agent {agent_id} already has call {call_id}")
+            if not self.router.is_available(agent_id):
+                state = self.agents[agent_id].state.value
+                raise Conflict(f"agent {agent_id} is not available ({state})")
+        return queue
+
+    def _release(self, c: _Connected, now: float, at: datetime) -> None:
         self.router.agent_call_ended(c.agent_id, now)
         self._step_agent(c.agent_id, ag.CallEnded(c.wrap_up_s), now, at)
 

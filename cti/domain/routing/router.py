@@ -365,6 +365,37 @@ class Router:
         self._list(call)
         return self._offer_call(call, now, "call_arrived")
 
+    def transfer(
+        self, call_id: str, attributes: CallAttributes, now: float, *, queue: str,
+        agent_id: str | None = None,
+    ) -> Decision:
+        """An agent's one-click transfer of a call that was connected: it waits in `queue` like
+        a new arrival (keeping its attributes), or is offered straight to `agent_id`, who must
+        be available. Should that agent not answer, the call stays waiting in `queue`."""
+        if call_id in self._calls or call_id in self._offered:
+            raise Conflict(f"call {call_id} is already in the ACD")
+        if queue not in self._queue_plans:
+            raise NotFound(f"unknown queue {queue!r}")
+        if agent_id is not None:
+            self.agent(agent_id)
+            if agent_id not in self._available or agent_id in self._offer_by_agent:
+                raise Conflict(f"agent {agent_id} is not available")
+        self._seq += 1
+        plan = self._queue_plans[queue]
+        call = WaitingCall(
+            call_id, dict(attributes), plan, self._pid_of[id(plan)], now, now,
+            self._rules.tier_boost(attributes), self._seq,
+        )
+        self._restage(call, now)
+        self._list(call)
+        if agent_id is None:
+            return self._offer_call(call, now, "call_arrived")
+        offer = self._reserve(call, agent_id, queue, now)
+        return self._decision(
+            "call_arrived", "offered", call, now, agent_id=agent_id, offer_id=offer.offer_id,
+            candidates=1, reason=f"transferred to agent {agent_id}",
+        )
+
     def remove_call(self, call_id: str, now: float) -> tuple[Decision | None, Offer | None]:
         """The caller hung up: drop the call; an offer in flight is cancelled and returned so the
         caller of this method can stop the ringing and release the agent."""

@@ -1,0 +1,423 @@
+"""Routing by skill and load, end to end: real Asterisk, sipp callers with RTP pressing menu keys,
+registered sipp agent phones, the real service (IVR menu -> ACD -> ring the agent -> bridge).
+
+Every test runs on its own copy of tests/e2e/data/routing_rules.yaml and the routing_menu flow
+(open around the clock: nothing here depends on the time of day). Run with an instance of your
+own:  CTI_E2E_PBX=e2e-routing .venv/bin/pytest tests/e2e/test_routing_e2e.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+import pytest
+
+from cti.api.app import create_app
+from cti.domain.agents.state import AgentState
+from cti.domain.routing.events import (
+    AgentStateChanged,
+    CallConnected,
+    CallOffered,
+    CallQueued,
+    OfferWithdrawn,
+    RoutingEvent,
+)
+from cti.services.auth import NewUser, Role
+from cti.services.runtime import Service
+from tests.e2e.conftest import service_settings, wait_until
+from tests.e2e.pbx import AgentPhone, Pbx, SippResult, register_agent, run_sipp
+
+DATA = Path(__file__).resolve().parent / "data"
+REPO_FLOWS = Path(__file__).resolve().parents[2] / "ivr_flows"
+
+# Routing does not depend on the database backend; one backend keeps the file under 3 minutes
+# (the call log on both backends is proven by test_first_call.py).
+pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+
+E = TypeVar("E", bound=RoutingEvent)
+
+
+@dataclass
+class RoutingEvents:
+    """Every event the ACD emitted, with the monotonic time it arrived (a RoutingListener)."""
+
+    events: list[tuple[float, RoutingEvent]] = field(default_factory=list)
+
+    async def on_routing_event(self, event: RoutingEvent) -> None:
+        self.events.append((time.monotonic(), event))
+
+    def of(self, kind: type[E], pred: Callable[[E], bool] = lambda _: True) -> list[E]:
+        return [e for _, e in self.events if isinstance(e, kind) and pred(e)]
+
+    def when(self, kind: type[E], pred: Callable[[E], bool] = lambda _: True) -> float:
+        times = [t for t, e in self.events if isinstance(e, kind) and pred(e)]
+        assert times, f"no {kind.__name__} matching; got {self.describe()}"
+        return times[0]
+
+    async def wait(
+        self, kind: type[E], pred: Callable[[E], bool] = lambda _: True, timeout: float = 15.0
+    ) -> E:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.of(kind, pred)
+            if found:
+                return found[0]
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"no {kind.__name__} within {timeout} s; got {self.describe()}")
+
+    def describe(self) -> str:
+        return "\n  " + "\n  ".join(repr(e) for _, e in self.events)
+
+
+@dataclass
+class Routed:
+    service: Service
+    events: RoutingEvents
+    rules_file: Path
+    pbx: Pbx
+
+    def call_of(self, caller: str) -> str | None:
+        """The call id (the caller's channel id) of the call from `caller`, once it arrived."""
+        for session in self.service.registry.sessions():
+            if session.call.caller_number == caller:
+                return session.call.id
+        return None
+
+    async def call_from(self, caller: str) -> str:
+        await wait_until(lambda: self.call_of(caller) is not None, what=f"call from {caller}")
+        call_id = self.call_of(caller)
+        assert call_id is not None
+        return call_id
+
+    async def bridge_of(self, channel_id: str, timeout: float = 5.0) -> tuple[str, ...]:
+        """The channels of the ARI bridge holding `channel_id` with another channel (asked of
+        Asterisk; waits for the second channel to join)."""
+        deadline = time.monotonic() + timeout
+        seen: list[tuple[str, ...]] = []
+        while time.monotonic() < deadline:
+            seen = [b.channels for b in await self.service.telephony.list_bridges()]
+            for channels in seen:
+                if channel_id in channels and len(channels) > 1:
+                    return channels
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"channel {channel_id} is bridged with nobody; bridges: {seen}")
+
+    async def channel_name(self, channel_id: str) -> str:
+        for channel in await self.service.telephony.list_channels():
+            if channel.id == channel_id:
+                return channel.name
+        raise AssertionError(f"no channel {channel_id}")
+
+
+def _flows_dir(tmp: Path) -> Path:
+    """The product's agent_greeting flow plus the test menus, in a directory of their own."""
+    flows = tmp / "flows"
+    flows.mkdir()
+    shutil.copy(REPO_FLOWS / "agent_greeting.yaml", flows)
+    for path in (DATA / "flows").glob("*.yaml"):
+        shutil.copy(path, flows)
+    return flows
+
+
+@pytest.fixture
+async def routed(pbx: Pbx, database_url: str, tmp_path: Path) -> AsyncIterator[Routed]:
+    rules_file = tmp_path / "routing.yaml"
+    shutil.copy(DATA / "routing_rules.yaml", rules_file)
+    settings = service_settings(
+        pbx, database_url, inbound_flow="routing_menu", flows_dir=_flows_dir(tmp_path),
+        rules_file=rules_file,
+    )
+    service = Service.build(settings)
+    service.acd._watch_s = 0.3  # notice an edited rules file quickly (the default is 2 s)
+    events = RoutingEvents()
+    service.acd.add_listener(events)
+    await service.start()
+    try:
+        yield Routed(service, events, rules_file, pbx)
+    finally:
+        await service.stop()
+
+
+def _caller(
+    pbx: Pbx, number: str, digit: str, *, talk_ms: int | None = None, max_wait_s: float = 40
+) -> asyncio.Task[SippResult]:
+    """A caller who presses `digit` a second after answer; hangs up after talk_ms, or (None)
+    waits for the far end's BYE."""
+    scenario = "caller_dtmf_wait_bye" if talk_ms is None else "caller_dtmf_hangup"
+    variables: dict[str, int | str] = {"dtmf_delay_ms": 1000}
+    if talk_ms is not None:
+        variables["talk_ms"] = talk_ms
+    return asyncio.create_task(
+        run_sipp(
+            pbx, scenario, service="4000", caller=number, pcap=pbx.media("speech"),
+            dtmf_pcap=pbx.media(f"dtmf-{digit}"), variables=variables, max_wait_s=max_wait_s,
+            timeout=max_wait_s + 10,
+        )
+    )
+
+
+def _from_user(phone: AgentPhone) -> list[str]:
+    """The caller number in the From header of each INVITE the agent's phone received."""
+    users = []
+    for invite in phone.invites():
+        line = next(ln for ln in invite.text.splitlines() if ln.lower().startswith("from:"))
+        users.append(line.split("sip:", 1)[1].split("@", 1)[0])
+    return users
+
+
+async def _phones(pbx: Pbx, **modes: str) -> dict[str, AgentPhone]:
+    """Register agent phones concurrently: _phones(pbx, a1001="answer", a1002="noanswer")."""
+    agents = [name.removeprefix("a") for name in modes]
+    phones = await asyncio.gather(
+        *(register_agent(pbx, a, mode=modes[f"a{a}"], ring_ms=400) for a in agents)  # type: ignore[arg-type]
+    )
+    return dict(zip(agents, phones, strict=True))
+
+
+async def _stop(phones: dict[str, AgentPhone]) -> None:
+    await asyncio.gather(*(p.stop() for p in phones.values()))
+
+
+async def test_menu_choice_rings_the_qualified_agent_and_bridges_caller_and_agent(
+    routed: Routed,
+) -> None:
+    service, acd = routed.service, routed.service.acd
+    phones = await _phones(routed.pbx, a1001="answer", a1002="answer")
+    try:
+        await acd.agent_login("1001")  # billing
+        await acd.agent_login("1002")  # tech
+        billing = _caller(routed.pbx, "+8613800000101", "1")
+        tech = _caller(routed.pbx, "+8613800000102", "2")
+        billing_call = await routed.call_from("+8613800000101")
+        tech_call = await routed.call_from("+8613800000102")
+
+        to_billing = await routed.events.wait(CallConnected, lambda e: e.call_id == billing_call)
+        to_tech = await routed.events.wait(CallConnected, lambda e: e.call_id == tech_call)
+        assert (to_billing.agent_id, to_billing.queue) == ("1001", "billing")
+        assert (to_tech.agent_id, to_tech.queue) == ("1002", "tech")
+        # each qualified agent's phone rang once, for its own caller only
+        assert _from_user(phones["1001"]) == ["+8613800000101"]
+        assert _from_user(phones["1002"]) == ["+8613800000102"]
+
+        for call_id, agent in ((billing_call, "1001"), (tech_call, "1002")):
+            channels = await routed.bridge_of(call_id)
+            assert len(channels) == 2, channels
+            (agent_leg,) = set(channels) - {call_id}
+            assert (await routed.channel_name(agent_leg)).startswith(f"PJSIP/{agent}-")
+            assert acd.agent_status(agent).state is AgentState.ON_CALL
+            session = service.registry.get(call_id)
+            assert session is not None
+            assert session.call.agent_id == agent
+
+        # the decision trace names the chosen agent and why
+        trace = acd.describe_call(billing_call)
+        assert trace["agent_id"] == "1001"
+        assert any(d["outcome"] == "offered" for d in trace["decisions"])
+
+        await service.telephony.hangup(billing_call)
+        await service.telephony.hangup(tech_call)
+        for result in await asyncio.gather(billing, tech):
+            assert result.ok, result.describe()
+        # the ACD hung up the agents' legs with the callers
+        await wait_until(
+            lambda: all(len(p.messages()) > 0 and any(
+                m.direction == "received" and m.method_or_status == "BYE" for m in p.messages()
+            ) for p in phones.values()),
+            what="agents got BYE",
+        )
+    finally:
+        await _stop(phones)
+
+
+async def test_ring_no_answer_moves_the_call_to_the_next_agent(routed: Routed) -> None:
+    acd = routed.service.acd
+    phones = await _phones(routed.pbx, a1001="noanswer", a1003="answer")
+    try:
+        await acd.agent_login("1001")  # billing 5, idle longest: offered first, never answers
+        await asyncio.sleep(0.05)
+        await acd.agent_login("1003")  # billing 4
+        caller = _caller(routed.pbx, "+8613800000201", "1")
+        call_id = await routed.call_from("+8613800000201")
+
+        first = await routed.events.wait(CallOffered, lambda e: e.call_id == call_id)
+        assert first.agent_id == "1001"
+        withdrawn = await routed.events.wait(OfferWithdrawn, lambda e: e.call_id == call_id)
+        assert (withdrawn.agent_id, withdrawn.reason) == ("1001", "no_answer")
+        connected = await routed.events.wait(CallConnected, lambda e: e.call_id == call_id)
+        assert connected.agent_id == "1003"
+
+        # 1001 rang for the queue's ring timeout (3 s), then 1003 was tried at once
+        t_offer = routed.events.when(CallOffered, lambda e: e.agent_id == "1001")
+        t_missed = routed.events.when(OfferWithdrawn, lambda e: e.agent_id == "1001")
+        t_next = routed.events.when(CallOffered, lambda e: e.agent_id == "1003")
+        assert 2.9 <= t_missed - t_offer <= 4.0
+        assert t_next - t_missed < 0.5
+        assert _from_user(phones["1001"]) == ["+8613800000201"]
+        assert _from_user(phones["1003"]) == ["+8613800000201"]
+        # the unanswered phone was cancelled; its agent is counted one miss and is free again
+        await wait_until(
+            lambda: any(m.method_or_status == "CANCEL" for m in phones["1001"].messages()),
+            what="CANCEL to 1001",
+        )
+        status = acd.agent_status("1001")
+        assert (status.state, status.missed) == (AgentState.AVAILABLE, 1)
+
+        channels = await routed.bridge_of(call_id)
+        assert len(channels) == 2
+        await routed.service.telephony.hangup(call_id)
+        result = await caller
+        assert result.ok, result.describe()
+    finally:
+        await _stop(phones)
+
+
+async def test_wrap_up_holds_the_agent_until_it_ends(routed: Routed) -> None:
+    acd = routed.service.acd
+    phones = await _phones(routed.pbx, a1001="answer")
+    try:
+        await acd.agent_login("1001")  # the only billing agent logged in; billing wrap-up 4 s
+        first = _caller(routed.pbx, "+8613800000301", "1", talk_ms=2500)
+        first_call = await routed.call_from("+8613800000301")
+        await routed.events.wait(CallConnected, lambda e: e.call_id == first_call)
+        wrap = await routed.events.wait(
+            AgentStateChanged, lambda e: e.agent_id == "1001" and e.new == "wrap_up", timeout=20
+        )
+        assert wrap.call_id == first_call
+        t_wrap = routed.events.when(
+            AgentStateChanged, lambda e: e.agent_id == "1001" and e.new == "wrap_up"
+        )
+        result = await first
+        assert result.ok, result.describe()  # the caller hung up (BYE from sipp)
+
+        # a second billing caller during the wrap-up waits for it
+        second = _caller(routed.pbx, "+8613800000302", "1")
+        second_call = await routed.call_from("+8613800000302")
+        queued = await routed.events.wait(CallQueued, lambda e: e.call_id == second_call)
+        assert queued.queue == "billing"
+        assert acd.agent_status("1001").state is AgentState.WRAP_UP
+        connected = await routed.events.wait(CallConnected, lambda e: e.call_id == second_call)
+        assert connected.agent_id == "1001"
+        t_offer = routed.events.when(CallOffered, lambda e: e.call_id == second_call)
+        assert t_offer - t_wrap >= 3.9, "offered before the 4 s wrap-up ended"
+        assert t_offer - t_wrap < 5.0, "not offered as soon as the wrap-up ended"
+        assert _from_user(phones["1001"]) == ["+8613800000301", "+8613800000302"]
+
+        await routed.service.telephony.hangup(second_call)
+        result = await second
+        assert result.ok, result.describe()
+    finally:
+        await _stop(phones)
+
+
+async def _admin_client(service: Service) -> tuple[httpx.AsyncClient, dict[str, str]]:
+    await service.desk.auth.users.create(NewUser("admin", "admin-e2e-pw", Role.ADMIN))
+    client = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(service)), base_url="http://cti"
+    )
+    r = await client.post("/auth/login", json={"username": "admin", "password": "admin-e2e-pw"})
+    assert r.status_code == 200, r.text
+    return client, {"Authorization": f"Bearer {r.json()['token']}"}
+
+
+async def test_edited_rules_reroute_waiting_and_new_callers(routed: Routed) -> None:
+    service, acd = routed.service, routed.service.acd
+    phones = await _phones(routed.pbx, a1002="answer", a1004="answer")
+    client, admin = await _admin_client(service)
+    try:
+        await acd.agent_login("1002")  # tech agents only: nobody serves billing
+        await acd.agent_login("1004")
+        waiting = _caller(routed.pbx, "+8613800000401", "1")
+        waiting_call = await routed.call_from("+8613800000401")
+        queued = await routed.events.wait(CallQueued, lambda e: e.call_id == waiting_call)
+        assert queued.queue == "billing"
+        await asyncio.sleep(1.0)
+        assert not routed.events.of(CallOffered, lambda e: e.call_id == waiting_call)
+
+        # the administrator sends key 1 to technical support and reloads through the API
+        text = routed.rules_file.read_text()
+        routed.rules_file.write_text(
+            text.replace('when: menu == "1"', 'when: menu == "9"').replace(
+                'when: menu == "2"', 'when: menu == "1" or menu == "2"'
+            )
+        )
+        r = await client.post("/admin/rules/reload", headers=admin)
+        assert r.status_code == 200, r.text
+        assert r.json()["ok"] is True
+        assert r.json()["last_error"] is None
+
+        # the caller already waiting is re-planned under the new rules, keeping their place
+        connected = await routed.events.wait(CallConnected, lambda e: e.call_id == waiting_call)
+        assert (connected.queue, connected.agent_id) == ("tech", "1002")
+        offered = routed.events.of(CallOffered, lambda e: e.call_id == waiting_call)
+        assert [o.agent_id for o in offered] == ["1002"]
+        assert any(
+            d["trigger"] == "rules_reloaded" and d["outcome"] == "offered"
+            for d in acd.decisions_for(waiting_call)
+        )
+
+        # and a new caller pressing 1 goes to technical support at once
+        new = _caller(routed.pbx, "+8613800000402", "1")
+        new_call = await routed.call_from("+8613800000402")
+        connected = await routed.events.wait(CallConnected, lambda e: e.call_id == new_call)
+        assert (connected.queue, connected.agent_id) == ("tech", "1004")
+        assert not routed.events.of(CallQueued, lambda e: e.call_id == new_call)
+
+        for call_id in (waiting_call, new_call):
+            await service.telephony.hangup(call_id)
+        for result in await asyncio.gather(waiting, new):
+            assert result.ok, result.describe()
+    finally:
+        await client.aclose()
+        await _stop(phones)
+
+
+async def test_broken_rules_file_is_rejected_and_routing_goes_on(routed: Routed) -> None:
+    service, acd = routed.service, routed.service.acd
+    phones = await _phones(routed.pbx, a1001="answer")
+    client, admin = await _admin_client(service)
+    try:
+        await acd.agent_login("1001")
+        loaded_at = acd.rules_status.loaded_at
+        good = routed.rules_file.read_text()
+        # key 1 now names a queue that does not exist: the whole file must be refused
+        broken = good.replace("- {queue: billing}", "- {queue: billling}")
+        assert broken != good
+        routed.rules_file.write_text(broken)
+
+        # the watcher notices the change and rejects it, with file:line:column and the reason
+        await wait_until(lambda: acd.rules_status.last_error is not None, what="rejected")
+        error = acd.rules_status.last_error or ""
+        line = broken.splitlines().index("      - {queue: billling}") + 1
+        assert f"{routed.rules_file}:{line}:" in error
+        assert "unknown queue 'billling'" in error
+        assert acd.rules_status.loaded_at == loaded_at
+        r = await client.post("/admin/rules/reload", headers=admin)
+        assert r.status_code == 200
+        assert r.json()["ok"] is False
+        assert "unknown queue 'billling'" in r.json()["last_error"]
+        r = await client.get("/admin/rules", headers=admin)
+        assert "unknown queue 'billling'" in r.json()["last_error"]
+
+        # the rules in force still route key 1 to billing
+        caller = _caller(routed.pbx, "+8613800000501", "1")
+        call_id = await routed.call_from("+8613800000501")
+        connected = await routed.events.wait(CallConnected, lambda e: e.call_id == call_id)
+        assert (connected.queue, connected.agent_id) == ("billing", "1001")
+        await service.telephony.hangup(call_id)
+        result = await caller
+        assert result.ok, result.describe()
+
+        # a fixed file is taken again, and the error clears
+        routed.rules_file.write_text(good)
+        await wait_until(lambda: acd.rules_status.last_error is None, what="fixed file loaded")
+        assert acd.rules_status.loaded_at != loaded_at
+    finally:
+        await client.aclose()
+        await _stop(phones)

@@ -1,0 +1,56 @@
+"""The ARI client turns transport failures into our typed errors (real sockets, no mocks)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from cti.adapters.ari.client import AriClient
+from cti.errors import TelephonyTimeout, TelephonyUnavailable
+from cti.settings import AriSettings
+
+
+async def test_a_rest_call_that_hangs_times_out_and_says_so() -> None:
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def never_answer(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        accepted.append(w)  # read nothing, answer nothing
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = AriClient(AriSettings(url=f"http://127.0.0.1:{port}/ari", request_timeout=0.5))
+    try:
+        started = time.monotonic()
+        with pytest.raises(TelephonyTimeout, match=r"ARI POST /channels/x/answer did not answer"):
+            await client.request("POST", "channels/x/answer")
+        assert 0.4 < time.monotonic() - started < 2.0
+        assert accepted, "the request reached the server"
+    finally:
+        await client.close()
+        for w in accepted:
+            w.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_nothing_listening_is_unavailable_not_a_traceback() -> None:
+    client = AriClient(AriSettings(url="http://127.0.0.1:1/ari", request_timeout=1))
+    try:
+        with pytest.raises(TelephonyUnavailable, match=r"cannot reach ARI at http://127.0.0.1:1/ari"):
+            await client.request("GET", "asterisk/info")
+    finally:
+        await client.close()
+
+
+async def test_event_socket_keeps_retrying_while_nothing_listens() -> None:
+    client = AriClient(
+        AriSettings(url="http://127.0.0.1:1/ari", reconnect_initial=0.05, reconnect_max=0.1)
+    )
+    task = asyncio.create_task(client.run())
+    await asyncio.sleep(0.5)
+    assert not task.done(), "run() gave up instead of retrying"
+    assert not client.connected.is_set()
+    await client.close()
+    await asyncio.wait_for(task, 2)
