@@ -19,11 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cti.adapters.ari.client import AriClient  # noqa: E402
-from cti.adapters.ari.events import AriEvent, StasisStart  # noqa: E402
-from cti.adapters.ari.telephony import AriTelephony  # noqa: E402
-from cti.settings import AriSettings  # noqa: E402
-from tests.e2e.pbx import Pbx  # noqa: E402
+from cti.adapters.ari.client import AriClient
+from cti.adapters.ari.events import AriEvent, StasisStart
+from cti.adapters.ari.telephony import AriTelephony
+from cti.settings import AriSettings
+from tests.e2e.pbx import Pbx
 
 
 def pct(values: list[float], q: float) -> float:

@@ -427,7 +427,7 @@ async def run_sipp(
     calls: int = 1,
     rate: float = 10.0,
     max_wait_s: float | None = None,
-    timeout: float = 60.0,  # noqa: ASYNC109 - on expiry sipp is stopped and a result returned
+    timeout: float = 60.0,
     extra_args: Sequence[str] = (),
 ) -> SippResult:
     """Run a sipp scenario (a name in tests/e2e/sipp/ or an XML path) against `pbx`.
@@ -551,7 +551,7 @@ async def register_agent(
     mode: AgentMode = "answer",
     ring_ms: int = 1000,
     password: str | None = None,
-    timeout: float = 10.0,  # noqa: ASYNC109 - on expiry sipp is stopped and PbxError raised
+    timeout: float = 10.0,
 ) -> AgentPhone:
     """Start agent `agent`'s phone: REGISTER (digest auth), then answer each call after ring_ms
     and echo its audio ("answer"), ring until cancelled ("noanswer"), or refuse 486 ("busy").

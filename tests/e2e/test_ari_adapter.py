@@ -66,7 +66,9 @@ async def test_asterisk_restart_mid_call_service_reconnects_and_closes_the_lost_
     )
     await wait_until(lambda: service.registry.get(call_id) is None, what="lost call closed")
     row = await service.calls_repo.get(call_id)
-    assert row is not None and row.state is CallState.ENDED and row.ended_at is not None
+    assert row is not None
+    assert row.state is CallState.ENDED
+    assert row.ended_at is not None
     # Asterisk hung the caller up on its way down.
     first = await sipp
     assert first.first("received", "BYE") is not None, first.describe()
@@ -78,5 +80,6 @@ async def test_asterisk_restart_mid_call_service_reconnects_and_closes_the_lost_
     assert result.ok, result.describe()
     await wait_until(lambda: len(service.registry) == 0, what="second call closed")
     rows = [c for c in await service.calls_repo.recent(5) if c.id != call_id]
-    assert rows and rows[0].answered_at is not None
+    assert rows
+    assert rows[0].answered_at is not None
     assert rows[0].hangup_cause == 16
