@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Protocol
+from typing import Final, Protocol
 
 import structlog
 
@@ -19,6 +19,7 @@ from cti.adapters.ari.events import (
     ChannelHangupRequest,
     StasisEnd,
     StasisStart,
+    UnknownEvent,
 )
 from cti.adapters.db.call_repository import CallRepository
 from cti.clock import Clock
@@ -44,6 +45,9 @@ class CallScript(Protocol):
 
 
 ScriptFactory = Callable[[CallSession], CallScript]
+
+# Put in a call's queue to end its task at the next event (service shutdown).
+STOP: Final = UnknownEvent(type="cti.stop")
 
 # Q.850 causes Asterisk reports most often, for readable call logs.
 _CAUSES = {
@@ -146,6 +150,11 @@ class InboundCalls:
         caller = session.call.channel_id
         while not session.call.is_over:
             event = await session.events.get()
+            if event is STOP:
+                # Release what the script holds in this process (audio tap, IVR task).
+                with contextlib.suppress(Exception):
+                    await script.on_ended(session)
+                return
             if isinstance(event, ChannelHangupRequest) and event.channel.id == caller:
                 if session.ended_by is None:
                     session.ended_by = "caller"
@@ -199,9 +208,15 @@ class InboundCalls:
             with contextlib.suppress(asyncio.CancelledError):
                 await session.task
 
-    async def shutdown(self) -> None:
-        for session in self.registry.sessions():
-            if session.task is not None:
-                session.task.cancel()
+    async def shutdown(self, grace_s: float = 3.0) -> None:
+        """Stop the call tasks between events (no half-written rows); the calls stay up on the
+        PBX and open in the database, for the next process to adopt."""
         tasks = [s.task for s in self.registry.sessions() if s.task is not None]
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for session in self.registry.sessions():
+            session.events.put_nowait(STOP)
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=grace_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
