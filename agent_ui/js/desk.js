@@ -167,6 +167,8 @@ function fillCard(card, pop, call, procedure, agentState) {
   const muteBtn = $("[data-call=mute]", card);
   muteBtn.dataset.on = call?.muted ? "1" : "";
   muteBtn.textContent = call?.muted ? t("unmute") : t("mute");
+  $(".consult-buttons", card).hidden = state !== "consulting";
+  card.dataset.cause = call?.cause ?? "";
   $(".procedure-progress", card).textContent = procedure
     ? `${t(`proc.${procedure.name}`)}: ${procedure.step} (${procedure.status})` : "";
   $(".disposition", card).hidden = !(state === "ended" || agentState === "wrap_up");
@@ -204,6 +206,10 @@ function wireCard(card, callId) {
       kind: ev.submitter?.value ?? "blind",
     }));
   });
+  for (const btn of card.querySelectorAll("[data-transfer]")) {
+    btn.addEventListener("click", () => run(() =>
+      api("POST", `/calls/${encodeURIComponent(callId)}/transfer/${btn.dataset.transfer}`)));
+  }
   $(".disposition", card).addEventListener("submit", (ev) => {
     ev.preventDefault();
     const form = ev.target;

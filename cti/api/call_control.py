@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cti.api.auth import CurrentUser, Desk
 from cti.domain.crm import InvalidPhoneNumber, normalise_number
-from cti.errors import NotFound
+from cti.errors import CtiError, NotFound
 from cti.ports import Telephony
 from cti.services.agent_desk import AgentDesk, ServiceMissing
 from cti.services.agent_hub import agent_topic
@@ -46,9 +46,9 @@ def authorize_call(desk: AgentDesk, who: Principal, call_id: str) -> CallSession
     session, agent = _agent_of_call(desk, call_id)
     if session is None or session.call.is_over:
         raise NotFound(f"no live call {call_id}")
-    offered_to_me = who.agent_id is not None and desk.hub.item(
-        agent_topic(who.agent_id), f"pop:{call_id}"
-    ) is not None
+    pop = desk.hub.item(agent_topic(who.agent_id), f"pop:{call_id}") if who.agent_id else None
+    # a pop that shows the call ended (e.g. transferred away) gives no control over it
+    offered_to_me = pop is not None and pop.get("state") != "ended"
     if not offered_to_me:
         require_agent_access(who, agent)
     return session
@@ -103,7 +103,7 @@ async def hold(call_id: CallId, desk: Desk, who: CurrentUser) -> dict[str, Any]:
     session = authorize_call(desk, who, call_id)
     agent = _acting_agent(who, session)
     if desk.procedures is not None:
-        await desk.procedures.start_procedure(call_id, "please_hold", agent)
+        await desk.procedures.start_procedure(call_id, "hold", agent)
     else:
         await _telephony(desk).start_moh(session.call.channel_id)
     desk.screen_pop.call_state(call_id, agent, "held")
@@ -113,8 +113,12 @@ async def hold(call_id: CallId, desk: Desk, who: CurrentUser) -> dict[str, Any]:
 @router.post("/{call_id}/resume")
 async def resume(call_id: CallId, desk: Desk, who: CurrentUser) -> dict[str, Any]:
     session = authorize_call(desk, who, call_id)
-    await _telephony(desk).stop_moh(session.call.channel_id)
-    desk.screen_pop.call_state(call_id, _acting_agent(who, session), "connected")
+    agent = _acting_agent(who, session)
+    if desk.procedures is not None:  # the hold procedure's music stops with it
+        await desk.procedures.agent_command(call_id, "resume", agent)
+    else:
+        await _telephony(desk).stop_moh(session.call.channel_id)
+    desk.screen_pop.call_state(call_id, agent, "connected")
     return {"call_id": call_id, "state": "connected"}
 
 
@@ -166,9 +170,30 @@ async def transfer(
     agent = _acting_agent(who, session)
     desk.screen_pop.call_state(call_id, agent, "transferring", target=body.target,
                                target_type=body.target_type, kind=body.kind)
-    result = await desk.transfers.transfer(
-        call_id, agent_id=agent, target_type=body.target_type, target=body.target, kind=body.kind
-    )
+    try:
+        result = await desk.transfers.transfer(
+            call_id, agent_id=agent, target_type=body.target_type, target=body.target,
+            kind=body.kind,
+        )
+    except CtiError:  # refused (target busy, unknown): the agent still has the call
+        desk.screen_pop.call_state(call_id, agent, "connected")
+        raise
+    return {"call_id": call_id, **result}
+
+
+@router.post("/{call_id}/transfer/{step}")
+async def transfer_step(
+    call_id: CallId, step: Literal["complete", "cancel"], desk: Desk, who: CurrentUser
+) -> dict[str, Any]:
+    """An attended transfer's second click: hand over to the colleague, or back to the caller."""
+    session = authorize_call(desk, who, call_id)
+    if desk.transfers is None:
+        raise ServiceMissing("transfers are not available on this service")
+    agent = _acting_agent(who, session)
+    if step == "complete":
+        result = await desk.transfers.complete(call_id, agent)
+    else:
+        result = await desk.transfers.cancel(call_id, agent)
     return {"call_id": call_id, **result}
 
 

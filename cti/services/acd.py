@@ -145,6 +145,10 @@ class Acd:
         self._leg_by_channel: dict[str, _Leg] = {}
         self._timers: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
+        # Decisions and agent-state events are written by one background task, in order: a
+        # database round trip must never stand between a caller and the agent's phone ringing.
+        self._records: asyncio.Queue[tuple[datetime, Decision] | RoutingEvent] = asyncio.Queue()
+        self._recorder: asyncio.Task[None] | None = None
         self.rules_status = RulesStatus(rules_path or Path(rules.source or "."))
         self.rules_status.summary = summarize(rules)
         self.rules_status.loaded_at = self.clock.now()
@@ -168,6 +172,10 @@ class Acd:
             self._tasks.append(asyncio.create_task(self._watch_loop(), name="acd-rules-watch"))
 
     async def aclose(self) -> None:
+        await self.flush_records()
+        if self._recorder is not None:
+            self._tasks.append(self._recorder)
+            self._recorder = None
         for t in [*self._tasks, *self._timers]:
             t.cancel()
         for t in [*self._tasks, *self._timers]:
@@ -193,6 +201,34 @@ class Acd:
                 continue
             if mtime != self.rules_status.mtime:
                 await self.reload()
+
+    async def flush_records(self, timeout: float = 5.0) -> None:
+        """Wait until every decision and event so far is in the sink (tests, shutdown)."""
+        if self._recorder is None or self._recorder.done():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._records.join(), timeout)
+
+    def _record(self, item: tuple[datetime, Decision] | RoutingEvent) -> None:
+        if self._sink is None:
+            return
+        self._records.put_nowait(item)
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._record_loop(), name="acd-recorder")
+
+    async def _record_loop(self) -> None:
+        assert self._sink is not None
+        while True:
+            item = await self._records.get()
+            try:
+                if isinstance(item, tuple):
+                    await self._sink.record_decision(*item)
+                else:
+                    await self._sink.record_event(item)
+            except Exception:
+                log.exception("routing_record_failed")
+            finally:
+                self._records.task_done()
 
     def _now(self) -> tuple[float, datetime]:
         return self.clock.monotonic(), self.clock.now()
@@ -341,6 +377,12 @@ class Acd:
     # ----- command execution -----------------------------------------------------------
 
     async def _run(self, commands: list[Command]) -> None:
+        # Ring first: the agent's phone is the one thing the caller waits for. The rest keeps
+        # its order (hold music, the screen pop's "reserved", the decision record) and follows
+        # within milliseconds, long before anyone can answer.
+        rings = [c for c in commands if isinstance(c, RingAgent)]
+        if rings:
+            commands = [*rings, *(c for c in commands if not isinstance(c, RingAgent))]
         for cmd in commands:
             try:
                 await self._execute(cmd)
@@ -351,8 +393,7 @@ class Acd:
         if isinstance(cmd, Emit):
             await self._emit(cmd.event)
         elif isinstance(cmd, RecordDecision):
-            if self._sink is not None:
-                await self._sink.record_decision(cmd.at, cmd.decision)
+            self._record((cmd.at, cmd.decision))
         elif isinstance(cmd, HoldMusic):
             info = self._calls.get(cmd.call_id)
             if info is not None:
@@ -385,11 +426,7 @@ class Acd:
             if consult is not None:  # the colleague answered a consultation: not yet theirs
                 consult.connected = event
                 return
-        if self._sink is not None:
-            try:
-                await self._sink.record_event(event)
-            except Exception:
-                log.exception("routing_event_not_recorded")
+        self._record(event)
         for listener in self._listeners:
             try:
                 await listener.on_routing_event(event)

@@ -55,6 +55,10 @@ class ProcedureControl(Protocol):
         """True when a procedure took over the hang-up; False: hang up directly."""
         ...
 
+    async def agent_command(self, call_id: str, command: str, agent_id: str | None = None) -> None:
+        """A command for the running procedure, e.g. "resume" ends the hold (row 6a)."""
+        ...
+
 
 class TransferControl(Protocol):
     """One-click transfer. `kind`: blind or attended; `target_type`: agent, queue or number."""
@@ -62,6 +66,14 @@ class TransferControl(Protocol):
     async def transfer(
         self, call_id: str, *, agent_id: str, target_type: str, target: str, kind: str
     ) -> dict[str, Any]: ...
+
+    async def complete(self, call_id: str, agent_id: str) -> dict[str, Any]:
+        """Attended: hand the call to the consulted colleague."""
+        ...
+
+    async def cancel(self, call_id: str, agent_id: str) -> dict[str, Any]:
+        """Attended: drop the colleague, back to the caller."""
+        ...
 
 
 @dataclass

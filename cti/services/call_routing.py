@@ -10,12 +10,19 @@ from cti.adapters.ari.events import AriEvent, ChannelDestroyed, StasisEnd, Stasi
 from cti.adapters.db.call_repository import CallRepository
 from cti.domain.calls import CallState, move
 from cti.domain.ivr.commands import RouteToQueue
-from cti.domain.routing.events import CallConnected, CallLeftQueue, RoutingEvent
+from cti.domain.routing.events import (
+    CallConnected,
+    CallLeftQueue,
+    CallOffered,
+    OfferWithdrawn,
+    RoutingEvent,
+)
 from cti.log import get_logger
 from cti.services.acd import Acd
 from cti.services.call_registry import CallRegistry
 from cti.services.crm import CrmLookup
 from cti.services.ivr_runner import IvrRunner
+from cti.services.screen_pop import ScreenPop
 
 log = get_logger(__name__)
 
@@ -36,6 +43,7 @@ class CallRouting:
         self.repo = repo
         self.crm = crm
         self.agent_flow = agent_flow
+        self.screen_pop: ScreenPop | None = None
 
     async def on_route(self, call_id: str, command: RouteToQueue) -> None:
         """The IVR reached a route node: hand the call to the ACD with its attributes."""
@@ -59,15 +67,32 @@ class CallRouting:
                     "company": view.customer.company,
                 }
         session.call = replace(move(call, CallState.QUEUED), queue=command.queue)
-        await self.repo.save(session.call)
         log.info("call.queued", call_id=call_id, ivr_queue=command.queue, menu=attributes["menu"])
+        # The ACD first (it may ring an agent at once), the call log after: the row then holds
+        # whatever the call reached meanwhile (queued, or already offered).
         await self.acd.enqueue(call_id, call.channel_id, attributes)
+        if not session.call.is_over:
+            await self.repo.save(session.call)
 
     async def on_routing_event(self, event: RoutingEvent) -> None:
         session = self.registry.get(getattr(event, "call_id", "") or "")
-        if session is None:
+        if session is None or session.call.is_over:
             return
-        if isinstance(event, CallConnected):
+        if isinstance(event, CallOffered):
+            # The call's own states follow the offer: queued -> offered -> connected, and back
+            # to queued when the agent does not answer. (A connected call offered to a
+            # colleague is an attended transfer's consultation: it stays connected.)
+            if session.call.state is not CallState.CONNECTED:
+                session.call = move(session.call, CallState.OFFERED)
+                await self.repo.save(session.call)
+        elif (
+            isinstance(event, OfferWithdrawn)
+            and event.reason != "caller_hangup"
+            and session.call.state is CallState.OFFERED
+        ):
+            session.call = move(session.call, CallState.QUEUED)
+            await self.repo.save(session.call)
+        elif isinstance(event, CallConnected):
             session.call = replace(
                 move(session.call, CallState.CONNECTED), agent_id=event.agent_id,
                 queue=event.queue,
@@ -89,4 +114,7 @@ class CallRouting:
             await self.acd.on_agent_channel_ended(event.channel.id)
 
     async def on_caller_ended(self, call_id: str) -> None:
+        agent = self.acd.core.connected_calls().get(call_id)
         await self.acd.on_caller_hangup(call_id)
+        if self.screen_pop is not None and agent is not None:  # the card shows it ended
+            self.screen_pop.call_ended(call_id, agent, cause="caller_hangup")

@@ -13,6 +13,7 @@ channel_id)` for an answered call (its own task); ARI events go through `ari_to_
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -173,7 +174,10 @@ class IvrRunner:
                 case c.Play():
                     await self._play(run, command)
                 case c.StopPlayback(playback_id=pid):
-                    await self.telephony.stop_playback(pid)
+                    # 404: the prompt ended by itself a moment ago (its PlaybackFinished is on
+                    # the way); the caller is still there, so this is no HangUp.
+                    with contextlib.suppress(ChannelGone):
+                        await self.telephony.stop_playback(pid)
                 case c.HangUpCall(reason=reason):
                     if run.on_hangup is not None:
                         run.on_hangup(reason)

@@ -34,6 +34,7 @@ from cti.services.prompts import PromptSource
 from cti.services.resync import Resync
 from cti.services.screen_pop import CompanyNames
 from cti.services.stasis_dispatch import StasisDispatcher
+from cti.services.transfers import TRANSFER_LEG_ARG, TransferControl
 from cti.settings import Settings
 
 log = get_logger(__name__)
@@ -114,9 +115,12 @@ class Service:
         )
         routing = CallRouting(acd, runner, registry, repo, desk.crm, settings.agent_flow)
         acd.add_listener(routing)
+        routing.screen_pop = desk.screen_pop
         runner.on_route = routing.on_route
         desk.agent_states = acd
         desk.procedures = runner
+        transfers = TransferControl(acd, telephony, registry, desk.screen_pop, runner)
+        desk.transfers = transfers
 
         def script_factory(session: CallSession) -> CallScript:
             tap = CallerAudioTap(telephony, registry, settings.detection)
@@ -133,6 +137,8 @@ class Service:
         dispatcher.on_start("inbound", inbound.on_stasis_start)
         dispatcher.on_start(AGENT_LEG_ARG, routing.on_agent_leg_start)
         dispatcher.listen(routing.on_ari_event)
+        dispatcher.on_start(TRANSFER_LEG_ARG, transfers.on_outside_leg_start)
+        dispatcher.listen(transfers.on_ari_event)
         return cls(
             settings=settings, clock=clock, engine=engine, sessions=sessions, calls_repo=repo,
             ari=ari, telephony=telephony, registry=registry, dispatcher=dispatcher,

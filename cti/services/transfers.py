@@ -16,6 +16,7 @@ music) run by the IVR, which the colleague's answer ends (their greeting follows
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from dataclasses import replace
@@ -70,6 +71,7 @@ class TransferControl:
         self._outside: dict[str, str] = {}  # outside leg channel -> call id
         self._outside_of_call: dict[str, str] = {}  # call id -> outside leg channel
         self._bridges: dict[str, str] = {}  # call id -> bridge with the outside leg
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # ----------------------------------------------------------------- the desk's port
 
@@ -86,14 +88,24 @@ class TransferControl:
             return {"state": "consulting", "target": target}
         if kind == "attended":
             raise ConfigError(f"an attended transfer needs an agent, not a {target_type}")
-        if target_type == "agent":
-            await self.acd.transfer(call_id, agent_id=target)
-        elif target_type == "queue":
-            await self.acd.transfer(call_id, queue=target)
-        elif target_type == "number":
-            await self._to_number(call_id, target)
-        else:
+        if target_type not in ("agent", "queue", "number"):
             raise ConfigError(f"unknown transfer target type {target_type!r}")
+        session = self.calls.get(call_id)
+        before = session.call if session else None
+        if session is not None and before is not None:
+            # back to the queue before the ACD offers it on (queued -> offered -> connected)
+            session.call = replace(move(before, CallState.QUEUED), agent_id=None)
+        try:
+            if target_type == "agent":
+                await self.acd.transfer(call_id, agent_id=target)
+            elif target_type == "queue":
+                await self.acd.transfer(call_id, queue=target)
+            else:
+                await self._to_number(call_id, target)
+        except CtiError:
+            if session is not None and before is not None:
+                session.call = before  # refused: nothing changed, the agent keeps the call
+            raise
         self._hand_over(call_id, agent_id, target_type, target)
         await self._hold_caller(call_id, agent_id)
         log.info("transfer.blind", call_id=call_id, agent_id=agent_id, target_type=target_type,
@@ -105,8 +117,9 @@ class TransferControl:
         self._require_agent(call_id, agent_id)
         if self.acd.consult_state(call_id) is None:
             raise NotFound(f"no consultation on call {call_id}")
-        await self.acd.complete_consult(call_id)
+        # the agent's card first: the colleague's connection must not withdraw it
         self._hand_over(call_id, agent_id, "agent", "")
+        await self.acd.complete_consult(call_id)
         return {"state": "transferred"}
 
     async def cancel(self, call_id: str, agent_id: str) -> dict[str, Any]:
@@ -192,23 +205,18 @@ class TransferControl:
                 self._later_destroy(bridge)
 
     def _later_destroy(self, bridge: str) -> None:
-        import asyncio
-
         async def destroy() -> None:
             with contextlib.suppress(TelephonyError):
                 await self.telephony.destroy_bridge(bridge)
 
         task = asyncio.get_running_loop().create_task(destroy())
-        self._tasks = getattr(self, "_tasks", set())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     # ----------------------------------------------------------------- helpers
 
     def _require_agent(self, call_id: str, agent_id: str) -> None:
-        owner = self.acd.core.agent_of_call(call_id)
-        if self.acd.core.is_consulting(call_id):
-            owner = self.acd.core._consulting[call_id].agent_id
+        owner = self.acd.core.agent_of_call(call_id)  # the consulting agent in a consult
         if owner is None:
             raise NotFound(f"call {call_id} is not connected to an agent")
         if owner != agent_id:
@@ -219,11 +227,9 @@ class TransferControl:
         and they lose control of it."""
         self.screen_pop.call_ended(call_id, agent_id, cause="transferred")
         session = self.calls.get(call_id)
-        if session is None:
-            return
+        if session is None or session.call.agent_id != agent_id:
+            return  # already the colleague's (they answered meanwhile)
         call = session.call
-        if target_type == "queue" and call.state is not CallState.QUEUED:
-            call = move(call, CallState.QUEUED)
         session.call = replace(call, agent_id=None,
                                queue=target if target_type == "queue" else call.queue)
 

@@ -32,7 +32,7 @@ from cti.domain.routing.events import (
 from cti.services.auth import NewUser, Role
 from cti.services.runtime import Service
 from tests.e2e.conftest import service_settings, wait_until
-from tests.e2e.pbx import AgentPhone, Pbx, SippResult, register_agent, run_sipp
+from tests.e2e.pbx import AgentMode, AgentPhone, Pbx, SippResult, register_agent, run_sipp
 
 DATA = Path(__file__).resolve().parent / "data"
 REPO_FLOWS = Path(__file__).resolve().parents[2] / "ivr_flows"
@@ -172,17 +172,20 @@ def _from_user(phone: AgentPhone) -> list[str]:
     return users
 
 
-async def _phones(pbx: Pbx, **modes: str) -> dict[str, AgentPhone]:
-    """Register agent phones concurrently: _phones(pbx, a1001="answer", a1002="noanswer")."""
-    agents = [name.removeprefix("a") for name in modes]
-    phones = await asyncio.gather(
-        *(register_agent(pbx, a, mode=modes[f"a{a}"], ring_ms=400) for a in agents)  # type: ignore[arg-type]
-    )
-    return dict(zip(agents, phones, strict=True))
+async def _phones(pbx: Pbx, **modes: AgentMode) -> dict[str, AgentPhone]:
+    """Register agent phones: _phones(pbx, a1001="answer", a1002="noanswer"). One after the
+    other: each start copies its scenario files into the chroot (pbx.stage), and two copies of
+    one file at once can leave sipp reading a half-written scenario."""
+    phones: dict[str, AgentPhone] = {}
+    for name, mode in modes.items():
+        agent = name.removeprefix("a")
+        phones[agent] = await register_agent(pbx, agent, mode=mode, ring_ms=400)
+    return phones
 
 
 async def _stop(phones: dict[str, AgentPhone]) -> None:
-    await asyncio.gather(*(p.stop() for p in phones.values()))
+    for phone in phones.values():  # one by one, as in _phones
+        await phone.stop()
 
 
 async def test_menu_choice_rings_the_qualified_agent_and_bridges_caller_and_agent(
@@ -193,9 +196,10 @@ async def test_menu_choice_rings_the_qualified_agent_and_bridges_caller_and_agen
     try:
         await acd.agent_login("1001")  # billing
         await acd.agent_login("1002")  # tech
+        # the second caller starts once the first is in (sipp's files are staged by then)
         billing = _caller(routed.pbx, "+8613800000101", "1")
-        tech = _caller(routed.pbx, "+8613800000102", "2")
         billing_call = await routed.call_from("+8613800000101")
+        tech = _caller(routed.pbx, "+8613800000102", "2")
         tech_call = await routed.call_from("+8613800000102")
 
         to_billing = await routed.events.wait(CallConnected, lambda e: e.call_id == billing_call)

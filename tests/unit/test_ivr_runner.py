@@ -16,6 +16,7 @@ from cti.adapters.db.base import Base, make_engine, make_sessionmaker
 from cti.clock import FakeClock
 from cti.domain.ivr import events as e
 from cti.domain.ivr.engine import CallContext, Phase
+from cti.errors import ChannelGone
 from cti.services.ivr_runner import IvrRunner, UnknownProcedure, ari_to_domain
 from cti.services.procedure_audit import ProcedureAudit
 
@@ -166,6 +167,29 @@ async def test_agent_hangup_on_a_noisy_line_goes_through_the_procedure(
     report = await audit.runs_for_call("c1")
     assert [d["what"] for d in report["departures"]] == []
     assert report["runs"][0]["started_by"] == "agent"
+
+
+async def test_stopping_a_prompt_that_just_ended_keeps_the_call_in_the_ivr(
+    audit: ProcedureAudit,
+) -> None:
+    """The agent starts a procedure as the greeting ends: ARI answers 404 to stopping the
+    finished greeting. That is no hang-up: the procedure runs and the agent's hang-up waits."""
+    runner, tel, _, _ = make_runner(audit)
+
+    async def already_finished(playback_id: str) -> None:
+        raise ChannelGone(f"ARI DELETE /playbacks/{playback_id}: Playback not found")
+
+    tel.stop_playback = already_finished  # type: ignore[method-assign]
+    task = asyncio.create_task(runner.run_call(CallContext("c1", "zh", SLOTS), "agent_greeting"))
+    await settle()
+    await runner.start_procedure("c1", "noisy_line", "a1")
+    await settle()
+    assert runner.state_of("c1") is not None
+    assert await runner.request_hangup("c1", "a1") is True
+    assert tel.plays()[-1][1] == ["sound:custom/noisy_goodbye__zh"]
+    assert ("hangup", "c1") not in tel.calls
+    runner.feed("c1", e.HangUp())
+    await asyncio.wait_for(task, 1)
 
 
 async def test_agent_hangup_in_conversation_is_direct_and_unknown_call_is_not_ours(

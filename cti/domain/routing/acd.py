@@ -395,7 +395,7 @@ class AcdCore:
         return list(self._decisions.get(call_id, ()))
 
     def agent_of_call(self, call_id: str) -> str | None:
-        c = self._connected.get(call_id)
+        c = self._consulting.get(call_id) or self._connected.get(call_id)
         if c is not None:
             return c.agent_id
         offer = self.router.offer_of_call(call_id)
