@@ -30,6 +30,7 @@ from cti.services.ivr_call_script import IvrCallScript
 from cti.services.ivr_runner import IvrRunner
 from cti.services.metrics import ARI_CONNECTED, ARI_RECONNECTS
 from cti.services.procedure_audit import ProcedureAudit
+from cti.services.procedure_progress import ProcedureProgress
 from cti.services.prompts import PromptSource
 from cti.services.resync import Resync
 from cti.services.screen_pop import CompanyNames
@@ -98,17 +99,17 @@ class Service:
         registry = CallRegistry()
         dispatcher = StasisDispatcher(registry)
         prompts = prompts or LibraryPrompts(library, settings.sounds_dir)
-        audit = ProcedureAudit(sessions)
-        runner = IvrRunner(
-            telephony, clock, audit, prompts, flows,
-            procedures=settings.procedures, detection=settings.detection,
-        )
-
         desk = AgentDesk.build(
             sessions, token_secret=settings.auth_secret,
             company=CompanyNames(settings.company.name, settings.company.name_en),
             external_crm=settings.crm, telephony=telephony, calls=registry, clock=clock,
         )
+        audit = ProcedureAudit(sessions)
+        runner = IvrRunner(
+            telephony, clock, ProcedureProgress(audit, desk.screen_pop, registry), prompts, flows,
+            procedures=settings.procedures, detection=settings.detection,
+        )
+
         acd = Acd.from_file(
             telephony, settings.rules_file, listeners=[desk.screen_pop],
             sink=RoutingLog(sessions), clock=clock,

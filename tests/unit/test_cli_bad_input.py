@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -56,11 +59,16 @@ def test_missing_config_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("command", [["check-config", "--ari"], ["serve"]])
 def test_asterisk_not_running_is_one_line(command: list[str], tmp_path: Path) -> None:
+    # A real process: `serve` configures logging for the whole interpreter.
     env = {
+        **os.environ,
         "CTI_ARI__URL": "http://127.0.0.1:1/ari",
         "CTI_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'c.db'}",
     }
-    code, out = run(command, env=env)
-    assert code != 0
-    assert "error: cannot reach ARI at http://127.0.0.1:1/ari" in out
-    assert "Traceback" not in out
+    done = subprocess.run(
+        [sys.executable, "-m", "cti", *command], env=env, capture_output=True, text=True,
+        timeout=60, check=False,
+    )
+    assert done.returncode != 0
+    assert "error: cannot reach ARI at http://127.0.0.1:1/ari" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout

@@ -1,0 +1,5 @@
+"""`python -m cti` is the `cti` command."""
+
+from cti.cli import main
+
+main()
