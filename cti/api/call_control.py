@@ -8,6 +8,7 @@ MISSION.md forbids a direct hang-up during a running procedure (6b) and a transf
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path
@@ -15,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cti.api.auth import CurrentUser, Desk
 from cti.domain.crm import InvalidPhoneNumber, normalise_number
-from cti.errors import CtiError, NotFound
+from cti.errors import ChannelGone, CtiError, NotFound
 from cti.ports import Telephony
 from cti.services.agent_desk import AgentDesk, ServiceMissing
 from cti.services.agent_hub import agent_topic
@@ -92,7 +93,8 @@ async def hangup(call_id: CallId, desk: Desk, who: CurrentUser) -> dict[str, Any
     agent = _acting_agent(who, session)
     if desk.procedures is not None and await desk.procedures.request_hangup(call_id, agent):
         return {"call_id": call_id, "state": "procedure"}
-    await _telephony(desk).hangup(session.call.channel_id)
+    with contextlib.suppress(ChannelGone):  # the IVR may have hung it up just now
+        await _telephony(desk).hangup(session.call.channel_id)
     return {"call_id": call_id, "state": "hanging_up"}
 
 
