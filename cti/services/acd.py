@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -51,6 +51,8 @@ from cti.rules import load_rules, summarize
 log = get_logger(__name__)
 
 AGENT_LEG_ARG = "acd-agent"
+RECORD_BATCH_MAX = 500
+LEG_SETTLE_TIMEOUT_S = 10.0  # a safety net: the commands normally take milliseconds
 
 
 def is_agent_leg(app_args: Iterable[str] | str) -> bool:
@@ -63,6 +65,9 @@ class DecisionSink(Protocol):
 
     async def record_decision(self, at: datetime, decision: Decision) -> None: ...
     async def record_event(self, event: RoutingEvent) -> None: ...
+    async def record_batch(
+        self, items: Sequence[tuple[datetime, Decision] | RoutingEvent]
+    ) -> None: ...
 
 
 FallbackHandler = Callable[[str, str, Fallback], Awaitable[None]]  # call_id, channel_id, fallback
@@ -96,6 +101,9 @@ class _Leg:
     answered: bool = False
     timer: asyncio.Task[None] | None = None
     bridge_id: str | None = None
+    # Set once the commands that rang this leg have all run (the offer's events included):
+    # the leg's answer or end is handled only after them, so its events keep their order.
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass
@@ -219,16 +227,18 @@ class Acd:
     async def _record_loop(self) -> None:
         assert self._sink is not None
         while True:
-            item = await self._records.get()
+            # Whatever queued up meanwhile goes in one transaction: at 20 calls a second that
+            # is one write where there would be a hundred.
+            batch = [await self._records.get()]
+            while not self._records.empty() and len(batch) < RECORD_BATCH_MAX:
+                batch.append(self._records.get_nowait())
             try:
-                if isinstance(item, tuple):
-                    await self._sink.record_decision(*item)
-                else:
-                    await self._sink.record_event(item)
+                await self._sink.record_batch(batch)
             except Exception:
-                log.exception("routing_record_failed")
+                log.exception("routing_record_failed", items=len(batch))
             finally:
-                self._records.task_done()
+                for _ in batch:
+                    self._records.task_done()
 
     def _now(self) -> tuple[float, datetime]:
         return self.clock.monotonic(), self.clock.now()
@@ -278,8 +288,17 @@ class Acd:
     def is_agent_channel(self, channel_id: str) -> bool:
         return channel_id in self._leg_by_channel
 
-    async def on_agent_channel_answered(self, channel_id: str) -> None:
+    async def _settled(self, channel_id: str) -> _Leg | None:
+        """The leg of `channel_id` once the commands that rang it have run (None: not ours,
+        or forgotten meanwhile)."""
         leg = self._leg_by_channel.get(channel_id)
+        if leg is not None and not leg.settled.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(leg.settled.wait(), LEG_SETTLE_TIMEOUT_S)
+        return leg if self._leg_by_channel.get(channel_id) is leg else None
+
+    async def on_agent_channel_answered(self, channel_id: str) -> None:
+        leg = await self._settled(channel_id)
         if leg is None or leg.answered:
             return
         if self.core.router.offer(leg.offer_id) is None:  # caller gone meanwhile
@@ -291,7 +310,7 @@ class Acd:
         await self._run(self.core.offer_answered(leg.offer_id, *self._now()))
 
     async def on_agent_channel_ended(self, channel_id: str) -> None:
-        leg = self._leg_by_channel.get(channel_id)
+        leg = await self._settled(channel_id)
         if leg is None:
             return
         consult = self._consult_of(leg.call_id)
@@ -383,11 +402,19 @@ class Acd:
         rings = [c for c in commands if isinstance(c, RingAgent)]
         if rings:
             commands = [*rings, *(c for c in commands if not isinstance(c, RingAgent))]
-        for cmd in commands:
-            try:
-                await self._execute(cmd)
-            except CtiError as exc:
-                log.warning("acd_command_failed", command=type(cmd).__name__, error=exc.message)
+        try:
+            for cmd in commands:
+                try:
+                    await self._execute(cmd)
+                except CtiError as exc:
+                    log.warning(
+                        "acd_command_failed", command=type(cmd).__name__, error=exc.message
+                    )
+        finally:
+            for ring in rings:
+                leg = self._legs.get(ring.offer_id)
+                if leg is not None:
+                    leg.settled.set()
 
     async def _execute(self, cmd: Command) -> None:
         if isinstance(cmd, Emit):

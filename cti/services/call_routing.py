@@ -3,6 +3,9 @@ answer switches the IVR to the agent's greeting, and agent legs' events reach th
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -17,10 +20,11 @@ from cti.domain.routing.events import (
     OfferWithdrawn,
     RoutingEvent,
 )
+from cti.errors import NotFound
 from cti.log import get_logger
 from cti.services.acd import Acd
 from cti.services.call_registry import CallRegistry
-from cti.services.crm import CrmLookup
+from cti.services.crm import CrmLookup, CustomerView
 from cti.services.ivr_runner import IvrRunner
 from cti.services.screen_pop import ScreenPop
 
@@ -43,6 +47,10 @@ class CallRouting:
         self.repo = repo
         self.crm = crm
         self.agent_flow = agent_flow
+        # The caller's CRM record, looked up as the call arrives (call id -> lookup): the tier
+        # is ready when the IVR routes, instead of a database round trip before the ring.
+        self._customers: dict[str, asyncio.Task[CustomerView]] = {}
+        self._leg_work: dict[str, asyncio.Task[None]] = {}  # agent leg -> its latest handling
         self.screen_pop: ScreenPop | None = None
 
     async def on_route(self, call_id: str, command: RouteToQueue) -> None:
@@ -59,8 +67,8 @@ class CallRouting:
             "tier": "standard",
         }
         if self.crm is not None:
-            view = await self.crm.lookup_fast(call.caller_number)
-            if view.customer is not None:
+            view = await self.customer(call_id, call.caller_number)
+            if view is not None and view.customer is not None:
                 attributes["tier"] = view.customer.tier
                 attributes["crm"] = {
                     "name": view.customer.name, "tier": view.customer.tier,
@@ -81,39 +89,108 @@ class CallRouting:
         if isinstance(event, CallOffered):
             # The call's own states follow the offer: queued -> offered -> connected, and back
             # to queued when the agent does not answer. (A connected call offered to a
-            # colleague is an attended transfer's consultation: it stays connected.)
+            # colleague is an attended transfer's consultation: it stays connected.) These
+            # stay in memory (the registry is the live view): the call log is written at
+            # queue, connect and end, not twice more per offer.
             if session.call.state is not CallState.CONNECTED:
                 session.call = move(session.call, CallState.OFFERED)
-                await self.repo.save(session.call)
         elif (
             isinstance(event, OfferWithdrawn)
             and event.reason != "caller_hangup"
             and session.call.state is CallState.OFFERED
         ):
             session.call = move(session.call, CallState.QUEUED)
-            await self.repo.save(session.call)
         elif isinstance(event, CallConnected):
+            call = session.call
+            if call.state is CallState.QUEUED:  # the offer's own event was not seen (yet)
+                call = move(call, CallState.OFFERED)
             session.call = replace(
-                move(session.call, CallState.CONNECTED), agent_id=event.agent_id,
-                queue=event.queue,
+                move(call, CallState.CONNECTED), agent_id=event.agent_id, queue=event.queue
             )
             await self.repo.save(session.call)
             slots = {"zh": {"agent_id": event.agent_id}, "en": {"agent_id": event.agent_id}}
-            await self.runner.switch_flow(session.call.id, self.agent_flow, slots)
+            try:
+                await self.runner.switch_flow(session.call.id, self.agent_flow, slots)
+            except NotFound:  # the caller hung up as the agent answered: nothing to greet
+                log.info("call.gone_at_connect", call_id=session.call.id)
         elif isinstance(event, CallLeftQueue) and event.outcome == "fallback":
             log.info("call.fallback", call_id=session.call.id, fallback=str(event.fallback))
 
     async def on_agent_leg_start(self, event: StasisStart) -> None:
         # An originated agent leg enters Stasis when the agent picks up.
-        await self.acd.on_agent_channel_answered(event.channel.id)
+        channel_id = event.channel.id
+        self._in_order(channel_id, lambda: self.acd.on_agent_channel_answered(channel_id))
+
+    def _in_order(self, channel_id: str, work: Callable[[], Awaitable[None]]) -> None:
+        """Run an agent leg's handling off the ARI event reader (bridging, the greeting and the
+        call log take tens of milliseconds; every other call's events would wait behind
+        them), one at a time per leg, in the order the events came."""
+        before = self._leg_work.get(channel_id)
+
+        async def run() -> None:
+            if before is not None:
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await before
+            try:
+                await work()
+            except Exception:
+                log.exception("acd.agent_leg_failed", channel=channel_id)
+
+        task = asyncio.create_task(run(), name=f"acd-leg-{channel_id}")
+        self._leg_work[channel_id] = task
+
+        def done(t: asyncio.Task[None]) -> None:
+            if self._leg_work.get(channel_id) is t:
+                del self._leg_work[channel_id]
+
+        task.add_done_callback(done)
+
+    async def customer(self, call_id: str, number: str) -> CustomerView | None:
+        """The caller's CRM record (local store), looked up once per call as it arrived; for
+        the route's tier and for anyone else on the call path (the IVR's greeting by name).
+        None when there is no CRM or the lookup failed (the call goes on as "standard")."""
+        if self.crm is None:
+            return None
+        lookup = self._customers.get(call_id)
+        if lookup is None:  # an adopted call (no StasisStart seen): look up now, keep it
+            lookup = self._customers[call_id] = asyncio.create_task(
+                self.crm.lookup_fast(number), name=f"crm-{call_id}"
+            )
+        try:
+            return await asyncio.shield(lookup)
+        except Exception:
+            log.exception("crm.lookup_failed", call_id=call_id)
+            return None
+
+    def _forget_customer(self, call_id: str) -> None:
+        lookup = self._customers.pop(call_id, None)
+        if lookup is not None and not lookup.done():
+            lookup.cancel()
+        elif lookup is not None and not lookup.cancelled():
+            with contextlib.suppress(Exception):
+                lookup.exception()  # retrieved: no "exception never retrieved" warning
 
     async def on_ari_event(self, event: AriEvent) -> None:
+        if (
+            isinstance(event, StasisStart)
+            and self.crm is not None
+            and event.args[:1] == ["inbound"]
+            and event.channel.id not in self._customers
+        ):
+            self._customers[event.channel.id] = asyncio.create_task(
+                self.crm.lookup_fast(event.channel.caller.number),
+                name=f"crm-{event.channel.id}",
+            )
+        elif isinstance(event, ChannelDestroyed) and event.channel.id in self._customers:
+            self._forget_customer(event.channel.id)
         if isinstance(event, StasisEnd | ChannelDestroyed) and self.acd.is_agent_channel(
             event.channel.id
         ):
-            await self.acd.on_agent_channel_ended(event.channel.id)
+            channel_id = event.channel.id
+            self._in_order(channel_id, lambda: self.acd.on_agent_channel_ended(channel_id))
 
     async def on_caller_ended(self, call_id: str) -> None:
+        self._forget_customer(call_id)
         agent = self.acd.core.connected_calls().get(call_id)
         await self.acd.on_caller_hangup(call_id)
         if self.screen_pop is not None and agent is not None:  # the card shows it ended

@@ -116,11 +116,11 @@ class InboundCalls:
         structlog.contextvars.bind_contextvars(call_id=session.call.id)
         script = self.script_factory(session)
         try:
-            await self.save(session)
             log.info("call.arrived", caller=session.call.caller_number, adopted=session.adopted)
             if answer:
                 await self._answer(session, script)
             else:
+                await self.save(session)
                 await self.telephony.subscribe_channel(session.call.channel_id)
             await self._event_loop(session, script)
         except asyncio.CancelledError:
@@ -136,15 +136,20 @@ class InboundCalls:
         ch = session.call.channel_id
         try:
             # Answer and TALK_DETECT before any playback: ARI queues these behind a prompt.
-            await self.telephony.answer(ch)
-            await self.telephony.subscribe_channel(ch)
+            # The three are independent, so they go out together (the caller is waiting).
+            await asyncio.gather(
+                self.telephony.answer(ch),
+                self.telephony.subscribe_channel(ch),
+                self.telephony.talk_detect(ch, *self.talk_detect),
+            )
             session.call = answered(session.call, self.clock.now())
-            await self.save(session)
             log.info("call.answered")
-            await self.telephony.talk_detect(ch, *self.talk_detect)
-            await script.on_answered(session)
         except ChannelGone:
             log.info("call.gone_before_answer")  # ChannelDestroyed follows and ends the call
+            await self.save(session)
+            return
+        # One insert with arrival and answer times, alongside the script's first prompt.
+        await asyncio.gather(self.save(session), script.on_answered(session))
 
     async def _event_loop(self, session: CallSession, script: CallScript) -> None:
         caller = session.call.channel_id

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import replace
 
 from cti.adapters.ari.events import AriEvent, ChannelDtmfReceived, PlaybackFinished
@@ -54,9 +53,14 @@ class IvrCallScript:
             "en": {"company": company.name_en, "agent_id": agent_id},
         }
         vip = False
-        if self.crm is not None:
+        view = None
+        if self.routing is not None:
+            # The lookup started when the call arrived; this waits for it, never twice.
+            view = await self.routing.customer(session.call.id, session.call.caller_number)
+        elif self.crm is not None:
             # Local store only: a slow external CRM never delays the caller's menu.
             view = await self.crm.lookup_fast(session.call.caller_number)
+        if view is not None:
             customer = view.customer
             if customer is not None:
                 vip = customer.is_vip
@@ -104,14 +108,16 @@ class IvrCallScript:
         if isinstance(event, ChannelDtmfReceived) and event.channel.id == session.call.channel_id:
             # The last menu key pressed is the `menu` attribute the routing rules test.
             session.call.attributes["menu"] = event.digit
+        # The IVR first: the wait after a prompt starts from its end, so a database write
+        # (0.5-1 s seen under load) must not come between the two.
+        pair = ari_to_domain(event)
+        if pair is not None and pair[0] == session.call.channel_id:
+            self.runner.feed(session.call.id, pair[1])
         if isinstance(event, PlaybackFinished) and event.playback.media_uri.startswith(
             GREETING_MEDIA
         ) and not session.call.greeting_played:
             session.call = replace(session.call, greeting_played=True)
             await self.repo.save(session.call)
-        pair = ari_to_domain(event)
-        if pair is not None and pair[0] == session.call.channel_id:
-            self.runner.feed(session.call.id, pair[1])
 
     async def on_ended(self, session: CallSession) -> None:
         self.runner.feed(session.call.id, ivr_events.HangUp("caller_gone"))
@@ -120,5 +126,9 @@ class IvrCallScript:
         if self.tap is not None:
             await self.tap.stop()
         if self._task is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await asyncio.wait_for(self._task, 5)
+            except TimeoutError:
+                log.warning("ivr.still_running", call_id=session.call.id)
+            except Exception:  # said, not swallowed: a dead IVR leaves agents' clicks unanswered
+                log.exception("ivr.task_failed", call_id=session.call.id)

@@ -180,7 +180,10 @@ class Pbx:
         if host_path.resolve().is_relative_to(PBX_ROOT.resolve()):
             return self.inside(host_path)
         target = self.workdir / host_path.name
-        shutil.copyfile(host_path, target)
+        # copy, then rename: a sipp starting at the same moment never reads half a file
+        partial = target.with_name(f".{target.name}.{os.getpid()}.{time.monotonic_ns()}")
+        shutil.copyfile(host_path, partial)
+        os.replace(partial, target)
         return self.inside(target)
 
     def media(self, name: str, codec: media.Codec = "pcmu") -> Path:

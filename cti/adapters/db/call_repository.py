@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from sqlalchemy import select
@@ -53,16 +54,24 @@ def _from_row(row: CallRow) -> Call:
 class CallRepository:
     def __init__(self, sessions: async_sessionmaker[Any]) -> None:
         self._sessions = sessions
+        # Saves of one call run one at a time, in the order asked: several tasks save the same
+        # call (lifecycle, routing), and the first insert must not race a later update.
+        self._locks: dict[str, asyncio.Lock] = {}
 
     async def save(self, call: Call) -> None:
         """Insert or update the row for this call."""
-        async with self._sessions() as session, session.begin():
-            row = await session.get(CallRow, call.id)
-            if row is None:
-                session.add(CallRow(id=call.id, **_row_values(call)))
-            else:
-                for key, value in _row_values(call).items():
-                    setattr(row, key, value)
+        lock = self._locks.setdefault(call.id, asyncio.Lock())
+        try:
+            async with lock, self._sessions() as session, session.begin():
+                row = await session.get(CallRow, call.id)
+                if row is None:
+                    session.add(CallRow(id=call.id, **_row_values(call)))
+                else:
+                    for key, value in _row_values(call).items():
+                        setattr(row, key, value)
+        finally:
+            if call.state is CallState.ENDED and not lock.locked():
+                self._locks.pop(call.id, None)
 
     async def get(self, call_id: str) -> Call | None:
         async with self._sessions() as session:

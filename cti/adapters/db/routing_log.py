@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -18,9 +19,27 @@ class RoutingLog:
         self._sessions = sessions
 
     async def record_decision(self, at: datetime, decision: Decision) -> None:
+        await self.record_batch([(at, decision)])
+
+    async def record_event(self, event: RoutingEvent) -> None:
+        await self.record_batch([event])
+
+    async def record_batch(self, items: Sequence[tuple[datetime, Decision] | RoutingEvent]) -> None:
+        """Decisions and agent-state events in one transaction (the ACD writes in batches)."""
+        rows: list[RoutingDecisionRow | AgentStateEventRow] = []
+        for item in items:
+            row = self._decision_row(*item) if isinstance(item, tuple) else self._event_row(item)
+            if row is not None:
+                rows.append(row)
+        if rows:
+            async with self._sessions.begin() as s:
+                s.add_all(rows)
+
+    @staticmethod
+    def _decision_row(at: datetime, decision: Decision) -> RoutingDecisionRow | None:
         if decision.call_id is None:
-            return
-        row = RoutingDecisionRow(
+            return None
+        return RoutingDecisionRow(
             call_id=decision.call_id,
             at=at,
             seq=decision.seq,
@@ -33,23 +52,19 @@ class RoutingLog:
             reason=decision.reason[:512],
             detail=decision.to_dict(),
         )
-        async with self._sessions.begin() as s:
-            s.add(row)
 
-    async def record_event(self, event: RoutingEvent) -> None:
+    @staticmethod
+    def _event_row(event: RoutingEvent) -> AgentStateEventRow | None:
         if not isinstance(event, AgentStateChanged):
-            return
-        async with self._sessions.begin() as s:
-            s.add(
-                AgentStateEventRow(
-                    agent_id=event.agent_id,
-                    at=event.at,
-                    old_state=event.old,
-                    new_state=event.new,
-                    reason=event.reason,
-                    call_id=event.call_id,
-                )
-            )
+            return None
+        return AgentStateEventRow(
+            agent_id=event.agent_id,
+            at=event.at,
+            old_state=event.old,
+            new_state=event.new,
+            reason=event.reason,
+            call_id=event.call_id,
+        )
 
     async def decisions_for(self, call_id: str) -> list[dict[str, Any]]:
         async with self._sessions() as s:

@@ -1,0 +1,114 @@
+"""The ACD service's ring path: the agent's phone rings before anything else is done for the
+offer, an agent leg's answer is handled only after the offer's own commands (its events keep
+their order), and decisions/events reach the store in batches off the call path."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from test_router_acd_service import Events, FakeTelephony, ring_timeout_rules, write
+
+from cti.clock import FakeClock
+from cti.domain.routing.decisions import Decision
+from cti.domain.routing.events import (
+    AgentStateChanged,
+    CallConnected,
+    CallOffered,
+    RoutingEvent,
+)
+from cti.services.acd import Acd
+
+Item = tuple[datetime, Decision] | RoutingEvent
+
+
+class SlowListener:
+    """A listener that takes its time over the offer (a screen pop, a database write)."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+        self.items: list[RoutingEvent] = []
+
+    async def on_routing_event(self, event: RoutingEvent) -> None:
+        if isinstance(event, AgentStateChanged | CallOffered):
+            await asyncio.sleep(self.delay_s)
+        self.items.append(event)
+
+
+class Store:
+    """A DecisionSink that records how the items arrived."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+        self.batches: list[list[Item]] = []
+
+    async def record_decision(self, at: datetime, decision: Decision) -> None:
+        await self.record_batch([(at, decision)])
+
+    async def record_event(self, event: RoutingEvent) -> None:
+        await self.record_batch([event])
+
+    async def record_batch(self, items: Sequence[Item]) -> None:
+        await asyncio.sleep(self.delay_s)
+        self.batches.append(list(items))
+
+
+def _acd(tmp_path: Path, **kw: object) -> tuple[Acd, FakeTelephony]:
+    rules = tmp_path / "routing.yaml"
+    write(rules, ring_timeout_rules(5))
+    tel = FakeTelephony()
+    acd = Acd.from_file(tel, rules, clock=FakeClock(), watch_s=0, **kw)
+    return acd, tel
+
+
+async def test_agent_phone_rings_before_hold_music_and_listeners(tmp_path: Path) -> None:
+    slow = SlowListener(0.05)
+    acd, tel = _acd(tmp_path, listeners=[slow])
+    await acd.agent_login("a1")
+    enqueue = asyncio.create_task(acd.enqueue("c1", "chan-c1", {"menu": "1"}))
+    await asyncio.sleep(0.01)  # the slow listener is still busy with the offer
+    assert tel.names()[0] == "originate"
+    await enqueue
+    assert tel.names().index("originate") < tel.names().index("start_moh")
+    await acd.aclose()
+
+
+async def test_answer_during_the_offer_waits_for_it_so_events_keep_their_order(
+    tmp_path: Path,
+) -> None:
+    slow = SlowListener(0.1)
+    acd, tel = _acd(tmp_path, listeners=[slow])
+    await acd.agent_login("a1")
+    enqueue = asyncio.create_task(acd.enqueue("c1", "chan-c1", {"menu": "1"}))
+    await asyncio.sleep(0.01)  # rung, and the listener still busy: the agent answers now
+    (leg,) = acd._leg_by_channel  # the channel the ACD originated for the agent
+    await acd.on_agent_channel_answered(leg)
+    assert enqueue.done()  # the answer was handled after the offer's own commands
+    kinds = [type(e) for e in slow.items]
+    assert kinds.index(CallOffered) < kinds.index(CallConnected)
+    assert tel.names().index("start_moh") < tel.names().index("stop_moh")
+    assert acd.agent_status("a1").state.value == "on_call"
+    await acd.aclose()
+
+
+async def test_decisions_and_events_are_stored_in_batches_off_the_call_path(
+    tmp_path: Path,
+) -> None:
+    store = Store(delay_s=0.05)
+    events = Events()
+    acd, _tel = _acd(tmp_path, listeners=[events], sink=store)
+    for agent in ("a1", "a2"):
+        await acd.agent_login(agent)
+    await acd.enqueue("c1", "chan-c1", {"menu": "1"})
+    await acd.enqueue("c2", "chan-c2", {"menu": "1"})
+    assert sum(len(b) for b in store.batches) < 4  # the store is slow; routing did not wait
+    await acd.flush_records()
+    stored = [item for batch in store.batches for item in batch]
+    decisions = [d for d in stored if isinstance(d, tuple)]
+    assert {d.call_id for _, d in decisions} == {"c1", "c2"}
+    # every event the listeners saw was stored too, in the same order
+    assert [e for e in stored if not isinstance(e, tuple)] == events.items
+    assert len(store.batches) < len(stored)  # some went together
+    await acd.aclose()
