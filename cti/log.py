@@ -15,13 +15,19 @@ def configure_logging(level: str = "info", json: bool = False) -> None:
     logging.getLogger("httpx").setLevel(max(lvl, logging.WARNING))
     logging.getLogger("alembic").setLevel(max(lvl, logging.WARNING))
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer()
+        if json
+        # plain tracebacks: rich's pretty ones cost ~20 ms each, on the event loop
+        else structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
     )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *([structlog.processors.format_exc_info] if json else []),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
