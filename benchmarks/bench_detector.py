@@ -1,7 +1,9 @@
 """Detector accuracy on the generated audio set: a confusion table silent/quiet/noisy/normal.
 
 Speech from espeak-ng (zh, en), noise and attenuation with numpy (seeded). Every 1 s window is
-classified, at 16 kHz signed linear and at 8 kHz through G.711 µ-law (as RTP brings it).
+classified, at 16 kHz signed linear and at 8 kHz through G.711 µ-law (as RTP brings it). A last
+table runs the e2e callers' line audio (tests/e2e/media.py: the captures sipp plays in the e2e
+tests, including a silent caller on a line with faint hiss, which must count as silent).
 Run: .venv/bin/python benchmarks/bench_detector.py [--seeds 5]
 """
 
@@ -13,14 +15,19 @@ import time
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "unit"))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "unit"))
+sys.path.insert(0, str(ROOT))
 
-from audio_cases import cases
+from audio_cases import cases  # noqa: E402
 
-from cti.adapters.audio.rtp_stream import pcm_to_ulaw, ulaw_to_pcm
-from cti.domain.audio_classifier import AudioClassifier, ClassifierSettings
+from cti.adapters.audio.rtp_stream import pcm_to_ulaw, ulaw_to_pcm  # noqa: E402
+from cti.domain.audio_classifier import AudioClassifier, ClassifierSettings  # noqa: E402
 
 KINDS = ("silent", "quiet", "noisy", "normal")
+# tests/e2e/media.py's line conditions and what the detector must call them.
+E2E_TRUTH = {"silence": "silent", "hiss": "silent", "speech": "normal", "speech-quiet": "quiet",
+             "speech-noisy": "noisy", "noise": "noisy"}
 
 
 def table(title: str, matrix: Counter[tuple[str, str]]) -> None:
@@ -57,6 +64,19 @@ def main() -> None:
         table(label, matrix)
         print(f"cost: {1e6 * elapsed / frames:.1f} µs per 20 ms frame "
               f"({frames / 50 / elapsed:.0f}x real time on one core)")
+    e2e_table(settings)
+
+
+def e2e_table(settings: ClassifierSettings) -> None:
+    from tests.e2e import media
+
+    matrix: Counter[tuple[str, str]] = Counter()
+    for name, samples in media.standard_signals(seconds=30.0).items():
+        # the caller's G.711 µ-law as sipp sends it, decoded as the PBX does
+        pcm = media.ulaw_to_linear(media.linear_to_ulaw(samples)).astype("<i2").tobytes()
+        for w in AudioClassifier(settings, media.SAMPLE_RATE, 1000).feed(pcm):
+            matrix[(E2E_TRUTH[name], w.kind)] += 1
+    table("e2e line audio, 8 kHz µ-law (silence+hiss / quiet / noisy+noise / speech)", matrix)
 
 
 if __name__ == "__main__":

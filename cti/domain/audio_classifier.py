@@ -59,14 +59,6 @@ def frame_bytes(sample_rate: int) -> int:
     return sample_rate * FRAME_MS // 1000 * 2
 
 
-def frame_level_dbfs(pcm: bytes) -> float:
-    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
-    if samples.size == 0:
-        return FLOOR_DBFS
-    rms = float(np.sqrt(np.mean(samples * samples)))
-    return max(FLOOR_DBFS, 20.0 * float(np.log10(rms / 32768.0))) if rms > 0 else FLOOR_DBFS
-
-
 def classify_features(
     levels: npt.NDArray[np.float64], voiced: npt.NDArray[np.bool_], settings: ClassifierSettings
 ) -> WindowFeatures:
@@ -90,7 +82,12 @@ def classify_features(
 
 
 class AudioClassifier:
-    """Feed 20 ms frames; every `window_ms` it returns the window's features and class."""
+    """Feed PCM in any chunks; every `window_ms` it returns the window's features and class.
+
+    A window is computed in one go (frame levels vectorised; webrtcvad only when the window is
+    not silent): with a few hundred calls tapped, per-packet work would compete with the
+    procedures' timers on the same event loop.
+    """
 
     def __init__(self, settings: ClassifierSettings, sample_rate: int, window_ms: int) -> None:
         if sample_rate not in SAMPLE_RATES:
@@ -99,31 +96,33 @@ class AudioClassifier:
         self.sample_rate = sample_rate
         self.frame_size = frame_bytes(sample_rate)
         self.frames_per_window = max(1, window_ms // FRAME_MS)
+        self.window_bytes = self.frames_per_window * self.frame_size
         self._vad = webrtcvad.Vad(settings.vad_mode)
-        self._levels: list[float] = []
-        self._voiced: list[bool] = []
-        self._pending = b""
+        self._pending = bytearray()
 
     def feed(self, pcm: bytes) -> list[WindowFeatures]:
         """Any amount of PCM; returns the windows completed by it (usually none or one)."""
-        data = self._pending + pcm
+        self._pending += pcm
         out: list[WindowFeatures] = []
-        offset = 0
-        while offset + self.frame_size <= len(data):
-            out.extend(self._frame(data[offset : offset + self.frame_size]))
-            offset += self.frame_size
-        self._pending = data[offset:]
+        while len(self._pending) >= self.window_bytes:
+            window = bytes(self._pending[: self.window_bytes])
+            del self._pending[: self.window_bytes]
+            out.append(self._window(window))
         return out
 
-    def _frame(self, frame: bytes) -> list[WindowFeatures]:
-        self._levels.append(frame_level_dbfs(frame))
-        self._voiced.append(bool(self._vad.is_speech(frame, self.sample_rate)))
-        if len(self._levels) < self.frames_per_window:
-            return []
-        features = classify_features(
-            np.array(self._levels, dtype=np.float64), np.array(self._voiced, dtype=np.bool_),
-            self.settings,
-        )
-        self._levels.clear()
-        self._voiced.clear()
-        return [features]
+    def _window(self, window: bytes) -> WindowFeatures:
+        frames = np.frombuffer(window, dtype="<i2").astype(np.float64)
+        frames = frames.reshape(self.frames_per_window, -1)
+        rms = np.sqrt(np.mean(frames * frames, axis=1))
+        with np.errstate(divide="ignore"):
+            levels = np.maximum(FLOOR_DBFS, 20.0 * np.log10(rms / 32768.0))
+        if float(np.percentile(levels, 90)) < self.settings.silence_dbfs:
+            voiced = np.zeros(self.frames_per_window, dtype=np.bool_)  # nothing to ask about
+        else:
+            size = self.frame_size
+            voiced = np.array(
+                [self._vad.is_speech(window[i : i + size], self.sample_rate)
+                 for i in range(0, len(window), size)],
+                dtype=np.bool_,
+            )
+        return classify_features(levels, voiced, self.settings)

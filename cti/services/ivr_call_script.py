@@ -44,6 +44,7 @@ class IvrCallScript:
         self.routing = routing
         self.crm = crm
         self._task: asyncio.Task[object] | None = None
+        self._tap_task: asyncio.Task[None] | None = None
 
     async def _context(self, session: CallSession) -> CallContext:
         company = self.settings.company
@@ -86,23 +87,27 @@ class IvrCallScript:
             name=f"ivr-{call.id}",
         )
         if self.tap is not None and self.settings.detection.auto_start:
-            call_id = call.id
+            # In the background: the call's events (the greeting's end, which starts the
+            # silence watch) must not wait behind the tap's five ARI requests (seconds under
+            # load).
+            self._tap_task = asyncio.create_task(
+                self._start_tap(self.tap, call.id, call.channel_id), name=f"tap-{call.id}"
+            )
 
-            def on_window(w: WindowFeatures) -> None:
-                self.runner.feed(
-                    call_id, ivr_events.AudioClassified(w.kind, w.level_dbfs, w.snr_db)
-                )
+    async def _start_tap(self, tap: CallerAudioTap, call_id: str, channel_id: str) -> None:
+        def on_window(w: WindowFeatures) -> None:
+            self.runner.feed(call_id, ivr_events.AudioClassified(w.kind, w.level_dbfs, w.snr_db))
 
-            try:
-                await self.tap.start(call_id, call.channel_id, on_window)
-            except TelephonyError as exc:
-                # Detection is a help, not a condition: the call goes on without it.
-                log.warning("audio_tap.failed", error=exc.message)
-            else:
-                # No IVR, no listener: also when the service stops mid-call and on_ended
-                # never comes, the socket is closed with the call's IVR.
-                tap = self.tap
-                self._task.add_done_callback(lambda _task: tap.close_socket())
+        try:
+            await tap.start(call_id, channel_id, on_window)
+        except TelephonyError as exc:
+            # Detection is a help, not a condition: the call goes on without it.
+            log.warning("audio_tap.failed", error=exc.message)
+            return
+        # No IVR, no listener: also when the service stops mid-call and on_ended never
+        # comes, the socket is closed with the call's IVR.
+        if self._task is not None:
+            self._task.add_done_callback(lambda _task: tap.close_socket())
 
     async def on_event(self, session: CallSession, event: AriEvent) -> None:
         if isinstance(event, ChannelDtmfReceived) and event.channel.id == session.call.channel_id:
@@ -123,6 +128,9 @@ class IvrCallScript:
         self.runner.feed(session.call.id, ivr_events.HangUp("caller_gone"))
         if self.routing is not None:
             await self.routing.on_caller_ended(session.call.id)
+        if self._tap_task is not None and not self._tap_task.done():
+            self._tap_task.cancel()  # still setting up: stop() below removes what it made
+            await asyncio.gather(self._tap_task, return_exceptions=True)
         if self.tap is not None:
             await self.tap.stop()
         if self._task is not None:

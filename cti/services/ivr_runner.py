@@ -127,7 +127,14 @@ class IvrRunner:
             await self._process(run, e.Answered(self.clock.now()), None)
             while run.state.phase is not Phase.ENDED:
                 event, done = await run.queue.get()
-                await self._process(run, event, done)
+                try:
+                    await self._process(run, event, done)
+                except BaseException as exc:
+                    # A bug in the engine: whoever waits on this event (an agent's click)
+                    # learns of it instead of waiting for ever.
+                    if done is not None and not done.done():
+                        done.set_exception(exc)
+                    raise
         finally:
             if run.timer:
                 run.timer[1].cancel()
@@ -152,7 +159,7 @@ class IvrRunner:
                 await self._execute(run, command)
         at, mono = self.clock.now(), self.clock.monotonic()
         for audit in audits:  # after the timers are set: a write never delays them
-            self.audit.submit(AuditEntry(run.ctx.call_id, audit, at, mono))
+            self._submit(AuditEntry(run.ctx.call_id, audit, at, mono))
         if done is not None and not done.done():
             done.set_result(commands)
 
@@ -199,6 +206,16 @@ class IvrRunner:
         except TelephonyError as exc:
             log.error("ivr_command_failed", call_id=call_id, command=type(command).__name__,
                       error=exc.message)
+        except Exception:
+            # A failing collaborator (the route handler, say) must not stop the procedure's
+            # timers: the caller's timed hang-up still has to happen.
+            log.exception("ivr_command_failed", call_id=call_id, command=type(command).__name__)
+
+    def _submit(self, entry: AuditEntry) -> None:
+        try:
+            self.audit.submit(entry)
+        except Exception:  # the audit trail is a record, not a condition of the call
+            log.exception("ivr_audit_failed", call_id=entry.call_id, kind=entry.audit.kind)
 
     async def _play(self, run: _CallRun, command: c.Play) -> None:
         try:
@@ -211,7 +228,7 @@ class IvrRunner:
             # the flow and its waits continue instead of hanging silent.
             log.error("ivr_prompt_failed", call_id=run.ctx.call_id, phrase=command.phrase_id,
                       error=exc.message)
-            self.audit.submit(AuditEntry(
+            self._submit(AuditEntry(
                 run.ctx.call_id,
                 c.Audit("departure", run.state.procedure.run_id if run.state.procedure else None,
                         None, {"what": "prompt_failed", "phrase": command.phrase_id,

@@ -28,7 +28,11 @@ class ProcedureProgress:
             status = "running"
         session = self.registry.get(entry.call_id)
         agent = session.call.agent_id if session is not None else None
-        info = {k: v for k, v in fact.detail.items() if isinstance(v, str | int | float | bool)}
+        reserved = {"call_id", "agent_id", "name", "step", "status", "type", "key"}
+        info = {
+            k: v for k, v in fact.detail.items()
+            if k not in reserved and isinstance(v, str | int | float | bool)
+        }
         self.screen_pop.procedure_progress(
             entry.call_id, agent, fact.procedure, fact.kind, status, **info
         )

@@ -73,6 +73,7 @@ class Service:
         """Load and check the phrase library and flows (ConfigError on any problem), then wire."""
         from cti.adapters.audio.library_prompts import LibraryPrompts
         from cti.domain.ivr.loader import FlowRefs, FlowStore
+        from cti.rules import load_rules
         from cti.scripts_library import load_phrase_library, require_no_forbidden
 
         clock = clock or SystemClock()
@@ -82,7 +83,9 @@ class Service:
              "settings company.name_en": settings.company.name_en},
         )
         library = load_phrase_library(settings.phrases_dir)
-        refs = FlowRefs(library.phrases, library.languages, None, library.forbidden)
+        # Flows may route only to queues the routing rules define (checked at load and reload).
+        rules = load_rules(settings.rules_file)
+        refs = FlowRefs(library.phrases, library.languages, set(rules.queues), library.forbidden)
         flows = FlowStore(settings.flows_dir, refs)
         flows.load()
         if settings.inbound_flow not in flows.flows:
@@ -110,8 +113,8 @@ class Service:
             procedures=settings.procedures, detection=settings.detection,
         )
 
-        acd = Acd.from_file(
-            telephony, settings.rules_file, listeners=[desk.screen_pop],
+        acd = Acd(
+            telephony, rules, rules_path=settings.rules_file, listeners=[desk.screen_pop],
             sink=RoutingLog(sessions), clock=clock,
         )
         routing = CallRouting(acd, runner, registry, repo, desk.crm, settings.agent_flow)

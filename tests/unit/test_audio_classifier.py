@@ -12,6 +12,7 @@ import pytest
 from audio_cases import cases
 
 from cti.adapters.audio.rtp_stream import (
+    CallerAudioProtocol,
     open_caller_audio,
     pcm_to_ulaw,
     rtp_payload,
@@ -118,3 +119,32 @@ def test_faint_line_hiss_is_silence_and_loud_hiss_is_noise(hiss_dbfs: float, exp
     pcm = (rng.standard_normal(8000 * 4) * 32767 * 10 ** (hiss_dbfs / 20)).astype("<i2").tobytes()
     kind, share = majority(ulaw_to_pcm(pcm_to_ulaw(pcm)), 8000)
     assert (kind, share) == (expected, 1.0)
+
+
+async def test_rtp_endpoint_hears_only_its_sender_once_known() -> None:
+    """A stale stream to the same port (a tap of a process that died) is not this caller."""
+    windows: list[WindowFeatures] = []
+    transport, port = await open_caller_audio(
+        "127.0.0.1", "ulaw", ClassifierSettings(), 1000, windows.append
+    )
+    protocol = transport.get_protocol()
+    assert isinstance(protocol, CallerAudioProtocol)
+    noise = pcm_to_ulaw(CASES_8K["loud_noise"][1])
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as ours, \
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stale:
+            ours.bind(("127.0.0.1", 0))
+            protocol.sender_port = ours.getsockname()[1]
+            for seq, start in enumerate(range(0, 8000 * 3, 160)):
+                stale.sendto(rtp(seq, noise[start : start + 160]), ("127.0.0.1", port))
+                ours.sendto(rtp(seq, bytes([0xFF]) * 160), ("127.0.0.1", port))  # µ-law 0
+                if seq % 20 == 0:
+                    await asyncio.sleep(0.001)
+        for _ in range(100):
+            if len(windows) >= 3:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        transport.close()
+    assert [w.kind for w in windows] == ["silent"] * 3
+    assert protocol.foreign == 150

@@ -29,7 +29,7 @@ def test_welcome_then_language_menu() -> None:
     ("language_digit", "menu_digit", "queue", "skill", "lang"),
     [
         ("1", "1", "billing", "billing", "zh"),
-        ("1", "2", "support", "technical", "zh"),
+        ("1", "2", "tech_support", "tech", "zh"),
         ("1", "3", "complaints", "complaints", "zh"),
         ("1", "0", "general", "general", "zh"),
         ("2", "1", "billing", "billing", "en"),
@@ -95,7 +95,7 @@ def test_vip_caller_skips_the_menu() -> None:
     sim = SimCall.start("main_menu", vip=True)
     sim.run()
     assert [p for _, p in sim.plays()] == ["menu_transfer"]
-    assert routed(sim) == c.RouteToQueue("vip", "vip", "zh")
+    assert routed(sim) == c.RouteToQueue("vip", "vip_care", "zh")
 
 
 def test_outside_business_hours_closed_message_with_callback() -> None:
@@ -132,7 +132,7 @@ def test_agent_can_start_a_procedure_during_the_menu_and_the_menu_resumes() -> N
 
 def refs() -> FlowRefs:
     lib = library()
-    queues = {"billing", "support", "complaints", "general", "vip"}
+    queues = {"billing", "tech_support", "complaints", "general", "vip"}
     return FlowRefs(lib.phrases, lib.languages, queues, lib.forbidden)
 
 

@@ -192,6 +192,31 @@ async def test_stopping_a_prompt_that_just_ended_keeps_the_call_in_the_ivr(
     await asyncio.wait_for(task, 1)
 
 
+class BrokenSink:
+    """An audit sink (say, a screen-pop forwarder) with a bug: it raises on every fact."""
+
+    def submit(self, entry: Any) -> None:
+        raise TypeError("bug in a sink")
+
+
+async def test_a_failing_audit_sink_neither_stops_the_procedure_nor_strands_the_agent() -> None:
+    clock = FakeClock()
+    timers = FakeTimers(clock)
+    tel = FakeTelephony()
+    runner = IvrRunner(tel, clock, BrokenSink(), Prompts(),  # type: ignore[arg-type]
+                       SimpleNamespace(flows=_FLOWS), timers=timers)  # type: ignore[arg-type]
+    task = asyncio.create_task(runner.run_call(CallContext("c1", "zh", SLOTS), "agent_greeting"))
+    await settle()
+    await finish_prompt(runner, tel)
+    await asyncio.wait_for(runner.start_procedure("c1", "noisy_line", "a1"), 1)
+    assert await asyncio.wait_for(runner.request_hangup("c1", "a1"), 1) is True
+    await finish_prompt(runner, tel)
+    timers.advance(5.0)
+    await settle()
+    assert tel.calls[-1] == ("hangup", "c1")
+    await asyncio.wait_for(task, 1)
+
+
 async def test_agent_hangup_in_conversation_is_direct_and_unknown_call_is_not_ours(
     audit: ProcedureAudit,
 ) -> None:

@@ -100,11 +100,22 @@ class AriClient:
                 clean[k] = ("true" if v else "false") if isinstance(v, bool) else v
         where = f"ARI {method} /{path.lstrip('/')}"
         try:
-            async with self._session().request(
-                method, self._base + path.lstrip("/"), params=clean or None, json=json_body,
-                timeout=aiohttp.ClientTimeout(total=timeout or self.settings.request_timeout),
-            ) as resp:
-                status, body = resp.status, await resp.read()
+            for attempt in (1, 2):
+                try:
+                    async with self._session().request(
+                        method, self._base + path.lstrip("/"), params=clean or None,
+                        json=json_body,
+                        timeout=aiohttp.ClientTimeout(
+                            total=timeout or self.settings.request_timeout
+                        ),
+                    ) as resp:
+                        status, body = resp.status, await resp.read()
+                    break
+                except aiohttp.ServerDisconnectedError:
+                    # Asterisk closed an idle keep-alive connection as we reused it: the
+                    # request never reached it, so sending it once more is safe.
+                    if attempt == 2:
+                        raise
         except TimeoutError:
             raise TelephonyTimeout(
                 f"{where} did not answer within {timeout or self.settings.request_timeout:g} s"

@@ -72,16 +72,35 @@ class CallerAudioProtocol(asyncio.DatagramProtocol):
         self.classifier = AudioClassifier(settings, rate, window_ms)
         self.on_window = on_window
         self.packets = 0
+        self.foreign = 0  # datagrams from another sender, dropped
+        # The sender's port (Asterisk's end of the externalMedia channel): until it is known,
+        # or if it is never given, every sender is heard.
+        self.sender_port: int | None = None
+        # Payloads are collected and decoded a window at a time: per packet only a copy.
+        self._raw = bytearray()
+        bytes_per_sample = 2 if codec == "slin16" else 1
+        self._chunk = self.classifier.window_bytes // 2 * bytes_per_sample
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
+        if self.sender_port is not None and addr[1] != self.sender_port:
+            # Not our externalMedia channel: a stale stream from a tap whose process died may
+            # still target this port number, and its audio would be taken for this caller's.
+            self.foreign += 1
+            return
         payload = rtp_payload(data)
         if payload is None:
             return
         self.packets += 1
+        self._raw += payload
+        if len(self._raw) < self._chunk:
+            return
+        raw = bytes(self._raw)
+        self._raw.clear()
         if self.codec == "ulaw":
-            pcm = ulaw_to_pcm(payload)
+            pcm = ulaw_to_pcm(raw)
         else:  # L16 is big-endian on the wire
-            pcm = np.frombuffer(payload, dtype=">i2").astype("<i2").tobytes()
+            pcm = np.frombuffer(raw[: len(raw) & ~1], dtype=">i2").astype("<i2").tobytes()
+            self._raw += raw[len(raw) & ~1 :]  # an odd byte waits for its other half
         for window in self.classifier.feed(pcm):
             self.on_window(window)
 
@@ -91,7 +110,8 @@ async def open_caller_audio(
     on_window: Callable[[WindowFeatures], None],
 ) -> tuple[asyncio.DatagramTransport, int]:
     """Bind a UDP port (0 = any) for one call's RTP; returns the transport and its port, to
-    give ARI as `external_host=host:port`."""
+    give ARI as `external_host=host:port`. `transport.get_protocol()` is the
+    CallerAudioProtocol (set its `sender_port` once known)."""
     loop = asyncio.get_running_loop()
     transport, _ = await loop.create_datagram_endpoint(
         lambda: CallerAudioProtocol(codec, settings, window_ms, on_window), local_addr=(host, 0)
