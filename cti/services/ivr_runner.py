@@ -29,15 +29,12 @@ from cti.errors import ChannelGone, CtiError, NotFound, TelephonyError
 from cti.log import get_logger
 from cti.ports import Telephony
 from cti.services.procedure_audit import AuditEntry
+from cti.services.prompts import PromptSource
 
 log = get_logger(__name__)
 
 # Names the agent page uses (cti/api/call_control.py) for the engine's procedures.
 ALIASES = {"silent": "silent_call", "noisy_line": "noisy", "volume_up": "agent_quiet"}
-
-
-class PromptSource(Protocol):
-    async def media(self, phrase_id: str, slots: Mapping[str, str], lang: str) -> list[str]: ...
 
 
 class AuditSink(Protocol):
