@@ -16,8 +16,11 @@ from typing import Literal
 from cti.domain.forbidden import ForbiddenList
 from cti.errors import CtiError
 
-SLOTS = ("company", "agent_id", "surname", "title")
+SLOTS = ("company", "agent_id", "surname", "title", "position", "minutes")
 DIGIT_SLOTS = frozenset({"agent_id"})  # spoken character by character from per-character files
+# Spoken as numbers ("twelve", not "one two"): one file per value, like surnames.
+NUMBER_SLOTS = frozenset({"position", "minutes"})
+_NUMBER = re.compile(r"[0-9]+")
 
 
 class UnknownPhrase(CtiError):
@@ -103,9 +106,13 @@ class PhraseLibrary:
         """The text as the caller hears it; refuses missing slots and forbidden results."""
         template = self._template(phrase_id, lang)
         values = dict(slots or {})
-        missing = [s for s in self.get(phrase_id).slots(lang) if not values.get(s)]
+        needed = self.get(phrase_id).slots(lang)
+        missing = [s for s in needed if not values.get(s)]
         if missing:
             raise PhraseError(f"phrase {phrase_id!r} ({lang}) needs slot(s) {', '.join(missing)}")
+        bad = [s for s in needed if s in NUMBER_SLOTS and not _NUMBER.fullmatch(values[s])]
+        if bad:
+            raise PhraseError(f"phrase {phrase_id!r}: slot(s) {', '.join(bad)} take a number")
         text = template.format_map(values)
         violation = self.forbidden.check(text, f"prompt {phrase_id} ({lang})")
         if violation:

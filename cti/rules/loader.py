@@ -20,6 +20,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from cti.domain.routing.expressions import Expression, ExpressionError, compile_expression
 from cti.domain.routing.model import (
     AgentProfile,
+    Announcements,
     BusinessHours,
     Fallback,
     Filter,
@@ -117,6 +118,7 @@ def _compile(tree: Any, source: str) -> RoutingRules:
         check_skills(q.skills, [*qloc, "skills"])
         _check_relaxation(spec, qname, q, qloc, errors, known)
         _check_fallback(q.fallback, [*qloc, "fallback"], errors, spec)
+        _check_announce(q, qloc, errors)
     _check_fallback_cycles(spec, errors)
 
     endpoints: dict[str, str] = {}
@@ -245,6 +247,21 @@ def _check_relaxation(
                 errors.add([*sloc, "add_queue"], "a queue cannot overflow into itself", value=True)
 
 
+def _check_announce(q: QueueSpec, qloc: list[int | str], errors: _Errors) -> None:
+    a = q.announce
+    if q.announce_position is not None and "position" in a.model_fields_set:
+        errors.add(
+            [*qloc, "announce_position"],
+            "give announce.position only (announce_position is its older spelling)",
+        )
+    if (a.position or a.estimated_wait) and a.first_after_s >= q.max_wait_s:
+        errors.add(
+            [*qloc, "announce", "first_after_s"],
+            f"first_after_s {a.first_after_s:g} is not before max_wait_s {q.max_wait_s:g}: "
+            "the caller would never hear it",
+        )
+
+
 def _check_fallback(fb: FallbackSpec, loc: Loc, errors: _Errors, spec: RulesFile) -> None:
     if fb.queue is not None and fb.queue not in spec.queues:
         errors.add([*loc, "queue"], f"unknown queue {fb.queue!r}", value=True)
@@ -308,7 +325,13 @@ def _queue(name: str, q: QueueSpec) -> Queue:
         q.ring_timeout_s,
         steps,
         q.moh_class,
-        q.announce_position,
+        Announcements(
+            q.announce.position if q.announce_position is None else q.announce_position,
+            q.announce.estimated_wait,
+            q.announce.first_after_s,
+            q.announce.every_s,
+        ),
+        q.aht_s,
     )
 
 
@@ -347,7 +370,7 @@ def summarize(rules: RoutingRules) -> str:
             f"  queue {q.name}: needs {q.skills}, {q.strategy.value}, priority {q.priority}, "
             f"SL {q.service_level_percent:g}% in {q.service_level_s:g}s, max wait "
             f"{q.max_wait_s:g}s -> {fb}, {len(q.relaxation)} relaxation steps, "
-            f"{qualified} agents qualified"
+            f"{qualified} agents qualified, {_announce_summary(q.announce)}"
         )
     for f in rules.filters:
         chain = " -> ".join(
@@ -369,6 +392,15 @@ def summarize(rules: RoutingRules) -> str:
             + f"; {len(bh.holidays)} holidays; after hours -> {bh.after_hours.action}"
         )
     return "\n".join(lines)
+
+
+def _announce_summary(a: Announcements) -> str:
+    said = [w for w, on in (("position", a.position), ("wait", a.estimated_wait)) if on]
+    if not said:
+        return "no announcements"
+    when = f"after {a.first_after_s:g}s" if a.first_after_s else "on joining"
+    again = f", every {a.every_s:g}s" if a.every_s else ""
+    return f"announces {'+'.join(said)} {when}{again}"
 
 
 def _hm(t: time) -> str:

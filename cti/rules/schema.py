@@ -67,6 +67,21 @@ class RelaxationSpec(Strict):
         return self
 
 
+class AnnounceSpec(Strict):
+    """What a waiting caller hears between the hold music: position and/or estimated wait."""
+
+    position: bool = True
+    estimated_wait: bool = True
+    first_after_s: float = Field(default=0.0, ge=0, le=86400)  # 0 = on joining the queue
+    every_s: float = Field(default=30.0, ge=0, le=3600)  # 0 = only once
+
+    @model_validator(mode="after")
+    def _check(self) -> AnnounceSpec:
+        if 0 < self.every_s < 1:
+            raise ValueError(f"every_s must be 0 (once) or at least 1 s, got {self.every_s:g}")
+        return self
+
+
 class QueueSpec(Strict):
     description: str = ""
     skills: dict[str, int] = Field(default_factory=dict)
@@ -79,7 +94,9 @@ class QueueSpec(Strict):
     relaxation: list[RelaxationSpec] = Field(default_factory=list)
     fallback: FallbackSpec = FallbackSpec(action="voicemail")
     moh_class: str = "default"
-    announce_position: bool = True
+    announce: AnnounceSpec = AnnounceSpec()
+    announce_position: bool | None = None  # older spelling of announce.position
+    aht_s: float = Field(default=180.0, gt=0, le=86400)  # for the wait estimate, until history
 
     @model_validator(mode="after")
     def _check(self) -> QueueSpec:

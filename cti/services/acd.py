@@ -12,6 +12,8 @@ Wiring, for the call service:
   `request_agent_state(agent_id, "available"|"paused"|"logged_out", reason)`;
 - subscribe with `add_listener(RoutingListener)`; start with `await acd.start()` (ticks for
   live relaxation, rules-file watch) and stop with `await acd.aclose()`.
+- position/wait announcements to waiting callers need `prompts=` (a PromptSource); pass every
+  ARI PlaybackFinished's playback id to `acd.on_playback_finished` (the music comes back).
 Ring timeout, wrap-up and ticks are asyncio timers here; the core only sees their results.
 """
 
@@ -30,6 +32,7 @@ from cti.clock import Clock, SystemClock
 from cti.domain.agents.state import AgentStatus
 from cti.domain.routing.acd import (
     AcdCore,
+    Announce,
     Command,
     Connect,
     Emit,
@@ -40,6 +43,7 @@ from cti.domain.routing.acd import (
     StartWrapUpTimer,
     StopRinging,
 )
+from cti.domain.routing.announcements import announcement_phrases
 from cti.domain.routing.decisions import Decision
 from cti.domain.routing.events import CallConnected, RoutingEvent, RoutingListener
 from cti.domain.routing.model import CallAttributes, Fallback, RoutingRules
@@ -47,6 +51,7 @@ from cti.errors import ConfigError, CtiError, NotFound, TelephonyError
 from cti.log import get_logger
 from cti.ports import Telephony
 from cti.rules import load_rules, summarize
+from cti.services.prompts import PromptSource
 
 log = get_logger(__name__)
 
@@ -124,6 +129,13 @@ class _CallInfo:
     extra: dict[str, Any] = field(default_factory=dict)
     attributes: dict[str, Any] = field(default_factory=dict)
     consult: _Consult | None = None
+    # The position/wait announcement: its task (preparing the media, starting it, or putting
+    # the hold music back), whether it has reached the PBX (then it is waited for, not
+    # cancelled), and the playback it started, until that finishes or is stopped.
+    announce_task: asyncio.Task[None] | None = None
+    announce_at_pbx: bool = False
+    playback_id: str | None = None
+    moh_class: str = "default"
 
 
 class Acd:
@@ -139,8 +151,14 @@ class Acd:
         on_fallback: FallbackHandler | None = None,
         tick_s: float = 1.0,
         watch_s: float = 2.0,
+        prompts: PromptSource | None = None,
+        language: str = "zh",
     ) -> None:
         self.telephony = telephony
+        # Position/wait announcements need prompts; without them callers hear only music.
+        self._prompts = prompts
+        self._language = language  # for a call whose attributes name no language
+        self._announcements: dict[str, str] = {}  # playback id -> call id
         self.clock: Clock = clock or SystemClock()
         self.core = AcdCore(rules)
         self._listeners = list(listeners)
@@ -274,6 +292,7 @@ class Acd:
         info = self._calls.pop(call_id, None)
         if info is None:
             return
+        self._forget_announcement(info)
         await self._run(self.core.caller_hangup(call_id, *self._now()))
         if info.consult is not None:
             await self._end_consult_legs(info.consult)
@@ -424,7 +443,10 @@ class Acd:
         elif isinstance(cmd, HoldMusic):
             info = self._calls.get(cmd.call_id)
             if info is not None:
+                info.moh_class = cmd.moh_class
                 await self.telephony.start_moh(info.channel_id, cmd.moh_class)
+        elif isinstance(cmd, Announce):
+            self._announce(cmd)
         elif isinstance(cmd, RingAgent):
             await self._ring(cmd)
         elif isinstance(cmd, StopRinging):
@@ -442,6 +464,8 @@ class Acd:
         elif isinstance(cmd, SendToFallback):
             info = self._calls.pop(cmd.call_id, None)
             channel = info.channel_id if info else ""
+            if info is not None:
+                await self._stop_announcement(info)  # the fallback has the channel now
             if self._on_fallback is not None:
                 await self._on_fallback(cmd.call_id, channel, cmd.fallback)
             elif channel:
@@ -520,6 +544,7 @@ class Acd:
             await self.telephony.add_to_bridge(bridge, [info.consult.agent_leg.channel_id,
                                                         leg.channel_id])
             return
+        await self._stop_announcement(info)  # a running playback would hold up addChannel
         await self.telephony.stop_moh(info.channel_id)
         bridge = await self.telephony.create_bridge(f"acd-{cmd.call_id}"[:60], "mixing")
         info.bridge_id = leg.bridge_id = bridge
@@ -546,6 +571,112 @@ class Acd:
     async def _hangup(self, channel_id: str) -> None:
         with contextlib.suppress(TelephonyError):  # already gone
             await self.telephony.hangup(channel_id)
+
+    # ----- announcements to waiting callers ---------------------------------------------
+    #
+    # Never in the way of an agent: the core announces only to waiting calls, the media is
+    # prepared in a task of its own (rendering a new value takes a moment), and before the
+    # caller joins a bridge the announcement is cancelled or stopped (`_stop_announcement`).
+
+    def _announce(self, cmd: Announce) -> None:
+        info = self._calls.get(cmd.call_id)
+        if info is None or self._prompts is None or info.consult is not None:
+            return
+        busy = info.announce_task is not None and not info.announce_task.done()
+        if busy or info.playback_id is not None:
+            return  # the previous announcement is still being said: skip this one
+        info.announce_at_pbx = False
+        task = asyncio.create_task(self._say(cmd, info), name=f"acd-announce-{cmd.call_id}")
+        info.announce_task = task
+        self._timers.add(task)
+        task.add_done_callback(self._timers.discard)
+
+    async def _say(self, cmd: Announce, info: _CallInfo) -> None:
+        assert self._prompts is not None
+        lang = str(info.attributes.get("language") or self._language)
+        try:
+            media: list[str] = []
+            for phrase_id, slots in announcement_phrases(cmd.position, cmd.wait_s):
+                media += await self._prompts.media(phrase_id, slots, lang)
+        except CtiError as exc:
+            log.warning("queue_announcement_failed", call_id=cmd.call_id, error=exc.message)
+            return
+        waiting = self.core.router.is_waiting(cmd.call_id)
+        if not media or not waiting or not self._still_waiting(cmd.call_id, info):
+            return  # offered, answered or gone while the media was prepared
+        # From here on the task is waited for, not cancelled: a cancelled request may still
+        # have started the playback, which nobody would then stop.
+        info.announce_at_pbx = True
+        pid = f"acd-announce-{uuid.uuid4().hex[:16]}"
+        info.playback_id = pid
+        self._announcements[pid] = cmd.call_id
+        try:
+            await self.telephony.stop_moh(info.channel_id)
+            await self.telephony.play(info.channel_id, media, playback_id=pid)
+        except TelephonyError as exc:  # ChannelGone: the caller hung up meanwhile
+            log.info("queue_announcement_not_played", call_id=cmd.call_id, error=exc.message)
+            self._announcements.pop(pid, None)
+            if info.playback_id == pid:
+                info.playback_id = None
+                if self._still_waiting(cmd.call_id, info):
+                    with contextlib.suppress(TelephonyError):
+                        await self.telephony.start_moh(info.channel_id, info.moh_class)
+
+    def _still_waiting(self, call_id: str, info: _CallInfo) -> bool:
+        """The caller is still ours and not with an agent (waiting, or its agent ringing)."""
+        return (
+            self._calls.get(call_id) is info
+            and info.bridge_id is None
+            and info.consult is None
+            and (info.leg is None or not info.leg.answered)
+        )
+
+    def on_playback_finished(self, playback_id: str) -> None:
+        """A PlaybackFinished from the PBX (every one; not ours are ignored): at the end of an
+        announcement the caller hears the hold music again. Does not block the event loop's
+        dispatcher: the request runs in the call's announcement task."""
+        call_id = self._announcements.pop(playback_id, None)
+        if call_id is None:
+            return
+        info = self._calls.get(call_id)
+        if info is None or info.playback_id != playback_id:
+            return  # stopped for a bridge or a fallback, or the caller left
+        info.playback_id = None
+        if not self._still_waiting(call_id, info):
+            return
+        info.announce_at_pbx = True
+        task = asyncio.create_task(self._resume_moh(info), name=f"acd-moh-{call_id}")
+        info.announce_task = task
+        self._timers.add(task)
+        task.add_done_callback(self._timers.discard)
+
+    async def _resume_moh(self, info: _CallInfo) -> None:
+        with contextlib.suppress(TelephonyError):  # the caller hung up meanwhile
+            await self.telephony.start_moh(info.channel_id, info.moh_class)
+
+    async def _stop_announcement(self, info: _CallInfo) -> None:
+        """Before the caller joins a bridge (or leaves for a fallback): an announcement being
+        prepared is cancelled; one whose requests are under way is waited for (milliseconds);
+        a playback is stopped, so it cannot hold up the caller's addChannel."""
+        task, info.announce_task = info.announce_task, None
+        if task is not None and not task.done():
+            if not info.announce_at_pbx:
+                task.cancel()
+            await asyncio.wait({task}, timeout=LEG_SETTLE_TIMEOUT_S)
+        pid, info.playback_id = info.playback_id, None
+        if pid is not None:
+            self._announcements.pop(pid, None)
+            with contextlib.suppress(TelephonyError):  # it ended by itself a moment ago
+                await self.telephony.stop_playback(pid)
+
+    def _forget_announcement(self, info: _CallInfo) -> None:
+        """The caller hung up: nothing left to stop at the PBX; drop what we kept."""
+        if info.announce_task is not None and not info.announce_at_pbx:
+            info.announce_task.cancel()
+        info.announce_task = None
+        if info.playback_id is not None:
+            self._announcements.pop(info.playback_id, None)
+            info.playback_id = None
 
     # ----- one-click transfer ------------------------------------------------------------
 
@@ -652,6 +783,7 @@ class Acd:
 
     async def _bridge_with(self, info: _CallInfo, leg: _Leg) -> None:
         assert leg.channel_id is not None
+        await self._stop_announcement(info)
         await self.telephony.stop_moh(info.channel_id)
         if info.bridge_id is None:
             info.bridge_id = await self.telephony.create_bridge(

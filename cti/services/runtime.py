@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from cti.adapters.ari.client import AriClient
-from cti.adapters.ari.events import AriEvent
+from cti.adapters.ari.events import AriEvent, PlaybackFinished
 from cti.adapters.ari.telephony import AriTelephony
 from cti.adapters.db.base import make_engine, make_sessionmaker
 from cti.adapters.db.call_repository import CallRepository
@@ -115,7 +116,8 @@ class Service:
 
         acd = Acd(
             telephony, rules, rules_path=settings.rules_file, listeners=[desk.screen_pop],
-            sink=RoutingLog(sessions), clock=clock,
+            sink=RoutingLog(sessions), clock=clock, prompts=prompts,
+            language=settings.company.language,
         )
         routing = CallRouting(acd, runner, registry, repo, desk.crm, settings.agent_flow)
         acd.add_listener(routing)
@@ -141,6 +143,12 @@ class Service:
         dispatcher.on_start("inbound", inbound.on_stasis_start)
         dispatcher.on_start(AGENT_LEG_ARG, routing.on_agent_leg_start)
         dispatcher.listen(routing.on_ari_event)
+
+        async def announcement_ended(event: AriEvent) -> None:
+            if isinstance(event, PlaybackFinished):  # a waiting caller's music comes back
+                acd.on_playback_finished(event.playback.id)
+
+        dispatcher.listen(announcement_ended)
         dispatcher.on_start(TRANSFER_LEG_ARG, transfers.on_outside_leg_start)
         dispatcher.listen(transfers.on_ari_event)
         return cls(
@@ -184,6 +192,11 @@ class Service:
                 f"{self.settings.ari.app!r} did not connect"
             ) from None
         await self.acd.start()
+        # The start-up heap (libraries, rules, phrase library, flows) never becomes garbage:
+        # moved out of the collector's reach, a full collection no longer walks it. Walking
+        # it paused the event loop ~100 ms, the p99 of arrival-to-ring at 20 calls/s.
+        gc.collect()
+        gc.freeze()
 
     async def _run_ari(self) -> None:
         try:

@@ -54,3 +54,29 @@ def test_recorded_file_overrides_and_is_trimmed(tmp_path: Path) -> None:
     params, samples = read(tmp_path / "rendered" / "hold__zh.wav")
     assert params.framerate == 8000
     assert abs(len(samples) / 8000 - 0.5) < 0.03  # 1 s of silence gone at each end
+
+
+def phonemes(text: str, lang: str) -> str:
+    import subprocess
+
+    from cti.adapters.audio.render import espeak_args
+
+    out = subprocess.run(["espeak-ng", "-x", "-q", *espeak_args(text, lang)],
+                         capture_output=True, text=True, check=True)
+    return out.stdout
+
+
+def test_chinese_is_spoken_in_mandarin_not_as_english_pinyin() -> None:
+    # espeak-ng's plain `cmn` says 您好 as "(en)nin two hao three"; Mandarin tones are 35/214/...
+    said = phonemes("您好,欢迎致电客户服务热线", "zh")
+    assert "(en)" not in said
+    assert "n'i35n" in said  # 您 nín, rising tone
+
+
+def test_latin_words_inside_chinese_are_spoken_in_english() -> None:
+    said = phonemes("中文服务请按1。For English, press 2.", "zh")
+    assert "'INglIS" in said  # "English" in the English voice, not read as pinyin
+    assert "ts.'ong55" in said  # 中 zhōng, level tone
+    after = phonemes("您好,欢迎致电ACME客户服务热线", "zh").split("'akmi", 1)[1]
+    assert "(en)" not in after  # back in Mandarin after the English run
+    assert "51" in after

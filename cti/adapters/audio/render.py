@@ -1,16 +1,17 @@
 """Render the phrase library to sound files Asterisk plays as `sound:custom/<file>`.
 
-espeak-ng speaks the text (Mandarin voice `cmn`, English `en-us`); sox converts it to 8 kHz
-16-bit mono WAV, trims leading and trailing silence (the waits of the procedures are what the
-caller hears, so a prompt carries no silence of its own) and normalises the level. A file in
-scripts_lib/audio/recorded/<file>.wav replaces the rendered one and is trimmed the same way.
-Only changed items are rendered again (a manifest keeps each file's text hash).
+espeak-ng speaks the text (Mandarin voice `cmn-latn-pinyin`, English `en-us`); sox converts
+it to 8 kHz 16-bit mono WAV, trims leading and trailing silence (the waits of the procedures
+are what the caller hears, so a prompt carries no silence of its own) and normalises the level.
+A file in scripts_lib/audio/recorded/<file>.wav replaces the rendered one and is trimmed the
+same way. Only changed items are rendered again (a manifest keeps each file's text hash).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -18,15 +19,21 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 from cti.domain.phrases import RenderItem
 from cti.errors import CtiError
 
-VOICES = {"zh": "cmn", "en": "en-us"}
+# Mandarin: `cmn` of espeak-ng 1.51 (Debian 12) reads most characters as pinyin with tone
+# numbers in its English voice ("nin two hao three"); `cmn-latn-pinyin` speaks them in Mandarin
+# but would read Latin words as pinyin too, so those go to the English voice (SSML, below).
+VOICES = {"zh": "cmn-latn-pinyin", "en": "en-us"}
+ENGLISH_IN_CHINESE = "en-us"
+_LATIN_RUN = re.compile(r"[A-Za-z][A-Za-z0-9 .,'!?&-]*[A-Za-z.!?]|[A-Za-z]")
 SAMPLE_RATE = 8000
 # sox `silence`: drop audio below 0.3% of full scale at the start; reversed, at the end.
 TRIM = ["silence", "1", "0.02", "0.3%", "reverse", "silence", "1", "0.02", "0.3%", "reverse"]
-RENDER_VERSION = "1"
+RENDER_VERSION = "2"
 
 
 class RenderError(CtiError):
@@ -63,13 +70,29 @@ def convert_and_trim(source: Path, target: Path) -> None:
     tmp.replace(target)
 
 
-def speak(item: RenderItem, target: Path) -> None:
-    voice = VOICES.get(item.lang)
+def espeak_args(text: str, lang: str) -> list[str]:
+    """espeak-ng's arguments (after the program name, before `-w FILE`) that say `text`."""
+    voice = VOICES.get(lang)
     if voice is None:
-        raise RenderError(f"no espeak-ng voice for language {item.lang!r}")
+        raise RenderError(f"no espeak-ng voice for language {lang!r}")
+    if lang != "zh" or not _LATIN_RUN.search(text):
+        return ["-v", voice, "-s", "150", text]
+    # Every run in its own voice element: after a closing </voice> espeak-ng falls back to
+    # plain `cmn`, not the voice it was started with.
+    runs, last = [], 0
+    for m in _LATIN_RUN.finditer(text):
+        runs += [(voice, text[last:m.start()]), (ENGLISH_IN_CHINESE, m.group())]
+        last = m.end()
+    runs.append((voice, text[last:]))
+    parts = [f'<voice name="{v}">{escape(t)}</voice>' for v, t in runs if t]
+    return ["-m", "-v", voice, "-s", "150", f"<speak>{''.join(parts)}</speak>"]
+
+
+def speak(item: RenderItem, target: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.wav"
-        _run([_tool("espeak-ng"), "-v", voice, "-s", "150", "-w", str(raw), item.text])
+        args = espeak_args(item.text, item.lang)
+        _run([_tool("espeak-ng"), *args[:-1], "-w", str(raw), args[-1]])
         convert_and_trim(raw, target)
 
 

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from cti.adapters.db.tables.calls import CallRow
@@ -51,6 +52,15 @@ def _from_row(row: CallRow) -> Call:
     )
 
 
+def _insert_for(dialect: str) -> Any:
+    """The dialect's INSERT, which has ON CONFLICT DO UPDATE (both PostgreSQL and SQLite)."""
+    if dialect == "postgresql":
+        return postgresql.insert
+    if dialect == "sqlite":
+        return sqlite.insert
+    raise NotImplementedError(f"call log upsert on {dialect}")
+
+
 class CallRepository:
     def __init__(self, sessions: async_sessionmaker[Any]) -> None:
         self._sessions = sessions
@@ -61,14 +71,17 @@ class CallRepository:
     async def save(self, call: Call) -> None:
         """Insert or update the row for this call."""
         lock = self._locks.setdefault(call.id, asyncio.Lock())
+        values = _row_values(call)
         try:
             async with lock, self._sessions() as session, session.begin():
-                row = await session.get(CallRow, call.id)
-                if row is None:
-                    session.add(CallRow(id=call.id, **_row_values(call)))
-                else:
-                    for key, value in _row_values(call).items():
-                        setattr(row, key, value)
+                # One upsert statement: a call is saved four times or more, and the ORM's
+                # select-then-flush cost twice the round trips and most of the CPU of a call.
+                upsert = _insert_for(session.bind.dialect.name)(CallRow).values(
+                    id=call.id, **values
+                )
+                await session.execute(
+                    upsert.on_conflict_do_update(index_elements=[CallRow.id], set_=values)
+                )
         finally:
             if call.state is CallState.ENDED and not lock.locked():
                 self._locks.pop(call.id, None)

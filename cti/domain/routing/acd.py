@@ -4,11 +4,13 @@ No I/O and no clock: each method takes `now` (monotonic seconds, for routing) an
 wall time, for records) and returns `Command`s for a driver to execute — the asyncio service
 (cti.services.acd) against the PBX, or the simulator (cti.simulate) against a simulated clock.
 The router's notion of "available" is kept equal to the agent machine's AVAILABLE state here,
-in one place.
+in one place. It also says when a waiting caller is told their place and estimated wait
+(`Announce`, per the queue's `announce` rules), from the history it keeps per queue.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,8 +29,9 @@ from cti.domain.routing.events import (
     WithdrawReason,
 )
 from cti.domain.routing.hours import is_open
-from cti.domain.routing.model import CallAttributes, Fallback, RoutingRules
+from cti.domain.routing.model import CallAttributes, Fallback, Queue, RoutingRules
 from cti.domain.routing.router import Offer, Router
+from cti.domain.staffing import RunningAverage, estimated_wait
 from cti.errors import Conflict, NotFound
 
 DECISIONS_PER_CALL = 50
@@ -65,6 +68,18 @@ class HoldMusic:
 
 
 @dataclass(frozen=True, slots=True)
+class Announce:
+    """Tell a waiting caller their place in `queue` (1 = next) and the estimated wait; None
+    is not to be said (switched off for the queue, or no estimate: nobody serving it)."""
+
+    call_id: str
+    queue: str
+    position: int | None
+    wait_s: float | None
+    count: int  # 1 for the call's first announcement
+
+
+@dataclass(frozen=True, slots=True)
 class SendToFallback:
     call_id: str
     fallback: Fallback
@@ -93,6 +108,7 @@ Command = (
     | StopRinging
     | Connect
     | HoldMusic
+    | Announce
     | SendToFallback
     | StartWrapUpTimer
     | Emit
@@ -106,6 +122,20 @@ class _Connected:
     agent_id: str
     queue: str
     wrap_up_s: float
+    since: float = 0.0  # connected at (monotonic): handling time for the wait estimate
+
+
+@dataclass(slots=True)
+class _Announcing:
+    due: float  # next announcement (monotonic)
+    count: int = 0
+
+
+# Agents who will take the queue's calls as they come: the wait estimate's "agents serving".
+_SERVING = frozenset(
+    {ag.AgentState.AVAILABLE, ag.AgentState.RESERVED, ag.AgentState.ON_CALL, ag.AgentState.WRAP_UP}
+)
+HISTORY = 50  # handled calls / answered waits per queue in the running averages
 
 
 class AcdCore:
@@ -115,6 +145,10 @@ class AcdCore:
         self._connected: dict[str, _Connected] = {}  # call_id -> who is talking
         self._consulting: dict[str, _Connected] = {}  # call_id -> agent consulting a colleague
         self._decisions: dict[str, deque[tuple[datetime, Decision]]] = {}
+        self._announcing: dict[str, _Announcing] = {}  # call_id -> its announcement schedule
+        self._handled: dict[str, RunningAverage] = {}  # queue -> talk + wrap-up of its calls
+        self._answer_waits: dict[str, RunningAverage] = {}  # queue -> waits of answered calls
+        self._qualified: dict[str, tuple[str, ...]] = {}  # queue -> its agents (skills, rules)
         self._cmds: list[Command] = []
 
     @property
@@ -150,6 +184,7 @@ class AcdCore:
         self, agent_id: str, skills: Mapping[str, int], now: float, at: datetime
     ) -> list[Command]:
         self._cmds = []
+        self._qualified.clear()
         for d in self.router.set_skills(agent_id, skills, now):
             self._decision(d, at)
         return self._take()
@@ -224,6 +259,7 @@ class AcdCore:
     def caller_hangup(self, call_id: str, now: float, at: datetime) -> list[Command]:
         """The caller's channel ended: while waiting, ringing an agent, or talking."""
         self._cmds = []
+        self._announcing.pop(call_id, None)
         consulting = self._consulting.pop(call_id, None)
         if consulting is not None:
             self._release(consulting, now, at)
@@ -244,8 +280,10 @@ class AcdCore:
         self._cmds = []
         offer = self.router.offer_answered(offer_id, now)
         self._connected[offer.call_id] = _Connected(
-            offer.call_id, offer.agent_id, offer.queue, offer.wrap_up_s
+            offer.call_id, offer.agent_id, offer.queue, offer.wrap_up_s, now
         )
+        self._announcing.pop(offer.call_id, None)
+        waited = now - offer.at + offer.waited_s
         self._cmds.append(Connect(offer.offer_id, offer.call_id, offer.agent_id))
         self._step_agent(offer.agent_id, ag.OfferAnswered(offer_id), now, at)
         self._cmds.append(
@@ -254,11 +292,13 @@ class AcdCore:
                     offer.call_id,
                     offer.agent_id,
                     offer.queue,
-                    now - offer.at + offer.waited_s,
+                    waited,
                     at,
                 )
             )
         )
+        if offer.call_id not in self._consulting:  # a colleague answering is no queue wait
+            self._history(self._answer_waits, offer.queue).add(waited)
         return self._take()
 
     def offer_failed(
@@ -282,9 +322,7 @@ class AcdCore:
         return self._take()
 
     def _end_call(self, call_id: str, now: float, at: datetime) -> None:
-        c = self._connected.pop(call_id)
-        self.router.agent_call_ended(c.agent_id, now)
-        self._step_agent(c.agent_id, ag.CallEnded(c.wrap_up_s), now, at)
+        self._release(self._connected.pop(call_id), now, at)
 
     # ----- one-click transfer ----------------------------------------------------------
 
@@ -372,6 +410,7 @@ class AcdCore:
         return queue
 
     def _release(self, c: _Connected, now: float, at: datetime) -> None:
+        self._history(self._handled, c.queue).add(max(0.0, now - c.since) + c.wrap_up_s)
         self.router.agent_call_ended(c.agent_id, now)
         self._step_agent(c.agent_id, ag.CallEnded(c.wrap_up_s), now, at)
 
@@ -379,12 +418,14 @@ class AcdCore:
         self._cmds = []
         for d in self.router.tick(now):
             self._decision(d, at)
+        self._announce_due(now)
         return self._take()
 
     def reload(self, rules: RoutingRules, now: float, at: datetime) -> list[Command]:
         self._cmds = []
         for aid in rules.agents:
             self.agents.setdefault(aid, ag.AgentStatus(aid))
+        self._qualified.clear()
         for d in self.router.load_rules(rules, now):
             self._decision(d, at)
         return self._take()
@@ -424,6 +465,12 @@ class AcdCore:
             queue = self.rules.queues[d.queue]
             pos = self.router.position(d.call_id) or 0
             self._cmds.append(HoldMusic(d.call_id, queue.moh_class, pos, queue.announce_position))
+            # Kept while the call is with the router (also under offer: a ring-no-answer puts
+            # it back in the queue); announced only while it waits.
+            first = d.at + queue.announce.first_after_s
+            self._announcing[d.call_id] = _Announcing(first)
+            if d.outcome == "queued" and queue.announce.first_after_s == 0:
+                self._announce_due(d.at, only=d.call_id)
         if d.outcome == "offered":
             assert d.agent_id is not None
             assert d.offer_id is not None
@@ -458,6 +505,7 @@ class AcdCore:
             and not self.router.is_waiting(d.call_id)
         ):
             fb = self._fallback_of(d)
+            self._announcing.pop(d.call_id, None)
             self._cmds.append(SendToFallback(d.call_id, fb))
             self._cmds.append(
                 Emit(
@@ -475,3 +523,91 @@ class AcdCore:
 
     def _fallback_of(self, d: Decision) -> Fallback:
         return self.rules.queues[d.queue].fallback
+
+    # ----- announcements to waiting callers --------------------------------------------
+
+    def _history(self, table: dict[str, RunningAverage], queue: str) -> RunningAverage:
+        avg = table.get(queue)
+        if avg is None:
+            avg = table[queue] = RunningAverage(HISTORY)
+        return avg
+
+    def _announce_due(self, now: float, *, only: str | None = None) -> None:
+        """Announce to every waiting caller whose next announcement is due (or just `only`).
+        A call under offer or in a consultation keeps its due announcement until it waits
+        again (a ring-no-answer); a call the router no longer holds is forgotten."""
+        if only is not None:
+            due = [only] if only in self._announcing else []
+        else:
+            due = [c for c, st in self._announcing.items() if st.due <= now]
+        if not due:
+            return
+        positions: dict[str, int] | None = None
+        serving: dict[str, int] = {}
+        for call_id in due:
+            qname = self.router.queue_of(call_id)
+            if qname is None:
+                del self._announcing[call_id]
+                continue
+            if not self.router.is_waiting(call_id) or call_id in self._consulting:
+                continue
+            queue = self.rules.queues[qname]
+            cfg = queue.announce
+            if not cfg.enabled:
+                continue  # switched off (perhaps only until a reload): looked at again later
+            if positions is None:
+                positions = self._queue_positions()
+            position = positions.get(call_id, 1)
+            if qname not in serving:
+                serving[qname] = self._agents_serving(queue)
+            st = self._announcing[call_id]
+            st.count += 1
+            wait_s = self._estimate(queue, position, serving[qname]) if cfg.estimated_wait else None
+            if cfg.position or wait_s is not None:
+                self._cmds.append(
+                    Announce(call_id, qname, position if cfg.position else None, wait_s, st.count)
+                )
+            if cfg.every_s <= 0:
+                del self._announcing[call_id]  # once
+            else:
+                # From when it was said: never two closer than every_s, also after an offer.
+                st.due = now + cfg.every_s
+
+    def _queue_positions(self) -> dict[str, int]:
+        """Each waiting call's place among the calls waiting in the same queue (1 = next)."""
+        counts: dict[str, int] = {}
+        out: dict[str, int] = {}
+        for call in self.router.waiting_calls():
+            q = call.plan.stages[call.stage_index].queue
+            counts[q] = counts.get(q, 0) + 1
+            out[call.call_id] = counts[q]
+        return out
+
+    def _agents_serving(self, queue: Queue) -> int:
+        """Logged-in agents qualified for the queue who are not paused (nor about to be)."""
+        qualified = self._qualified.get(queue.name)
+        if qualified is None:  # forgotten when skills or rules change
+            qualified = self._qualified[queue.name] = tuple(
+                a for a in self.rules.agents if queue.skills.matches(self.router.skills_of(a))
+            )
+        n = 0
+        for agent_id in qualified:
+            status = self.agents.get(agent_id)
+            if status is not None and status.state in _SERVING and status.pending is None:
+                n += 1
+        return n
+
+    def _estimate(self, queue: Queue, position: int, serving: int) -> float | None:
+        """Erlang-style estimate by position over the agents serving, with the queue's handling
+        time so far (its configured `aht_s` until there is history), blended with the running
+        average wait of its answered calls. None: nobody serves the queue and no history."""
+        aht = self._handled.get(queue.name)
+        aht_s = aht.value if aht is not None and aht.value is not None else queue.aht_s
+        waits = self._answer_waits.get(queue.name)
+        wait = estimated_wait(position, serving, aht_s, waits.value if waits else None)
+        return None if math.isinf(wait) else wait
+
+    def announcement_due(self, call_id: str) -> float | None:
+        """When the call's next announcement is due (monotonic), None if none is planned."""
+        st = self._announcing.get(call_id)
+        return st.due if st else None

@@ -80,6 +80,21 @@ class Fallback:
 
 
 @dataclass(frozen=True, slots=True)
+class Announcements:
+    """What a caller waiting in a queue is told over the hold music, and when: the first time
+    after `first_after_s` of waiting (0 = on joining), then every `every_s` (0 = only once)."""
+
+    position: bool = True
+    estimated_wait: bool = True
+    first_after_s: float = 0.0
+    every_s: float = 30.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.position or self.estimated_wait
+
+
+@dataclass(frozen=True, slots=True)
 class Queue:
     name: str
     skills: SkillRequirement
@@ -93,7 +108,12 @@ class Queue:
     ring_timeout_s: float = 15.0
     relaxation: tuple[RelaxationStep, ...] = ()
     moh_class: str = "default"
-    announce_position: bool = True
+    announce: Announcements = Announcements()
+    aht_s: float = 180.0  # average handling time assumed until the queue has history
+
+    @property
+    def announce_position(self) -> bool:
+        return self.announce.position
 
 
 @dataclass(frozen=True, slots=True)
