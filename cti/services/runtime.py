@@ -125,7 +125,10 @@ class Service:
         runner.on_route = routing.on_route
         desk.agent_states = acd
         desk.procedures = runner
-        transfers = TransferControl(acd, telephony, registry, desk.screen_pop, runner)
+        transfers = TransferControl(
+            acd, telephony, registry, desk.screen_pop, runner,
+            number_endpoint=settings.transfer_dial,
+        )
         desk.transfers = transfers
 
         def script_factory(session: CallSession) -> CallScript:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import uuid
 from dataclasses import replace
 from typing import Any, Protocol
@@ -49,6 +50,9 @@ class CallerHold(Protocol):
     ) -> None: ...
 
 
+_DIALLABLE = re.compile(r"\+?[0-9*#]{1,32}")
+
+
 class TransferControl:
     def __init__(
         self,
@@ -78,6 +82,11 @@ class TransferControl:
     async def transfer(
         self, call_id: str, *, agent_id: str, target_type: str, target: str, kind: str
     ) -> dict[str, Any]:
+        if target_type == "number" and not _DIALLABLE.fullmatch(target):
+            # It goes into a dial string: "1234@elsewhere" must not pick another route.
+            raise ConfigError(
+                f"not a phone number to dial: {target!r} (digits, * and #, a leading +)"
+            )
         self._require_agent(call_id, agent_id)
         if target_type == "agent" and kind == "attended":
             await self.acd.consult(call_id, target)

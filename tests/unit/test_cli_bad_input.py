@@ -45,6 +45,14 @@ def test_bad_value_type_in_file(tmp_path: Path) -> None:
     assert f"{cfg}:1:1: http_port: Input should be less than or equal to 65535" in out
 
 
+def test_transfer_dial_without_number_slot_is_rejected(tmp_path: Path) -> None:
+    cfg = tmp_path / "cti.yaml"
+    cfg.write_text("transfer_dial: PJSIP/1000@trunk\n")
+    code, out = run(["check-config", "-c", str(cfg)])
+    assert code != 0
+    assert f"{cfg}:1:1: transfer_dial: String should match pattern" in out
+
+
 def test_bad_environment_value_names_the_variable() -> None:
     code, out = run(["check-config"], env={"CTI_HTTP_PORT": "eighty"})
     assert code != 0
