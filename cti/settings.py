@@ -39,6 +39,16 @@ class CompanySettings(BaseModel):
     language: str = "zh"
 
 
+class FallbackFlows(BaseModel):
+    """The IVR flow a caller continues in when the routing rules' fallback (a queue's max wait,
+    or after hours) is a call-back offer or a voicemail; null hangs up instead."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    callback: str | None = "queue_callback"
+    voicemail: str | None = "queue_voicemail"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CTI_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
@@ -65,6 +75,7 @@ class Settings(BaseSettings):
     # a call continues in when an agent answers it (the row 1 greeting with the agent's id).
     inbound_flow: str = "main_menu"
     agent_flow: str = "agent_greeting"
+    fallback_flows: FallbackFlows = FallbackFlows()
     # Signs the agents' login tokens; set it (>= 32 characters) so tokens survive a restart.
     auth_secret: str | None = Field(default=None, min_length=32)
     # An external CRM looked up alongside the built-in customer store (None: built-in only).

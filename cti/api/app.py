@@ -82,14 +82,16 @@ def create_app(service: Service) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    from cti.api import procedures, routing
+    from cti.api import fallback, procedures, routing
     from cti.api.desk import install_agent_desk
 
     app.state.acd = service.acd
     app.state.ivr_runner = service.ivr
     app.state.procedure_audit = service.audit
+    app.state.voicemails = service.voicemails
     install_agent_desk(app, service.desk)
     app.include_router(routing.router)
     app.include_router(procedures.router)
+    app.include_router(fallback.router)
 
     return app

@@ -304,6 +304,41 @@ class Acd:
                 await self.telephony.hangup(info.leg.channel_id)
             self._forget_leg(info.leg)
 
+    # ----- after a restart or an event-socket drop -----------------------------------------
+
+    def leg_channel_ids(self) -> set[str]:
+        """The agent legs this process rang or connected (resync tells them from callers)."""
+        return set(self._leg_by_channel)
+
+    async def restore_agents(self, last: Mapping[str, tuple[str, str | None]]) -> None:
+        """Each agent's last recorded (state, reason) from an earlier process."""
+        for agent_id, (state, reason) in last.items():
+            if agent_id in self.core.agents:
+                await self._run(self.core.restore_agent(agent_id, state, reason, *self._now()))
+
+    async def adopt_connected(
+        self, call_id: str, caller_channel: str, agent_channel: str, bridge_id: str,
+        agent_id: str, queue: str | None, attributes: CallAttributes,
+    ) -> None:
+        """An earlier process bridged this caller with `agent_id`'s leg: take both on, so
+        either side's hang-up ends the other and the agent's wrap-up follows as usual."""
+        leg = _Leg(f"adopted-{call_id}", call_id, agent_id, agent_channel, answered=True,
+                   bridge_id=bridge_id)
+        leg.settled.set()
+        self._calls[call_id] = _CallInfo(caller_channel, leg=leg, bridge_id=bridge_id,
+                                         attributes=dict(attributes))
+        self._leg_by_channel[agent_channel] = leg
+        self._legs[leg.offer_id] = leg
+        await self._run(self.core.adopt_connected(call_id, agent_id, queue, *self._now()))
+
+    async def requeue(
+        self, call_id: str, channel_id: str, attributes: CallAttributes, queue: str | None
+    ) -> None:
+        """An earlier process had this caller waiting (or ringing an agent): it waits again,
+        in the same queue, with hold music."""
+        self._calls[call_id] = _CallInfo(channel_id, attributes=dict(attributes))
+        await self._run(self.core.requeue(call_id, attributes, queue, *self._now()))
+
     def is_agent_channel(self, channel_id: str) -> bool:
         return channel_id in self._leg_by_channel
 

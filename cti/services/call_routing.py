@@ -11,7 +11,7 @@ from typing import Any
 
 from cti.adapters.ari.events import AriEvent, ChannelDestroyed, StasisEnd, StasisStart
 from cti.adapters.db.call_repository import CallRepository
-from cti.domain.calls import CallState, move
+from cti.domain.calls import Call, CallState, move
 from cti.domain.ivr.commands import RouteToQueue
 from cti.domain.routing.events import (
     CallConnected,
@@ -81,6 +81,35 @@ class CallRouting:
         await self.acd.enqueue(call_id, call.channel_id, attributes)
         if not session.call.is_over:
             await self.repo.save(session.call)
+
+    def leg_channel_ids(self) -> set[str]:
+        return self.acd.leg_channel_ids()
+
+    async def on_leg_lost(self, channel_id: str) -> None:
+        """An agent leg ended while the event socket was down (resync found it gone)."""
+        self._in_order(channel_id, lambda: self.acd.on_agent_channel_ended(channel_id))
+
+    async def resume_adopted(self, call: Call, agent_link: tuple[str, str] | None) -> None:
+        """After a restart: a call the last process had with an agent (`agent_link`: the
+        agent leg and the bridge holding both) or in a queue is the ACD's again. Its menu
+        choice and language died with that process: the queue it was in is kept, the tier is
+        looked up again."""
+        attributes: dict[str, Any] = {
+            "menu": call.attributes.get("menu", ""), "dialled": call.dialled_number,
+            "caller": call.caller_number, "tier": "standard",
+        }
+        view = await self.customer(call.id, call.caller_number)
+        if view is not None and view.customer is not None:
+            attributes["tier"] = view.customer.tier
+        if call.state is CallState.CONNECTED and agent_link is not None and call.agent_id:
+            leg, bridge = agent_link
+            await self.acd.adopt_connected(
+                call.id, call.channel_id, leg, bridge, call.agent_id, call.queue, attributes
+            )
+            log.info("call.adopted_with_agent", call_id=call.id, agent_id=call.agent_id)
+        elif call.state in (CallState.QUEUED, CallState.OFFERED):
+            await self.acd.requeue(call.id, call.channel_id, attributes, call.queue)
+            log.info("call.requeued", call_id=call.id, queue=call.queue)
 
     async def on_routing_event(self, event: RoutingEvent) -> None:
         session = self.registry.get(getattr(event, "call_id", "") or "")

@@ -40,6 +40,12 @@ class CallScript(Protocol):
     """What runs on an answered call (the greeting today; IVR flows and routing plug in here)."""
 
     async def on_answered(self, session: CallSession) -> None: ...
+    async def on_adopted(self, session: CallSession) -> None:
+        """A call taken back after a restart (already answered): pick up where it was."""
+        ...
+    async def on_stopping(self, session: CallSession) -> None:
+        """The service stops with the call up: let go of it, for the next process."""
+        ...
     async def on_event(self, session: CallSession, event: AriEvent) -> None: ...
     async def on_ended(self, session: CallSession) -> None: ...
 
@@ -122,6 +128,7 @@ class InboundCalls:
             else:
                 await self.save(session)
                 await self.telephony.subscribe_channel(session.call.channel_id)
+                await script.on_adopted(session)
             await self._event_loop(session, script)
         except asyncio.CancelledError:
             raise
@@ -156,9 +163,10 @@ class InboundCalls:
         while not session.call.is_over:
             event = await session.events.get()
             if event is STOP:
-                # Release what the script holds in this process (audio tap, IVR task).
+                # Release what the script holds in this process (audio tap, IVR task); the
+                # call itself, and its agent, stay up for the next process.
                 with contextlib.suppress(Exception):
-                    await script.on_ended(session)
+                    await script.on_stopping(session)
                 return
             if isinstance(event, ChannelHangupRequest) and event.channel.id == caller:
                 if session.ended_by is None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from typing import Literal
 
 from cti.adapters.ari.events import AriEvent, ChannelDtmfReceived, PlaybackFinished
 from cti.adapters.db.call_repository import CallRepository
 from cti.domain.audio_classifier import WindowFeatures
+from cti.domain.calls import CallState
 from cti.domain.crm import address_form
 from cti.domain.ivr import events as ivr_events
 from cti.domain.ivr.engine import CallContext
@@ -75,6 +77,23 @@ class IvrCallScript:
         )
 
     async def on_answered(self, session: CallSession) -> None:
+        await self._start(session, self.flow, None)
+
+    async def on_adopted(self, session: CallSession) -> None:
+        """After a service restart: a caller in the menu hears it again from the top; one
+        waiting in a queue stays there (the IVR idles at its route, the ACD has it again);
+        one talking with an agent goes on in the agent flow's conversation (no greeting)."""
+        state = session.call.state
+        if state in (CallState.ARRIVED, CallState.ANSWERED):
+            await self._start(session, self.flow, None)
+        elif state in (CallState.QUEUED, CallState.OFFERED):
+            await self._start(session, self.flow, "route")
+        elif state is CallState.CONNECTED:
+            await self._start(session, self.settings.agent_flow, "listen")
+
+    async def _start(
+        self, session: CallSession, flow: str, resume: Literal["route", "listen"] | None
+    ) -> None:
         call = session.call
         ctx = await self._context(session)
 
@@ -83,9 +102,12 @@ class IvrCallScript:
             session.ended_by = "agent" if reason == "agent" else "service"
 
         self._task = asyncio.create_task(
-            self.runner.run_call(ctx, self.flow, call.channel_id, on_hangup=ivr_hangs_up),
+            self.runner.run_call(ctx, flow, call.channel_id, on_hangup=ivr_hangs_up,
+                                 resume=resume),
             name=f"ivr-{call.id}",
         )
+        if resume == "route":
+            return  # waiting for an agent: nobody is listening to the caller's audio yet
         if self.tap is not None and self.settings.detection.auto_start:
             # In the background: the call's events (the greeting's end, which starts the
             # silence watch) must not wait behind the tap's five ARI requests (seconds under
@@ -124,10 +146,19 @@ class IvrCallScript:
             session.call = replace(session.call, greeting_played=True)
             await self.repo.save(session.call)
 
+    async def on_stopping(self, session: CallSession) -> None:
+        # Not the caller's end: the ACD keeps nothing to undo at the PBX (the agent's leg and
+        # the bridge stay, for the next process to take back).
+        self.runner.feed(session.call.id, ivr_events.HangUp("service_stopping"))
+        await self._release(session)
+
     async def on_ended(self, session: CallSession) -> None:
         self.runner.feed(session.call.id, ivr_events.HangUp("caller_gone"))
         if self.routing is not None:
             await self.routing.on_caller_ended(session.call.id)
+        await self._release(session)
+
+    async def _release(self, session: CallSession) -> None:
         if self._tap_task is not None and not self._tap_task.done():
             self._tap_task.cancel()  # still setting up: stop() below removes what it made
             await asyncio.gather(self._tap_task, return_exceptions=True)

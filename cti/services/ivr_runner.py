@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from cti.clock import Clock
 from cti.domain.ivr import commands as c
@@ -62,6 +62,16 @@ class FlowSource(Protocol):
 
 
 RouteHandler = Callable[[str, c.RouteToQueue], Awaitable[None]]
+
+
+class RecordingSink(Protocol):
+    """Told of each recording the IVR starts (the voicemail store), before the PBX is asked:
+    the recording's end may come after the call's, when the IVR no longer runs it."""
+
+    def recording_started(self, state: CallState, channel_id: str, command: c.Record) -> None: ...
+    def recording_not_started(self, name: str) -> None: ...
+
+
 # Told the engine's hang-up reason ("procedure", "flow", "agent") just before the IVR hangs up,
 # so the call log can say who ended the call.
 HangupHook = Callable[[str], None]
@@ -97,6 +107,7 @@ class IvrRunner:
         detection: DetectionSettings | None = None,
         timers: TimerScheduler | None = None,
         on_route: RouteHandler | None = None,
+        recordings: RecordingSink | None = None,
     ) -> None:
         self.telephony = telephony
         self.clock = clock
@@ -107,17 +118,22 @@ class IvrRunner:
         self.detection = detection or DetectionSettings()
         self.timers = timers or LoopTimers()
         self.on_route = on_route
+        self.recordings = recordings
         self.calls: dict[str, _CallRun] = {}
 
     # -- the call's task ----------------------------------------------------------------------
 
     async def run_call(
         self, ctx: CallContext, flow_name: str, channel_id: str | None = None,
-        on_hangup: HangupHook | None = None,
+        on_hangup: HangupHook | None = None, resume: Literal["route", "listen"] | None = None,
     ) -> CallState:
-        """Run the call's IVR from answer to end (or cancellation). Returns the last state."""
+        """Run the call's IVR from answer to end (or cancellation). Returns the last state.
+        `resume`: an adopted call goes on at the flow's first route (idle) or listen node."""
         machine = IvrMachine(self.flow_source.flows, self.procedures, self.detection)
-        run = _CallRun(ctx, channel_id or ctx.call_id, machine, machine.new_call(ctx, flow_name))
+        state = machine.new_call(ctx, flow_name)
+        if resume is not None:
+            state = machine.resumed_call(ctx, flow_name, resume, self.clock.now()) or state
+        run = _CallRun(ctx, channel_id or ctx.call_id, machine, state)
         run.on_hangup = on_hangup
         self.calls[ctx.call_id] = run
         try:
@@ -193,6 +209,12 @@ class IvrRunner:
                     await self.telephony.start_moh(run.channel_id, moh_class)
                 case c.StopMoh():
                     await self.telephony.stop_moh(run.channel_id)
+                case c.Record():
+                    await self._record(run, command)
+                case c.StopRecording(name=name):
+                    # 404: it ended by itself a moment ago (its RecordingFinished is on the way)
+                    with contextlib.suppress(ChannelGone):
+                        await self.telephony.stop_recording(name)
                 case c.RouteToQueue():
                     if self.on_route is not None:
                         await self.on_route(call_id, command)
@@ -207,6 +229,27 @@ class IvrRunner:
             # A failing collaborator (the route handler, say) must not stop the procedure's
             # timers: the caller's timed hang-up still has to happen.
             log.exception("ivr_command_failed", call_id=call_id, command=type(command).__name__)
+
+    async def _record(self, run: _CallRun, command: c.Record) -> None:
+        if self.recordings is not None:
+            self.recordings.recording_started(run.state, run.channel_id, command)
+        try:
+            await self.telephony.record(
+                run.channel_id, command.name, fmt="wav", max_duration_s=command.max_seconds,
+                max_silence_s=command.max_silence, beep=command.beep,
+                terminate_on=command.terminate_on,
+            )
+        except ChannelGone:
+            if self.recordings is not None:
+                self.recordings.recording_not_started(command.name)
+            raise
+        except CtiError as exc:
+            # Refused (the PBX cannot write the file, say): the flow goes on past the node.
+            log.error("ivr_record_failed", call_id=run.ctx.call_id, error=exc.message)
+            if self.recordings is not None:
+                self.recordings.recording_not_started(command.name)
+            run.queue.put_nowait((e.RecordingEnded(command.name, failed=True,
+                                                   cause=exc.message), None))
 
     def _submit(self, entry: AuditEntry) -> None:
         try:
@@ -295,13 +338,24 @@ class IvrRunner:
 def ari_to_domain(event: Any) -> tuple[str, e.Event] | None:
     """(channel id, domain event) for the ARI events the IVR cares about, else None.
 
-    PlaybackFinished is keyed by the playback's target channel (`channel:<id>`)."""
+    PlaybackFinished and RecordingFinished/Failed are keyed by their target channel
+    (`channel:<id>`)."""
     kind = getattr(event, "type", type(event).__name__)
     if kind == "PlaybackFinished":
         playback = event.playback
         target = str(getattr(playback, "target_uri", ""))
         channel = target.split(":", 1)[1] if target.startswith("channel:") else target
         return channel, e.PromptFinished(playback.id)
+    if kind in ("RecordingFinished", "RecordingFailed"):
+        rec = event.recording
+        target = str(getattr(rec, "target_uri", ""))
+        channel = target.split(":", 1)[1] if target.startswith("channel:") else target
+        duration = getattr(rec, "duration", None)
+        failed = kind == "RecordingFailed"
+        return channel, e.RecordingEnded(
+            rec.name, float(duration) if duration is not None else None, failed,
+            str(getattr(rec, "cause", "") or "") if failed else "",
+        )
     channel_obj = getattr(event, "channel", None)
     if channel_obj is None:
         return None

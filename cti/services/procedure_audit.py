@@ -1,4 +1,5 @@
-"""Stores what the IVR engine audits: procedure runs with their timeline, and script departures.
+"""Stores what the IVR engine audits: procedure runs with their timeline, script departures,
+and call-back requests (the `callback` node).
 
 Writes go through a background queue so a slow database never delays a prompt or a timer.
 """
@@ -11,9 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import desc, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from cti.adapters.db.tables.fallback import CallbackRequestRow
 from cti.adapters.db.tables.ivr import ProcedureRunRow, ProcedureStepRow, ScriptDepartureRow
 from cti.domain.ivr.commands import Audit
 from cti.log import get_logger
@@ -93,6 +95,12 @@ class ProcedureAudit:
                 )
                 self._run_start.pop(a.run_id, None)
                 self._seq.pop(a.run_id, None)
+            elif a.kind == "callback_requested":
+                session.add(CallbackRequestRow(
+                    call_id=entry.call_id, caller_number=str(a.detail.get("number", "")),
+                    lang=str(a.detail.get("lang", "")), queue=a.detail.get("queue") or None,
+                    requested_at=entry.at,
+                ))
             elif a.kind == "departure":
                 session.add(ScriptDepartureRow(
                     call_id=entry.call_id, run_id=a.run_id, at=entry.at,
@@ -147,3 +155,17 @@ class ProcedureAudit:
                 for d in departures
             ],
         }
+
+    async def callbacks(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The latest call-back requests, newest first (supervisors follow them up)."""
+        async with self.sessions() as session:
+            rows = (await session.scalars(
+                select(CallbackRequestRow)
+                .order_by(desc(CallbackRequestRow.requested_at), desc(CallbackRequestRow.id))
+                .limit(limit)
+            )).all()
+        return [
+            {"id": r.id, "call_id": r.call_id, "caller_number": r.caller_number,
+             "lang": r.lang, "queue": r.queue, "requested_at": r.requested_at.isoformat()}
+            for r in rows
+        ]

@@ -9,18 +9,33 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import Protocol
 
 from cti.adapters.ari.telephony import AriTelephony
 from cti.adapters.db.call_repository import CallRepository
 from cti.clock import Clock
-from cti.domain.calls import Call, ended
+from cti.domain.calls import Call, CallState, ended, move
 from cti.errors import TelephonyError
 from cti.log import get_logger
+from cti.ports import BridgeInfo
 from cti.services.call_registry import CallRegistry
 from cti.services.caller_audio import is_tap_channel
 from cti.services.inbound_calls import InboundCalls
 
 log = get_logger(__name__)
+
+# Channels the service originates (ACD agent legs, outside transfer legs): never callers.
+ORIGINATED_PREFIXES = ("acd-", "xfer-")
+# Bridges the service creates; an empty one is left over from an earlier process.
+OUR_BRIDGE_PREFIXES = ("cti-", "acd-", "consult-", "xfer-")
+
+
+class AdoptedCalls(Protocol):
+    """Who takes an adopted call's routing back (CallRouting): with its agent, or queued."""
+
+    def leg_channel_ids(self) -> set[str]: ...
+    async def on_leg_lost(self, channel_id: str) -> None: ...
+    async def resume_adopted(self, call: Call, agent_link: tuple[str, str] | None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -40,7 +55,9 @@ class Resync:
         repo: CallRepository,
         inbound: InboundCalls,
         clock: Clock,
+        routing: AdoptedCalls | None = None,
     ) -> None:
+        self.routing = routing
         self.telephony = telephony
         self.registry = registry
         self.repo = repo
@@ -51,6 +68,7 @@ class Resync:
     async def __call__(self, generation: int) -> ResyncReport:
         in_app = await self.telephony.application_channel_ids()
         channels = {c.id: c for c in await self.telephony.list_channels()}
+        bridges = await self.telephony.list_bridges()
         kept = closed = adopted = 0
 
         for session in self.registry.sessions():
@@ -59,21 +77,43 @@ class Resync:
             else:
                 await self.inbound.end_lost(session)
                 closed += 1
+        if self.routing is not None:
+            # Agent legs that ended while the socket was down: their end was never heard.
+            for leg in self.routing.leg_channel_ids() - set(channels):
+                await self.routing.on_leg_lost(leg)
 
+        ours = self.routing.leg_channel_ids() if self.routing is not None else set()
+        stray_legs = {c for c in in_app if c.startswith(ORIGINATED_PREFIXES)} - ours
         for call in await self.repo.open_calls():
             if self.registry.get(call.id) is not None:
                 continue
-            if call.channel_id in in_app:
-                self.inbound.adopt(call, channels.get(call.channel_id))
-                adopted += 1
-            else:
+            if call.channel_id not in in_app:
                 await self.repo.save(ended(call, self.clock.now(), None, "gone while disconnected"))
                 closed += 1
+                continue
+            link = None
+            if call.state is CallState.CONNECTED:
+                link = _agent_link(call.channel_id, bridges, stray_legs)
+                if link is None:  # the agent's leg is gone: the caller waits for the next one
+                    log.info("resync.agent_leg_gone", call_id=call.id, agent_id=call.agent_id)
+                    call = move(call, CallState.QUEUED)
+            elif call.state is CallState.OFFERED:  # that offer died with its process
+                call = move(call, CallState.QUEUED)
+            if link is not None:
+                stray_legs.discard(link[0])
+            self.inbound.adopt(call, channels.get(call.channel_id))
+            if self.routing is not None:
+                await self.routing.resume_adopted(call, link)
+            adopted += 1
+
+        for leg in stray_legs:  # still ringing, or its caller is gone: nobody will bridge it
+            with contextlib.suppress(TelephonyError):
+                await self.telephony.hangup(leg)
 
         known = {ch for s in self.registry.sessions() for ch in s.channels}
-        for channel_id in in_app - known:
+        for channel_id in in_app - known - ours:
             info = channels.get(channel_id)
-            if info is None:
+            if info is None or channel_id.startswith(ORIGINATED_PREFIXES):
                 continue
             if is_tap_channel(channel_id):
                 # An audio tap left by an earlier process: its call gets a new one if needed.
@@ -90,9 +130,13 @@ class Resync:
             adopted += 1
 
         destroyed = 0
-        for bridge in await self.telephony.list_bridges():
-            if not bridge.channels and bridge.name.startswith("cti-"):
-                await self.telephony.destroy_bridge(bridge.id)
+        for bridge in bridges:
+            # After a reconnect, a bridge of this process may be empty for the moment between
+            # its creation and its first channel: only the first resync removes any but cti-.
+            prefixes = OUR_BRIDGE_PREFIXES if generation == 1 else ("cti-",)
+            if not bridge.channels and bridge.name.startswith(prefixes):
+                with contextlib.suppress(TelephonyError):
+                    await self.telephony.destroy_bridge(bridge.id)
                 destroyed += 1
 
         self.last = ResyncReport(generation, kept, closed, adopted, destroyed)
@@ -101,3 +145,15 @@ class Resync:
             orphan_bridges_destroyed=destroyed,
         )
         return self.last
+
+
+def _agent_link(
+    caller: str, bridges: list[BridgeInfo], legs: set[str]
+) -> tuple[str, str] | None:
+    """(agent leg, bridge) of the bridge holding `caller` with one of the service's legs."""
+    for bridge in bridges:
+        if caller in bridge.channels:
+            for channel in bridge.channels:
+                if channel in legs:
+                    return channel, bridge.id
+    return None

@@ -33,10 +33,12 @@ from cti.services.metrics import ARI_CONNECTED, ARI_RECONNECTS
 from cti.services.procedure_audit import ProcedureAudit
 from cti.services.procedure_progress import ProcedureProgress
 from cti.services.prompts import PromptSource
+from cti.services.queue_fallback import QueueFallback
 from cti.services.resync import Resync
 from cti.services.screen_pop import CompanyNames
 from cti.services.stasis_dispatch import StasisDispatcher
 from cti.services.transfers import TRANSFER_LEG_ARG, TransferControl
+from cti.services.voicemail import Voicemails
 from cti.settings import Settings
 
 log = get_logger(__name__)
@@ -64,6 +66,7 @@ class Service:
     acd: Acd
     desk: AgentDesk
     routing: CallRouting
+    voicemails: Voicemails
     extras: dict[str, Any] = field(default_factory=dict)
     _ari_task: asyncio.Task[None] | None = None
 
@@ -94,6 +97,7 @@ class Service:
                 f"inbound_flow {settings.inbound_flow!r} is not a flow in {settings.flows_dir} "
                 f"(there: {', '.join(sorted(flows.flows))})"
             )
+        fallback_flows = _fallback_flows(settings, flows)
 
         engine = make_engine(settings.database_url)
         sessions = make_sessionmaker(engine)
@@ -109,16 +113,21 @@ class Service:
             external_crm=settings.crm, telephony=telephony, calls=registry, clock=clock,
         )
         audit = ProcedureAudit(sessions)
+        voicemails = Voicemails(sessions, telephony, clock)
         runner = IvrRunner(
             telephony, clock, ProcedureProgress(audit, desk.screen_pop, registry), prompts, flows,
             procedures=settings.procedures, detection=settings.detection,
+            recordings=voicemails,
         )
 
+        fallback = QueueFallback(telephony, runner, registry, repo, fallback_flows)
         acd = Acd(
             telephony, rules, rules_path=settings.rules_file, listeners=[desk.screen_pop],
             sink=RoutingLog(sessions), clock=clock, prompts=prompts,
             language=settings.company.language,
+            on_fallback=fallback,
         )
+        fallback.decisions = lambda call_id: acd.core.decisions_for(call_id)
         routing = CallRouting(acd, runner, registry, repo, desk.crm, settings.agent_flow)
         acd.add_listener(routing)
         routing.screen_pop = desk.screen_pop
@@ -142,7 +151,7 @@ class Service:
             telephony, registry, repo, clock, script_factory,
             talk_detect=(det.talk_detect_silence_ms, det.talk_detect_threshold),
         )
-        resync = Resync(telephony, registry, repo, inbound, clock)
+        resync = Resync(telephony, registry, repo, inbound, clock, routing)
         dispatcher.on_start("inbound", inbound.on_stasis_start)
         dispatcher.on_start(AGENT_LEG_ARG, routing.on_agent_leg_start)
         dispatcher.listen(routing.on_ari_event)
@@ -152,6 +161,7 @@ class Service:
                 acd.on_playback_finished(event.playback.id)
 
         dispatcher.listen(announcement_ended)
+        dispatcher.listen(voicemails.on_ari_event)
         dispatcher.on_start(TRANSFER_LEG_ARG, transfers.on_outside_leg_start)
         dispatcher.listen(transfers.on_ari_event)
         return cls(
@@ -159,7 +169,7 @@ class Service:
             ari=ari, telephony=telephony, registry=registry, dispatcher=dispatcher,
             inbound=inbound, resync=resync, prompts=prompts, flows=flows, ivr=runner,
             audit=audit, acd=acd, desk=desk, routing=routing,
-            extras={"agent_desk": desk},
+            extras={"agent_desk": desk}, voicemails=voicemails,
         )
 
     async def _on_connect(self, generation: int) -> None:
@@ -183,6 +193,8 @@ class Service:
                     f"database {self.settings.database_url}: {exc.__class__.__name__}: {exc}"
                 ) from None
         await self.telephony.client.request("GET", "asterisk/info")  # fail fast: URL, auth
+        # Agents as the last process left them, before the resync adopts its calls.
+        await self.acd.restore_agents(await RoutingLog(self.sessions).last_agent_states())
         self.ari.set_handlers(self._on_event, self._on_connect)
         self._ari_task = asyncio.create_task(self._run_ari(), name="ari-events")
         try:
@@ -213,12 +225,34 @@ class Service:
         await self.acd.aclose()
         await self.desk.aclose()
         await self.audit.close()
+        await self.voicemails.flush()
         await self.ari.close()
         if self._ari_task is not None:
             self._ari_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ari_task
         await self.engine.dispose()
+
+
+def _fallback_flows(settings: Settings, flows: FlowStore) -> dict[str, str | None]:
+    """The flows of the call-back and voicemail fallbacks. One named in the settings must
+    exist; the defaults (shipped in ivr_flows/) may be missing from a flows directory of one's
+    own, and such a fallback then hangs up, as said at start."""
+    chosen = settings.fallback_flows.model_dump()
+    explicit = "fallback_flows" in settings.model_fields_set
+    for action, name in chosen.items():
+        if name is None or name in flows.flows:
+            continue
+        if explicit:
+            raise ConfigError(
+                f"fallback_flows.{action} {name!r} is not a flow in {settings.flows_dir} "
+                f"(there: {', '.join(sorted(flows.flows))}; null hangs up instead)"
+            )
+        log.warning("fallback_flow_missing", action=action, flow=name,
+                    flows_dir=str(settings.flows_dir),
+                    effect=f"callers sent to the {action} fallback are hung up")
+        chosen[action] = None
+    return chosen
 
 
 async def serve_async(settings: Settings) -> None:

@@ -94,6 +94,26 @@ class AriClient:
         json_body: Any = None,
         timeout: float | None = None,
     ) -> Any:
+        body = await self.request_bytes(
+            method, path, params=params, json_body=json_body, timeout=timeout
+        )
+        if not body:
+            return None
+        try:
+            return json.loads(body)
+        except ValueError:
+            return body.decode(errors="replace")
+
+    async def request_bytes(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json_body: Any = None,
+        timeout: float | None = None,
+    ) -> bytes:
+        """The response body as it came (a recording's file), after the same error mapping."""
         clean: dict[str, str | int | float] = {}
         for k, v in (params or {}).items():
             if v is not None:
@@ -133,12 +153,7 @@ class AriClient:
             raise ChannelGone(f"{where}: {_reason(body)}")
         if status >= 400:
             raise TelephonyError(f"{where} failed with {status}: {_reason(body)}")
-        if not body:
-            return None
-        try:
-            return json.loads(body)
-        except ValueError:
-            return body.decode(errors="replace")
+        return body
 
     # ---------------------------------------------------------------- events
     async def run(self) -> None:

@@ -154,6 +154,24 @@ class AriTelephony:
     async def stop_recording(self, name: str) -> None:
         await self.client.request("POST", f"recordings/live/{name}/stop")
 
+    async def record(
+        self, channel_id: str, name: str, *, fmt: str = "wav", max_duration_s: float = 0,
+        max_silence_s: float = 0, beep: bool = False, terminate_on: str = "none",
+    ) -> None:
+        """Record what the caller says (a voicemail); ARI takes whole seconds (0: no limit)."""
+        await self.client.request(
+            "POST", f"channels/{channel_id}/record",
+            params={
+                "name": name, "format": fmt, "maxDurationSeconds": round(max_duration_s),
+                "maxSilenceSeconds": round(max_silence_s), "beep": beep,
+                "terminateOn": terminate_on, "ifExists": "fail",
+            },
+        )
+
+    async def recording_file(self, name: str) -> bytes:
+        """The stored recording's file (ChannelGone, a 404, when there is none)."""
+        return await self.client.request_bytes("GET", f"recordings/stored/{name}/file")
+
     async def snoop(
         self, channel_id: str, *, spy: Direction = "in", app_args: str = "",
         snoop_id: str | None = None,

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cti.adapters.db.tables.routing import AgentStateEventRow, RoutingDecisionRow
@@ -65,6 +65,17 @@ class RoutingLog:
             reason=event.reason,
             call_id=event.call_id,
         )
+
+    async def last_agent_states(self) -> dict[str, tuple[str, str | None]]:
+        """Each agent's last recorded state and reason: where a restarted service resumes."""
+        latest = (
+            select(func.max(AgentStateEventRow.id)).group_by(AgentStateEventRow.agent_id)
+        ).scalar_subquery()
+        stmt = select(
+            AgentStateEventRow.agent_id, AgentStateEventRow.new_state, AgentStateEventRow.reason
+        ).where(AgentStateEventRow.id.in_(latest))
+        async with self._sessions() as s:
+            return {r.agent_id: (r.new_state, r.reason) for r in await s.execute(stmt)}
 
     async def decisions_for(self, call_id: str) -> list[dict[str, Any]]:
         async with self._sessions() as s:

@@ -106,6 +106,13 @@ class WrapUpElapsed:
     gen: int
 
 
+@dataclass(frozen=True, slots=True)
+class ResumeCall:
+    """After a service restart the agent was found talking on `call_id` (an adopted call)."""
+
+    call_id: str
+
+
 AgentEvent = (
     Login
     | MakeAvailable
@@ -117,6 +124,7 @@ AgentEvent = (
     | OfferCancelled
     | CallEnded
     | WrapUpElapsed
+    | ResumeCall
 )
 
 # ----- effects --------------------------------------------------------------------------
@@ -257,4 +265,14 @@ def step(
             if s is not S.WRAP_UP or gen != status.wrap_gen:
                 return status, []  # a stale timer: the agent moved on already
             return _settle(status, at)
+        case ResumeCall(call_id=call_id):
+            if s not in (S.LOGGED_OUT, S.AVAILABLE, S.PAUSED):
+                raise _illegal(status, event)
+            # A pause the agent was in stays theirs: it applies when this call ends.
+            paused = s is S.PAUSED
+            return _go(
+                status, S.ON_CALL, at, reason="restored", call_id=call_id, missed=0,
+                pending="pause" if paused else None,
+                pending_reason=status.reason if paused else None,
+            )
     raise _illegal(status, event)

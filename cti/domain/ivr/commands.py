@@ -66,6 +66,25 @@ class StopMoh:
 
 
 @dataclass(frozen=True, slots=True)
+class Record:
+    """Record the caller's channel as `name` (a file name at the PBX, unique per call)."""
+
+    name: str
+    mailbox: str
+    max_seconds: float
+    max_silence: float
+    beep: bool
+    terminate_on: str
+
+
+@dataclass(frozen=True, slots=True)
+class StopRecording:
+    """End the recording `name` early and keep what was recorded."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class Audit:
     """A fact for quality review. `run_id` is set while a procedure runs."""
 
@@ -77,5 +96,5 @@ class Audit:
 
 Command = (
     Play | StopPlayback | StartTimer | CancelTimer | HangUpCall | RouteToQueue | SetVolume
-    | StartMoh | StopMoh | Audit
+    | StartMoh | StopMoh | Record | StopRecording | Audit
 )

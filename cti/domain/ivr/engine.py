@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from cti.domain.ivr import commands as c
 from cti.domain.ivr import events as e
@@ -30,6 +30,7 @@ from cti.domain.ivr.flow import (
     MohNode,
     Node,
     PlayNode,
+    RecordNode,
     RouteNode,
     VolumeNode,
     WaitNode,
@@ -38,6 +39,9 @@ from cti.domain.ivr.procedures import NOISY, QUIET, SILENT_CALL
 from cti.errors import CtiError
 
 MAX_HOPS = 64  # immediate nodes in a row; the loader rejects cycles, this guards code flows
+# A recording ends by itself at its max_seconds (the PBX's limit); if its end is never reported
+# (a lost event), the flow goes on this much later all the same.
+RECORD_GUARD_S = 5.0
 
 
 class Phase(StrEnum):
@@ -86,6 +90,8 @@ class CallState:
     auto_starts: dict[str, int] = field(default_factory=dict)
     volume_gain: int = 0
     run_seq: int = 0
+    recording: str | None = None  # the name of the recording under way
+    rec_seq: int = 0
 
 
 class UnknownFlow(CtiError):
@@ -108,6 +114,26 @@ class IvrMachine:
         if flow not in self.flows:
             raise UnknownFlow(f"no IVR flow named {flow!r} (have: {', '.join(sorted(self.flows))})")
         return CallState(ctx=ctx, flow=flow, node=self.flows[flow].start, lang=ctx.lang)
+
+    def resumed_call(
+        self, ctx: CallContext, flow: str, kind: Literal["route", "listen"], at: datetime
+    ) -> CallState | None:
+        """A call adopted after a service restart goes on in `flow`: idle at its first `route`
+        node (a queued caller: the route was taken, the ACD has it again), or from its first
+        `listen` node (talking with an agent: the caller's audio is watched again). None when
+        the flow has no such node."""
+        state = self.new_call(ctx, flow)
+        want: type[RouteNode | ListenNode] = RouteNode if kind == "route" else ListenNode
+        node = next(
+            (n for n, spec in self.flows[flow].nodes.items() if isinstance(spec, want)), None
+        )
+        if node is None:
+            return None
+        state.node = node
+        if kind == "route":  # `route` is done: active and idle, as after the original route
+            state.phase = Phase.ACTIVE
+            state.answered_at = at
+        return state
 
     def step(self, state: CallState, event: e.Event) -> tuple[CallState, list[c.Command]]:
         step = _Step(self, copy.deepcopy(state))
@@ -171,6 +197,8 @@ class _Step:
                 pass
             case e.AudioClassified():
                 self.audio(event)
+            case e.RecordingEnded():
+                self.recording_ended(event)
             case e.AgentCommand(command=command, agent_id=agent_id):
                 self.agent_command(command, agent_id)
             case e.StartProcedure(name=name, started_by=by, agent_id=agent_id):
@@ -189,6 +217,9 @@ class _Step:
             s.timer_live = False
         s.playing = None
         s.moh_on = False
+        if s.recording:  # the PBX ends the recording with the call and keeps what it has
+            self.audit("recording_caller_hangup", name=s.recording)
+            s.recording = None
         if s.procedure:
             self.audit("procedure_ended", reason="caller_hangup", cause=event.cause)
             s.procedure = None
@@ -225,6 +256,22 @@ class _Step:
             self.menu_retry(node, "no_input")
         elif isinstance(node, ListenNode) and s.procedure is None:
             self.auto_start(SILENT_CALL)
+        elif isinstance(node, RecordNode) and s.recording:
+            self.audit("recording_timeout", name=s.recording)
+            self.goto(node.next)  # leaving stops the recording
+
+    def recording_ended(self, event: e.RecordingEnded) -> None:
+        s = self.s
+        if event.name != s.recording:
+            return  # one we stopped already
+        s.recording = None
+        _, _, node = self.current()
+        if event.failed:
+            self.audit("recording_failed", name=event.name, cause=event.cause)
+        else:
+            self.audit("recording_finished", name=event.name, duration_s=event.duration_s)
+        if isinstance(node, RecordNode):
+            self.goto(node.next)
 
     def dtmf(self, digit: str) -> None:
         _, _, node = self.current()
@@ -380,6 +427,9 @@ class _Step:
         if s.moh_on:
             self.out.append(c.StopMoh())
             s.moh_on = False
+        if s.recording:
+            self.out.append(c.StopRecording(s.recording))
+            s.recording = None
         s.menu_reprompt = False
 
     def trigger(self, name: str) -> bool:
@@ -440,13 +490,35 @@ class _Step:
                 self.out.append(c.StartMoh(node.moh_class))
                 s.moh_on = True
             case CallbackNode():
-                self.audit("callback_requested", number=s.ctx.caller_number, lang=s.lang)
+                self.audit(
+                    "callback_requested", number=s.ctx.caller_number, lang=s.lang,
+                    queue=self.slot("queue"),
+                )
                 self.goto(node.next)
+            case RecordNode():
+                s.rec_seq += 1
+                s.recording = f"vm-{s.ctx.call_id}-{s.rec_seq}"
+                mailbox = node.mailbox or self.slot("mailbox")
+                self.audit("recording_started", name=s.recording, mailbox=mailbox)
+                self.out.append(c.Record(
+                    s.recording, mailbox, node.max_seconds, node.max_silence, node.beep,
+                    node.terminate_on,
+                ))
+                self.start_timer(node.max_seconds + RECORD_GUARD_S)
             case ListenNode():
                 if det.auto_start and not s.caller_spoke and s.procedure is None:
                     self.start_timer(det.silence_seconds)
             case EndNode():
                 self.end_procedure("completed")
+
+    def slot(self, name: str) -> str:
+        """A slot of the call (e.g. the queue fallback's `queue`, `mailbox`), "" if unset."""
+        slots = self.s.ctx.slots
+        for lang in (self.s.lang, *slots):
+            value = slots.get(lang, {}).get(name)
+            if value:
+                return value
+        return ""
 
     def branch_case(self, node: BranchNode) -> str:
         s = self.s

@@ -56,6 +56,16 @@ class HangUp:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordingEnded:
+    """A recording started by a `record` node is over (finished, or it failed to start)."""
+
+    name: str
+    duration_s: float | None = None
+    failed: bool = False
+    cause: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class AgentCommand:
     """From the agent's page: hangup, resume (end hold), next (dialect goes on), end."""
 
@@ -81,5 +91,5 @@ class SwitchFlow:
 
 Event = (
     Answered | PromptFinished | Dtmf | SpeechStarted | SpeechStopped | AudioClassified
-    | TimerFired | HangUp | AgentCommand | StartProcedure | SwitchFlow
+    | TimerFired | HangUp | AgentCommand | StartProcedure | SwitchFlow | RecordingEnded
 )

@@ -13,6 +13,8 @@ Node kinds:
   volume    raise the caller leg's TX gain by `step` (the agent sounds louder), then `next`
   moh       music on hold until one of the `on` triggers (e.g. agent:resume)
   callback  record a call-back request (audit), then `next`
+  record    record the caller (a voicemail: beep, then until `#`, silence or `max_seconds`),
+            then `next`; the recording is kept when the caller hangs up instead
   listen    conversation: caller audio is watched (silence, quiet, noise start procedures)
   end       (procedures) the procedure is over; the call goes on where it was
 
@@ -148,6 +150,21 @@ class CallbackNode(_Node):
         return [self.next]
 
 
+class RecordNode(_Node):
+    type: Literal["record"]
+    # The mailbox the message is for; without one, the call's `mailbox` slot (the queue
+    # fallback's) is used.
+    mailbox: str | None = None
+    max_seconds: float = Field(default=120.0, gt=0, le=3600)
+    max_silence: float = Field(default=5.0, ge=0, le=60)  # 0: silence does not end it
+    beep: bool = True
+    terminate_on: Literal["none", "any", "*", "#"] = "#"
+    next: str
+
+    def targets(self) -> list[str]:
+        return [self.next, *self.on.values()]
+
+
 class ListenNode(_Node):
     type: Literal["listen"]
 
@@ -158,7 +175,7 @@ class EndNode(_Node):
 
 Node = Annotated[
     PlayNode | WaitNode | MenuNode | RouteNode | HangupNode | BranchNode | LanguageNode
-    | VolumeNode | MohNode | CallbackNode | ListenNode | EndNode,
+    | VolumeNode | MohNode | CallbackNode | RecordNode | ListenNode | EndNode,
     Field(discriminator="type"),
 ]
 

@@ -256,6 +256,54 @@ class AcdCore:
         self._decision(self.router.enqueue(call_id, attributes, now), at)
         return self._take()
 
+    # ----- after a service restart ------------------------------------------------------
+
+    def restore_agent(
+        self, agent_id: str, state: str, reason: str | None, now: float, at: datetime
+    ) -> list[Command]:
+        """Put a logged-out agent back where the last process left them (its last recorded
+        state): available, or paused with its reason; an agent who was ringing, talking or
+        in wrap-up was working, so comes back available (or on the call, if it is adopted)."""
+        self._cmds = []
+        S = ag.AgentState
+        if self.status(agent_id).state is not S.LOGGED_OUT or state == S.LOGGED_OUT:
+            return []
+        if state == S.PAUSED:
+            self._step_agent(agent_id, ag.Login(False), now, at)
+            if reason and reason != "login":
+                self._step_agent(agent_id, ag.Pause(reason), now, at)
+        else:
+            self._step_agent(agent_id, ag.Login(True), now, at)
+        return self._take()
+
+    def adopt_connected(
+        self, call_id: str, agent_id: str, queue: str | None, now: float, at: datetime
+    ) -> list[Command]:
+        """A call an earlier process connected is still up with `agent_id` on it: the agent
+        is on that call again (wrap-up and the next offer follow its end as usual)."""
+        self._cmds = []
+        name = queue if queue is not None and queue in self.rules.queues else (
+            self.rules.default_queue
+        )
+        self._step_agent(agent_id, ag.ResumeCall(call_id), now, at)
+        self.router.agent_call_started(agent_id, now)
+        wrap = self.rules.queues[name].wrap_up_s
+        self._connected[call_id] = _Connected(call_id, agent_id, name, wrap, now)
+        return self._take()
+
+    def requeue(
+        self, call_id: str, attributes: CallAttributes, queue: str | None, now: float,
+        at: datetime,
+    ) -> list[Command]:
+        """A call an earlier process had queued (or was ringing an agent for) waits again in
+        the queue it was in, or goes through the rules if that queue is gone."""
+        self._cmds = []
+        if queue is not None and queue in self.rules.queues:
+            self._decision(self.router.transfer(call_id, attributes, now, queue=queue), at)
+        else:
+            self._decision(self.router.enqueue(call_id, attributes, now), at)
+        return self._take()
+
     def caller_hangup(self, call_id: str, now: float, at: datetime) -> list[Command]:
         """The caller's channel ended: while waiting, ringing an agent, or talking."""
         self._cmds = []

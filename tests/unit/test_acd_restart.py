@@ -1,0 +1,110 @@
+"""After a service restart (pure core): agents come back as the last process left them,
+calls it had with an agent are theirs again, and queued calls wait again in their queue."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from routing_fixtures import basic_rules
+
+from cti.domain.agents.state import AgentState, AgentStatus, ResumeCall, step
+from cti.domain.routing.acd import AcdCore, HoldMusic, RingAgent, StartWrapUpTimer
+from cti.errors import IllegalTransition
+
+AT = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+S = AgentState
+
+
+@pytest.mark.parametrize(
+    ("last", "reason", "now_state", "now_reason"),
+    [
+        ("available", None, S.AVAILABLE, None),
+        ("paused", "lunch", S.PAUSED, "lunch"),
+        ("paused", "login", S.PAUSED, "login"),
+        ("on_call", None, S.AVAILABLE, None),  # was working: back to work
+        ("wrap_up", None, S.AVAILABLE, None),
+        ("reserved", None, S.AVAILABLE, None),
+        ("logged_out", None, S.LOGGED_OUT, None),
+    ],
+)
+def test_agents_come_back_as_they_were(
+    last: str, reason: str | None, now_state: AgentState, now_reason: str | None
+) -> None:
+    core = AcdCore(basic_rules())
+    core.restore_agent("a4", last, reason, 1.0, AT)
+    status = core.status("a4")
+    assert status.state is now_state
+    assert status.reason == now_reason
+    assert core.router.is_available("a4") == (now_state is S.AVAILABLE)
+
+
+def test_a_restored_available_agent_takes_a_waiting_call() -> None:
+    core = AcdCore(basic_rules())
+    core.enqueue("c1", {"menu": "9"}, 1.0, AT)
+    cmds = core.restore_agent("a4", "available", None, 2.0, AT)
+    assert [c.agent_id for c in cmds if isinstance(c, RingAgent)] == ["a4"]
+
+
+def test_restore_leaves_an_agent_who_already_logged_in_alone() -> None:
+    core = AcdCore(basic_rules())
+    core.agent_login("a4", 1.0, AT, available=False)
+    assert core.restore_agent("a4", "available", None, 2.0, AT) == []
+    assert core.status("a4").state is S.PAUSED
+
+
+def test_an_adopted_connected_call_holds_its_agent_until_it_ends() -> None:
+    core = AcdCore(basic_rules())
+    core.restore_agent("a4", "on_call", None, 1.0, AT)
+    core.adopt_connected("c1", "a4", "general", 1.0, AT)
+    assert core.status("a4").state is S.ON_CALL
+    assert core.agent_of_call("c1") == "a4"
+    # a new caller is not offered to the busy agent
+    assert not [c for c in core.enqueue("c2", {"menu": "9"}, 2.0, AT) if isinstance(c, RingAgent)]
+    ended = core.call_ended("c1", 30.0, AT)
+    wrap = [c for c in ended if isinstance(c, StartWrapUpTimer)]
+    assert len(wrap) == 1
+    assert wrap[0].seconds == basic_rules().queues["general"].wrap_up_s
+    assert core.status("a4").state is S.WRAP_UP
+    after = core.wrap_up_elapsed("a4", wrap[0].gen, 45.0, AT)
+    assert [c.call_id for c in after if isinstance(c, RingAgent)] == ["c2"]
+
+
+def test_an_agent_adopted_on_a_call_while_paused_is_paused_again_after_it() -> None:
+    core = AcdCore(basic_rules())
+    core.restore_agent("a4", "paused", "meeting", 1.0, AT)
+    core.adopt_connected("c1", "a4", "general", 1.0, AT)
+    wrap = next(c for c in core.call_ended("c1", 9.0, AT) if isinstance(c, StartWrapUpTimer))
+    core.wrap_up_elapsed("a4", wrap.gen, 20.0, AT)
+    assert core.status("a4").state is S.PAUSED
+    assert core.status("a4").reason == "meeting"
+
+
+def test_adopted_call_in_an_unknown_queue_wraps_up_as_the_default_queue() -> None:
+    core = AcdCore(basic_rules())
+    core.adopt_connected("c1", "a4", "gone_queue", 1.0, AT)
+    wrap = [c for c in core.call_ended("c1", 9.0, AT) if isinstance(c, StartWrapUpTimer)]
+    assert wrap[0].seconds == basic_rules().queues["general"].wrap_up_s
+
+
+def test_resume_call_is_refused_while_the_agent_rings_or_talks() -> None:
+    status = AgentStatus("a1", state=S.ON_CALL, call_id="x")
+    with pytest.raises(IllegalTransition):
+        step(status, ResumeCall("c1"), AT)
+
+
+def test_a_requeued_call_waits_in_its_queue_with_music_and_is_offered_there() -> None:
+    core = AcdCore(basic_rules())
+    core.restore_agent("a1", "available", None, 0.5, AT)  # billing 5: a billing agent
+    cmds = core.requeue("c1", {"menu": ""}, "billing", 1.0, AT)  # menu lost: queue kept
+    assert [c.agent_id for c in cmds if isinstance(c, RingAgent)] == ["a1"]
+    core2 = AcdCore(basic_rules())
+    cmds = core2.requeue("c1", {"menu": ""}, "billing", 1.0, AT)
+    assert [c for c in cmds if isinstance(c, HoldMusic)]
+    assert core2.router.queue_of("c1") == "billing"
+
+
+def test_a_requeued_call_whose_queue_is_gone_goes_through_the_rules() -> None:
+    core = AcdCore(basic_rules())
+    core.requeue("c1", {"menu": "2"}, "no_such_queue", 1.0, AT)
+    assert core.router.queue_of("c1") == "tech"
