@@ -65,6 +65,12 @@ def is_agent_leg(app_args: Iterable[str] | str) -> bool:
     return bool(args) and args[0] == AGENT_LEG_ARG
 
 
+def _fresh_bridge_id(prefix: str, call_id: str) -> str:
+    """A bridge id not used before: Asterisk keeps a destroyed bridge's id taken for a moment
+    (ARI answers 409 "already exists"), so a call bridged again soon after needs a new one."""
+    return f"{prefix}-{call_id}"[:53] + f"-{uuid.uuid4().hex[:6]}"
+
+
 class DecisionSink(Protocol):
     """Where decisions and agent-state events are stored (cti.adapters.db.routing_log)."""
 
@@ -129,6 +135,7 @@ class _CallInfo:
     extra: dict[str, Any] = field(default_factory=dict)
     attributes: dict[str, Any] = field(default_factory=dict)
     consult: _Consult | None = None
+    rebridged: bool = False  # its bridge was destroyed for a transfer: the next needs a new id
     # The position/wait announcement: its task (preparing the media, starting it, or putting
     # the hold music back), whether it has reached the PBX (then it is waited for, not
     # cancelled), and the playback it started, until that finishes or is stopped.
@@ -573,7 +580,9 @@ class Acd:
         if info is None or leg is None or leg.channel_id is None:
             return
         if info.consult is not None:  # attended transfer: the two agents talk, caller on hold
-            bridge = await self.telephony.create_bridge(f"consult-{cmd.call_id}"[:60], "mixing")
+            bridge = await self.telephony.create_bridge(
+                _fresh_bridge_id("consult", cmd.call_id), "mixing"
+            )
             info.consult.bridge_id = leg.bridge_id = bridge
             assert info.consult.agent_leg.channel_id is not None
             await self.telephony.add_to_bridge(bridge, [info.consult.agent_leg.channel_id,
@@ -581,7 +590,8 @@ class Acd:
             return
         await self._stop_announcement(info)  # a running playback would hold up addChannel
         await self.telephony.stop_moh(info.channel_id)
-        bridge = await self.telephony.create_bridge(f"acd-{cmd.call_id}"[:60], "mixing")
+        name = _fresh_bridge_id("acd", cmd.call_id) if info.rebridged else f"acd-{cmd.call_id}"
+        bridge = await self.telephony.create_bridge(name[:60], "mixing")
         info.bridge_id = leg.bridge_id = bridge
         await self.telephony.add_to_bridge(bridge, [info.channel_id, leg.channel_id])
 
@@ -844,7 +854,7 @@ class Acd:
         if info.bridge_id:
             with contextlib.suppress(TelephonyError):
                 await self.telephony.destroy_bridge(info.bridge_id)
-            info.bridge_id = None
+            info.bridge_id, info.rebridged = None, True
         if leg is not None:
             self._forget_leg(leg)
             if leg.timer:

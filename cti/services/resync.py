@@ -134,7 +134,10 @@ class Resync:
             # After a reconnect, a bridge of this process may be empty for the moment between
             # its creation and its first channel: only the first resync removes any but cti-.
             prefixes = OUR_BRIDGE_PREFIXES if generation == 1 else ("cti-",)
-            if not bridge.channels and bridge.name.startswith(prefixes):
+            # Our bridges are known by their id (made with one); a name, if any, counts too.
+            if not bridge.channels and (
+                bridge.id.startswith(prefixes) or bridge.name.startswith(prefixes)
+            ):
                 with contextlib.suppress(TelephonyError):
                     await self.telephony.destroy_bridge(bridge.id)
                 destroyed += 1

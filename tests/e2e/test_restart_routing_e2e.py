@@ -53,12 +53,16 @@ async def test_restart_keeps_the_talking_and_the_waiting_caller_with_the_acd(
         await first.stop()  # the process goes away; both calls stay up on the PBX
 
     second = Service.build(settings)
+    # an empty bridge an earlier process left behind (it died between create and destroy)
+    orphan = await second.telephony.create_bridge("acd-orphan-from-before", "mixing")
     events = RoutingEvents()
     second.acd.add_listener(events)
     await second.start()
     try:
         assert second.resync.last is not None
         assert second.resync.last.adopted == 2
+        assert second.resync.last.orphan_bridges_destroyed == 1
+        assert orphan not in {b.id for b in await second.telephony.list_bridges()}
         acd = second.acd
         # the agent is on the adopted call again, the other caller waits in billing
         assert acd.agent_status("1001").state is AgentState.ON_CALL
