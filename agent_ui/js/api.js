@@ -14,9 +14,12 @@ export function setToken(value) {
   else sessionStorage.removeItem(TOKEN_KEY);
 }
 
+function authHeaders() {
+  return token() ? { Authorization: `Bearer ${token()}` } : {};
+}
+
 export async function api(method, path, body, { raw = false } = {}) {
-  const headers = {};
-  if (token()) headers.Authorization = `Bearer ${token()}`;
+  const headers = authHeaders();
   let payload;
   if (body !== undefined) {
     headers["Content-Type"] = raw ? "text/csv" : "application/json";
@@ -27,6 +30,18 @@ export async function api(method, path, body, { raw = false } = {}) {
   const data = text ? JSON.parse(text) : null;
   if (!response.ok) throw new ApiError(response.status, data?.detail ?? response.statusText);
   return data;
+}
+
+// A binary answer (e.g. a voicemail's WAV) as a Blob: media elements cannot send the bearer
+// token themselves, so the page fetches it and plays it from a blob: URL.
+export async function apiBlob(path) {
+  const response = await fetch(path, { headers: authHeaders() });
+  if (!response.ok) {
+    let detail = response.statusText;
+    try { detail = (await response.json())?.detail ?? detail; } catch { /* not JSON */ }
+    throw new ApiError(response.status, detail);
+  }
+  return response.blob();
 }
 
 export async function login(username, password) {

@@ -26,6 +26,10 @@ const TEXTS = {
     enable: "启用", disable: "停用", connection: "连接", online: "在线", offline: "离线",
     queues: "队列", agents: "坐席", waiting: "排队", calls: "通话", agent: "坐席",
     loginFailed: "用户名或密码错误", language: "English",
+    callbacks: "回拨请求", voicemails: "语音留言", refresh: "刷新", when: "时间", callerLang: "语言",
+    mailbox: "信箱", duration: "时长", noCallbacks: "暂无回拨请求", noVoicemails: "暂无语音留言",
+    markDone: "已回拨", doneAt: "已处理 {time}", play: "播放", loadingAudio: "正在加载留言…",
+    playing: "正在播放:{number}", updatedAt: "更新于 {time}", langs: { zh: "中文", en: "英语" },
   },
   en: {
     title: "Agent desk", supervisorTitle: "Supervisor", username: "Username", password: "Password",
@@ -57,6 +61,12 @@ const TEXTS = {
     online: "online", offline: "offline", queues: "Queues", agents: "Agents",
     waiting: "Waiting", calls: "Calls", agent: "Agent",
     loginFailed: "Wrong username or password", language: "中文",
+    callbacks: "Call-back requests", voicemails: "Voicemails", refresh: "Refresh", when: "When",
+    callerLang: "Language", mailbox: "Mailbox", duration: "Duration",
+    noCallbacks: "No call-back requests", noVoicemails: "No voicemails", markDone: "Done",
+    doneAt: "Done {time}", play: "Play", loadingAudio: "Loading the message…",
+    playing: "Playing: {number}", updatedAt: "Updated {time}",
+    langs: { zh: "Chinese", en: "English" },
   },
 };
 

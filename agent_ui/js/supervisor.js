@@ -1,5 +1,6 @@
-// The supervisor page: queues (waiting calls), agents (state, reason, since), live calls.
-import { me, setToken, token } from "./api.js";
+// The supervisor page: queues (waiting calls), agents (state, reason, since), live calls, and
+// what callers left when nobody answered: call-back requests and voicemails (polled over REST).
+import { api, apiBlob, me, setToken, token } from "./api.js";
 import { lang, setLang, t, translatePage } from "./i18n.js";
 import { DeskSocket } from "./socket.js";
 
@@ -9,6 +10,122 @@ function row(cells) {
   const tr = document.createElement("tr");
   for (const c of cells) { const td = document.createElement("td"); td.textContent = c; tr.append(td); }
   return tr;
+}
+
+const POLL_MS = 10000;
+const fallback = { callbacks: [], voicemails: [], at: null };
+let playerUrl = null;
+let playerLabel = null;  // [key, vars] of the line above the player, re-said on a language switch
+
+function localTime(iso) {
+  if (!iso) return "";
+  return new Date(iso).toLocaleString(lang() === "zh" ? "zh-CN" : "en-GB",
+    { dateStyle: "short", timeStyle: "short" });
+}
+
+function duration(seconds) {
+  if (seconds == null) return "—";
+  const s = Math.round(seconds);
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+}
+
+function langName(code) {
+  const name = t(`langs.${code}`);
+  return name === `langs.${code}` ? code : name;
+}
+
+function button(label, onClick, attrs = {}) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.textContent = label;
+  Object.assign(b.dataset, attrs);
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+function renderFallback() {
+  $("#callbacks").replaceChildren(...fallback.callbacks.map((cb) => {
+    const tr = row([cb.caller_number, localTime(cb.requested_at), cb.queue ?? "—", langName(cb.lang)]);
+    tr.dataset.testid = "callback-row";
+    tr.dataset.id = cb.id;
+    tr.classList.toggle("done", Boolean(cb.done_at));
+    tr.children[1].className = "num";
+    const td = document.createElement("td");
+    if (cb.done_at) td.textContent = t("doneAt", { time: localTime(cb.done_at) });
+    else td.append(button(t("markDone"), () => markDone(cb.id), { action: "done" }));
+    tr.append(td);
+    return tr;
+  }));
+  $("#callbacks-empty").hidden = fallback.callbacks.length > 0;
+  $("#voicemails").replaceChildren(...fallback.voicemails.map((vm) => {
+    const box = vm.queue ? `${vm.mailbox} · ${vm.queue}` : vm.mailbox;
+    const tr = row([vm.caller_number, box, localTime(vm.recorded_at), duration(vm.duration_s)]);
+    tr.dataset.testid = "voicemail-row";
+    tr.dataset.id = vm.id;
+    tr.children[2].className = "num";
+    tr.children[3].className = "num";
+    const td = document.createElement("td");
+    td.append(button(t("play"), () => play(vm), { action: "play" }));
+    tr.append(td);
+    return tr;
+  }));
+  $("#voicemails-empty").hidden = fallback.voicemails.length > 0;
+  $("#player-label").textContent = playerLabel ? t(...playerLabel) : "";
+  $("#fallback-updated").textContent = fallback.at
+    ? t("updatedAt", { time: fallback.at.toLocaleTimeString(lang() === "zh" ? "zh-CN" : "en-GB") })
+    : "";
+}
+
+let loading = null;
+function loadFallback() {
+  // one request at a time: a slow answer is not overtaken by the next poll
+  loading ??= (async () => {
+    try {
+      const [callbacks, voicemails] = await Promise.all([api("GET", "/callbacks?limit=50"),
+        api("GET", "/voicemails?limit=50")]);
+      Object.assign(fallback, { callbacks, voicemails, at: new Date() });
+      $("#fallback-error").textContent = "";
+      renderFallback();
+    } catch (err) {
+      if (err.status === 401) { setToken(null); location.href = "index.html"; return; }
+      $("#fallback-error").textContent = err.message;
+    } finally {
+      loading = null;
+    }
+  })();
+  return loading;
+}
+
+async function markDone(id) {
+  try {
+    await api("POST", `/callbacks/${id}/done`);
+  } catch (err) {
+    $("#fallback-error").textContent = err.message;
+  }
+  await loadFallback();
+}
+
+async function play(vm) {
+  const player = $("#voicemail-player");
+  const label = (key, vars) => {
+    playerLabel = key && [key, vars];
+    $("#player-label").textContent = key ? t(key, vars) : "";
+  };
+  label("loadingAudio");
+  try {
+    const blob = await apiBlob(`/voicemails/${vm.id}/audio`);
+    if (playerUrl) URL.revokeObjectURL(playerUrl);
+    playerUrl = URL.createObjectURL(blob);
+    player.src = playerUrl;
+    player.hidden = false;
+    player.dataset.voicemailId = vm.id;
+    label("playing", { number: vm.caller_number });
+    // the browser may refuse to start by itself; the controls are there to press play
+    await player.play().catch(() => {});
+  } catch (err) {
+    label(null);
+    $("#fallback-error").textContent = err.message;
+  }
 }
 
 async function start() {
@@ -31,14 +148,20 @@ async function start() {
   };
   socket.addEventListener("snapshot", render);
   socket.addEventListener("delta", render);
-  socket.addEventListener("status", (ev) => {
-    $("#connection").textContent = ev.detail.online ? t("online") : t("offline");
-    $("#connection").classList.toggle("off", !ev.detail.online);
-  });
+  let online = false;
+  const renderConnection = () => {
+    $("#connection").textContent = online ? t("online") : t("offline");
+    $("#connection").classList.toggle("off", !online);
+  };
+  socket.addEventListener("status", (ev) => { online = ev.detail.online; renderConnection(); });
   socket.addEventListener("unauthorized", () => { setToken(null); location.href = "index.html"; });
   $("#lang-toggle").addEventListener("click", () => {
-    setLang(lang() === "zh" ? "en" : "zh"); translatePage(); render();
+    setLang(lang() === "zh" ? "en" : "zh"); translatePage();
+    render(); renderFallback(); renderConnection();
   });
+  $("#fallback-refresh").addEventListener("click", loadFallback);
+  loadFallback();
+  setInterval(loadFallback, POLL_MS);
   $("#back").addEventListener("click", () => { setToken(null); socket.close(); });
   socket.open();
   window.deskDebug = { socket, user };

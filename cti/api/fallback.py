@@ -43,9 +43,17 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 
 @router.get("/callbacks")
 async def callbacks(who: Supervisor, audit: Audit, limit: Limit = 100) -> list[dict[str, Any]]:
-    """Call-back requests, newest first: caller number, time, language, call id, queue."""
+    """Call-back requests, newest first: caller number, time, language, call id, queue, and
+    `done_at` (null until a supervisor marks it done)."""
     await audit.flush()
     return await audit.callbacks(limit)
+
+
+@router.post("/callbacks/{callback_id}/done")
+async def callback_done(callback_id: int, who: Supervisor, audit: Audit) -> dict[str, Any]:
+    """Mark a call-back request done; the answer is the request with its `done_at`."""
+    await audit.flush()
+    return await audit.callback_done(callback_id)
 
 
 @router.get("/voicemails")

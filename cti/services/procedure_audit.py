@@ -17,7 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cti.adapters.db.tables.fallback import CallbackRequestRow
 from cti.adapters.db.tables.ivr import ProcedureRunRow, ProcedureStepRow, ScriptDepartureRow
+from cti.clock import Clock, SystemClock
 from cti.domain.ivr.commands import Audit
+from cti.errors import NotFound
 from cti.log import get_logger
 
 log = get_logger(__name__)
@@ -25,6 +27,10 @@ TIMELINE_KINDS = frozenset({
     "prompt_started", "prompt_finished", "wait_started", "wait_finished", "trigger", "hangup",
     "volume_raised", "routed",
 })
+
+
+class UnknownCallback(NotFound):
+    error_id = "unknown_callback"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +42,11 @@ class AuditEntry:
 
 
 class ProcedureAudit:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], clock: Clock | None = None
+    ) -> None:
         self.sessions = sessions
+        self.clock: Clock = clock or SystemClock()  # stamps a call-back marked done
         self._queue: asyncio.Queue[AuditEntry | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._run_start: dict[str, float] = {}
@@ -164,8 +173,23 @@ class ProcedureAudit:
                 .order_by(desc(CallbackRequestRow.requested_at), desc(CallbackRequestRow.id))
                 .limit(limit)
             )).all()
-        return [
-            {"id": r.id, "call_id": r.call_id, "caller_number": r.caller_number,
-             "lang": r.lang, "queue": r.queue, "requested_at": r.requested_at.isoformat()}
-            for r in rows
-        ]
+        return [self._callback_json(r) for r in rows]
+
+    async def callback_done(self, callback_id: int) -> dict[str, Any]:
+        """Mark a call-back request done (a supervisor called back); marking it again keeps the
+        first time."""
+        async with self.sessions.begin() as session:
+            row = await session.get(CallbackRequestRow, callback_id)
+            if row is None:
+                raise UnknownCallback(f"no call-back request {callback_id}")
+            if row.done_at is None:
+                row.done_at = self.clock.now()
+            return self._callback_json(row)
+
+    @staticmethod
+    def _callback_json(r: CallbackRequestRow) -> dict[str, Any]:
+        return {
+            "id": r.id, "call_id": r.call_id, "caller_number": r.caller_number,
+            "lang": r.lang, "queue": r.queue, "requested_at": r.requested_at.isoformat(),
+            "done_at": r.done_at.isoformat() if r.done_at else None,
+        }

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from cti.adapters.ari.client import AriClient
 from cti.adapters.ari.events import AriEvent, PlaybackFinished
 from cti.adapters.ari.telephony import AriTelephony
-from cti.adapters.db.base import make_engine, make_sessionmaker
+from cti.adapters.db.base import make_engine, make_sessionmaker, warm_up
 from cti.adapters.db.call_repository import CallRepository
 from cti.adapters.db.migrate import upgrade_async
 from cti.adapters.db.routing_log import RoutingLog
@@ -112,7 +112,7 @@ class Service:
             company=CompanyNames(settings.company.name, settings.company.name_en),
             external_crm=settings.crm, telephony=telephony, calls=registry, clock=clock,
         )
-        audit = ProcedureAudit(sessions)
+        audit = ProcedureAudit(sessions, clock)
         voicemails = Voicemails(sessions, telephony, clock)
         runner = IvrRunner(
             telephony, clock, ProcedureProgress(audit, desk.screen_pop, registry), prompts, flows,
@@ -193,6 +193,7 @@ class Service:
                     f"database {self.settings.database_url}: {exc.__class__.__name__}: {exc}"
                 ) from None
         await self.telephony.client.request("GET", "asterisk/info")  # fail fast: URL, auth
+        await warm_up(self.engine)
         # Agents as the last process left them, before the resync adopts its calls.
         await self.acd.restore_agents(await RoutingLog(self.sessions).last_agent_states())
         self.ari.set_handlers(self._on_event, self._on_connect)

@@ -1,12 +1,13 @@
 """Supervisors' view of what callers left at the fallback: GET /callbacks (the IVR's call-back
-requests, stored by the audit) and GET /voicemails (+ /{id}/audio from the PBX's recording),
-on both database backends; agents and anonymous callers are refused."""
+requests, stored by the audit; POST /callbacks/{id}/done marks one followed up) and
+GET /voicemails (+ /{id}/audio from the PBX's recording), on both database backends; agents
+and anonymous callers are refused."""
 
 from __future__ import annotations
 
 import io
 import wave
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -111,7 +112,7 @@ async def test_supervisors_list_callbacks_and_voicemails_and_play_them(
             assert set(by_call) == {"c1", "c2"}
             assert by_call["c1"] | {"id": 0} == {
                 "id": 0, "call_id": "c1", "caller_number": "+8613800000001", "lang": "zh",
-                "queue": "general", "requested_at": AT.isoformat(),
+                "queue": "general", "requested_at": AT.isoformat(), "done_at": None,
             }
             assert by_call["c2"]["queue"] is None
             assert len((await client.get("/callbacks?limit=1", headers=boss)).json()) == 1
@@ -167,4 +168,51 @@ async def test_a_reported_end_and_the_hangup_lookup_store_one_row(database_url: 
         assert SimpleNamespace(pending=store._pending).pending == {}
     finally:
         await store.close()
+        await engine.dispose()
+
+
+async def test_a_supervisor_marks_a_callback_done_once(database_url: str, tmp_path: Path) -> None:
+    engine = make_engine(database_url)
+    clock = FakeClock(AT)
+    audit = ProcedureAudit(make_sessionmaker(engine), clock)
+    try:
+        for call_id, number in (("c1", "+8613800000001"), ("c2", "+8613800000002")):
+            audit.submit(AuditEntry(call_id, Audit("callback_requested", detail={
+                "number": number, "lang": "zh", "queue": "general"}), AT, 0.0))
+
+        async with desk_app(tmp_path) as env:
+            env.app.include_router(fallback_router)
+            env.app.state.procedure_audit = audit
+            boss = await env.login("supervisor", "supervisor-pw")
+            agent = await env.login("agent1001", "agent-1001")
+            client = env.client
+
+            ids = {cb["call_id"]: cb["id"] for cb in
+                   (await client.get("/callbacks", headers=boss)).json()}
+            path = f"/callbacks/{ids['c1']}/done"
+            assert (await client.post(path)).status_code == 401
+            assert (await client.post(path, headers=agent)).status_code == 403
+
+            clock.advance(90)
+            r = await client.post(path, headers=boss)
+            assert r.status_code == 200, r.text
+            done_at = (AT + timedelta(seconds=90)).isoformat()
+            assert r.json()["call_id"] == "c1"
+            assert r.json()["done_at"] == done_at
+
+            clock.advance(60)  # marking it again keeps the first time
+            r = await client.post(path, headers=boss)
+            assert r.status_code == 200, r.text
+            assert r.json()["done_at"] == done_at
+
+            by_call = {cb["call_id"]: cb for cb in
+                       (await client.get("/callbacks", headers=boss)).json()}
+            assert by_call["c1"]["done_at"] == done_at
+            assert by_call["c2"]["done_at"] is None
+
+            r = await client.post("/callbacks/424242/done", headers=boss)
+            assert r.status_code == 404
+            assert r.json()["error"] == "unknown_callback"
+    finally:
+        await audit.close()
         await engine.dispose()

@@ -37,6 +37,15 @@ EventHandler = Callable[[AriEvent], Awaitable[None]]
 ConnectHandler = Callable[[int], Awaitable[None]]
 
 
+# Half of a routed call's events are ChannelVarset (26: dialling, PJSIP, our own variables),
+# and Dial six more; none of these is read, and parsing and dispatching them cost a fifth of
+# the service's CPU at 20 calls/s, with Asterisk's own JSON encoding of each on top.
+UNUSED_EVENT_TYPES = (
+    "ChannelVarset", "ChannelConnectedLine", "ChannelDialplan", "ChannelCallerId",
+    "ChannelUserevent", "ChannelToneDetected", "Dial",
+)
+
+
 def _ws_url(base: str, app: str) -> str:
     parts = urlsplit(base.rstrip("/"))
     scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
@@ -174,6 +183,7 @@ class AriClient:
                     self.generation += 1
                     delay = self.settings.reconnect_initial
                     log.info("ari.connected", url=url, generation=self.generation)
+                    await self._filter_events()
                     # Resync before reading events: they queue on the socket meanwhile, and
                     # `connected` means "the registry matches the PBX".
                     if self._on_connect is not None:
@@ -199,6 +209,16 @@ class AriClient:
             # jitter avoids every service instance hammering a restarting Asterisk at once
             await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
             delay = min(delay * 2, self.settings.reconnect_max)
+
+    async def _filter_events(self) -> None:
+        """Ask Asterisk not to send event types nobody here reads (Asterisk 13.26/16.3+)."""
+        body = {"disallowed": [{"type": t} for t in UNUSED_EVENT_TYPES]}
+        try:
+            await self.request(
+                "PUT", f"applications/{self.settings.app}/eventFilter", json_body=body
+            )
+        except TelephonyError as exc:  # an older Asterisk: every event comes, and is ignored
+            log.warning("ari.event_filter_unavailable", error=exc.message)
 
     async def _read(self, ws: ClientConnection) -> None:
         async for raw in ws:

@@ -20,6 +20,7 @@ class CallbackRequestRow(Base):
     lang: Mapped[str] = mapped_column(String(8))
     queue: Mapped[str | None] = mapped_column(String(64))
     requested_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    done_at: Mapped[datetime | None] = mapped_column(UtcDateTime())  # a supervisor called back
 
 
 class VoicemailRow(Base):
