@@ -6,13 +6,19 @@ import asyncio
 from dataclasses import replace
 from typing import Literal
 
-from cti.adapters.ari.events import AriEvent, ChannelDtmfReceived, PlaybackFinished
+from cti.adapters.ari.events import (
+    AriEvent,
+    ChannelDtmfReceived,
+    ChannelEnteredBridge,
+    PlaybackFinished,
+)
 from cti.adapters.db.call_repository import CallRepository
 from cti.domain.audio_classifier import WindowFeatures
 from cti.domain.calls import CallState
 from cti.domain.crm import address_form
 from cti.domain.ivr import events as ivr_events
 from cti.domain.ivr.engine import CallContext
+from cti.domain.ivr.flow import ListenNode
 from cti.errors import TelephonyError
 from cti.log import get_logger
 from cti.services.call_registry import CallSession
@@ -106,15 +112,30 @@ class IvrCallScript:
                                  resume=resume),
             name=f"ivr-{call.id}",
         )
-        if resume == "route":
-            return  # waiting for an agent: nobody is listening to the caller's audio yet
-        if self.tap is not None and self.settings.detection.auto_start:
-            # In the background: the call's events (the greeting's end, which starts the
-            # silence watch) must not wait behind the tap's five ARI requests (seconds under
-            # load).
-            self._tap_task = asyncio.create_task(
-                self._start_tap(self.tap, call.id, call.channel_id), name=f"tap-{call.id}"
-            )
+        if resume != "route" and self._listens(flow):
+            self._start_tap_soon(session)
+
+    def _listens(self, flow: str) -> bool:
+        """Whether `flow` reads the caller's audio (a listen node, or an audio trigger). A
+        menu does not: its callers' audio is tapped once they are bridged with an agent,
+        never while they wait in a queue (three channels each in Asterisk, for nothing)."""
+        spec = self.runner.flow_source.flows.get(flow)
+        if spec is None:
+            return True
+        return any(
+            isinstance(node, ListenNode) or any(t.startswith("audio:") for t in node.on)
+            for node in spec.nodes.values()
+        )
+
+    def _start_tap_soon(self, session: CallSession) -> None:
+        if self.tap is None or not self.settings.detection.auto_start or self._tap_task:
+            return
+        call = session.call
+        # In the background: the call's events (the greeting's end, which starts the silence
+        # watch) must not wait behind the tap's five ARI requests (seconds under load).
+        self._tap_task = asyncio.create_task(
+            self._start_tap(self.tap, call.id, call.channel_id), name=f"tap-{call.id}"
+        )
 
     async def _start_tap(self, tap: CallerAudioTap, call_id: str, channel_id: str) -> None:
         def on_window(w: WindowFeatures) -> None:
@@ -140,6 +161,8 @@ class IvrCallScript:
         pair = ari_to_domain(event)
         if pair is not None and pair[0] == session.call.channel_id:
             self.runner.feed(session.call.id, pair[1])
+        if isinstance(event, ChannelEnteredBridge) and event.channel.id == session.call.channel_id:
+            self._start_tap_soon(session)  # with an agent now: the conversation is watched
         if isinstance(event, PlaybackFinished) and event.playback.media_uri.startswith(
             GREETING_MEDIA
         ) and not session.call.greeting_played:

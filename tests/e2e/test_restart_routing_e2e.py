@@ -16,6 +16,7 @@ import pytest
 from cti.domain.agents.state import AgentState
 from cti.domain.calls import CallState
 from cti.domain.routing.events import CallConnected
+from cti.services.caller_audio import is_tap_channel
 from cti.services.runtime import Service
 from tests.e2e.conftest import service_settings, wait_until
 from tests.e2e.pbx import Pbx
@@ -49,6 +50,14 @@ async def test_restart_keeps_the_talking_and_the_waiting_caller_with_the_acd(
             for s in first.registry.sessions()), timeout=15, what="second caller queued")
         ids = {s.call.caller_number: s.call.id for s in first.registry.sessions()}
         talking_id, waiting_id = ids["+8613800000601"], ids["+8613800000602"]
+        # the audio tap follows the agent: on the bridged caller, not on the one in the queue
+        talking_session, waiting_session = (first.registry.get(talking_id),
+                                            first.registry.get(waiting_id))
+        assert talking_session is not None
+        assert waiting_session is not None
+        await wait_until(lambda: any(is_tap_channel(c) for c in talking_session.channels),
+                         what="tap on the bridged caller")
+        assert not any(is_tap_channel(c) for c in waiting_session.channels)
     finally:
         await first.stop()  # the process goes away; both calls stay up on the PBX
 
