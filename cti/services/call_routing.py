@@ -74,6 +74,8 @@ class CallRouting:
                     "name": view.customer.name, "tier": view.customer.tier,
                     "company": view.customer.company,
                 }
+        # Kept with the call (and its log row): a restarted service requeues it with them.
+        call.attributes["language"] = command.lang
         session.call = replace(move(call, CallState.QUEUED), queue=command.queue)
         log.info("call.queued", call_id=call_id, ivr_queue=command.queue, menu=attributes["menu"])
         # The ACD first (it may ring an agent at once), the call log after: the row then holds
@@ -91,13 +93,15 @@ class CallRouting:
 
     async def resume_adopted(self, call: Call, agent_link: tuple[str, str] | None) -> None:
         """After a restart: a call the last process had with an agent (`agent_link`: the
-        agent leg and the bridge holding both) or in a queue is the ACD's again. Its menu
-        choice and language died with that process: the queue it was in is kept, the tier is
-        looked up again."""
+        agent leg and the bridge holding both) or in a queue is the ACD's again, in the queue
+        it was in, with the menu key and language its log row kept; the tier is looked up
+        again."""
         attributes: dict[str, Any] = {
             "menu": call.attributes.get("menu", ""), "dialled": call.dialled_number,
             "caller": call.caller_number, "tier": "standard",
         }
+        if call.attributes.get("language"):
+            attributes["language"] = call.attributes["language"]
         view = await self.customer(call.id, call.caller_number)
         if view is not None and view.customer is not None:
             attributes["tier"] = view.customer.tier

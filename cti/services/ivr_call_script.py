@@ -77,8 +77,10 @@ class IvrCallScript:
                     for lang in slots:
                         slots[lang]["surname"] = customer.surname.strip()
                         slots[lang]["title"] = address_form("", customer.title, lang).strip()
+        # An adopted call goes on in the language its caller chose before the restart.
+        lang = session.call.attributes.get("language") or company.language
         return CallContext(
-            call_id=session.call.id, lang=company.language, slots=slots, vip=vip,
+            call_id=session.call.id, lang=lang, slots=slots, vip=vip,
             caller_number=session.call.caller_number,
         )
 

@@ -77,6 +77,9 @@ async def test_restart_keeps_the_talking_and_the_waiting_caller_with_the_acd(
         assert acd.agent_status("1001").state is AgentState.ON_CALL
         assert acd.core.connected_calls() == {talking_id: "1001"}
         assert acd.core.router.queue_of(waiting_id) == "billing"
+        # with what routing read off it before the restart (its log row kept them)
+        kept = acd.core.router.attributes_of(waiting_id) or {}
+        assert (kept.get("menu"), kept.get("language")) == ("1", "zh")
         assert len(phones["1001"].invites()) == 1  # nothing rang the busy agent again
 
         # the agent hangs up: the new process ends the caller's side and logs it

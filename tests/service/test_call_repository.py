@@ -34,3 +34,22 @@ async def test_call_row_keeps_times_cause_and_state(database_url: str) -> None:
         assert await repo.open_calls() == []
     finally:
         await engine.dispose()
+
+
+async def test_routing_attributes_are_kept_for_a_restarted_service(database_url: str) -> None:
+    engine = make_engine(database_url)
+    repo = CallRepository(make_sessionmaker(engine))
+    try:
+        call = Call(id="2.1", channel_id="2.1", caller_number="+8613800000002",
+                    caller_name="", dialled_number="100", arrived_at=T0,
+                    attributes={"menu": "2", "language": "en"})
+        await repo.save(call)
+        (open_call,) = await repo.open_calls()
+        assert open_call.attributes == {"menu": "2", "language": "en"}
+        await repo.save(Call(id="2.2", channel_id="2.2", caller_number="", caller_name="",
+                             dialled_number="", arrived_at=T0))
+        bare = await repo.get("2.2")
+        assert bare is not None
+        assert bare.attributes == {}
+    finally:
+        await engine.dispose()

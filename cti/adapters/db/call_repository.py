@@ -29,6 +29,7 @@ def _row_values(call: Call) -> dict[str, Any]:
         "greeting_played": call.greeting_played,
         "agent_id": call.agent_id,
         "queue": call.queue,
+        "attributes": dict(call.attributes) or None,
     }
 
 
@@ -49,6 +50,7 @@ def _from_row(row: CallRow) -> Call:
         greeting_played=row.greeting_played,
         agent_id=row.agent_id,
         queue=row.queue,
+        attributes=dict(row.attributes or {}),
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Integer, String
+from sqlalchemy import JSON, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cti.adapters.db.base import Base, UtcDateTime
@@ -29,3 +29,6 @@ class CallRow(Base):
     greeting_played: Mapped[bool] = mapped_column(default=False)
     agent_id: Mapped[str | None] = mapped_column(String(64), index=True)
     queue: Mapped[str | None] = mapped_column(String(64))
+    # What routing read off the call (menu key, language): a restarted service requeues the
+    # caller with them.
+    attributes: Mapped[dict[str, str] | None] = mapped_column(JSON)
