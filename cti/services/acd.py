@@ -590,8 +590,8 @@ class Acd:
             return
         await self._stop_announcement(info)  # a running playback would hold up addChannel
         await self.telephony.stop_moh(info.channel_id)
-        name = _fresh_bridge_id("acd", cmd.call_id) if info.rebridged else f"acd-{cmd.call_id}"
-        bridge = await self.telephony.create_bridge(name[:60], "mixing")
+        name = _fresh_bridge_id("acd", cmd.call_id) if info.rebridged else f"acd-{cmd.call_id}"[:60]
+        bridge = await self.telephony.create_bridge(name, "mixing")
         info.bridge_id = leg.bridge_id = bridge
         await self.telephony.add_to_bridge(bridge, [info.channel_id, leg.channel_id])
 
@@ -832,7 +832,7 @@ class Acd:
         await self.telephony.stop_moh(info.channel_id)
         if info.bridge_id is None:
             info.bridge_id = await self.telephony.create_bridge(
-                f"acd-{leg.call_id}-{uuid.uuid4().hex[:6]}"[:60], "mixing"
+                _fresh_bridge_id("acd", leg.call_id), "mixing"
             )
             await self.telephony.add_to_bridge(info.bridge_id, [info.channel_id, leg.channel_id])
         else:

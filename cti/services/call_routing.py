@@ -59,23 +59,9 @@ class CallRouting:
         if session is None:
             return
         call = session.call
-        attributes: dict[str, Any] = {
-            "menu": call.attributes.get("menu", ""),
-            "language": command.lang,
-            "dialled": call.dialled_number,
-            "caller": call.caller_number,
-            "tier": "standard",
-        }
-        if self.crm is not None:
-            view = await self.customer(call_id, call.caller_number)
-            if view is not None and view.customer is not None:
-                attributes["tier"] = view.customer.tier
-                attributes["crm"] = {
-                    "name": view.customer.name, "tier": view.customer.tier,
-                    "company": view.customer.company,
-                }
         # Kept with the call (and its log row): a restarted service requeues it with them.
         call.attributes["language"] = command.lang
+        attributes = await self._routing_attributes(call)
         session.call = replace(move(call, CallState.QUEUED), queue=command.queue)
         log.info("call.queued", call_id=call_id, ivr_queue=command.queue, menu=attributes["menu"])
         # The ACD first (it may ring an agent at once), the call log after: the row then holds
@@ -83,6 +69,26 @@ class CallRouting:
         await self.acd.enqueue(call_id, call.channel_id, attributes)
         if not session.call.is_over:
             await self.repo.save(session.call)
+
+    async def _routing_attributes(self, call: Call) -> dict[str, Any]:
+        """What the routing rules test: the menu key, language, numbers, and the caller's CRM
+        tier and fields (looked up when the call arrived)."""
+        attributes: dict[str, Any] = {
+            "menu": call.attributes.get("menu", ""),
+            "dialled": call.dialled_number,
+            "caller": call.caller_number,
+            "tier": "standard",
+        }
+        if call.attributes.get("language"):
+            attributes["language"] = call.attributes["language"]
+        view = await self.customer(call.id, call.caller_number)
+        if view is not None and view.customer is not None:
+            attributes["tier"] = view.customer.tier
+            attributes["crm"] = {
+                "name": view.customer.name, "tier": view.customer.tier,
+                "company": view.customer.company,
+            }
+        return attributes
 
     def leg_channel_ids(self) -> set[str]:
         return self.acd.leg_channel_ids()
@@ -96,15 +102,7 @@ class CallRouting:
         agent leg and the bridge holding both) or in a queue is the ACD's again, in the queue
         it was in, with the menu key and language its log row kept; the tier is looked up
         again."""
-        attributes: dict[str, Any] = {
-            "menu": call.attributes.get("menu", ""), "dialled": call.dialled_number,
-            "caller": call.caller_number, "tier": "standard",
-        }
-        if call.attributes.get("language"):
-            attributes["language"] = call.attributes["language"]
-        view = await self.customer(call.id, call.caller_number)
-        if view is not None and view.customer is not None:
-            attributes["tier"] = view.customer.tier
+        attributes = await self._routing_attributes(call)
         if call.state is CallState.CONNECTED and agent_link is not None and call.agent_id:
             leg, bridge = agent_link
             await self.acd.adopt_connected(

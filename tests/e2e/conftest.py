@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +16,9 @@ from cti.adapters.ari.events import AriEvent
 from cti.services.runtime import Service
 from cti.settings import AriSettings, Settings
 from tests.e2e.pbx import Pbx
+
+DATA = Path(__file__).resolve().parent / "data"
+REPO_FLOWS = Path(__file__).resolve().parents[2] / "ivr_flows"
 
 
 @pytest.fixture(scope="session")
@@ -90,3 +95,37 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what:
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+
+
+def call_of(service: Service, caller: str) -> str | None:
+    """The call id (the caller's channel id) of the call from `caller`, once it arrived."""
+    for session in service.registry.sessions():
+        if session.call.caller_number == caller:
+            return session.call.id
+    return None
+
+
+async def call_from(service: Service, caller: str, timeout: float = 10.0) -> str:
+    await wait_until(lambda: call_of(service, caller) is not None, timeout,
+                     what=f"call from {caller}")
+    call_id = call_of(service, caller)
+    assert call_id is not None
+    return call_id
+
+
+def flows_dir(
+    tmp: Path, repo: Sequence[str] = ("agent_greeting",),
+    data: Sequence[str] | None = ("routing_direct",),
+) -> Path:
+    """A flows directory of the test's own: product flows `repo` (ivr_flows/) and test flows
+    `data` (tests/e2e/data/flows/; None: all of them)."""
+    flows = tmp / "flows"
+    flows.mkdir()
+    for name in repo:
+        shutil.copy(REPO_FLOWS / f"{name}.yaml", flows)
+    paths = (DATA / "flows").glob("*.yaml") if data is None else (
+        DATA / "flows" / f"{name}.yaml" for name in data
+    )
+    for path in paths:
+        shutil.copy(path, flows)
+    return flows

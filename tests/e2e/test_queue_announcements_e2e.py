@@ -13,7 +13,6 @@ agent's bridge at once. Run with an instance of your own:
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 import wave
 from collections.abc import AsyncIterator, Sequence
@@ -30,11 +29,9 @@ from cti.adapters.ari.events import (
 from cti.domain.agents.state import AgentState
 from cti.domain.routing.events import CallConnected, CallOffered, CallQueued, RoutingEvent
 from cti.services.runtime import Service
-from tests.e2e.conftest import EventLog, service_settings, wait_until
+from tests.e2e.conftest import EventLog, call_from, flows_dir, service_settings, wait_until
 from tests.e2e.pbx import AgentPhone, Pbx, SippResult, register_agent, run_sipp
 
-DATA = Path(__file__).resolve().parent / "data"
-REPO_FLOWS = Path(__file__).resolve().parents[2] / "ivr_flows"
 EVERY_S = 10  # the announcement (zh, position + wait) lasts about 8 s
 
 RULES = f"""\
@@ -84,17 +81,8 @@ class Announcing:
     pbx: Pbx
     played: list[tuple[str, list[str], str]]  # (channel, media, playback id) asked of ARI
 
-    def call_of(self, caller: str) -> str | None:
-        for session in self.service.registry.sessions():
-            if session.call.caller_number == caller:
-                return session.call.id
-        return None
-
     async def call_from(self, caller: str) -> str:
-        await wait_until(lambda: self.call_of(caller) is not None, what=f"call from {caller}")
-        call_id = self.call_of(caller)
-        assert call_id is not None
-        return call_id
+        return await call_from(self.service, caller)
 
     def starts(self, channel: str) -> list[tuple[float, PlaybackStarted]]:
         """The announcements started on `channel`, in order (the first PlaybackStarted of
@@ -145,10 +133,7 @@ def seconds_of(media: Sequence[str], sounds_dir: Path) -> float:
 async def announcing(pbx: Pbx, database_url: str, tmp_path: Path) -> AsyncIterator[Announcing]:
     rules_file = tmp_path / "routing.yaml"
     rules_file.write_text(RULES, encoding="utf-8")
-    flows = tmp_path / "flows"
-    flows.mkdir()
-    shutil.copy(REPO_FLOWS / "agent_greeting.yaml", flows)
-    shutil.copy(DATA / "flows" / "routing_direct.yaml", flows)  # straight into the ACD
+    flows = flows_dir(tmp_path)  # the agent greeting, and routing_direct: straight to the ACD
     settings = service_settings(
         pbx, database_url, inbound_flow="routing_direct", flows_dir=flows, rules_file=rules_file,
     )

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import shutil
 import wave
 from pathlib import Path
 
@@ -27,11 +26,9 @@ from cti.domain.routing.events import CallLeftQueue, RoutingEvent
 from cti.services.auth import NewUser, Role
 from cti.services.runtime import Service
 from tests.e2e import media
-from tests.e2e.conftest import EventLog, service_settings, wait_until
+from tests.e2e.conftest import EventLog, call_from, flows_dir, service_settings, wait_until
 from tests.e2e.pbx import Pbx, run_sipp
 
-DATA = Path(__file__).resolve().parent / "data"
-REPO_FLOWS = Path(__file__).resolve().parents[2] / "ivr_flows"
 VOICEMAIL_CALLER = "+8613800000801"
 CALLBACK_CALLER = "+8613800000802"
 
@@ -80,23 +77,13 @@ def _speech_pcap(pbx: Pbx, seconds: float) -> Path:
     return path
 
 
-def _call_of(service: Service, caller: str) -> str | None:
-    for session in service.registry.sessions():
-        if session.call.caller_number == caller:
-            return session.call.id
-    return None
-
-
 async def test_max_wait_sends_callers_to_voicemail_and_to_the_callback_offer(
     pbx: Pbx, database_url: str, tmp_path: Path
 ) -> None:
     rules_file = tmp_path / "routing.yaml"
     rules_file.write_text(RULES, encoding="utf-8")
-    flows = tmp_path / "flows"
-    flows.mkdir()
-    for name in ("agent_greeting", "queue_callback", "queue_voicemail"):
-        shutil.copy(REPO_FLOWS / f"{name}.yaml", flows)
-    shutil.copy(DATA / "flows" / "routing_direct.yaml", flows)  # straight into the ACD
+    # routing_direct: straight into the ACD
+    flows = flows_dir(tmp_path, repo=("agent_greeting", "queue_callback", "queue_voicemail"))
     settings = service_settings(
         pbx, database_url, inbound_flow="routing_direct", flows_dir=flows, rules_file=rules_file,
     )
@@ -130,10 +117,8 @@ async def test_max_wait_sends_callers_to_voicemail_and_to_the_callback_offer(
             dtmf_pcap=pbx.media("dtmf-1"), variables={"dtmf_delay_ms": 5500}, max_wait_s=30,
             timeout=40,
         ))
-        await wait_until(lambda: _call_of(service, VOICEMAIL_CALLER) is not None, what="vm call")
-        await wait_until(lambda: _call_of(service, CALLBACK_CALLER) is not None, what="cb call")
-        vm_call = _call_of(service, VOICEMAIL_CALLER)
-        cb_call = _call_of(service, CALLBACK_CALLER)
+        vm_call = await call_from(service, VOICEMAIL_CALLER)
+        cb_call = await call_from(service, CALLBACK_CALLER)
 
         # Both reached max wait in their queue and left it for the queue's fallback.
         await wait_until(lambda: len(left.events) == 2, 10, what="both fallbacks")

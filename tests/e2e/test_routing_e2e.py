@@ -31,11 +31,15 @@ from cti.domain.routing.events import (
 )
 from cti.services.auth import NewUser, Role
 from cti.services.runtime import Service
-from tests.e2e.conftest import service_settings, wait_until
+from tests.e2e.conftest import (
+    DATA,
+    call_from,
+    call_of,
+    flows_dir,
+    service_settings,
+    wait_until,
+)
 from tests.e2e.pbx import AgentMode, AgentPhone, Pbx, SippResult, register_agent, run_sipp
-
-DATA = Path(__file__).resolve().parent / "data"
-REPO_FLOWS = Path(__file__).resolve().parents[2] / "ivr_flows"
 
 # Routing does not depend on the database backend; one backend keeps the file under 3 minutes
 # (the call log on both backends is proven by test_first_call.py).
@@ -84,17 +88,10 @@ class Routed:
     pbx: Pbx
 
     def call_of(self, caller: str) -> str | None:
-        """The call id (the caller's channel id) of the call from `caller`, once it arrived."""
-        for session in self.service.registry.sessions():
-            if session.call.caller_number == caller:
-                return session.call.id
-        return None
+        return call_of(self.service, caller)
 
     async def call_from(self, caller: str) -> str:
-        await wait_until(lambda: self.call_of(caller) is not None, what=f"call from {caller}")
-        call_id = self.call_of(caller)
-        assert call_id is not None
-        return call_id
+        return await call_from(self.service, caller)
 
     async def bridge_of(self, channel_id: str, timeout: float = 5.0) -> tuple[str, ...]:
         """The channels of the ARI bridge holding `channel_id` with another channel (asked of
@@ -118,12 +115,7 @@ class Routed:
 
 def _flows_dir(tmp: Path) -> Path:
     """The product's agent_greeting flow plus the test menus, in a directory of their own."""
-    flows = tmp / "flows"
-    flows.mkdir()
-    shutil.copy(REPO_FLOWS / "agent_greeting.yaml", flows)
-    for path in (DATA / "flows").glob("*.yaml"):
-        shutil.copy(path, flows)
-    return flows
+    return flows_dir(tmp, data=None)
 
 
 @pytest.fixture

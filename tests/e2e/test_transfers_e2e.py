@@ -40,11 +40,9 @@ from cti.domain.routing.events import CallConnected, CallOffered
 from cti.errors import CtiError
 from cti.services.auth import NewUser, Role
 from cti.services.runtime import Service
-from tests.e2e.conftest import EventLog, service_settings, wait_until
+from tests.e2e.conftest import DATA, EventLog, flows_dir, service_settings, wait_until
 from tests.e2e.pbx import AgentPhone, Pbx, SippResult, run_sipp
 from tests.e2e.test_routing_e2e import (
-    DATA,
-    REPO_FLOWS,
     Routed,
     RoutingEvents,
     _from_user,
@@ -165,7 +163,7 @@ async def desk(pbx: Pbx, database_url: str, tmp_path: Path) -> AsyncIterator[Des
     rules_file = tmp_path / "transfer_rules.yaml"
     shutil.copy(DATA / "transfer_rules.yaml", rules_file)
     settings = service_settings(
-        pbx, database_url, inbound_flow="routing_direct", flows_dir=_flows(tmp_path),
+        pbx, database_url, inbound_flow="routing_direct", flows_dir=flows_dir(tmp_path),
         rules_file=rules_file, transfer_dial=OUTSIDE_DIAL,
         # sipp's speech ends after a few seconds: no silent-call procedure in the way
         detection=DetectionSettings(auto_start=False),
@@ -198,16 +196,6 @@ async def _ignore(event: StasisStart) -> None:
 def _live_callers(service: Service) -> list[str]:
     """The channels of the callers the service still has."""
     return [s.call.channel_id for s in service.registry.sessions() if not s.call.is_over]
-
-
-def _flows(tmp: Path) -> Path:
-    """The product's agent greeting and the straight-to-`general` flow, nothing else (the
-    routing menus name queues these rules do not have)."""
-    flows = tmp / "flows"
-    flows.mkdir()
-    shutil.copy(REPO_FLOWS / "agent_greeting.yaml", flows)
-    shutil.copy(DATA / "flows" / "routing_direct.yaml", flows)
-    return flows
 
 
 def _call(pbx: Pbx, number: str) -> asyncio.Task[SippResult]:
