@@ -8,8 +8,8 @@ from typing import Any
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from cti.adapters.db.base import Base, make_engine
-from cti.adapters.db import tables  # noqa: F401  (registers every table on Base.metadata)
+from cti.platform.db.base import Base, make_engine
+from cti.platform.db import tables  # noqa: F401  (registers every table on Base.metadata)
 
 config = context.config
 target_metadata = Base.metadata
@@ -19,7 +19,7 @@ def _url() -> str:
     url = config.attributes.get("database_url")
     if url:
         return str(url)
-    from cti.settings import load_settings
+    from cti.platform.settings import load_settings
 
     return load_settings().database_url
 

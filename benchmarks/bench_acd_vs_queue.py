@@ -40,11 +40,11 @@ if __package__ in (None, ""):
 
 import asyncpg
 
-from cti.adapters.db.migrate import upgrade_async
 from cti.domain.ivr.config import DetectionSettings
-from cti.log import configure_logging
-from cti.services.runtime import Service
-from cti.settings import AriSettings, Settings
+from cti.platform.db.migrate import upgrade_async
+from cti.platform.log import configure_logging
+from cti.platform.settings import AriSettings, Settings
+from cti.runtime import Service
 from tests.e2e.pbx import (
     PBX_SCRIPT,
     SCENARIO_DIR,

@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cti.adapters.ari.client import AriClient
-from cti.adapters.ari.events import AriEvent, StasisStart
-from cti.adapters.ari.telephony import AriTelephony
-from cti.settings import AriSettings
+from cti.platform.ari.client import AriClient
+from cti.platform.ari.events import AriEvent, StasisStart
+from cti.platform.ari.telephony import AriTelephony
+from cti.platform.settings import AriSettings
 from tests.e2e.pbx import Pbx
 
 

@@ -43,13 +43,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from cti.adapters.ari.events import AriEvent  # noqa: E402
-from cti.adapters.audio.render import install, render_all  # noqa: E402
-from cti.log import configure_logging  # noqa: E402
-from cti.scripts_library import load_phrase_library  # noqa: E402
-from cti.services.caller_audio import is_tap_channel  # noqa: E402
-from cti.services.runtime import Service  # noqa: E402
-from cti.settings import AriSettings, CompanySettings, Settings  # noqa: E402
+from cti.features.ivr.caller_audio import is_tap_channel  # noqa: E402
+from cti.features.phrases.library import load_phrase_library  # noqa: E402
+from cti.platform.ari.events import AriEvent  # noqa: E402
+from cti.platform.audio.render import install, render_all  # noqa: E402
+from cti.platform.log import configure_logging  # noqa: E402
+from cti.platform.settings import AriSettings, CompanySettings, Settings  # noqa: E402
+from cti.runtime import Service  # noqa: E402
 from tests.e2e import media  # noqa: E402
 from tests.e2e.pbx import Pbx, run_sipp  # noqa: E402
 

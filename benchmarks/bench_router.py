@@ -152,8 +152,8 @@ def bench_tick(rules: RoutingRules, rng: random.Random) -> float:
 
 
 def bench_simulator() -> tuple[int, float]:
-    from cti.rules import load_rules
-    from cti.simulate import TraceCall, simulate
+    from cti.features.routing.rules import load_rules
+    from cti.features.routing.simulate import TraceCall, simulate
 
     rules = load_rules(Path(__file__).resolve().parent.parent / "config" / "routing.yaml")
     rng = random.Random(3)

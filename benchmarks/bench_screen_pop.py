@@ -33,7 +33,7 @@ FIRST_AGENT = 2000
 
 
 def _principal(agent_id: str):  # type: ignore[no-untyped-def]
-    from cti.services.auth import Principal, Role
+    from cti.features.auth.service import Principal, Role
 
     return Principal(int(agent_id), f"agent{agent_id}", Role.AGENT, agent_id, "", "zh")
 
@@ -42,12 +42,12 @@ async def serve(port: int, agents: int, rate: float, seconds: float) -> None:
     import uvicorn
     from fastapi import FastAPI
 
-    from cti.adapters.db.base import make_engine, make_sessionmaker
-    from cti.adapters.db.migrate import upgrade_async
-    from cti.api.desk import install_agent_desk
     from cti.domain.routing.events import CallOffered, OfferWithdrawn
-    from cti.services.agent_desk import AgentDesk
-    from cti.services.demo_desk import DEMO_CUSTOMERS, seed_demo_desk
+    from cti.features.desk.demo import DEMO_CUSTOMERS, seed_demo_desk
+    from cti.features.desk.desk import AgentDesk
+    from cti.features.desk.http import install_agent_desk
+    from cti.platform.db.base import make_engine, make_sessionmaker
+    from cti.platform.db.migrate import upgrade_async
 
     db = Path(tempfile.mkdtemp()) / "bench.db"
     url = f"sqlite+aiosqlite:///{db}"
@@ -102,7 +102,7 @@ async def serve(port: int, agents: int, rate: float, seconds: float) -> None:
 async def measure(port: int, agents: int, expected: int, proc: subprocess.Popen[str]) -> None:
     from websockets.asyncio.client import connect
 
-    from cti.services.auth import Tokens
+    from cti.features.auth.service import Tokens
 
     tokens = Tokens(SECRET)
     latencies: list[float] = []

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cti.errors import CtiError
+from cti.platform.errors import CtiError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
@@ -25,8 +25,8 @@ def fail(message: str, code: int = 2) -> None:
 @app.command()
 def serve(config: ConfigOpt = None) -> None:
     """Run the CTI service: ARI connection, HTTP API and agent pages."""
-    from cti.services.runtime import run_service
-    from cti.settings import load_settings
+    from cti.platform.settings import load_settings
+    from cti.runtime import run_service
 
     try:
         settings = load_settings(config)
@@ -41,14 +41,14 @@ def check_config(
     ari: Annotated[bool, typer.Option(help="also check the ARI URL and credentials")] = False,
 ) -> None:
     """Validate the config file (and optionally reach Asterisk)."""
-    from cti.settings import load_settings
+    from cti.platform.settings import load_settings
 
     try:
         settings = load_settings(config)
         if ari:
             import asyncio
 
-            from cti.adapters.ari.client import probe
+            from cti.platform.ari.client import probe
 
             info = asyncio.run(probe(settings.ari))
             typer.echo(f"ARI ok: Asterisk {info}")
@@ -63,8 +63,8 @@ def migrate(
     revision: Annotated[str, typer.Option(help="target revision")] = "head",
 ) -> None:
     """Create or upgrade the database schema (Alembic)."""
-    from cti.adapters.db.migrate import upgrade
-    from cti.settings import load_settings
+    from cti.platform.db.migrate import upgrade
+    from cti.platform.settings import load_settings
 
     try:
         settings = load_settings(config)
@@ -77,7 +77,7 @@ def migrate(
 
 
 def _register_desk_commands() -> None:
-    from cti.desk_cli import crm_app, demo_app, users_app
+    from cti.features.desk.cli import crm_app, demo_app, users_app
 
     app.add_typer(crm_app, name="crm")
     app.add_typer(users_app, name="users")
@@ -88,7 +88,7 @@ _register_desk_commands()
 
 
 def _register_phrase_commands() -> None:
-    from cti.phrases_cli import register
+    from cti.features.phrases.cli import register
 
     register(app)
 
@@ -97,7 +97,7 @@ _register_phrase_commands()
 
 
 def _register_routing_commands() -> None:
-    from cti.rules.cli import register
+    from cti.features.routing.rules.cli import register
 
     register(app)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from cti.adapters.db.migrate import upgrade_async
+from cti.platform.db.migrate import upgrade_async
 
 PG_DSN = os.environ.get("CTI_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 

@@ -9,7 +9,7 @@ from typing import Sequence, Union
 
 from alembic import op
 import sqlalchemy as sa
-import cti.adapters.db.base  # noqa: F401  (custom column types)
+import cti.platform.db.base  # noqa: F401  (custom column types)
 
 
 # revision identifiers, used by Alembic.
@@ -30,9 +30,9 @@ def upgrade() -> None:
     sa.Column('caller_name', sa.String(length=128), nullable=True),
     sa.Column('dialled_number', sa.String(length=64), nullable=True),
     sa.Column('state', sa.String(length=24), nullable=False),
-    sa.Column('arrived_at', cti.adapters.db.base.UtcDateTime(timezone=True), nullable=False),
-    sa.Column('answered_at', cti.adapters.db.base.UtcDateTime(timezone=True), nullable=True),
-    sa.Column('ended_at', cti.adapters.db.base.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('arrived_at', cti.platform.db.base.UtcDateTime(timezone=True), nullable=False),
+    sa.Column('answered_at', cti.platform.db.base.UtcDateTime(timezone=True), nullable=True),
+    sa.Column('ended_at', cti.platform.db.base.UtcDateTime(timezone=True), nullable=True),
     sa.Column('hangup_cause', sa.Integer(), nullable=True),
     sa.Column('hangup_cause_text', sa.String(length=64), nullable=True),
     sa.Column('ended_by', sa.String(length=16), nullable=True),

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-import cti.adapters.db.base
+import cti.platform.db.base
 from alembic import op
 
 revision: str = "0002"
@@ -22,7 +22,7 @@ def upgrade() -> None:
         "routing_decisions",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("call_id", sa.String(length=64), nullable=False),
-        sa.Column("at", cti.adapters.db.base.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("at", cti.platform.db.base.UtcDateTime(timezone=True), nullable=False),
         sa.Column("seq", sa.Integer(), nullable=False),
         sa.Column("trigger", sa.String(length=24), nullable=False),
         sa.Column("outcome", sa.String(length=16), nullable=False),
@@ -44,7 +44,7 @@ def upgrade() -> None:
         "agent_state_events",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("agent_id", sa.String(length=64), nullable=False),
-        sa.Column("at", cti.adapters.db.base.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("at", cti.platform.db.base.UtcDateTime(timezone=True), nullable=False),
         sa.Column("old_state", sa.String(length=16), nullable=False),
         sa.Column("new_state", sa.String(length=16), nullable=False),
         sa.Column("reason", sa.String(length=64), nullable=True),

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-import cti.adapters.db.base
+import cti.platform.db.base
 from alembic import op
 
 revision: str = "0003"
@@ -24,8 +24,8 @@ def upgrade() -> None:
         sa.Column("procedure", sa.String(length=32), nullable=False),
         sa.Column("started_by", sa.String(length=16), nullable=False),
         sa.Column("agent_id", sa.String(length=64), nullable=True),
-        sa.Column("started_at", cti.adapters.db.base.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("ended_at", cti.adapters.db.base.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("started_at", cti.platform.db.base.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("ended_at", cti.platform.db.base.UtcDateTime(timezone=True), nullable=True),
         sa.Column("end_reason", sa.String(length=32), nullable=True),
         sa.Column("hung_up", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ivr_procedure_runs")),
@@ -38,7 +38,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("run_id", sa.String(length=96), nullable=False),
         sa.Column("seq", sa.Integer(), nullable=False),
-        sa.Column("at", cti.adapters.db.base.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("at", cti.platform.db.base.UtcDateTime(timezone=True), nullable=False),
         sa.Column("offset_ms", sa.Integer(), nullable=False),
         sa.Column("kind", sa.String(length=32), nullable=False),
         sa.Column("detail", sa.JSON(), nullable=False),
@@ -55,7 +55,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("call_id", sa.String(length=64), nullable=False),
         sa.Column("run_id", sa.String(length=96), nullable=True),
-        sa.Column("at", cti.adapters.db.base.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("at", cti.platform.db.base.UtcDateTime(timezone=True), nullable=False),
         sa.Column("what", sa.String(length=64), nullable=False),
         sa.Column("agent_id", sa.String(length=64), nullable=True),
         sa.Column("detail", sa.JSON(), nullable=False),

@@ -8,7 +8,7 @@ from typing import Sequence, Union
 
 from alembic import op
 import sqlalchemy as sa
-import cti.adapters.db.base  # noqa: F401  (custom column types)
+import cti.platform.db.base  # noqa: F401  (custom column types)
 
 
 revision: str = "0004"
@@ -27,8 +27,8 @@ def upgrade() -> None:
         sa.Column("tier", sa.String(length=32), nullable=False),
         sa.Column("company", sa.String(length=128), nullable=False),
         sa.Column("notes", sa.Text(), nullable=False),
-        sa.Column("created_at", cti.adapters.db.base.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", cti.adapters.db.base.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", cti.platform.db.base.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", cti.platform.db.base.UtcDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_customers")),
     )
     with op.batch_alter_table("customers", schema=None) as batch_op:
@@ -61,7 +61,7 @@ def upgrade() -> None:
         sa.Column("display_name", sa.String(length=128), nullable=False),
         sa.Column("language", sa.String(length=8), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
-        sa.Column("created_at", cti.adapters.db.base.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", cti.platform.db.base.UtcDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_users")),
         sa.UniqueConstraint("agent_id", name=op.f("uq_users_agent_id")),
         sa.UniqueConstraint("username", name=op.f("uq_users_username")),
@@ -74,7 +74,7 @@ def upgrade() -> None:
         sa.Column("customer_id", sa.Integer(), nullable=True),
         sa.Column("outcome", sa.String(length=32), nullable=False),
         sa.Column("note", sa.Text(), nullable=False),
-        sa.Column("created_at", cti.adapters.db.base.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", cti.platform.db.base.UtcDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["customer_id"], ["customers.id"],
             name=op.f("fk_call_dispositions_customer_id_customers"), ondelete="SET NULL",

@@ -9,7 +9,7 @@ from typing import Sequence, Union
 
 from alembic import op
 import sqlalchemy as sa
-import cti.adapters.db.base  # noqa: F401  (custom column types)
+import cti.platform.db.base  # noqa: F401  (custom column types)
 
 
 # revision identifiers, used by Alembic.

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-import cti.adapters.db.base
+import cti.platform.db.base
 from alembic import op
 
 revision: str = "0006"
@@ -25,7 +25,7 @@ def upgrade() -> None:
         sa.Column("lang", sa.String(length=8), nullable=False),
         sa.Column("queue", sa.String(length=64), nullable=True),
         sa.Column(
-            "requested_at", cti.adapters.db.base.UtcDateTime(timezone=True), nullable=False
+            "requested_at", cti.platform.db.base.UtcDateTime(timezone=True), nullable=False
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_callback_requests")),
     )
@@ -43,8 +43,8 @@ def upgrade() -> None:
         sa.Column("recording", sa.String(length=128), nullable=False),
         sa.Column("format", sa.String(length=16), nullable=False),
         sa.Column("duration_s", sa.Float(), nullable=True),
-        sa.Column("started_at", cti.adapters.db.base.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("recorded_at", cti.adapters.db.base.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("started_at", cti.platform.db.base.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("recorded_at", cti.platform.db.base.UtcDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_voicemails")),
         sa.UniqueConstraint("recording", name=op.f("uq_voicemails_recording")),
     )

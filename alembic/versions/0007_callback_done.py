@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-import cti.adapters.db.base
+import cti.platform.db.base
 from alembic import op
 
 revision: str = "0007"
@@ -19,7 +19,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("callback_requests", schema=None) as batch_op:
         batch_op.add_column(
-            sa.Column("done_at", cti.adapters.db.base.UtcDateTime(timezone=True), nullable=True)
+            sa.Column("done_at", cti.platform.db.base.UtcDateTime(timezone=True), nullable=True)
         )
 
 

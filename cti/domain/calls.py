@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
-from cti.errors import IllegalTransition
+from cti.platform.errors import IllegalTransition
 
 
 class CallState(StrEnum):

@@ -1,7 +1,7 @@
 """The phrase library: standard phrases by stable id, their text per language, template slots,
 and the sound file names each phrase is played from.
 
-Pure: built from already-parsed data (see cti.scripts_library for loading the YAML files).
+Pure: built from already-parsed data (see cti.features.phrases.library for loading the YAML files).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from cti.domain.forbidden import ForbiddenList
-from cti.errors import CtiError
+from cti.platform.errors import CtiError
 
 SLOTS = ("company", "agent_id", "surname", "title", "position", "minutes")
 DIGIT_SLOTS = frozenset({"agent_id"})  # spoken character by character from per-character files

@@ -16,14 +16,14 @@ from argon2 import PasswordHasher
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from cti.adapters.crm_http import ExternalCrmSettings
-from cti.adapters.db.base import make_engine, make_sessionmaker
-from cti.adapters.db.migrate import upgrade_async
-from cti.api.desk import install_agent_desk
-from cti.clock import Clock
-from cti.errors import CtiError
-from cti.services.agent_desk import AgentDesk
-from cti.services.auth import NewUser, Role, UserDirectory
+from cti.features.auth.service import NewUser, Role, UserDirectory
+from cti.features.crm.external import ExternalCrmSettings
+from cti.features.desk.desk import AgentDesk
+from cti.features.desk.http import install_agent_desk
+from cti.platform.clock import Clock
+from cti.platform.db.base import make_engine, make_sessionmaker
+from cti.platform.db.migrate import upgrade_async
+from cti.platform.errors import CtiError
 
 SECRET = "test-secret-0123456789abcdef-0123456789"
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
@@ -69,7 +69,7 @@ async def desk_app(
     desk = AgentDesk.build(sessions, token_secret=SECRET, clock=clock)
     desk.auth.users = UserDirectory(sessions, hasher=FAST_HASHER, clock=clock)
     if external_crm is not None:
-        from cti.adapters.crm_http import ExternalCrm
+        from cti.features.crm.external import ExternalCrm
 
         desk.external_crm = ExternalCrm(
             external_crm, client=httpx.AsyncClient(transport=external_transport), clock=clock

@@ -21,7 +21,7 @@ from cti.domain.routing.events import (
     CallQueued,
     OfferWithdrawn,
 )
-from cti.services.demo_desk import seed_demo_desk
+from cti.features.desk.demo import seed_demo_desk
 
 AT = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 

@@ -9,8 +9,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cti.clock import FakeClock
-from cti.services.agent_hub import AgentHub
+from cti.features.desk.hub import AgentHub
+from cti.platform.clock import FakeClock
 
 KEYS = ["pop:c1", "pop:c2", "call:c1", "agent_state", None]
 

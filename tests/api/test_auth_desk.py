@@ -11,10 +11,10 @@ import pytest
 import websockets
 from desk_app import SECRET, desk_app, served
 
-from cti.clock import FakeClock
 from cti.domain.calls import Call, CallState
-from cti.services.auth import Principal, Role, Tokens
-from cti.services.call_registry import CallRegistry, CallSession
+from cti.features.auth.service import Principal, Role, Tokens
+from cti.features.calls.registry import CallRegistry, CallSession
+from cti.platform.clock import FakeClock
 
 
 class RecordingTelephony:

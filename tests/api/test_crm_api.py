@@ -10,8 +10,8 @@ import httpx
 import pytest
 from desk_app import desk_app
 
-from cti.adapters.crm_http import ExternalCrmSettings
-from cti.services.demo_desk import seed_demo_desk
+from cti.features.crm.external import ExternalCrmSettings
+from cti.features.desk.demo import seed_demo_desk
 
 EXTERNAL = ExternalCrmSettings(
     url_template="http://crm.example/contacts?phone={number}",

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cti.adapters.db.base import make_engine, make_sessionmaker
-from cti.adapters.db.customer_repository import CustomerRepository
-from cti.adapters.db.migrate import upgrade
 from cti.cli import app
+from cti.features.crm.storage import CustomerRepository
+from cti.platform.db.base import make_engine, make_sessionmaker
+from cti.platform.db.migrate import upgrade
 
 
 @pytest.fixture

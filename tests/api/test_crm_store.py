@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from cti.adapters.db.base import make_engine, make_sessionmaker
-from cti.adapters.db.call_repository import CallRepository
-from cti.adapters.db.customer_repository import CustomerRepository
 from cti.domain.calls import Call, CallState
 from cti.domain.crm import Customer, Title
-from cti.services.demo_desk import DEMO_CUSTOMERS
+from cti.features.calls.storage import CallRepository
+from cti.features.crm.storage import CustomerRepository
+from cti.features.desk.demo import DEMO_CUSTOMERS
+from cti.platform.db.base import make_engine, make_sessionmaker
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 

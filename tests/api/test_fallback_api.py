@@ -11,15 +11,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
-from cti.adapters.ari.events import parse_event
-from cti.adapters.db.base import make_engine, make_sessionmaker
-from cti.api.fallback import router as fallback_router
-from cti.clock import FakeClock
 from cti.domain.ivr.commands import Audit, Record
 from cti.domain.ivr.engine import CallContext, CallState
-from cti.errors import ChannelGone
-from cti.services.procedure_audit import AuditEntry, ProcedureAudit
-from cti.services.voicemail import Voicemails, wav_seconds
+from cti.features.fallback.http import router as fallback_router
+from cti.features.fallback.voicemail import Voicemails, wav_seconds
+from cti.features.procedures.audit import AuditEntry, ProcedureAudit
+from cti.platform.ari.events import parse_event
+from cti.platform.clock import FakeClock
+from cti.platform.db.base import make_engine, make_sessionmaker
+from cti.platform.errors import ChannelGone
 from tests.api.desk_app import desk_app
 
 AT = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)

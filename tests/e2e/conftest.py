@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from cti.adapters.ari.events import AriEvent
-from cti.services.runtime import Service
-from cti.settings import AriSettings, Settings
+from cti.platform.ari.events import AriEvent
+from cti.platform.settings import AriSettings, Settings
+from cti.runtime import Service
 from tests.e2e.pbx import Pbx
 
 DATA = Path(__file__).resolve().parent / "data"

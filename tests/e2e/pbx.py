@@ -134,7 +134,7 @@ class Pbx:
         return PBX_ROOT / CUSTOM_SOUNDS.lstrip("/")
 
     def cti_env(self) -> dict[str, str]:
-        """Environment for a CTI service (cti.settings) talking to this instance."""
+        """Environment for a CTI service (cti.platform.settings) talking to this instance."""
         return {
             "CTI_ARI__URL": self.ari_url,
             "CTI_ARI__USERNAME": self.ari_user,

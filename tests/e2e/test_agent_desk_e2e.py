@@ -26,13 +26,13 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from cti.adapters.ari.events import ChannelDestroyed, PlaybackFinished
-from cti.adapters.db.migrate import upgrade_async
-from cti.api.app import create_app
+from cti.app import create_app
 from cti.domain.ivr.config import DetectionSettings
 from cti.domain.routing.events import CallOffered, RoutingEvent
-from cti.services.demo_desk import seed_demo_desk
-from cti.services.runtime import Service
+from cti.features.desk.demo import seed_demo_desk
+from cti.platform.ari.events import ChannelDestroyed, PlaybackFinished
+from cti.platform.db.migrate import upgrade_async
+from cti.runtime import Service
 from tests.api.desk_app import served
 from tests.e2e import media
 from tests.e2e.conftest import EventLog, service_settings, wait_until

@@ -17,8 +17,8 @@ from playwright.async_api import Page, async_playwright, expect
 
 from cti.domain.agents import state as ag
 from cti.domain.routing.events import AgentStateChanged, CallOffered
-from cti.services.demo_desk import seed_demo_desk
-from cti.services.screen_pop import ScreenPop
+from cti.features.desk.demo import seed_demo_desk
+from cti.features.desk.screen_pop import ScreenPop
 from tests.api.desk_app import desk_app, served
 
 pytestmark = pytest.mark.browser
@@ -39,7 +39,7 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 
 class AgentStates:
     """Drives the agent-state machine for the desk's buttons and tells the screen pop, as the
-    ACD service does (cti.services.agent_desk.AgentStateControl)."""
+    ACD service does (cti.features.desk.desk.AgentStateControl)."""
 
     def __init__(self, pop: ScreenPop) -> None:
         self.pop = pop

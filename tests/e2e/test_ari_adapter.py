@@ -7,12 +7,12 @@ import asyncio
 import pytest
 from typer.testing import CliRunner
 
-from cti.adapters.ari.client import AriClient, probe
-from cti.adapters.ari.telephony import AriTelephony
 from cti.cli import app
 from cti.domain.calls import CallState
-from cti.errors import ChannelGone, TelephonyAuthError
-from cti.settings import AriSettings
+from cti.platform.ari.client import AriClient, probe
+from cti.platform.ari.telephony import AriTelephony
+from cti.platform.errors import ChannelGone, TelephonyAuthError
+from cti.platform.settings import AriSettings
 from tests.e2e.conftest import RunningService, wait_until
 from tests.e2e.pbx import Pbx, run_sipp
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from cti.adapters.ari.client import UNUSED_EVENT_TYPES
-from cti.adapters.ari.events import PlaybackFinished, PlaybackStarted, StasisStart
 from cti.domain.calls import CallState
-from cti.services.runtime import Service
+from cti.platform.ari.client import UNUSED_EVENT_TYPES
+from cti.platform.ari.events import PlaybackFinished, PlaybackStarted, StasisStart
+from cti.runtime import Service
 from tests.e2e.conftest import EventLog, RunningService, service_settings, wait_until
 from tests.e2e.pbx import Pbx, run_sipp
 

@@ -30,15 +30,15 @@ from typing import Any
 import httpx
 import pytest
 
-from cti.adapters.ari.events import AriEvent, ChannelDtmfReceived, StasisStart
-from cti.adapters.audio.render import install, render_all
-from cti.api.app import create_app
+from cti.app import create_app
 from cti.domain.calls import CallState
-from cti.scripts_library import load_phrase_library
-from cti.services.auth import NewUser, Role
-from cti.services.caller_audio import is_tap_channel
-from cti.services.runtime import Service
-from cti.settings import REPO_ROOT, CompanySettings
+from cti.features.auth.service import NewUser, Role
+from cti.features.ivr.caller_audio import is_tap_channel
+from cti.features.phrases.library import load_phrase_library
+from cti.platform.ari.events import AriEvent, ChannelDtmfReceived, StasisStart
+from cti.platform.audio.render import install, render_all
+from cti.platform.settings import REPO_ROOT, CompanySettings
+from cti.runtime import Service
 from tests.e2e import media
 from tests.e2e.conftest import EventLog, RunningService, service_settings, wait_until
 from tests.e2e.pbx import Pbx, SippResult, run_sipp

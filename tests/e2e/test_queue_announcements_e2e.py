@@ -21,14 +21,14 @@ from pathlib import Path
 
 import pytest
 
-from cti.adapters.ari.events import (
+from cti.domain.agents.state import AgentState
+from cti.domain.routing.events import CallConnected, CallOffered, CallQueued, RoutingEvent
+from cti.platform.ari.events import (
     ChannelEnteredBridge,
     PlaybackFinished,
     PlaybackStarted,
 )
-from cti.domain.agents.state import AgentState
-from cti.domain.routing.events import CallConnected, CallOffered, CallQueued, RoutingEvent
-from cti.services.runtime import Service
+from cti.runtime import Service
 from tests.e2e.conftest import EventLog, call_from, flows_dir, service_settings, wait_until
 from tests.e2e.pbx import AgentPhone, Pbx, SippResult, register_agent, run_sipp
 

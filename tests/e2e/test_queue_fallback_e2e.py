@@ -20,11 +20,11 @@ from pathlib import Path
 
 import httpx
 
-from cti.adapters.ari.events import PlaybackFinished, RecordingStarted
-from cti.api.app import create_app
+from cti.app import create_app
 from cti.domain.routing.events import CallLeftQueue, RoutingEvent
-from cti.services.auth import NewUser, Role
-from cti.services.runtime import Service
+from cti.features.auth.service import NewUser, Role
+from cti.platform.ari.events import PlaybackFinished, RecordingStarted
+from cti.runtime import Service
 from tests.e2e import media
 from tests.e2e.conftest import EventLog, call_from, flows_dir, service_settings, wait_until
 from tests.e2e.pbx import Pbx, run_sipp

@@ -16,8 +16,8 @@ import pytest
 from cti.domain.agents.state import AgentState
 from cti.domain.calls import CallState
 from cti.domain.routing.events import CallConnected
-from cti.services.caller_audio import is_tap_channel
-from cti.services.runtime import Service
+from cti.features.ivr.caller_audio import is_tap_channel
+from cti.runtime import Service
 from tests.e2e.conftest import DATA, service_settings, wait_until
 from tests.e2e.pbx import Pbx
 from tests.e2e.test_routing_e2e import RoutingEvents, _caller, _flows_dir, _phones, _stop

@@ -19,7 +19,7 @@ from typing import TypeVar
 import httpx
 import pytest
 
-from cti.api.app import create_app
+from cti.app import create_app
 from cti.domain.agents.state import AgentState
 from cti.domain.routing.events import (
     AgentStateChanged,
@@ -29,8 +29,8 @@ from cti.domain.routing.events import (
     OfferWithdrawn,
     RoutingEvent,
 )
-from cti.services.auth import NewUser, Role
-from cti.services.runtime import Service
+from cti.features.auth.service import NewUser, Role
+from cti.runtime import Service
 from tests.e2e.conftest import (
     DATA,
     call_from,

@@ -23,12 +23,12 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Page, async_playwright, expect
 
-from cti.adapters.db.tables.fallback import VoicemailRow
-from cti.api.app import create_app
+from cti.app import create_app
 from cti.domain.ivr.commands import Audit
-from cti.services.auth import NewUser, Role
-from cti.services.procedure_audit import AuditEntry
-from cti.services.runtime import Service
+from cti.features.auth.service import NewUser, Role
+from cti.features.procedures.audit import AuditEntry
+from cti.platform.db.tables.fallback import VoicemailRow
+from cti.runtime import Service
 from tests.api.desk_app import served
 from tests.e2e.conftest import service_settings
 from tests.e2e.pbx import PBX_ROOT, Pbx

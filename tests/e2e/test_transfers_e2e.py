@@ -27,19 +27,19 @@ import httpx
 import numpy as np
 import pytest
 
-from cti.adapters.ari.events import (
+from cti.app import create_app
+from cti.domain.agents.state import AgentState
+from cti.domain.ivr.config import DetectionSettings
+from cti.domain.routing.events import CallConnected, CallOffered
+from cti.features.auth.service import NewUser, Role
+from cti.platform.ari.events import (
     PlaybackFinished,
     PlaybackStarted,
     RecordingFinished,
     StasisStart,
 )
-from cti.api.app import create_app
-from cti.domain.agents.state import AgentState
-from cti.domain.ivr.config import DetectionSettings
-from cti.domain.routing.events import CallConnected, CallOffered
-from cti.errors import CtiError
-from cti.services.auth import NewUser, Role
-from cti.services.runtime import Service
+from cti.platform.errors import CtiError
+from cti.runtime import Service
 from tests.e2e.conftest import DATA, EventLog, flows_dir, service_settings, wait_until
 from tests.e2e.pbx import AgentPhone, Pbx, SippResult, run_sipp
 from tests.e2e.test_routing_e2e import (

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from cti.adapters.ari.client import AriClient
-from cti.errors import TelephonyTimeout, TelephonyUnavailable
-from cti.settings import AriSettings
+from cti.platform.ari.client import AriClient
+from cti.platform.errors import TelephonyTimeout, TelephonyUnavailable
+from cti.platform.settings import AriSettings
 
 
 async def test_a_rest_call_that_hangs_times_out_and_says_so() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from cti.adapters.db.base import make_engine, make_sessionmaker
-from cti.adapters.db.call_repository import CallRepository
 from cti.domain.calls import Call, CallState, answered, ended
+from cti.features.calls.storage import CallRepository
+from cti.platform.db.base import make_engine, make_sessionmaker
 
 T0 = datetime(2026, 3, 1, 8, 30, 15, 123000, tzinfo=UTC)
 

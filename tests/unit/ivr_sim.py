@@ -17,7 +17,7 @@ from cti.domain.ivr.config import DetectionSettings, ProcedureSettings
 from cti.domain.ivr.engine import CallContext, CallState, IvrMachine, Phase
 from cti.domain.ivr.loader import FlowRefs, load_flows
 from cti.domain.ivr.procedures import build_procedures
-from cti.scripts_library import load_phrase_library
+from cti.features.phrases.library import load_phrase_library
 
 REPO = Path(__file__).resolve().parents[2]
 OPEN = datetime(2026, 1, 5, 2, 0, tzinfo=UTC)  # a Monday, 10:00 in Shanghai

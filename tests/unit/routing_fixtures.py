@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cti.domain.routing.model import RoutingRules
-from cti.rules import parse_rules
+from cti.features.routing.rules import parse_rules
 
 BASIC = """
 skills: [billing, tech, general, vip_care]

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from cti.clock import FakeClock
 from cti.domain.routing.events import CallConnected, RoutingEvent
-from cti.errors import ChannelGone, TelephonyError
-from cti.ports import ChannelInfo
-from cti.services.acd import Acd
+from cti.features.routing.acd import Acd
+from cti.platform.clock import FakeClock
+from cti.platform.errors import ChannelGone, TelephonyError
+from cti.platform.ports import ChannelInfo
 
 RULES = """\
 skills: [billing]

@@ -10,7 +10,7 @@ from routing_fixtures import basic_rules
 
 from cti.domain.agents.state import AgentState, AgentStatus, ResumeCall, step
 from cti.domain.routing.acd import AcdCore, HoldMusic, RingAgent, StartWrapUpTimer
-from cti.errors import IllegalTransition
+from cti.platform.errors import IllegalTransition
 
 AT = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 S = AgentState

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from test_router_acd_service import Events, FakeTelephony, ring_timeout_rules, write
 
-from cti.clock import FakeClock
 from cti.domain.routing.decisions import Decision
 from cti.domain.routing.events import (
     AgentStateChanged,
@@ -19,7 +18,8 @@ from cti.domain.routing.events import (
     CallOffered,
     RoutingEvent,
 )
-from cti.services.acd import Acd
+from cti.features.routing.acd import Acd
+from cti.platform.clock import FakeClock
 
 Item = tuple[datetime, Decision] | RoutingEvent
 

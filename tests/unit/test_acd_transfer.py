@@ -19,7 +19,7 @@ from cti.domain.routing.acd import (
     StopRinging,
 )
 from cti.domain.routing.events import AgentStateChanged, CallOffered, OfferWithdrawn
-from cti.errors import Conflict, NotFound
+from cti.platform.errors import Conflict, NotFound
 
 AT = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 ATTRS = {"menu": "9", "tier": "standard", "caller": "+8613800000001"}

@@ -26,7 +26,7 @@ from cti.domain.agents.state import (
     WrapUpElapsed,
     step,
 )
-from cti.errors import IllegalTransition
+from cti.platform.errors import IllegalTransition
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 S = AgentState

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from cti.adapters.ari.events import (
+from cti.platform.ari.events import (
     ChannelDestroyed,
     ChannelDtmfReceived,
     PlaybackFinished,

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from audio_cases import cases
 
-from cti.adapters.audio.rtp_stream import (
+from cti.domain.audio_classifier import AudioClassifier, ClassifierSettings, WindowFeatures
+from cti.platform.audio.rtp_stream import (
     CallerAudioProtocol,
     open_caller_audio,
     pcm_to_ulaw,
     rtp_payload,
     ulaw_to_pcm,
 )
-from cti.domain.audio_classifier import AudioClassifier, ClassifierSettings, WindowFeatures
 
 CASES_16K = cases(16000)
 CASES_8K = cases(8000)

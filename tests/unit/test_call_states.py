@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cti.domain.calls import Call, CallState, answered, ended, move
-from cti.errors import IllegalTransition
+from cti.platform.errors import IllegalTransition
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from cti.adapters.crm_http import ExternalCrm, ExternalCrmSettings, ExternalCrmUnavailable
-from cti.clock import FakeClock
+from cti.features.crm.external import ExternalCrm, ExternalCrmSettings, ExternalCrmUnavailable
+from cti.platform.clock import FakeClock
 
 SETTINGS = ExternalCrmSettings(
     url_template="https://crm.example/api/contacts/{digits}?e164={number}",

@@ -11,7 +11,7 @@ from ivr_sim import CLOSED, REPO, SimCall, library
 from cti.domain.ivr import commands as c
 from cti.domain.ivr import events as e
 from cti.domain.ivr.loader import FlowRefs, FlowStore, load_flows
-from cti.errors import ConfigError
+from cti.platform.errors import ConfigError
 
 
 def routed(sim: SimCall) -> c.RouteToQueue | None:

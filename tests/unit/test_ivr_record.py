@@ -11,14 +11,14 @@ import pytest
 from ivr_sim import _FLOWS, SimCall
 from test_ivr_runner import FakeTelephony, Prompts, settle
 
-from cti.clock import FakeClock
 from cti.domain.ivr import commands as c
 from cti.domain.ivr import events as e
 from cti.domain.ivr.engine import CallContext, CallState
 from cti.domain.ivr.flow import Flow
 from cti.domain.ivr.loader import check_flow
-from cti.errors import TelephonyError
-from cti.services.ivr_runner import IvrRunner, ari_to_domain
+from cti.features.ivr.runner import IvrRunner, ari_to_domain
+from cti.platform.clock import FakeClock
+from cti.platform.errors import TelephonyError
 
 FALLBACK_SLOTS = {"zh": {"queue": "general", "mailbox": "sales-box"},
                   "en": {"queue": "general", "mailbox": "sales-box"}}

@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 from ivr_sim import _FLOWS, SLOTS
 
-from cti.adapters.db.base import Base, make_engine, make_sessionmaker
-from cti.clock import FakeClock
 from cti.domain.ivr import events as e
 from cti.domain.ivr.engine import CallContext, Phase
-from cti.errors import ChannelGone
-from cti.services.ivr_runner import IvrRunner, UnknownProcedure, ari_to_domain
-from cti.services.procedure_audit import ProcedureAudit
+from cti.features.ivr.runner import IvrRunner, UnknownProcedure, ari_to_domain
+from cti.features.procedures.audit import ProcedureAudit
+from cti.platform.clock import FakeClock
+from cti.platform.db.base import Base, make_engine, make_sessionmaker
+from cti.platform.errors import ChannelGone
 
 
 class FakeTelephony:
@@ -272,7 +272,7 @@ def test_ari_events_translate_to_domain_events(event: Any, expected: Any) -> Non
 def test_migration_0003_creates_the_ivr_tables(tmp_path: Path) -> None:
     import sqlalchemy as sa
 
-    from cti.adapters.db.migrate import upgrade
+    from cti.platform.db.migrate import upgrade
 
     url = f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
     upgrade(url, "0003")

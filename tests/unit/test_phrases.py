@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from cti.cli import app
 from cti.domain.forbidden import ForbiddenList, ForbiddenPhrase
 from cti.domain.phrases import PhraseError
-from cti.errors import ConfigError
-from cti.scripts_library import check_forbidden_everywhere, load_phrase_library
+from cti.features.phrases.library import check_forbidden_everywhere, load_phrase_library
+from cti.platform.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 MISSION = Path("/work/shared/MISSION.md")
@@ -195,7 +195,7 @@ def test_forbidden_list_rejects_an_empty_phrase() -> None:
 
 
 def test_service_start_up_check_raises_with_file_line_and_phrase(repo_copy: Path) -> None:
-    from cti.scripts_library import require_no_forbidden
+    from cti.features.phrases.library import require_no_forbidden
 
     flow = repo_copy / "ivr_flows" / "main_menu.yaml"
     line = plant(flow, "name: main_menu", "# Hey, louder!")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cti.adapters.audio.render import render_all
 from cti.domain.phrases import RenderItem
+from cti.platform.audio.render import render_all
 
 
 def read(path: Path) -> tuple[wave._wave_params, np.ndarray]:  # type: ignore[name-defined]
@@ -59,7 +59,7 @@ def test_recorded_file_overrides_and_is_trimmed(tmp_path: Path) -> None:
 def phonemes(text: str, lang: str) -> str:
     import subprocess
 
-    from cti.adapters.audio.render import espeak_args
+    from cti.platform.audio.render import espeak_args
 
     out = subprocess.run(["espeak-ng", "-x", "-q", *espeak_args(text, lang)],
                          capture_output=True, text=True, check=True)

@@ -10,12 +10,12 @@ from pathlib import Path
 from ivr_sim import SLOTS
 from test_ivr_runner import audit, finish_prompt, make_runner, settle
 
-from cti.api.procedures import router as procedures_router
 from cti.domain.calls import Call, CallState
 from cti.domain.ivr import events as e
 from cti.domain.ivr.engine import CallContext
-from cti.services.call_registry import CallRegistry, CallSession
-from cti.services.procedure_audit import ProcedureAudit
+from cti.features.calls.registry import CallRegistry, CallSession
+from cti.features.procedures.audit import ProcedureAudit
+from cti.features.procedures.http import router as procedures_router
 from tests.api.desk_app import desk_app
 
 __all__ = ["audit"]  # the fixture

@@ -27,9 +27,9 @@ from cti.domain.routing.announcements import (
     announcement_phrases,
 )
 from cti.domain.routing.model import Announcements
-from cti.errors import ConfigError
-from cti.rules import parse_rules
-from cti.scripts_library import load_phrase_library
+from cti.features.phrases.library import load_phrase_library
+from cti.features.routing.rules import parse_rules
+from cti.platform.errors import ConfigError
 
 AT = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 REPO = Path(__file__).resolve().parents[2]
@@ -159,7 +159,7 @@ def test_older_announce_position_still_switches_the_position_off() -> None:
 
 
 def test_demo_rules_carry_announcement_settings() -> None:
-    from cti.rules import load_rules
+    from cti.features.routing.rules import load_rules
 
     rules = load_rules(REPO / "config" / "routing.yaml")
     assert rules.queues["billing"].announce == Announcements(True, True, 10.0, 45.0)

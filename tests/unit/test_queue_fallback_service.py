@@ -10,15 +10,15 @@ from types import SimpleNamespace
 from ivr_sim import _FLOWS
 from test_ivr_runner import FakeTelephony, Prompts, settle
 
-from cti.clock import FakeClock
 from cti.domain.calls import Call, CallState
 from cti.domain.ivr.engine import CallContext
 from cti.domain.ivr.events import HangUp
 from cti.domain.routing.decisions import Decision
 from cti.domain.routing.model import Fallback
-from cti.services.call_registry import CallRegistry, CallSession
-from cti.services.ivr_runner import IvrRunner
-from cti.services.queue_fallback import QueueFallback
+from cti.features.calls.registry import CallRegistry, CallSession
+from cti.features.fallback.service import QueueFallback
+from cti.features.ivr.runner import IvrRunner
+from cti.platform.clock import FakeClock
 
 FLOWS = {"callback": "queue_callback", "voicemail": "queue_voicemail"}
 

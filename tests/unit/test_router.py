@@ -6,8 +6,8 @@ import pytest
 from routing_fixtures import BASIC, basic_rules
 
 from cti.domain.routing.router import Router
-from cti.errors import Conflict
-from cti.rules import parse_rules
+from cti.features.routing.rules import parse_rules
+from cti.platform.errors import Conflict
 
 
 def ready(router: Router, *agents: str, now: float = 0.0) -> None:

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from routing_fixtures import BASIC
 
-from cti.clock import FakeClock
 from cti.domain.routing.events import CallConnected, CallOffered, OfferWithdrawn, RoutingEvent
-from cti.ports import ChannelInfo
-from cti.services.acd import Acd
+from cti.features.routing.acd import Acd
+from cti.platform.clock import FakeClock
+from cti.platform.ports import ChannelInfo
 
 
 class FakeTelephony:

@@ -10,12 +10,12 @@ from fastapi import FastAPI
 from routing_fixtures import BASIC
 from test_router_acd_service import FakeTelephony
 
-from cti.api import routing
-from cti.api.auth import current_user
-from cti.clock import FakeClock
-from cti.errors import CtiError
-from cti.services.acd import Acd
-from cti.services.auth import Principal, Role
+from cti.features.auth.http import current_user
+from cti.features.auth.service import Principal, Role
+from cti.features.routing import http as routing
+from cti.features.routing.acd import Acd
+from cti.platform.clock import FakeClock
+from cti.platform.errors import CtiError
 
 
 def app_for(acd: Acd, role: Role, agent_id: str | None = None) -> FastAPI:

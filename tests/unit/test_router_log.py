@@ -8,11 +8,11 @@ from pathlib import Path
 
 from routing_fixtures import basic_rules
 
-from cti.adapters.db.base import make_engine, make_sessionmaker
-from cti.adapters.db.migrate import upgrade_async
-from cti.adapters.db.routing_log import RoutingLog
 from cti.domain.routing.events import AgentStateChanged
 from cti.domain.routing.router import Router
+from cti.features.routing.storage import RoutingLog
+from cti.platform.db.base import make_engine, make_sessionmaker
+from cti.platform.db.migrate import upgrade_async
 
 
 async def test_decisions_and_agent_events_are_stored_and_read_back(tmp_path: Path) -> None:

@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 from cti.cli import app
 from cti.domain.routing.expressions import ExpressionError, compile_expression
 from cti.domain.routing.hours import is_open
-from cti.errors import ConfigError
-from cti.rules import load_rules, parse_rules
-from cti.settings import REPO_ROOT
+from cti.features.routing.rules import load_rules, parse_rules
+from cti.platform.errors import ConfigError
+from cti.platform.settings import REPO_ROOT
 
 DEMO = REPO_ROOT / "config" / "routing.yaml"
 

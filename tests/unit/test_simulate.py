@@ -10,9 +10,9 @@ from routing_fixtures import basic_rules
 from typer.testing import CliRunner
 
 from cti.cli import app
-from cti.errors import ConfigError
-from cti.settings import REPO_ROOT
-from cti.simulate import TraceCall, read_trace, simulate
+from cti.features.routing.simulate import TraceCall, read_trace, simulate
+from cti.platform.errors import ConfigError
+from cti.platform.settings import REPO_ROOT
 
 
 def call(

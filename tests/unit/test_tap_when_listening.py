@@ -8,8 +8,8 @@ from typing import Any, cast
 
 from ivr_sim import _FLOWS
 
-from cti.services.ivr_call_script import IvrCallScript
-from cti.settings import Settings
+from cti.features.ivr.call_script import IvrCallScript
+from cti.platform.settings import Settings
 
 
 def script() -> IvrCallScript:

@@ -6,8 +6,8 @@ from typing import Any, cast
 
 import pytest
 
-from cti.errors import ConfigError
-from cti.services.transfers import TransferControl
+from cti.features.transfers.service import TransferControl
+from cti.platform.errors import ConfigError
 
 
 class _Nothing:

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from cti.errors import ConfigError
-from cti.yaml_source import load_yaml, parse_yaml, validate_yaml
+from cti.platform.errors import ConfigError
+from cti.platform.yaml_source import load_yaml, parse_yaml, validate_yaml
 
 
 class Inner(BaseModel):

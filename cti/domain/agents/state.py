@@ -16,7 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from cti.errors import IllegalTransition
+from cti.platform.errors import IllegalTransition
 
 MACHINE = "agent"
 MISSED_REASON = "missed"

@@ -36,7 +36,7 @@ from cti.domain.ivr.flow import (
     WaitNode,
 )
 from cti.domain.ivr.procedures import NOISY, QUIET, SILENT_CALL
-from cti.errors import CtiError
+from cti.platform.errors import CtiError
 
 MAX_HOPS = 64  # immediate nodes in a row; the loader rejects cycles, this guards code flows
 # A recording ends by itself at its max_seconds (the PBX's limit); if its end is never reported

@@ -27,8 +27,8 @@ from cti.domain.ivr.flow import (
     RouteNode,
 )
 from cti.domain.ivr.procedures import direct_hangups
-from cti.errors import ConfigError
-from cti.yaml_source import load_yaml, position_of, validate_yaml
+from cti.platform.errors import ConfigError
+from cti.platform.yaml_source import load_yaml, position_of, validate_yaml
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +158,7 @@ def load_flow_file(path: Path, refs: FlowRefs) -> Flow:
     flow = validate_yaml(Flow, tree, str(path))
     errors = check_flow(flow, refs, str(path), tree)
     if refs.forbidden is not None:
-        from cti.scripts_library import scan_yaml
+        from cti.features.phrases.library import scan_yaml
 
         errors.extend(v.message() for v in scan_yaml(path, refs.forbidden, tree))
     if errors:

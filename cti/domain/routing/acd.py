@@ -2,7 +2,8 @@
 
 No I/O and no clock: each method takes `now` (monotonic seconds, for routing) and `at` (UTC
 wall time, for records) and returns `Command`s for a driver to execute — the asyncio service
-(cti.services.acd) against the PBX, or the simulator (cti.simulate) against a simulated clock.
+(cti.features.routing.acd) against the PBX, or the simulator
+(cti.features.routing.simulate) against a simulated clock.
 The router's notion of "available" is kept equal to the agent machine's AVAILABLE state here,
 in one place. It also says when a waiting caller is told their place and estimated wait
 (`Announce`, per the queue's `announce` rules), from the history it keeps per queue.
@@ -32,7 +33,7 @@ from cti.domain.routing.hours import is_open
 from cti.domain.routing.model import CallAttributes, Fallback, Queue, RoutingRules
 from cti.domain.routing.router import Offer, Router
 from cti.domain.staffing import RunningAverage, estimated_wait
-from cti.errors import Conflict, NotFound
+from cti.platform.errors import Conflict, NotFound
 
 DECISIONS_PER_CALL = 50
 

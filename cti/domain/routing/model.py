@@ -1,6 +1,6 @@
 """The routing model: skills, queues, agents, tiers, the rule filters, and a call's attributes.
 
-Compiled from the YAML rules (cti.rules); plain frozen values the router reads.
+Compiled from the YAML rules (cti.features.routing.rules); plain frozen values the router reads.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from cti.domain.routing.model import (
 )
 from cti.domain.routing.relaxation import Plan, Pool, Stage, build_plan
 from cti.domain.routing.strategies import AgentStats, explain, sort_key
-from cti.errors import Conflict, NotFound
+from cti.platform.errors import Conflict, NotFound
 
 CallKey = tuple[int, float, int]
 

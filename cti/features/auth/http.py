@@ -1,0 +1,134 @@
+"""Login, the current user, role checks, and WebSocket authentication for the agent desk."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, WebSocket
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+
+from cti.features.auth.service import NewUser, Principal, Role, require
+from cti.features.desk.desk import AgentDesk
+from cti.platform.errors import CtiError, Unauthorized
+
+WS_AUTH_TIMEOUT_S = 5.0
+WS_CLOSE_UNAUTHORIZED = 4401  # 4000-4999: application codes; mirrors HTTP 401
+WS_CLOSE_FORBIDDEN = 4403
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+_bearer = HTTPBearer(auto_error=False)
+
+
+def desk_of(request: Request) -> AgentDesk:
+    desk = getattr(request.app.state, "desk", None)
+    if desk is None:
+        raise CtiError("agent desk is not installed on this app")
+    return desk  # type: ignore[no-any-return]
+
+
+Desk = Annotated[AgentDesk, Depends(desk_of)]
+
+
+async def current_user(
+    desk: Desk,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The logged-in user from `Authorization: Bearer <token>`; 401 otherwise."""
+    return desk.auth.check(credentials.credentials if credentials else None)
+
+
+CurrentUser = Annotated[Principal, Depends(current_user)]
+
+
+def require_role(needed: Role) -> Callable[[Principal], Awaitable[Principal]]:
+    """Dependency: the current user, who must have `needed` (or a higher role); 403 otherwise."""
+
+    async def _check(who: CurrentUser) -> Principal:
+        require(who, needed)
+        return who
+
+    return _check
+
+
+async def authenticate_websocket(ws: WebSocket, desk: AgentDesk) -> Principal | None:
+    """Authenticate a socket by `?token=` (checked before accepting: a bad token is refused at the
+    handshake) or, without one, by a first message {"type": "auth", "token": ...} within 5 s.
+    Returns None after closing the socket when authentication fails."""
+    token = ws.query_params.get("token")
+    if token is not None:
+        try:
+            who = desk.auth.check(token)
+        except Unauthorized:
+            await ws.close(code=WS_CLOSE_UNAUTHORIZED, reason="invalid token")
+            return None
+        await ws.accept()
+        return who
+    await ws.accept()
+    try:
+        raw = await asyncio.wait_for(ws.receive_text(), WS_AUTH_TIMEOUT_S)
+        first: Any = json.loads(raw)
+        if not isinstance(first, dict) or first.get("type") != "auth":
+            raise Unauthorized("first message must be {type: auth, token}")
+        return desk.auth.check(str(first.get("token") or ""))
+    except (TimeoutError, ValueError, Unauthorized) as exc:
+        reason = exc.message if isinstance(exc, Unauthorized) else "authentication required"
+        await ws.close(code=WS_CLOSE_UNAUTHORIZED, reason=reason[:120])
+        return None
+
+
+class LoginIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class UserIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    password: str = Field(min_length=6, max_length=256)
+    role: Role
+    agent_id: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    display_name: str = Field(default="", max_length=128)
+    language: str = Field(default="zh", pattern=r"^(zh|en)$")
+
+
+@router.post("/login")
+async def login(body: LoginIn, desk: Desk) -> dict[str, Any]:
+    issued = await desk.auth.login(body.username, body.password)
+    return {
+        "token": issued.token,
+        "token_type": "bearer",
+        "expires_at": issued.expires_at.isoformat(),
+        "user": issued.principal.public(),
+    }
+
+
+@router.get("/me")
+async def me(who: CurrentUser) -> dict[str, Any]:
+    return who.public()
+
+
+@router.get("/users")
+async def list_users(
+    desk: Desk, _admin: Annotated[Principal, Depends(require_role(Role.ADMIN))]
+) -> list[dict[str, Any]]:
+    return [u.public() for u in await desk.auth.users.list()]
+
+
+@router.post("/users", status_code=201)
+async def add_user(
+    body: UserIn, desk: Desk, _admin: Annotated[Principal, Depends(require_role(Role.ADMIN))]
+) -> dict[str, Any]:
+    if body.role is Role.AGENT and not body.agent_id:
+        raise HTTPException(422, "agent_id: an agent needs an agent id")
+    created = await desk.auth.users.create(
+        NewUser(body.username, body.password, body.role, body.agent_id, body.display_name,
+                body.language)
+    )
+    return created.public()

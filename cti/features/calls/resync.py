@@ -1,0 +1,162 @@
+"""Rebuild the call registry from the PBX after every (re)connect, so no call is lost or orphaned.
+
+Events are not replayed by Asterisk after a socket drop, so the truth is what ARI lists now:
+calls whose caller channel vanished are closed; calls still up (ours, or left open in the
+database by an earlier process) are adopted and carry on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Protocol
+
+from cti.domain.calls import Call, CallState, ended, move
+from cti.features.calls.inbound import InboundCalls
+from cti.features.calls.registry import CallRegistry
+from cti.features.calls.storage import CallRepository
+from cti.features.ivr.caller_audio import is_tap_channel
+from cti.platform.ari.telephony import AriTelephony
+from cti.platform.clock import Clock
+from cti.platform.errors import TelephonyError
+from cti.platform.log import get_logger
+from cti.platform.ports import BridgeInfo
+
+log = get_logger(__name__)
+
+# Channels the service originates (ACD agent legs, outside transfer legs): never callers.
+ORIGINATED_PREFIXES = ("acd-", "xfer-")
+# Bridges the service creates; an empty one is left over from an earlier process.
+OUR_BRIDGE_PREFIXES = ("cti-", "acd-", "consult-", "xfer-")
+
+
+class AdoptedCalls(Protocol):
+    """Who takes an adopted call's routing back (CallRouting): with its agent, or queued."""
+
+    def leg_channel_ids(self) -> set[str]: ...
+    async def on_leg_lost(self, channel_id: str) -> None: ...
+    async def resume_adopted(self, call: Call, agent_link: tuple[str, str] | None) -> None: ...
+
+
+@dataclass(frozen=True)
+class ResyncReport:
+    generation: int
+    kept: int
+    closed: int
+    adopted: int
+    orphan_bridges_destroyed: int
+
+
+class Resync:
+    def __init__(
+        self,
+        telephony: AriTelephony,
+        registry: CallRegistry,
+        repo: CallRepository,
+        inbound: InboundCalls,
+        clock: Clock,
+        routing: AdoptedCalls | None = None,
+    ) -> None:
+        self.routing = routing
+        self.telephony = telephony
+        self.registry = registry
+        self.repo = repo
+        self.inbound = inbound
+        self.clock = clock
+        self.last: ResyncReport | None = None
+
+    async def __call__(self, generation: int) -> ResyncReport:
+        in_app = await self.telephony.application_channel_ids()
+        channels = {c.id: c for c in await self.telephony.list_channels()}
+        bridges = await self.telephony.list_bridges()
+        kept = closed = adopted = 0
+
+        for session in self.registry.sessions():
+            if session.call.channel_id in channels:
+                kept += 1
+            else:
+                await self.inbound.end_lost(session)
+                closed += 1
+        if self.routing is not None:
+            # Agent legs that ended while the socket was down: their end was never heard.
+            for leg in self.routing.leg_channel_ids() - set(channels):
+                await self.routing.on_leg_lost(leg)
+
+        ours = self.routing.leg_channel_ids() if self.routing is not None else set()
+        stray_legs = {c for c in in_app if c.startswith(ORIGINATED_PREFIXES)} - ours
+        for call in await self.repo.open_calls():
+            if self.registry.get(call.id) is not None:
+                continue
+            if call.channel_id not in in_app:
+                await self.repo.save(ended(call, self.clock.now(), None, "gone while disconnected"))
+                closed += 1
+                continue
+            link = None
+            if call.state is CallState.CONNECTED:
+                link = _agent_link(call.channel_id, bridges, stray_legs)
+                if link is None:  # the agent's leg is gone: the caller waits for the next one
+                    log.info("resync.agent_leg_gone", call_id=call.id, agent_id=call.agent_id)
+                    call = move(call, CallState.QUEUED)
+            elif call.state is CallState.OFFERED:  # that offer died with its process
+                call = move(call, CallState.QUEUED)
+            if link is not None:
+                stray_legs.discard(link[0])
+            self.inbound.adopt(call, channels.get(call.channel_id))
+            if self.routing is not None:
+                await self.routing.resume_adopted(call, link)
+            adopted += 1
+
+        for leg in stray_legs:  # still ringing, or its caller is gone: nobody will bridge it
+            with contextlib.suppress(TelephonyError):
+                await self.telephony.hangup(leg)
+
+        known = {ch for s in self.registry.sessions() for ch in s.channels}
+        for channel_id in in_app - known - ours:
+            info = channels.get(channel_id)
+            if info is None or channel_id.startswith(ORIGINATED_PREFIXES):
+                continue
+            if is_tap_channel(channel_id):
+                # An audio tap left by an earlier process: its call gets a new one if needed.
+                with contextlib.suppress(TelephonyError):
+                    await self.telephony.hangup(channel_id)
+                continue
+            # A caller that entered Stasis while we could not see it: take it on.
+            call = Call(
+                id=info.id, channel_id=info.id, caller_number=info.caller_number,
+                caller_name=info.caller_name, dialled_number=info.dialplan_exten,
+                arrived_at=self.clock.now(),
+            )
+            self.inbound.adopt(call, info)
+            adopted += 1
+
+        destroyed = 0
+        for bridge in bridges:
+            # After a reconnect, a bridge of this process may be empty for the moment between
+            # its creation and its first channel: only the first resync removes any but cti-.
+            prefixes = OUR_BRIDGE_PREFIXES if generation == 1 else ("cti-",)
+            # Our bridges are known by their id (made with one); a name, if any, counts too.
+            if not bridge.channels and (
+                bridge.id.startswith(prefixes) or bridge.name.startswith(prefixes)
+            ):
+                with contextlib.suppress(TelephonyError):
+                    await self.telephony.destroy_bridge(bridge.id)
+                destroyed += 1
+
+        self.last = ResyncReport(generation, kept, closed, adopted, destroyed)
+        log.info(
+            "ari.resynced", generation=generation, kept=kept, closed=closed, adopted=adopted,
+            orphan_bridges_destroyed=destroyed,
+        )
+        return self.last
+
+
+def _agent_link(
+    caller: str, bridges: list[BridgeInfo], legs: set[str]
+) -> tuple[str, str] | None:
+    """(agent leg, bridge) of the bridge holding `caller` with one of the service's legs."""
+    for bridge in bridges:
+        if caller in bridge.channels:
+            for channel in bridge.channels:
+                if channel in legs:
+                    return channel, bridge.id
+    return None

@@ -1,0 +1,147 @@
+"""`cti crm import FILE`, `cti users add`, `cti demo seed`: the agent desk's commands
+(registered on the main `cti` app in cti/cli.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from cti.platform.errors import CtiError
+
+crm_app = typer.Typer(no_args_is_help=True, help="Customer records (CRM).")
+users_app = typer.Typer(no_args_is_help=True, help="Agent desk users.")
+demo_app = typer.Typer(no_args_is_help=True, help="Demo data.")
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML config file (else $CTI_CONFIG_FILE)")
+]
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _sessions(config: Path | None):  # type: ignore[no-untyped-def]
+    from cti.platform.db.base import make_engine, make_sessionmaker
+    from cti.platform.settings import load_settings
+
+    settings = load_settings(config)
+    engine = make_engine(settings.database_url)
+    return settings, engine, make_sessionmaker(engine)
+
+
+@crm_app.command("import")
+def crm_import(
+    file: Annotated[
+        Path, typer.Argument(help="CSV: numbers,name,surname,title,tier,company,notes")
+    ],
+    config: ConfigOpt = None,
+    region: Annotated[str, typer.Option(help="country for numbers without +")] = "CN",
+) -> None:
+    """Load customers from a CSV file; bad rows are listed with their line numbers."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from cti.features.crm.service import import_customers
+    from cti.features.crm.storage import CustomerRepository
+
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        _fail(f"{file}: file not found")
+    except UnicodeDecodeError as exc:
+        _fail(f"{file}: not UTF-8 (byte {exc.start})")
+    except OSError as exc:
+        _fail(f"{file}: cannot read: {exc.strerror}")
+    lines = text.splitlines(keepends=True)
+    try:
+        _settings, engine, sessions = _sessions(config)
+    except CtiError as exc:
+        _fail(exc.message)
+
+    async def run() -> None:
+        with Progress(
+            TextColumn("[bold]importing"), BarColumn(), MofNCompleteColumn(), TextColumn("rows")
+        ) as progress:
+            task = progress.add_task("import", total=max(len(lines) - 1, 0))
+            result = await import_customers(
+                CustomerRepository(sessions), lines, region,
+                progress=lambda n: progress.advance(task, n),
+            )
+        await engine.dispose()
+        for bad in result.rejected:
+            typer.echo(f"{file}:{bad.line}: {bad.reason}", err=True)
+        typer.echo(
+            f"added {result.added}, updated {result.updated}, rejected {len(result.rejected)}"
+        )
+        if result.rejected:
+            raise typer.Exit(1)
+
+    asyncio.run(run())
+
+
+@users_app.command("add")
+def users_add(
+    username: Annotated[str, typer.Argument()],
+    role: Annotated[str, typer.Option(help="agent | supervisor | admin")] = "agent",
+    agent_id: Annotated[
+        str | None, typer.Option(help="the agent's id (required for agents)")
+    ] = None,
+    name: Annotated[str, typer.Option(help="display name")] = "",
+    language: Annotated[str, typer.Option(help="zh | en")] = "zh",
+    password: Annotated[
+        str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)
+    ] = "",
+    config: ConfigOpt = None,
+) -> None:
+    """Add a user of the agent desk (the password is asked for, or given with --password)."""
+    from cti.features.auth.service import NewUser, Role, UserDirectory
+
+    try:
+        role_value = Role(role)
+    except ValueError:
+        _fail(f"--role: {role!r} is not one of agent, supervisor, admin")
+    if language not in ("zh", "en"):
+        _fail(f"--language: {language!r} is not zh or en")
+    try:
+        _settings, engine, sessions = _sessions(config)
+    except CtiError as exc:
+        _fail(exc.message)
+
+    async def run() -> None:
+        try:
+            who = await UserDirectory(sessions).create(
+                NewUser(username, password, role_value, agent_id, name, language)
+            )
+        finally:
+            await engine.dispose()
+        typer.echo(f"user {who.username} ({who.role.value}, agent id {who.agent_id}) added")
+
+    try:
+        asyncio.run(run())
+    except (CtiError, ValueError) as exc:
+        _fail(exc.message if isinstance(exc, CtiError) else str(exc))
+
+
+@demo_app.command("seed")
+def demo_seed(config: ConfigOpt = None) -> None:
+    """Load demo customers (VIP 王先生 at +49305551) and users agent1001..1003 (password
+    agent-1001..), supervisor (supervisor-pw), admin (admin-pw). Safe to run again."""
+    from cti.features.desk.demo import seed_demo_desk
+
+    try:
+        _settings, engine, sessions = _sessions(config)
+    except CtiError as exc:
+        _fail(exc.message)
+
+    async def run() -> tuple[int, int]:
+        try:
+            return await seed_demo_desk(sessions)
+        finally:
+            await engine.dispose()
+
+    customers, users = asyncio.run(run())
+    typer.echo(f"demo data: {customers} customers, {users} users")

@@ -1,0 +1,127 @@
+"""The agent desk's parts, built once per service: users and tokens, customers and lookup,
+the WebSocket hub and the screen pop, plus the call-side ports the desk drives.
+
+`cti.features.desk.http.install_agent_desk(app, desk)` exposes it over HTTP.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from cti.features.auth.service import AuthService, Tokens, UserDirectory
+from cti.features.calls.registry import CallRegistry
+from cti.features.crm.external import ExternalCrm, ExternalCrmSettings
+from cti.features.crm.service import CrmLookup
+from cti.features.crm.storage import CustomerRepository
+from cti.features.desk.hub import AgentHub
+from cti.features.desk.screen_pop import CompanyNames, ScreenPop
+from cti.platform.clock import Clock, SystemClock
+from cti.platform.errors import CtiError
+from cti.platform.log import get_logger
+from cti.platform.ports import Telephony
+
+log = get_logger(__name__)
+
+class ServiceMissing(CtiError):
+    """A desk action needs a service this process was not built with (PBX, ACD, procedures)."""
+
+    error_id = "service_unavailable"
+    http_status = 503
+
+
+DeskState = Literal["available", "paused", "logged_out"]
+
+
+class AgentStateControl(Protocol):
+    """What the desk asks of the ACD when an agent clicks available / pause / log out.
+    The ACD answers with AgentStateChanged events (to the screen pop), not with a return value."""
+
+    async def request_agent_state(
+        self, agent_id: str, state: DeskState, reason: str | None = None
+    ) -> None: ...
+
+
+class ProcedureControl(Protocol):
+    """The scripted procedures (silent, quiet, noisy line, dialect, volume up) and the hang-up
+    that must go through a running procedure (MISSION.md: never a direct hang-up in 6b)."""
+
+    async def start_procedure(self, call_id: str, name: str, agent_id: str) -> None: ...
+
+    async def request_hangup(self, call_id: str, agent_id: str) -> bool:
+        """True when a procedure took over the hang-up; False: hang up directly."""
+        ...
+
+    async def agent_command(self, call_id: str, command: str, agent_id: str | None = None) -> None:
+        """A command for the running procedure, e.g. "resume" ends the hold (row 6a)."""
+        ...
+
+
+class TransferControl(Protocol):
+    """One-click transfer. `kind`: blind or attended; `target_type`: agent, queue or number."""
+
+    async def transfer(
+        self, call_id: str, *, agent_id: str, target_type: str, target: str, kind: str
+    ) -> dict[str, Any]: ...
+
+    async def complete(self, call_id: str, agent_id: str) -> dict[str, Any]:
+        """Attended: hand the call to the consulted colleague."""
+        ...
+
+    async def cancel(self, call_id: str, agent_id: str) -> dict[str, Any]:
+        """Attended: drop the colleague, back to the caller."""
+        ...
+
+
+@dataclass
+class AgentDesk:
+    sessions: async_sessionmaker[AsyncSession]
+    auth: AuthService
+    customers: CustomerRepository
+    crm: CrmLookup
+    hub: AgentHub
+    screen_pop: ScreenPop
+    clock: Clock
+    telephony: Telephony | None = None
+    calls: CallRegistry | None = None
+    agent_states: AgentStateControl | None = None
+    procedures: ProcedureControl | None = None
+    transfers: TransferControl | None = None
+    external_crm: ExternalCrm | None = None
+
+    @classmethod
+    def build(
+        cls,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        token_secret: str | None = None,
+        company: CompanyNames | None = None,
+        external_crm: ExternalCrmSettings | None = None,
+        default_region: str = "CN",
+        clock: Clock | None = None,
+        telephony: Telephony | None = None,
+        calls: CallRegistry | None = None,
+    ) -> AgentDesk:
+        clock = clock or SystemClock()
+        if not token_secret:
+            # Tokens then die with the process; fine for a demo, not for several instances.
+            log.warning("auth.ephemeral_secret", hint="set a shared token secret")
+            token_secret = secrets.token_urlsafe(32)
+        auth = AuthService(UserDirectory(sessions, clock=clock), Tokens(token_secret, clock=clock))
+        customers = CustomerRepository(sessions, clock)
+        external = ExternalCrm(external_crm, clock=clock) if external_crm else None
+        crm = CrmLookup(customers, external, default_region=default_region)
+        hub = AgentHub(clock)
+        pop = ScreenPop(hub, crm, company or CompanyNames("示例科技", "Example Tech"))
+        return cls(
+            sessions=sessions, auth=auth, customers=customers, crm=crm, hub=hub, screen_pop=pop,
+            clock=clock, telephony=telephony, calls=calls, external_crm=external,
+        )
+
+    async def aclose(self) -> None:
+        await self.screen_pop.drain()
+        if self.external_crm is not None:
+            await self.external_crm.aclose()

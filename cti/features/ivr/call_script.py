@@ -1,0 +1,198 @@
+"""The call script that hands an answered call to the IVR engine (flows and procedures)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import Literal
+
+from cti.domain.audio_classifier import WindowFeatures
+from cti.domain.calls import CallState
+from cti.domain.crm import address_form
+from cti.domain.ivr import events as ivr_events
+from cti.domain.ivr.engine import CallContext
+from cti.domain.ivr.flow import ListenNode
+from cti.features.calls.registry import CallSession
+from cti.features.calls.storage import CallRepository
+from cti.features.crm.service import CrmLookup
+from cti.features.ivr.caller_audio import CallerAudioTap
+from cti.features.ivr.runner import IvrRunner, ari_to_domain
+from cti.features.routing.call_routing import CallRouting
+from cti.platform.ari.events import (
+    AriEvent,
+    ChannelDtmfReceived,
+    ChannelEnteredBridge,
+    PlaybackFinished,
+)
+from cti.platform.errors import TelephonyError
+from cti.platform.log import get_logger
+from cti.platform.settings import Settings
+
+log = get_logger(__name__)
+
+GREETING_MEDIA = "sound:custom/greeting_answer"
+
+
+class IvrCallScript:
+    def __init__(
+        self,
+        runner: IvrRunner,
+        repo: CallRepository,
+        settings: Settings,
+        tap: CallerAudioTap | None,
+        flow: str,
+        routing: CallRouting | None = None,
+        crm: CrmLookup | None = None,
+    ) -> None:
+        self.runner = runner
+        self.repo = repo
+        self.settings = settings
+        self.tap = tap
+        self.flow = flow
+        self.routing = routing
+        self.crm = crm
+        self._task: asyncio.Task[object] | None = None
+        self._tap_task: asyncio.Task[None] | None = None
+
+    async def _context(self, session: CallSession) -> CallContext:
+        company = self.settings.company
+        agent_id = session.call.agent_id or company.default_agent_id
+        slots: dict[str, dict[str, str]] = {
+            "zh": {"company": company.name, "agent_id": agent_id},
+            "en": {"company": company.name_en, "agent_id": agent_id},
+        }
+        vip = False
+        view = None
+        if self.routing is not None:
+            # The lookup started when the call arrived; this waits for it, never twice.
+            view = await self.routing.customer(session.call.id, session.call.caller_number)
+        elif self.crm is not None:
+            # Local store only: a slow external CRM never delays the caller's menu.
+            view = await self.crm.lookup_fast(session.call.caller_number)
+        if view is not None:
+            customer = view.customer
+            if customer is not None:
+                vip = customer.is_vip
+                if customer.surname.strip() and customer.title is not None:
+                    for lang in slots:
+                        slots[lang]["surname"] = customer.surname.strip()
+                        slots[lang]["title"] = address_form("", customer.title, lang).strip()
+        # An adopted call goes on in the language its caller chose before the restart.
+        lang = session.call.attributes.get("language") or company.language
+        return CallContext(
+            call_id=session.call.id, lang=lang, slots=slots, vip=vip,
+            caller_number=session.call.caller_number,
+        )
+
+    async def on_answered(self, session: CallSession) -> None:
+        await self._start(session, self.flow, None)
+
+    async def on_adopted(self, session: CallSession) -> None:
+        """After a service restart: a caller in the menu hears it again from the top; one
+        waiting in a queue stays there (the IVR idles at its route, the ACD has it again);
+        one talking with an agent goes on in the agent flow's conversation (no greeting)."""
+        state = session.call.state
+        if state in (CallState.ARRIVED, CallState.ANSWERED):
+            await self._start(session, self.flow, None)
+        elif state in (CallState.QUEUED, CallState.OFFERED):
+            await self._start(session, self.flow, "route")
+        elif state is CallState.CONNECTED:
+            await self._start(session, self.settings.agent_flow, "listen")
+
+    async def _start(
+        self, session: CallSession, flow: str, resume: Literal["route", "listen"] | None
+    ) -> None:
+        call = session.call
+        ctx = await self._context(session)
+
+        def ivr_hangs_up(reason: str) -> None:
+            # Before the hang-up: its ChannelHangupRequest must not be taken for the caller's.
+            session.ended_by = "agent" if reason == "agent" else "service"
+
+        self._task = asyncio.create_task(
+            self.runner.run_call(ctx, flow, call.channel_id, on_hangup=ivr_hangs_up,
+                                 resume=resume),
+            name=f"ivr-{call.id}",
+        )
+        if resume != "route" and self._listens(flow):
+            self._start_tap_soon(session)
+
+    def _listens(self, flow: str) -> bool:
+        """Whether `flow` reads the caller's audio (a listen node, or an audio trigger). A
+        menu does not: its callers' audio is tapped once they are bridged with an agent,
+        never while they wait in a queue (three channels each in Asterisk, for nothing)."""
+        spec = self.runner.flow_source.flows.get(flow)
+        if spec is None:
+            return True
+        return any(
+            isinstance(node, ListenNode) or any(t.startswith("audio:") for t in node.on)
+            for node in spec.nodes.values()
+        )
+
+    def _start_tap_soon(self, session: CallSession) -> None:
+        if self.tap is None or not self.settings.detection.auto_start or self._tap_task:
+            return
+        call = session.call
+        # In the background: the call's events (the greeting's end, which starts the silence
+        # watch) must not wait behind the tap's five ARI requests (seconds under load).
+        self._tap_task = asyncio.create_task(
+            self._start_tap(self.tap, call.id, call.channel_id), name=f"tap-{call.id}"
+        )
+
+    async def _start_tap(self, tap: CallerAudioTap, call_id: str, channel_id: str) -> None:
+        def on_window(w: WindowFeatures) -> None:
+            self.runner.feed(call_id, ivr_events.AudioClassified(w.kind, w.level_dbfs, w.snr_db))
+
+        try:
+            await tap.start(call_id, channel_id, on_window)
+        except TelephonyError as exc:
+            # Detection is a help, not a condition: the call goes on without it.
+            log.warning("audio_tap.failed", error=exc.message)
+            return
+        # No IVR, no listener: also when the service stops mid-call and on_ended never
+        # comes, the socket is closed with the call's IVR.
+        if self._task is not None:
+            self._task.add_done_callback(lambda _task: tap.close_socket())
+
+    async def on_event(self, session: CallSession, event: AriEvent) -> None:
+        if isinstance(event, ChannelDtmfReceived) and event.channel.id == session.call.channel_id:
+            # The last menu key pressed is the `menu` attribute the routing rules test.
+            session.call.attributes["menu"] = event.digit
+        # The IVR first: the wait after a prompt starts from its end, so a database write
+        # (0.5-1 s seen under load) must not come between the two.
+        pair = ari_to_domain(event)
+        if pair is not None and pair[0] == session.call.channel_id:
+            self.runner.feed(session.call.id, pair[1])
+        if isinstance(event, ChannelEnteredBridge) and event.channel.id == session.call.channel_id:
+            self._start_tap_soon(session)  # with an agent now: the conversation is watched
+        if isinstance(event, PlaybackFinished) and event.playback.media_uri.startswith(
+            GREETING_MEDIA
+        ) and not session.call.greeting_played:
+            session.call = replace(session.call, greeting_played=True)
+            await self.repo.save(session.call)
+
+    async def on_stopping(self, session: CallSession) -> None:
+        # Not the caller's end: the ACD keeps nothing to undo at the PBX (the agent's leg and
+        # the bridge stay, for the next process to take back).
+        self.runner.feed(session.call.id, ivr_events.HangUp("service_stopping"))
+        await self._release(session)
+
+    async def on_ended(self, session: CallSession) -> None:
+        self.runner.feed(session.call.id, ivr_events.HangUp("caller_gone"))
+        if self.routing is not None:
+            await self.routing.on_caller_ended(session.call.id)
+        await self._release(session)
+
+    async def _release(self, session: CallSession) -> None:
+        if self._tap_task is not None and not self._tap_task.done():
+            self._tap_task.cancel()  # still setting up: stop() below removes what it made
+            await asyncio.gather(self._tap_task, return_exceptions=True)
+        if self.tap is not None:
+            await self.tap.stop()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, 5)
+            except TimeoutError:
+                log.warning("ivr.still_running", call_id=session.call.id)
+            except Exception:  # said, not swallowed: a dead IVR leaves agents' clicks unanswered
+                log.exception("ivr.task_failed", call_id=session.call.id)

@@ -1,0 +1,118 @@
+"""Taps the caller's audio for the detector: snoop (what the caller sends) -> bridge ->
+externalMedia (RTP to a UDP port of ours) -> classifier windows -> the call's IVR."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+from cti.domain.audio_classifier import WindowFeatures
+from cti.domain.ivr.config import DetectionSettings
+from cti.features.calls.registry import CallRegistry
+from cti.platform.audio.rtp_stream import CallerAudioProtocol, open_caller_audio
+from cti.platform.errors import TelephonyError
+from cti.platform.log import get_logger
+from cti.platform.ports import Telephony
+
+log = get_logger(__name__)
+
+# Channel ids of a call's tap end with these, so a restarted service can tell them from callers.
+TAP_SUFFIXES = ("-snoop", "-media")
+STASIS_RETRIES, STASIS_RETRY_S = 40, 0.025  # up to 1 s for the tap channels to enter Stasis
+
+
+def is_tap_channel(channel_id: str) -> bool:
+    return channel_id.endswith(TAP_SUFFIXES)
+
+
+class CallerAudioTap:
+    def __init__(
+        self,
+        telephony: Telephony,
+        registry: CallRegistry,
+        detection: DetectionSettings,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.telephony = telephony
+        self.registry = registry
+        self.detection = detection
+        self.host = host
+        self._transport: asyncio.DatagramTransport | None = None
+        self._bridge: str | None = None
+        self._channels: list[str] = []
+
+    async def start(
+        self, call_id: str, caller_channel: str, on_window: Callable[[WindowFeatures], None]
+    ) -> None:
+        transport, port = await open_caller_audio(
+            self.host, "slin16", self.detection.classifier, self.detection.window_ms, on_window
+        )
+        self._transport = transport
+        snoop_id, media_id = f"{call_id}-snoop", f"{call_id}-media"
+        # Attach first: their StasisStart must reach this call, not be taken for a new caller.
+        for ch in (snoop_id, media_id):
+            self.registry.attach_channel(call_id, ch)
+            self._channels.append(ch)
+        try:
+            await self.telephony.snoop(
+                caller_channel, spy="in", app_args="tap", snoop_id=snoop_id
+            )
+            await self.telephony.external_media(
+                external_host=f"{self.host}:{port}", fmt="slin16", channel_id=media_id
+            )
+            await self._listen_only_to(media_id, transport)
+            self._bridge = await self.telephony.create_bridge(f"cti-tap-{call_id}", "mixing")
+            for channel in (snoop_id, media_id):  # one by one: each retried on its own
+                await self._add_when_in_stasis(self._bridge, channel)
+        except BaseException:
+            self.close_socket()  # the PBX side is cleaned up by stop()
+            raise
+        log.info("audio_tap.started", port=port)
+
+    async def _listen_only_to(self, media_id: str, transport: asyncio.DatagramTransport) -> None:
+        """Hear only the externalMedia channel's RTP port (Asterisk names it in a variable)."""
+        protocol = transport.get_protocol()
+        if not isinstance(protocol, CallerAudioProtocol):
+            return
+        try:
+            port = await self.telephony.get_variable(media_id, "UNICASTRTP_LOCAL_PORT")
+        except TelephonyError as exc:
+            log.warning("audio_tap.sender_unknown", error=exc.message)
+            return
+        if port.isdigit():
+            protocol.sender_port = int(port)
+        else:
+            log.warning("audio_tap.sender_unknown", value=port)
+
+    async def _add_when_in_stasis(self, bridge: str, channel: str) -> None:
+        # ARI creates the snoop and externalMedia channels at once but they enter Stasis a
+        # moment later; addChannel before that is refused with 422 "Channel not in Stasis
+        # application" (seen with ~10 calls starting together). Their StasisStart reaches the
+        # call's queue, which waits behind this start(), so poll instead of waiting for it.
+        for attempt in range(STASIS_RETRIES):
+            try:
+                await self.telephony.add_to_bridge(bridge, [channel])
+                return
+            except TelephonyError as exc:
+                if "422" not in exc.message or attempt == STASIS_RETRIES - 1:
+                    raise
+            await asyncio.sleep(STASIS_RETRY_S)
+
+    def close_socket(self) -> None:
+        """Stop receiving the caller's audio now (synchronous: safe from a done-callback)."""
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+    async def stop(self) -> None:
+        for ch in self._channels:
+            with contextlib.suppress(TelephonyError):
+                await self.telephony.hangup(ch)
+            self.registry.detach_channel(ch)
+        self._channels.clear()
+        if self._bridge is not None:
+            with contextlib.suppress(TelephonyError):
+                await self.telephony.destroy_bridge(self._bridge)
+            self._bridge = None
+        self.close_socket()

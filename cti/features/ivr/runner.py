@@ -1,0 +1,373 @@
+"""The thin asyncio driver of the IVR engine: one task and one event queue per call.
+
+It feeds events to the pure `IvrMachine.step`, then carries out the commands through the
+Telephony port, a timer scheduler (loop.call_later, or a fake in tests) and the audit writer.
+Timers carry generation numbers; a late TimerFired is dropped by the engine.
+
+Wiring (the call lifecycle service): `await runner.run_call(CallContext(...), "agent_greeting",
+channel_id)` for an answered call (its own task); ARI events go through `ari_to_domain` and
+`runner.feed(call_id, event)`. The agent page: `start_procedure`, `request_hangup`,
+`agent_command`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from cti.domain.ivr import commands as c
+from cti.domain.ivr import events as e
+from cti.domain.ivr.config import DetectionSettings, ProcedureSettings
+from cti.domain.ivr.engine import CallContext, CallState, IvrMachine, Phase
+from cti.domain.ivr.flow import Flow
+from cti.domain.ivr.procedures import build_procedures
+from cti.features.ivr.prompts import PromptSource
+from cti.features.procedures.audit import AuditEntry
+from cti.platform.clock import Clock
+from cti.platform.errors import ChannelGone, CtiError, NotFound, TelephonyError
+from cti.platform.log import get_logger
+from cti.platform.ports import Telephony
+
+log = get_logger(__name__)
+
+# Names the agent page uses (cti/api/call_control.py) for the engine's procedures.
+ALIASES = {"silent": "silent_call", "noisy_line": "noisy", "volume_up": "agent_quiet"}
+
+
+class AuditSink(Protocol):
+    def submit(self, entry: AuditEntry) -> None: ...
+
+
+class TimerHandle(Protocol):
+    def cancel(self) -> None: ...
+
+
+class TimerScheduler(Protocol):
+    def call_later(self, delay: float, callback: Callable[[], None]) -> TimerHandle: ...
+
+
+class LoopTimers:
+    """Timers on the running asyncio loop."""
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> TimerHandle:
+        return asyncio.get_running_loop().call_later(delay, callback)
+
+
+class FlowSource(Protocol):
+    @property
+    def flows(self) -> dict[str, Flow]: ...
+
+
+RouteHandler = Callable[[str, c.RouteToQueue], Awaitable[None]]
+
+
+class RecordingSink(Protocol):
+    """Told of each recording the IVR starts (the voicemail store), before the PBX is asked:
+    the recording's end may come after the call's, when the IVR no longer runs it."""
+
+    def recording_started(self, state: CallState, channel_id: str, command: c.Record) -> None: ...
+    def recording_not_started(self, name: str) -> None: ...
+
+
+# Told the engine's hang-up reason ("procedure", "flow", "agent") just before the IVR hangs up,
+# so the call log can say who ended the call.
+HangupHook = Callable[[str], None]
+
+
+class UnknownProcedure(NotFound):
+    error_id = "unknown_procedure"
+
+
+@dataclass
+class _CallRun:
+    ctx: CallContext
+    channel_id: str
+    machine: IvrMachine
+    state: CallState
+    queue: asyncio.Queue[tuple[e.Event, asyncio.Future[list[c.Command]] | None]] = field(
+        default_factory=asyncio.Queue
+    )
+    timer: tuple[int, TimerHandle] | None = None
+    on_hangup: HangupHook | None = None
+
+
+class IvrRunner:
+    def __init__(
+        self,
+        telephony: Telephony,
+        clock: Clock,
+        audit: AuditSink,
+        prompts: PromptSource,
+        flows: FlowSource,
+        *,
+        procedures: ProcedureSettings | None = None,
+        detection: DetectionSettings | None = None,
+        timers: TimerScheduler | None = None,
+        on_route: RouteHandler | None = None,
+        recordings: RecordingSink | None = None,
+    ) -> None:
+        self.telephony = telephony
+        self.clock = clock
+        self.audit = audit
+        self.prompts = prompts
+        self.flow_source = flows
+        self.procedures = build_procedures(procedures or ProcedureSettings())
+        self.detection = detection or DetectionSettings()
+        self.timers = timers or LoopTimers()
+        self.on_route = on_route
+        self.recordings = recordings
+        self.calls: dict[str, _CallRun] = {}
+
+    # -- the call's task ----------------------------------------------------------------------
+
+    async def run_call(
+        self, ctx: CallContext, flow_name: str, channel_id: str | None = None,
+        on_hangup: HangupHook | None = None, resume: Literal["route", "listen"] | None = None,
+    ) -> CallState:
+        """Run the call's IVR from answer to end (or cancellation). Returns the last state.
+        `resume`: an adopted call goes on at the flow's first route (idle) or listen node."""
+        machine = IvrMachine(self.flow_source.flows, self.procedures, self.detection)
+        state = machine.new_call(ctx, flow_name)
+        if resume is not None:
+            state = machine.resumed_call(ctx, flow_name, resume, self.clock.now()) or state
+        run = _CallRun(ctx, channel_id or ctx.call_id, machine, state)
+        run.on_hangup = on_hangup
+        self.calls[ctx.call_id] = run
+        try:
+            await self._process(run, e.Answered(self.clock.now()), None)
+            while run.state.phase is not Phase.ENDED:
+                event, done = await run.queue.get()
+                try:
+                    await self._process(run, event, done)
+                except BaseException as exc:
+                    # A bug in the engine: whoever waits on this event (an agent's click)
+                    # learns of it instead of waiting for ever.
+                    if done is not None and not done.done():
+                        done.set_exception(exc)
+                    raise
+        finally:
+            if run.timer:
+                run.timer[1].cancel()
+            self.calls.pop(ctx.call_id, None)
+            while not run.queue.empty():
+                _, done = run.queue.get_nowait()
+                if done and not done.done():
+                    done.set_result([])
+        return run.state
+
+    async def _process(
+        self, run: _CallRun, event: e.Event, done: asyncio.Future[list[c.Command]] | None
+    ) -> None:
+        if isinstance(event, e.TimerFired) and run.timer and run.timer[0] == event.gen:
+            run.timer = None
+        run.state, commands = run.machine.step(run.state, event)
+        audits: list[c.Audit] = []
+        for command in commands:
+            if isinstance(command, c.Audit):
+                audits.append(command)
+            else:
+                await self._execute(run, command)
+        at, mono = self.clock.now(), self.clock.monotonic()
+        for audit in audits:  # after the timers are set: a write never delays them
+            self._submit(AuditEntry(run.ctx.call_id, audit, at, mono))
+        if done is not None and not done.done():
+            done.set_result(commands)
+
+    async def _execute(self, run: _CallRun, command: c.Command) -> None:
+        call_id = run.ctx.call_id
+        try:
+            match command:
+                case c.StartTimer(gen=gen, seconds=seconds):
+                    if run.timer:
+                        run.timer[1].cancel()
+                    handle = self.timers.call_later(
+                        seconds, lambda: run.queue.put_nowait((e.TimerFired(gen), None))
+                    )
+                    run.timer = (gen, handle)
+                case c.CancelTimer(gen=gen):
+                    if run.timer and run.timer[0] == gen:
+                        run.timer[1].cancel()
+                        run.timer = None
+                case c.Play():
+                    await self._play(run, command)
+                case c.StopPlayback(playback_id=pid):
+                    # 404: the prompt ended by itself a moment ago (its PlaybackFinished is on
+                    # the way); the caller is still there, so this is no HangUp.
+                    with contextlib.suppress(ChannelGone):
+                        await self.telephony.stop_playback(pid)
+                case c.HangUpCall(reason=reason):
+                    if run.on_hangup is not None:
+                        run.on_hangup(reason)
+                    await self.telephony.hangup(run.channel_id, "normal")
+                    log.info("ivr_hangup", call_id=call_id, reason=reason)
+                case c.SetVolume(direction=direction, gain=gain):
+                    await self.telephony.set_volume(run.channel_id, direction, gain)
+                case c.StartMoh(moh_class=moh_class):
+                    await self.telephony.start_moh(run.channel_id, moh_class)
+                case c.StopMoh():
+                    await self.telephony.stop_moh(run.channel_id)
+                case c.Record():
+                    await self._record(run, command)
+                case c.StopRecording(name=name):
+                    # 404: it ended by itself a moment ago (its RecordingFinished is on the way)
+                    with contextlib.suppress(ChannelGone):
+                        await self.telephony.stop_recording(name)
+                case c.RouteToQueue():
+                    if self.on_route is not None:
+                        await self.on_route(call_id, command)
+                    else:
+                        log.info("ivr_route", call_id=call_id, queue=command.queue)
+        except ChannelGone:
+            run.queue.put_nowait((e.HangUp("channel_gone"), None))
+        except TelephonyError as exc:
+            log.error("ivr_command_failed", call_id=call_id, command=type(command).__name__,
+                      error=exc.message)
+        except Exception:
+            # A failing collaborator (the route handler, say) must not stop the procedure's
+            # timers: the caller's timed hang-up still has to happen.
+            log.exception("ivr_command_failed", call_id=call_id, command=type(command).__name__)
+
+    async def _record(self, run: _CallRun, command: c.Record) -> None:
+        if self.recordings is not None:
+            self.recordings.recording_started(run.state, run.channel_id, command)
+        try:
+            await self.telephony.record(
+                run.channel_id, command.name, fmt="wav", max_duration_s=command.max_seconds,
+                max_silence_s=command.max_silence, beep=command.beep,
+                terminate_on=command.terminate_on,
+            )
+        except ChannelGone:
+            if self.recordings is not None:
+                self.recordings.recording_not_started(command.name)
+            raise
+        except CtiError as exc:
+            # Refused (the PBX cannot write the file, say): the flow goes on past the node.
+            log.error("ivr_record_failed", call_id=run.ctx.call_id, error=exc.message)
+            if self.recordings is not None:
+                self.recordings.recording_not_started(command.name)
+            run.queue.put_nowait((e.RecordingEnded(command.name, failed=True,
+                                                   cause=exc.message), None))
+
+    def _submit(self, entry: AuditEntry) -> None:
+        try:
+            self.audit.submit(entry)
+        except Exception:  # the audit trail is a record, not a condition of the call
+            log.exception("ivr_audit_failed", call_id=entry.call_id, kind=entry.audit.kind)
+
+    async def _play(self, run: _CallRun, command: c.Play) -> None:
+        try:
+            media = await self.prompts.media(command.phrase_id, command.slots, command.lang)
+            await self.telephony.play(run.channel_id, media, playback_id=command.playback_id)
+        except ChannelGone:
+            raise
+        except CtiError as exc:
+            # The prompt cannot be said (missing slot, PBX refused): record it and go on, so
+            # the flow and its waits continue instead of hanging silent.
+            log.error("ivr_prompt_failed", call_id=run.ctx.call_id, phrase=command.phrase_id,
+                      error=exc.message)
+            self._submit(AuditEntry(
+                run.ctx.call_id,
+                c.Audit("departure", run.state.procedure.run_id if run.state.procedure else None,
+                        None, {"what": "prompt_failed", "phrase": command.phrase_id,
+                               "error": exc.message}),
+                self.clock.now(), self.clock.monotonic(),
+            ))
+            run.queue.put_nowait((e.PromptFinished(command.playback_id), None))
+
+    # -- the outside world --------------------------------------------------------------------
+
+    def feed(self, call_id: str, event: e.Event) -> bool:
+        """Queue an event for a call; False if the IVR does not run that call."""
+        run = self.calls.get(call_id)
+        if run is None:
+            return False
+        run.queue.put_nowait((event, None))
+        return True
+
+    async def _feed_and_wait(self, call_id: str, event: e.Event) -> list[c.Command]:
+        run = self.calls.get(call_id)
+        if run is None:
+            raise NotFound(f"no IVR running for call {call_id!r}")
+        done: asyncio.Future[list[c.Command]] = asyncio.get_running_loop().create_future()
+        run.queue.put_nowait((event, done))
+        return await done
+
+    def procedure_name(self, name: str) -> str:
+        real = ALIASES.get(name, name)
+        if real not in self.procedures:
+            known = ", ".join(sorted([*self.procedures, *ALIASES]))
+            raise UnknownProcedure(f"unknown procedure {name!r}; known: {known}")
+        return real
+
+    async def start_procedure(
+        self, call_id: str, name: str, agent_id: str | None = None, started_by: str = "agent"
+    ) -> None:
+        real = self.procedure_name(name)
+        by: e.StartedBy = "auto" if started_by == "auto" else "agent"
+        await self._feed_and_wait(call_id, e.StartProcedure(real, by, agent_id))
+
+    async def request_hangup(self, call_id: str, agent_id: str | None = None) -> bool:
+        """The agent clicked hang-up. True when a procedure took it over (goodbye, then the
+        timed hang-up); False when the IVR does not run the call (hang up directly)."""
+        if call_id not in self.calls:
+            return False
+        commands = await self._feed_and_wait(call_id, e.AgentCommand("hangup", agent_id))
+        return not any(isinstance(cmd, c.HangUpCall) for cmd in commands)
+
+    async def agent_command(self, call_id: str, command: str, agent_id: str | None = None) -> None:
+        await self._feed_and_wait(call_id, e.AgentCommand(command, agent_id))
+
+    async def switch_flow(
+        self, call_id: str, flow: str, slots: Mapping[str, Mapping[str, str]] | None = None
+    ) -> None:
+        await self._feed_and_wait(call_id, e.SwitchFlow(flow, slots))
+
+    def state_of(self, call_id: str) -> CallState | None:
+        run = self.calls.get(call_id)
+        return run.state if run else None
+
+    async def cancel_all(self) -> None:
+        for call_id in list(self.calls):
+            self.feed(call_id, e.HangUp("service_stopping"))
+        await asyncio.sleep(0)
+
+
+def ari_to_domain(event: Any) -> tuple[str, e.Event] | None:
+    """(channel id, domain event) for the ARI events the IVR cares about, else None.
+
+    PlaybackFinished and RecordingFinished/Failed are keyed by their target channel
+    (`channel:<id>`)."""
+    kind = getattr(event, "type", type(event).__name__)
+    if kind == "PlaybackFinished":
+        playback = event.playback
+        target = str(getattr(playback, "target_uri", ""))
+        channel = target.split(":", 1)[1] if target.startswith("channel:") else target
+        return channel, e.PromptFinished(playback.id)
+    if kind in ("RecordingFinished", "RecordingFailed"):
+        rec = event.recording
+        target = str(getattr(rec, "target_uri", ""))
+        channel = target.split(":", 1)[1] if target.startswith("channel:") else target
+        duration = getattr(rec, "duration", None)
+        failed = kind == "RecordingFailed"
+        return channel, e.RecordingEnded(
+            rec.name, float(duration) if duration is not None else None, failed,
+            str(getattr(rec, "cause", "") or "") if failed else "",
+        )
+    channel_obj = getattr(event, "channel", None)
+    if channel_obj is None:
+        return None
+    channel_id = str(channel_obj.id)
+    result: e.Event | None = None
+    if kind == "ChannelDtmfReceived":
+        result = e.Dtmf(str(event.digit))
+    elif kind == "ChannelTalkingStarted":
+        result = e.SpeechStarted()
+    elif kind == "ChannelTalkingFinished":
+        result = e.SpeechStopped(int(getattr(event, "duration", 0) or 0))
+    elif kind in ("StasisEnd", "ChannelDestroyed", "ChannelHangupRequest"):
+        result = e.HangUp(kind)
+    return (channel_id, result) if result is not None else None
+

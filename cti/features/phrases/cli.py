@@ -1,0 +1,86 @@
+"""`cti check-phrases` and `cti phrases render`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cti.platform.errors import CtiError
+
+phrases_app = typer.Typer(no_args_is_help=True, help="The phrase library (scripts_lib/).")
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML config file (else $CTI_CONFIG_FILE)")
+]
+DirOpt = Annotated[Path | None, typer.Option(help="override the directory from settings")]
+
+
+def check_phrases(
+    config: ConfigOpt = None, phrases_dir: DirOpt = None, flows_dir: DirOpt = None
+) -> None:
+    """Fail (exit 1) if a forbidden phrase is in the phrase library, a flow or a prompt text."""
+    from cti.features.phrases.library import check_forbidden_everywhere, load_phrase_library
+    from cti.platform.settings import load_settings
+
+    try:
+        settings = load_settings(config)
+        pdir = phrases_dir or settings.phrases_dir
+        fdir = flows_dir or settings.flows_dir
+        extra = {
+            "settings company.name": settings.company.name,
+            "settings company.name_en": settings.company.name_en,
+        }
+        violations = check_forbidden_everywhere(pdir, fdir, extra)
+        for violation in violations:
+            typer.echo(violation.message(), err=True)
+        if violations:
+            raise typer.Exit(1)
+        load_phrase_library(pdir)  # the library must also be valid
+    except CtiError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"no forbidden phrase in {pdir}, {fdir} or the settings")
+
+
+@phrases_app.command("render")
+def render(
+    config: ConfigOpt = None,
+    phrases_dir: DirOpt = None,
+    sounds_dir: DirOpt = None,
+    force: Annotated[bool, typer.Option(help="render everything again")] = False,
+    install: Annotated[bool, typer.Option(help="copy into the PBX sounds dir")] = True,
+) -> None:
+    """Render every phrase (zh, en) with espeak-ng into 8 kHz WAV, trimmed; install for the PBX."""
+    import time
+
+    from cti.features.phrases.library import load_phrase_library
+    from cti.platform.audio import render as audio
+    from cti.platform.settings import load_settings
+
+    try:
+        settings = load_settings(config)
+        pdir = phrases_dir or settings.phrases_dir
+        library = load_phrase_library(pdir)
+        plan = library.render_plan(
+            {"company": {"zh": [settings.company.name], "en": [settings.company.name_en]}}
+        )
+        started = time.monotonic()
+        result = audio.render_all(plan, pdir / "audio", force=force)
+        typer.echo(
+            f"{result.files} sound files: {result.rendered} rendered, {result.reused} unchanged, "
+            f"{result.recorded} from recordings, in {time.monotonic() - started:.1f} s"
+        )
+        if install:
+            target = sounds_dir or settings.sounds_dir
+            count = audio.install(pdir / "audio", target)
+            typer.echo(f"installed {count} files into {target} (played as sound:custom/<file>)")
+    except CtiError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+
+
+def register(app: typer.Typer) -> None:
+    app.command("check-phrases")(check_phrases)
+    app.add_typer(phrases_app, name="phrases")

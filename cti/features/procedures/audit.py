@@ -1,0 +1,195 @@
+"""Stores what the IVR engine audits: procedure runs with their timeline, script departures,
+and call-back requests (the `callback` node).
+
+Writes go through a background queue so a slow database never delays a prompt or a timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import desc, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from cti.domain.ivr.commands import Audit
+from cti.platform.clock import Clock, SystemClock
+from cti.platform.db.tables.fallback import CallbackRequestRow
+from cti.platform.db.tables.ivr import ProcedureRunRow, ProcedureStepRow, ScriptDepartureRow
+from cti.platform.errors import NotFound
+from cti.platform.log import get_logger
+
+log = get_logger(__name__)
+TIMELINE_KINDS = frozenset({
+    "prompt_started", "prompt_finished", "wait_started", "wait_finished", "trigger", "hangup",
+    "volume_raised", "routed",
+})
+
+
+class UnknownCallback(NotFound):
+    error_id = "unknown_callback"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    call_id: str
+    audit: Audit
+    at: datetime
+    mono: float
+
+
+class ProcedureAudit:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], clock: Clock | None = None
+    ) -> None:
+        self.sessions = sessions
+        self.clock: Clock = clock or SystemClock()  # stamps a call-back marked done
+        self._queue: asyncio.Queue[AuditEntry | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._run_start: dict[str, float] = {}
+        self._seq: dict[str, int] = {}
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def submit(self, entry: AuditEntry) -> None:
+        """Queue an entry; the writer task stores it (started on first use)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._writer())
+        self._queue.put_nowait(entry)
+
+    async def flush(self) -> None:
+        """Wait until everything submitted so far is stored."""
+        if self._task is not None and not self._task.done():
+            await self._queue.join()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            await self.flush()
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _writer(self) -> None:
+        while True:
+            entry = await self._queue.get()
+            try:
+                if entry is not None:
+                    await self.record(entry)
+            except Exception as exc:  # one bad write must not stop the audit trail
+                log.error("audit_write_failed", call_id=entry.call_id if entry else None,
+                          error=f"{exc.__class__.__name__}: {exc}")
+            finally:
+                self._queue.task_done()
+
+    async def record(self, entry: AuditEntry) -> None:
+        a = entry.audit
+        async with self.sessions.begin() as session:
+            if a.kind == "procedure_started" and a.run_id:
+                self._run_start[a.run_id] = entry.mono
+                self._seq[a.run_id] = 0
+                session.add(ProcedureRunRow(
+                    id=a.run_id, call_id=entry.call_id, procedure=a.procedure or "",
+                    started_by=str(a.detail.get("started_by", "agent")),
+                    agent_id=a.detail.get("agent_id"), started_at=entry.at, hung_up=False,
+                ))
+            elif a.kind == "procedure_ended" and a.run_id:
+                await session.execute(
+                    update(ProcedureRunRow).where(ProcedureRunRow.id == a.run_id).values(
+                        ended_at=entry.at, end_reason=str(a.detail.get("reason", "")),
+                        hung_up=a.detail.get("reason") == "hangup",
+                    )
+                )
+                self._run_start.pop(a.run_id, None)
+                self._seq.pop(a.run_id, None)
+            elif a.kind == "callback_requested":
+                session.add(CallbackRequestRow(
+                    call_id=entry.call_id, caller_number=str(a.detail.get("number", "")),
+                    lang=str(a.detail.get("lang", "")), queue=a.detail.get("queue") or None,
+                    requested_at=entry.at,
+                ))
+            elif a.kind == "departure":
+                session.add(ScriptDepartureRow(
+                    call_id=entry.call_id, run_id=a.run_id, at=entry.at,
+                    what=str(a.detail.get("what", "")), agent_id=a.detail.get("agent_id"),
+                    detail=dict(a.detail),
+                ))
+            elif a.run_id and a.kind in TIMELINE_KINDS:
+                seq = self._seq.get(a.run_id, 0) + 1
+                self._seq[a.run_id] = seq
+                start = self._run_start.get(a.run_id, entry.mono)
+                session.add(ProcedureStepRow(
+                    run_id=a.run_id, seq=seq, at=entry.at,
+                    offset_ms=round((entry.mono - start) * 1000), kind=a.kind,
+                    detail=dict(a.detail),
+                ))
+
+    # -- reading ------------------------------------------------------------------------------
+
+    async def runs_for_call(self, call_id: str) -> dict[str, Any]:
+        async with self.sessions() as session:
+            runs = (await session.scalars(
+                select(ProcedureRunRow).where(ProcedureRunRow.call_id == call_id)
+                .order_by(ProcedureRunRow.started_at, ProcedureRunRow.id)
+            )).all()
+            steps = (await session.scalars(
+                select(ProcedureStepRow).where(ProcedureStepRow.run_id.in_([r.id for r in runs]))
+                .order_by(ProcedureStepRow.run_id, ProcedureStepRow.seq)
+            )).all()
+            departures = (await session.scalars(
+                select(ScriptDepartureRow).where(ScriptDepartureRow.call_id == call_id)
+                .order_by(ScriptDepartureRow.at, ScriptDepartureRow.id)
+            )).all()
+        by_run: dict[str, list[dict[str, Any]]] = {}
+        for s in steps:
+            by_run.setdefault(s.run_id, []).append(
+                {"seq": s.seq, "at": s.at.isoformat(), "offset_ms": s.offset_ms, "kind": s.kind,
+                 "detail": s.detail}
+            )
+        return {
+            "call_id": call_id,
+            "runs": [
+                {"run_id": r.id, "procedure": r.procedure, "started_by": r.started_by,
+                 "agent_id": r.agent_id, "started_at": r.started_at.isoformat(),
+                 "ended_at": r.ended_at.isoformat() if r.ended_at else None,
+                 "end_reason": r.end_reason, "hung_up": r.hung_up,
+                 "timeline": by_run.get(r.id, [])}
+                for r in runs
+            ],
+            "departures": [
+                {"at": d.at.isoformat(), "what": d.what, "agent_id": d.agent_id,
+                 "run_id": d.run_id, "detail": d.detail}
+                for d in departures
+            ],
+        }
+
+    async def callbacks(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The latest call-back requests, newest first (supervisors follow them up)."""
+        async with self.sessions() as session:
+            rows = (await session.scalars(
+                select(CallbackRequestRow)
+                .order_by(desc(CallbackRequestRow.requested_at), desc(CallbackRequestRow.id))
+                .limit(limit)
+            )).all()
+        return [self._callback_json(r) for r in rows]
+
+    async def callback_done(self, callback_id: int) -> dict[str, Any]:
+        """Mark a call-back request done (a supervisor called back); marking it again keeps the
+        first time."""
+        async with self.sessions.begin() as session:
+            row = await session.get(CallbackRequestRow, callback_id)
+            if row is None:
+                raise UnknownCallback(f"no call-back request {callback_id}")
+            if row.done_at is None:
+                row.done_at = self.clock.now()
+            return self._callback_json(row)
+
+    @staticmethod
+    def _callback_json(r: CallbackRequestRow) -> dict[str, Any]:
+        return {
+            "id": r.id, "call_id": r.call_id, "caller_number": r.caller_number,
+            "lang": r.lang, "queue": r.queue, "requested_at": r.requested_at.isoformat(),
+            "done_at": r.done_at.isoformat() if r.done_at else None,
+        }

@@ -1,0 +1,138 @@
+"""Service settings: defaults < YAML config file < environment (prefix CTI_).
+
+No instance is created at import time; `load_settings()` builds one when asked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from cti.domain.ivr.config import DetectionSettings, ProcedureSettings
+from cti.features.crm.external import ExternalCrmSettings
+from cti.platform.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class AriSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = "http://127.0.0.1:8088/ari"
+    username: str = "cti"
+    password: str = "cti-secret"
+    app: str = "cti"
+    request_timeout: float = Field(default=5.0, gt=0)
+    reconnect_initial: float = Field(default=0.2, gt=0)
+    reconnect_max: float = Field(default=5.0, gt=0)
+
+
+class CompanySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "示例科技"
+    name_en: str = "Example Tech"
+    default_agent_id: str = "001"
+    language: str = "zh"
+
+
+class FallbackFlows(BaseModel):
+    """The IVR flow a caller continues in when the routing rules' fallback (a queue's max wait,
+    or after hours) is a call-back offer or a voicemail; null hangs up instead."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    callback: str | None = "queue_callback"
+    voicemail: str | None = "queue_voicemail"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CTI_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
+    )
+
+    config_file: Path | None = None
+    database_url: str = "sqlite+aiosqlite:///./cti.db"
+    redis_url: str | None = None
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=1, le=65535)
+    log_level: str = "info"
+    log_json: bool = False
+    auto_migrate: bool = True  # `cti serve` brings the schema up to date before it starts
+    ari: AriSettings = AriSettings()
+    company: CompanySettings = CompanySettings()
+    # Caller-audio detection that starts the procedures, and the procedures' tunables.
+    detection: DetectionSettings = DetectionSettings()
+    procedures: ProcedureSettings = ProcedureSettings()
+    # Where the PBX reads custom sounds from, as seen from this host (the sandbox chroot's dir).
+    sounds_dir: Path = Path("/var/cache/cti/pbx-root/usr/local/share/asterisk/sounds/custom")
+    phrases_dir: Path = REPO_ROOT / "scripts_lib"
+    flows_dir: Path = REPO_ROOT / "ivr_flows"
+    # The IVR flow (ivr_flows/<name>.yaml) every answered inbound call starts in, and the one
+    # a call continues in when an agent answers it (the row 1 greeting with the agent's id).
+    inbound_flow: str = "main_menu"
+    agent_flow: str = "agent_greeting"
+    fallback_flows: FallbackFlows = FallbackFlows()
+    # Signs the agents' login tokens; set it (>= 32 characters) so tokens survive a restart.
+    auth_secret: str | None = Field(default=None, min_length=32)
+    # An external CRM looked up alongside the built-in customer store (None: built-in only).
+    crm: ExternalCrmSettings | None = None
+    rules_file: Path = REPO_ROOT / "config" / "routing.yaml"
+    # What the PBX dials for an agent's transfer to an outside number: through your trunk in
+    # production, e.g. "PJSIP/{number}@provider" (the sandbox dials its own endpoints).
+    transfer_dial: str = Field(default="PJSIP/{number}", pattern=r"^[^{}]*\{number\}[^{}]*$")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init (the YAML file's values, passed by load_settings) ranks below the environment.
+        return (env_settings, init_settings)
+
+
+def _format_validation(path: Path | None, tree: Any, exc: ValidationError) -> str:
+    from cti.platform.yaml_source import position_of
+
+    parts = []
+    for err in exc.errors():
+        loc = [p for p in err["loc"] if isinstance(p, int | str)]
+        dotted = ".".join(str(p) for p in loc) or "(root)"
+        in_file = path is not None and isinstance(tree, dict) and loc and loc[0] in tree
+        if in_file:
+            line, col = position_of(tree, loc) or (1, 1)
+            parts.append(f"{path}:{line}:{col}: {dotted}: {err['msg']}")
+        else:
+            env = "CTI_" + "__".join(str(p) for p in loc).upper()
+            parts.append(f"setting {dotted} (environment {env}): {err['msg']}")
+    return "\n".join(parts)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build settings from an optional YAML file plus the environment; raise ConfigError."""
+    import os
+
+    from cti.platform.yaml_source import load_yaml, to_plain
+
+    env_file = os.environ.get("CTI_CONFIG_FILE")
+    path = config_file or (Path(env_file) if env_file else None)
+    tree: Any = None
+    values: dict[str, Any] = {}
+    if path is not None:
+        tree = load_yaml(path)
+        if tree is not None and not isinstance(tree, dict):
+            raise ConfigError(f"{path}:1:1: expected a mapping of settings at the top level")
+        values = to_plain(tree) if tree else {}
+        values["config_file"] = path
+    values.update(overrides)
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(path, tree, exc)) from None

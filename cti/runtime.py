@@ -1,0 +1,287 @@
+"""Wiring: builds the adapters and services from settings, runs the ARI loop and the HTTP API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from cti.domain.ivr.loader import FlowStore
+from cti.features.calls.dispatch import StasisDispatcher
+from cti.features.calls.inbound import CallScript, InboundCalls
+from cti.features.calls.registry import CallRegistry, CallSession
+from cti.features.calls.resync import Resync
+from cti.features.calls.storage import CallRepository
+from cti.features.desk.desk import AgentDesk
+from cti.features.desk.screen_pop import CompanyNames
+from cti.features.fallback.service import QueueFallback
+from cti.features.fallback.voicemail import Voicemails
+from cti.features.ivr.call_script import IvrCallScript
+from cti.features.ivr.caller_audio import CallerAudioTap
+from cti.features.ivr.prompts import PromptSource
+from cti.features.ivr.runner import IvrRunner
+from cti.features.procedures.audit import ProcedureAudit
+from cti.features.procedures.progress import ProcedureProgress
+from cti.features.routing.acd import AGENT_LEG_ARG, Acd
+from cti.features.routing.call_routing import CallRouting
+from cti.features.routing.storage import RoutingLog
+from cti.features.transfers.service import TRANSFER_LEG_ARG, TransferControl
+from cti.platform.ari.client import AriClient
+from cti.platform.ari.events import AriEvent, PlaybackFinished
+from cti.platform.ari.telephony import AriTelephony
+from cti.platform.clock import Clock, SystemClock
+from cti.platform.db.base import make_engine, make_sessionmaker, warm_up
+from cti.platform.db.migrate import upgrade_async
+from cti.platform.errors import ConfigError, TelephonyError, TelephonyUnavailable
+from cti.platform.log import configure_logging, get_logger
+from cti.platform.metrics import ARI_CONNECTED, ARI_RECONNECTS
+from cti.platform.settings import Settings
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Service:
+    """Everything one running CTI service holds. Built by `Service.build`, no globals."""
+
+    settings: Settings
+    clock: Clock
+    engine: AsyncEngine
+    sessions: async_sessionmaker[Any]
+    calls_repo: CallRepository
+    ari: AriClient
+    telephony: AriTelephony
+    registry: CallRegistry
+    dispatcher: StasisDispatcher
+    inbound: InboundCalls
+    resync: Resync
+    prompts: PromptSource
+    flows: FlowStore
+    ivr: IvrRunner
+    audit: ProcedureAudit
+    acd: Acd
+    desk: AgentDesk
+    routing: CallRouting
+    voicemails: Voicemails
+    extras: dict[str, Any] = field(default_factory=dict)
+    _ari_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def build(
+        cls, settings: Settings, *, clock: Clock | None = None, prompts: PromptSource | None = None
+    ) -> Service:
+        """Load and check the phrase library and flows (ConfigError on any problem), then wire."""
+        from cti.domain.ivr.loader import FlowRefs, FlowStore
+        from cti.features.phrases.library import load_phrase_library, require_no_forbidden
+        from cti.features.routing.rules import load_rules
+        from cti.platform.audio.library_prompts import LibraryPrompts
+
+        clock = clock or SystemClock()
+        require_no_forbidden(
+            settings.phrases_dir, settings.flows_dir,
+            {"settings company.name": settings.company.name,
+             "settings company.name_en": settings.company.name_en},
+        )
+        library = load_phrase_library(settings.phrases_dir)
+        # Flows may route only to queues the routing rules define (checked at load and reload).
+        rules = load_rules(settings.rules_file)
+        refs = FlowRefs(library.phrases, library.languages, set(rules.queues), library.forbidden)
+        flows = FlowStore(settings.flows_dir, refs)
+        flows.load()
+        if settings.inbound_flow not in flows.flows:
+            raise ConfigError(
+                f"inbound_flow {settings.inbound_flow!r} is not a flow in {settings.flows_dir} "
+                f"(there: {', '.join(sorted(flows.flows))})"
+            )
+        fallback_flows = _fallback_flows(settings, flows)
+
+        engine = make_engine(settings.database_url)
+        sessions = make_sessionmaker(engine)
+        repo = CallRepository(sessions)
+        ari = AriClient(settings.ari)
+        telephony = AriTelephony(ari)
+        registry = CallRegistry()
+        dispatcher = StasisDispatcher(registry)
+        prompts = prompts or LibraryPrompts(library, settings.sounds_dir)
+        desk = AgentDesk.build(
+            sessions, token_secret=settings.auth_secret,
+            company=CompanyNames(settings.company.name, settings.company.name_en),
+            external_crm=settings.crm, telephony=telephony, calls=registry, clock=clock,
+        )
+        audit = ProcedureAudit(sessions, clock)
+        voicemails = Voicemails(sessions, telephony, clock)
+        runner = IvrRunner(
+            telephony, clock, ProcedureProgress(audit, desk.screen_pop, registry), prompts, flows,
+            procedures=settings.procedures, detection=settings.detection,
+            recordings=voicemails,
+        )
+
+        fallback = QueueFallback(telephony, runner, registry, repo, fallback_flows)
+        acd = Acd(
+            telephony, rules, rules_path=settings.rules_file, listeners=[desk.screen_pop],
+            sink=RoutingLog(sessions), clock=clock, prompts=prompts,
+            language=settings.company.language,
+            on_fallback=fallback,
+        )
+        fallback.decisions = lambda call_id: acd.core.decisions_for(call_id)
+        routing = CallRouting(acd, runner, registry, repo, desk.crm, settings.agent_flow)
+        acd.add_listener(routing)
+        routing.screen_pop = desk.screen_pop
+        runner.on_route = routing.on_route
+        desk.agent_states = acd
+        desk.procedures = runner
+        transfers = TransferControl(
+            acd, telephony, registry, desk.screen_pop, runner,
+            number_endpoint=settings.transfer_dial,
+        )
+        desk.transfers = transfers
+
+        def script_factory(session: CallSession) -> CallScript:
+            tap = CallerAudioTap(telephony, registry, settings.detection)
+            return IvrCallScript(
+                runner, repo, settings, tap, settings.inbound_flow, routing, desk.crm
+            )
+
+        det = settings.detection
+        inbound = InboundCalls(
+            telephony, registry, repo, clock, script_factory,
+            talk_detect=(det.talk_detect_silence_ms, det.talk_detect_threshold),
+        )
+        resync = Resync(telephony, registry, repo, inbound, clock, routing)
+        dispatcher.on_start("inbound", inbound.on_stasis_start)
+        dispatcher.on_start(AGENT_LEG_ARG, routing.on_agent_leg_start)
+        dispatcher.listen(routing.on_ari_event)
+
+        async def announcement_ended(event: AriEvent) -> None:
+            if isinstance(event, PlaybackFinished):  # a waiting caller's music comes back
+                acd.on_playback_finished(event.playback.id)
+
+        dispatcher.listen(announcement_ended)
+        dispatcher.listen(voicemails.on_ari_event)
+        dispatcher.on_start(TRANSFER_LEG_ARG, transfers.on_outside_leg_start)
+        dispatcher.listen(transfers.on_ari_event)
+        return cls(
+            settings=settings, clock=clock, engine=engine, sessions=sessions, calls_repo=repo,
+            ari=ari, telephony=telephony, registry=registry, dispatcher=dispatcher,
+            inbound=inbound, resync=resync, prompts=prompts, flows=flows, ivr=runner,
+            audit=audit, acd=acd, desk=desk, routing=routing,
+            extras={"agent_desk": desk}, voicemails=voicemails,
+        )
+
+    async def _on_connect(self, generation: int) -> None:
+        ARI_CONNECTED.set(1)
+        ARI_RECONNECTS.inc()
+        try:
+            await self.resync(generation)
+        except TelephonyError as exc:
+            log.error("ari.resync_failed", error=exc.message)
+
+    async def _on_event(self, event: AriEvent) -> None:
+        await self.dispatcher.dispatch(event)
+
+    async def start(self) -> None:
+        """Migrate, check the PBX, then keep the event socket up in the background."""
+        if self.settings.auto_migrate:
+            try:
+                await upgrade_async(self.settings.database_url)
+            except Exception as exc:  # unreachable server, bad URL, no permission
+                raise ConfigError(
+                    f"database {self.settings.database_url}: {exc.__class__.__name__}: {exc}"
+                ) from None
+        await self.telephony.client.request("GET", "asterisk/info")  # fail fast: URL, auth
+        await warm_up(self.engine)
+        # Agents as the last process left them, before the resync adopts its calls.
+        await self.acd.restore_agents(await RoutingLog(self.sessions).last_agent_states())
+        self.ari.set_handlers(self._on_event, self._on_connect)
+        self._ari_task = asyncio.create_task(self._run_ari(), name="ari-events")
+        try:
+            await asyncio.wait_for(
+                self.ari.connected.wait(), self.settings.ari.request_timeout * 2
+            )
+        except TimeoutError:
+            raise TelephonyUnavailable(
+                f"ARI at {self.settings.ari.url} answers REST but its event socket for app "
+                f"{self.settings.ari.app!r} did not connect"
+            ) from None
+        await self.acd.start()
+        # The start-up heap (libraries, rules, phrase library, flows) never becomes garbage:
+        # moved out of the collector's reach, a full collection no longer walks it. Walking
+        # it paused the event loop ~100 ms, the p99 of arrival-to-ring at 20 calls/s.
+        gc.collect()
+        gc.freeze()
+
+    async def _run_ari(self) -> None:
+        try:
+            await self.ari.run()
+        finally:
+            ARI_CONNECTED.set(0)
+
+    async def stop(self) -> None:
+        await self.inbound.shutdown()
+        await self.ivr.cancel_all()
+        await self.acd.aclose()
+        await self.desk.aclose()
+        await self.audit.close()
+        await self.voicemails.flush()
+        await self.ari.close()
+        if self._ari_task is not None:
+            self._ari_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ari_task
+        await self.engine.dispose()
+
+
+def _fallback_flows(settings: Settings, flows: FlowStore) -> dict[str, str | None]:
+    """The flows of the call-back and voicemail fallbacks. One named in the settings must
+    exist; the defaults (shipped in ivr_flows/) may be missing from a flows directory of one's
+    own, and such a fallback then hangs up, as said at start."""
+    chosen = settings.fallback_flows.model_dump()
+    explicit = "fallback_flows" in settings.model_fields_set
+    for action, name in chosen.items():
+        if name is None or name in flows.flows:
+            continue
+        if explicit:
+            raise ConfigError(
+                f"fallback_flows.{action} {name!r} is not a flow in {settings.flows_dir} "
+                f"(there: {', '.join(sorted(flows.flows))}; null hangs up instead)"
+            )
+        log.warning("fallback_flow_missing", action=action, flow=name,
+                    flows_dir=str(settings.flows_dir),
+                    effect=f"callers sent to the {action} fallback are hung up")
+        chosen[action] = None
+    return chosen
+
+
+async def serve_async(settings: Settings) -> None:
+    import uvicorn
+
+    from cti.app import create_app
+
+    service = Service.build(settings)
+    try:
+        await service.start()
+    except BaseException:
+        await service.stop()
+        raise
+    http = f"{settings.http_host}:{settings.http_port}"
+    log.info("service.started", ari=settings.ari.url, http=http)
+    app = create_app(service)
+    config = uvicorn.Config(
+        app, host=settings.http_host, port=settings.http_port, log_level="warning",
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    try:
+        await server.serve()
+    finally:
+        await service.stop()
+        log.info("service.stopped")
+
+
+def run_service(settings: Settings) -> None:
+    configure_logging(settings.log_level, settings.log_json)
+    asyncio.run(serve_async(settings))
