@@ -20,6 +20,7 @@ from cti.platform.ari.events import parse_event
 from cti.platform.clock import FakeClock
 from cti.platform.db.base import make_engine, make_sessionmaker
 from cti.platform.errors import ChannelGone
+from cti.platform.provide import register
 from tests.api.desk_app import desk_app
 
 AT = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
@@ -96,8 +97,7 @@ async def test_supervisors_list_callbacks_and_voicemails_and_play_them(
 
         async with desk_app(tmp_path) as env:
             env.app.include_router(fallback_router)
-            env.app.state.procedure_audit = audit
-            env.app.state.voicemails = store
+            register(env.app, audit, store)
             boss = await env.login("supervisor", "supervisor-pw")
             agent = await env.login("agent1001", "agent-1001")
             client = env.client
@@ -182,7 +182,7 @@ async def test_a_supervisor_marks_a_callback_done_once(database_url: str, tmp_pa
 
         async with desk_app(tmp_path) as env:
             env.app.include_router(fallback_router)
-            env.app.state.procedure_audit = audit
+            register(env.app, audit)
             boss = await env.login("supervisor", "supervisor-pw")
             agent = await env.login("agent1001", "agent-1001")
             client = env.client

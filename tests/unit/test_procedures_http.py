@@ -16,6 +16,7 @@ from cti.domain.ivr.engine import CallContext
 from cti.features.calls.registry import CallRegistry, CallSession
 from cti.features.procedures.audit import ProcedureAudit
 from cti.features.procedures.http import router as procedures_router
+from cti.platform.provide import register
 from tests.api.desk_app import desk_app
 
 __all__ = ["audit"]  # the fixture
@@ -37,8 +38,7 @@ async def test_noisy_line_from_the_page_hangup_goes_through_the_goodbye(
     runner.feed("c1", e.SpeechStarted())
     async with desk_app(tmp_path, procedures=runner, calls=registry) as env:
         env.app.include_router(procedures_router)
-        env.app.state.ivr_runner = runner
-        env.app.state.procedure_audit = audit
+        register(env.app, runner, audit)
         agent = await env.login("agent1001", "agent-1001")
         other = await env.login("agent1002", "agent-1002")
         supervisor = await env.login("supervisor", "supervisor-pw")

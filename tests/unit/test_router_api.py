@@ -16,13 +16,14 @@ from cti.features.routing import http as routing
 from cti.features.routing.acd import Acd
 from cti.platform.clock import FakeClock
 from cti.platform.errors import CtiError
+from cti.platform.provide import register
 
 
 def app_for(acd: Acd, role: Role, agent_id: str | None = None) -> FastAPI:
     from fastapi.responses import JSONResponse
 
     app = FastAPI()
-    app.state.acd = acd
+    register(app, acd)
     app.include_router(routing.router)
 
     @app.exception_handler(CtiError)

@@ -7,13 +7,14 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, WebSocket
+from fastapi import APIRouter, Depends, HTTPException, WebSocket
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from cti.features.auth.service import NewUser, Principal, Role, require
 from cti.features.desk.desk import AgentDesk
-from cti.platform.errors import CtiError, Unauthorized
+from cti.platform.errors import Unauthorized
+from cti.platform.provide import provide
 
 WS_AUTH_TIMEOUT_S = 5.0
 WS_CLOSE_UNAUTHORIZED = 4401  # 4000-4999: application codes; mirrors HTTP 401
@@ -23,14 +24,7 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 _bearer = HTTPBearer(auto_error=False)
 
 
-def desk_of(request: Request) -> AgentDesk:
-    desk = getattr(request.app.state, "desk", None)
-    if desk is None:
-        raise CtiError("agent desk is not installed on this app")
-    return desk  # type: ignore[no-any-return]
-
-
-Desk = Annotated[AgentDesk, Depends(desk_of)]
+Desk = Annotated[AgentDesk, Depends(provide(AgentDesk))]
 
 
 async def current_user(

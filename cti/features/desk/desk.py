@@ -20,18 +20,13 @@ from cti.features.crm.storage import CustomerRepository
 from cti.features.desk.hub import AgentHub
 from cti.features.desk.screen_pop import CompanyNames, ScreenPop
 from cti.platform.clock import Clock, SystemClock
-from cti.platform.errors import CtiError
 from cti.platform.log import get_logger
 from cti.platform.ports import Telephony
+from cti.platform.provide import ServiceMissing
 
 log = get_logger(__name__)
 
-class ServiceMissing(CtiError):
-    """A desk action needs a service this process was not built with (PBX, ACD, procedures)."""
-
-    error_id = "service_unavailable"
-    http_status = 503
-
+__all__ = ["AgentDesk", "ServiceMissing"]
 
 DeskState = Literal["available", "paused", "logged_out"]
 

@@ -13,6 +13,7 @@ from cti.features.crm import http as crm
 from cti.features.desk import call_control
 from cti.features.desk import ws as agent_ws
 from cti.features.desk.desk import AgentDesk
+from cti.platform.provide import register
 from cti.platform.settings import REPO_ROOT
 
 AGENT_UI_DIR = REPO_ROOT / "agent_ui"
@@ -32,7 +33,7 @@ def mount_agent_ui(app: FastAPI, directory: Path = AGENT_UI_DIR, path: str = UI_
 
 def install_agent_desk(app: FastAPI, desk: AgentDesk, *, ui: bool = True) -> None:
     """Routers: /auth, /crm, /ws/desk, /desk/state, /agents/me/state, /calls/{id}/... ."""
-    app.state.desk = desk
+    register(app, desk)
     app.include_router(auth.router)
     app.include_router(crm.router)
     app.include_router(agent_ws.router)

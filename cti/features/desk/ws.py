@@ -24,6 +24,7 @@ from cti.features.auth.service import Principal, Role
 from cti.features.desk.desk import AgentDesk, ServiceMissing
 from cti.features.desk.hub import SUPERVISORS, Subscription, agent_topic, drain_to
 from cti.platform.errors import Forbidden
+from cti.platform.provide import provide
 
 router = APIRouter(tags=["agent-desk"])
 
@@ -45,7 +46,7 @@ def may_follow(who: Principal, topic: str) -> bool:
 
 @router.websocket("/ws/desk")
 async def desk_socket(ws: WebSocket) -> None:
-    desk: AgentDesk = ws.app.state.desk
+    desk: AgentDesk = provide(AgentDesk)(ws)
     who = await authenticate_websocket(ws, desk)
     if who is None:
         return

@@ -1,44 +1,27 @@
 """What callers left when no agent was free, for supervisors: call-back requests and voicemails
 (with each message's audio, streamed from the PBX's stored recording).
-
-Needs `app.state.procedure_audit` (cti.features.procedures.audit.ProcedureAudit, where the IVR's
-call-back requests are stored) and `app.state.voicemails`
-(cti.features.fallback.voicemail.Voicemails).
+Call-back requests are kept by the procedure audit (the IVR stores them there).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
 from cti.features.auth.http import require_role
 from cti.features.auth.service import Principal, Role
 from cti.features.fallback.voicemail import Voicemails
 from cti.features.procedures.audit import ProcedureAudit
-from cti.features.procedures.http import ServiceMissing
+from cti.platform.provide import provide
 
 router = APIRouter(tags=["fallback"])
 
 
-def _audit(request: Request) -> ProcedureAudit:
-    audit = getattr(request.app.state, "procedure_audit", None)
-    if audit is None:
-        raise ServiceMissing("the procedure audit is not available on this service")
-    return audit  # type: ignore[no-any-return]
-
-
-def _voicemails(request: Request) -> Voicemails:
-    voicemails = getattr(request.app.state, "voicemails", None)
-    if voicemails is None:
-        raise ServiceMissing("voicemail is not available on this service")
-    return voicemails  # type: ignore[no-any-return]
-
-
 Supervisor = Annotated[Principal, Depends(require_role(Role.SUPERVISOR))]
-Audit = Annotated[ProcedureAudit, Depends(_audit)]
-Mailboxes = Annotated[Voicemails, Depends(_voicemails)]
+Audit = Annotated[ProcedureAudit, Depends(provide(ProcedureAudit))]
+Mailboxes = Annotated[Voicemails, Depends(provide(Voicemails))]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
 

@@ -1,49 +1,28 @@
 """Procedures on live calls: read the audit (quality review), send the agent's commands
 (resume after hold, next in the dialect procedure, end, hangup). Starting one is
 `POST /calls/{id}/procedures/{name}` in cti/api/call_control.py.
-
-Needs `app.state.ivr_runner` (cti.features.ivr.runner.IvrRunner) and
-`app.state.procedure_audit` (cti.features.procedures.audit.ProcedureAudit).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
 from cti.features.auth.http import CurrentUser, Desk, require_role
 from cti.features.auth.service import Principal, Role
 from cti.features.desk.call_control import authorize_call
 from cti.features.ivr.runner import IvrRunner
 from cti.features.procedures.audit import ProcedureAudit
-from cti.platform.errors import CtiError, NotFound
+from cti.platform.errors import NotFound
+from cti.platform.provide import provide
 
 router = APIRouter(prefix="/calls", tags=["procedures"])
 AGENT_COMMANDS = ("resume", "next", "end", "hangup")
 
 
-class ServiceMissing(CtiError):
-    error_id = "service_missing"
-    http_status = 503
-
-
-def _runner(request: Request) -> IvrRunner:
-    runner = getattr(request.app.state, "ivr_runner", None)
-    if runner is None:
-        raise ServiceMissing("the IVR runner is not available on this service")
-    return runner  # type: ignore[no-any-return]
-
-
-def _audit(request: Request) -> ProcedureAudit:
-    audit = getattr(request.app.state, "procedure_audit", None)
-    if audit is None:
-        raise ServiceMissing("the procedure audit is not available on this service")
-    return audit  # type: ignore[no-any-return]
-
-
-Runner = Annotated[IvrRunner, Depends(_runner)]
-Audit = Annotated[ProcedureAudit, Depends(_audit)]
+Runner = Annotated[IvrRunner, Depends(provide(IvrRunner))]
+Audit = Annotated[ProcedureAudit, Depends(provide(ProcedureAudit))]
 
 
 Reviewer = Annotated[Principal, Depends(require_role(Role.SUPERVISOR))]

@@ -1,5 +1,5 @@
 """Routing endpoints: rules reload and status, per-call decision traces, agents' skills and
-states. Install with `app.state.acd = acd; app.include_router(routing.router)`.
+states.
 
 Rules and skills changes need an admin; reading traces needs a supervisor; an agent may set
 their own state (a supervisor anyone's).
@@ -9,25 +9,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from cti.features.auth.http import CurrentUser, require_role
 from cti.features.auth.service import Principal, Role
 from cti.features.routing.acd import Acd
-from cti.platform.errors import CtiError, Forbidden
+from cti.platform.errors import Forbidden
+from cti.platform.provide import provide
 
 router = APIRouter(tags=["routing"])
 
 
-def acd_of(request: Request) -> Acd:
-    acd = getattr(request.app.state, "acd", None)
-    if acd is None:
-        raise CtiError("the ACD is not installed on this app")
-    return acd  # type: ignore[no-any-return]
-
-
-AcdDep = Annotated[Acd, Depends(acd_of)]
+AcdDep = Annotated[Acd, Depends(provide(Acd))]
 Admin = Annotated[Principal, Depends(require_role(Role.ADMIN))]
 Supervisor = Annotated[Principal, Depends(require_role(Role.SUPERVISOR))]
 
