@@ -1,5 +1,5 @@
-"""The scripted procedures on real calls (MISSION.md rows 4, 5b, 6b; issue 3, "Proof on a real
-call"), and the callers' phone menu by DTMF.
+"""The scripted procedures on real calls (docs/phrases.md#row-4, #row-5b, #row-6b; issue 3,
+"Proof on a real call"), and the callers' phone menu by DTMF.
 
 Real Asterisk (a sandbox instance of its own), real SIP callers (sipp) sending RTP audio made
 for each case, the real service and database. Every wait is measured from the ARI events'

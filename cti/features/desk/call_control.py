@@ -3,7 +3,8 @@ the scripted procedures and the wrap-up disposition. An agent controls only thei
 
 Actions that need only the PBX go through the Telephony port; hang-up, procedures and
 transfers go through the procedure and transfer services when they are installed, because
-MISSION.md forbids a direct hang-up during a running procedure (6b) and a transfer needs the ACD.
+the standard phrases forbid a direct hang-up during a running procedure
+(docs/phrases.md#row-6b) and a transfer needs the ACD.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from cti.platform.ports import Telephony
 router = APIRouter(prefix="/calls", tags=["call-control"])
 
 PROCEDURES = ("silent", "quiet", "noisy_line", "dialect", "volume_up")
-VOLUME_STEP = 2  # dB-ish gain steps of VOLUME(TX); "raised slightly" (MISSION.md row 9)
+VOLUME_STEP = 2  # dB-ish gain steps of VOLUME(TX); "raised slightly" (docs/phrases.md#row-9)
 
 
 def _telephony(desk: AgentDesk) -> Telephony:
@@ -100,8 +101,8 @@ async def hangup(call_id: CallId, desk: Desk, who: CurrentUser) -> dict[str, Any
 
 @router.post("/{call_id}/hold")
 async def hold(call_id: CallId, desk: Desk, who: CurrentUser) -> dict[str, Any]:
-    """请稍等 + music on hold (MISSION.md row 6a): through the procedure service when present,
-    which says the phrase first; else music on hold only."""
+    """请稍等 + music on hold (docs/phrases.md#row-6a): through the procedure service when
+    present, which says the phrase first; else music on hold only."""
     session = authorize_call(desk, who, call_id)
     agent = _acting_agent(who, session)
     if desk.procedures is not None:

@@ -42,7 +42,7 @@ class AgentStateControl(Protocol):
 
 class ProcedureControl(Protocol):
     """The scripted procedures (silent, quiet, noisy line, dialect, volume up) and the hang-up
-    that must go through a running procedure (MISSION.md: never a direct hang-up in 6b)."""
+    that must go through a running procedure (docs/phrases.md#row-6b: never a direct hang-up)."""
 
     async def start_procedure(self, call_id: str, name: str, agent_id: str) -> None: ...
 

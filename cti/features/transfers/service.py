@@ -10,7 +10,7 @@ Targets:
 - `number`: the call leaves the ACD; an outside leg is dialled (`number_endpoint`, e.g.
   "PJSIP/{number}@trunk") and bridged with the caller when it answers.
 
-While a transfer rings, the caller is on the scripted hold (MISSION.md row 6a: 请稍等, then
+While a transfer rings, the caller is on the scripted hold (docs/phrases.md#row-6a: 请稍等, then
 music) run by the IVR, which the colleague's answer ends (their greeting follows).
 """
 
