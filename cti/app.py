@@ -1,9 +1,10 @@
-"""The HTTP app over a built `Service`: each feature's routes, the services they reach
-(cti.platform.provide), and one handler that turns our typed errors into responses."""
+"""The running service: the HTTP app over a built `Service` (each feature's routes, the services
+they reach through cti.platform.provide, one handler turning our typed errors into
+responses), and `cti serve`."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -15,10 +16,12 @@ from cti.features.fallback import http as fallback_http
 from cti.features.procedures import http as procedures_http
 from cti.features.routing import http as routing_http
 from cti.platform.errors import CtiError
+from cti.platform.log import configure_logging, get_logger
 from cti.platform.provide import register
+from cti.platform.settings import Settings
+from cti.runtime import Service
 
-if TYPE_CHECKING:
-    from cti.runtime import Service
+log = get_logger(__name__)
 
 
 def create_app(service: Service) -> FastAPI:
@@ -49,3 +52,32 @@ def install_error_handler(app: FastAPI) -> None:
         return JSONResponse(
             {"error": exc.error_id, "detail": exc.message}, status_code=exc.http_status
         )
+
+
+async def serve_async(settings: Settings) -> None:
+    import uvicorn
+
+    service = Service.build(settings)
+    try:
+        await service.start()
+    except BaseException:
+        await service.stop()
+        raise
+    http = f"{settings.http_host}:{settings.http_port}"
+    log.info("service.started", ari=settings.ari.url, http=http)
+    app = create_app(service)
+    config = uvicorn.Config(
+        app, host=settings.http_host, port=settings.http_port, log_level="warning",
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    try:
+        await server.serve()
+    finally:
+        await service.stop()
+        log.info("service.stopped")
+
+
+def run_service(settings: Settings) -> None:
+    configure_logging(settings.log_level, settings.log_json)
+    asyncio.run(serve_async(settings))

@@ -25,8 +25,8 @@ def fail(message: str, code: int = 2) -> None:
 @app.command()
 def serve(config: ConfigOpt = None) -> None:
     """Run the CTI service: ARI connection, HTTP API and agent pages."""
+    from cti.app import run_service
     from cti.platform.settings import load_settings
-    from cti.runtime import run_service
 
     try:
         settings = load_settings(config)

@@ -32,6 +32,7 @@ from cti.domain.agents.state import AgentState
 from cti.domain.ivr.config import DetectionSettings
 from cti.domain.routing.events import CallConnected, CallOffered
 from cti.features.auth.service import NewUser, Role
+from cti.features.routing.call_routing import ROUTING_EVENTS
 from cti.platform.ari.events import (
     PlaybackFinished,
     PlaybackStarted,
@@ -170,7 +171,7 @@ async def desk(pbx: Pbx, database_url: str, tmp_path: Path) -> AsyncIterator[Des
     )
     service = Service.build(settings)
     events, ari = RoutingEvents(), EventLog()
-    service.acd.add_listener(events)
+    service.bus.subscribe("test.routing", events.on_routing_event, ROUTING_EVENTS)
     service.dispatcher.listen(ari.record)
     service.dispatcher.on_start(SPY_ROLE, _ignore)  # the test's snoops (Desk.heard)
     await service.start()

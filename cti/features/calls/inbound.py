@@ -14,6 +14,7 @@ from typing import Final, Protocol
 import structlog
 
 from cti.domain.calls import Call, CallState, answered, ended
+from cti.events import Bus, CallAnswered, CallArrived, CallEnded, DomainEvent
 from cti.features.calls.registry import CallRegistry, CallSession
 from cti.features.calls.storage import CallRepository
 from cti.platform.ari.events import (
@@ -76,6 +77,7 @@ class InboundCalls:
         clock: Clock,
         script_factory: ScriptFactory,
         talk_detect: tuple[int, int] = (1200, 256),
+        bus: Bus | None = None,
     ) -> None:
         self.telephony = telephony
         self.registry = registry
@@ -83,9 +85,14 @@ class InboundCalls:
         self.clock = clock
         self.script_factory = script_factory
         self.talk_detect = talk_detect
+        self.bus = bus
 
     async def save(self, session: CallSession) -> None:
         await self.repo.save(session.call)
+
+    def _publish(self, event: DomainEvent) -> None:
+        if self.bus is not None:
+            self.bus.publish(event)
 
     # -------------------------------------------------------------- arrival
     async def on_stasis_start(self, event: StasisStart) -> None:
@@ -101,6 +108,7 @@ class InboundCalls:
         )
         session = CallSession(call=call)
         self.registry.add(session)
+        self._publish(CallArrived(call.id, call.arrived_at, ch.id, call.caller_number, dialled))
         CALLS_STARTED.inc()
         CALLS_ACTIVE.inc()
         session.task = asyncio.create_task(self._run(session, answer=True), name=f"call-{ch.id}")
@@ -111,6 +119,8 @@ class InboundCalls:
             call = answered(call, self.clock.now())
         session = CallSession(call=call, adopted=True)
         self.registry.add(session)
+        self._publish(CallArrived(call.id, self.clock.now(), call.channel_id, call.caller_number,
+                                  call.dialled_number, adopted=True))
         CALLS_ACTIVE.inc()
         session.task = asyncio.create_task(
             self._run(session, answer=call.state is CallState.ARRIVED), name=f"call-{call.id}"
@@ -150,6 +160,8 @@ class InboundCalls:
                 self.telephony.talk_detect(ch, *self.talk_detect),
             )
             session.call = answered(session.call, self.clock.now())
+            self._publish(CallAnswered(session.call.id, session.call.answered_at or
+                                       self.clock.now()))
             log.info("call.answered")
         except ChannelGone:
             log.info("call.gone_before_answer")  # ChannelDestroyed follows and ends the call
@@ -208,6 +220,9 @@ class InboundCalls:
         session.call = ended(
             session.call, self.clock.now(), cause, cause_text, session.ended_by or "unknown"
         )
+        call = session.call
+        self._publish(CallEnded(call.id, call.ended_at or self.clock.now(), cause, cause_text,
+                                call.ended_by or "unknown", call.agent_id, call.queue))
         await self.save(session)
         CALLS_ENDED.labels(cause=str(cause if cause is not None else "none")).inc()
         log.info("call.ended", cause=cause, cause_text=cause_text)

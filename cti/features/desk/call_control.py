@@ -16,12 +16,20 @@ from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cti.domain.crm import InvalidPhoneNumber, normalise_number
+from cti.events import (
+    CallHeld,
+    CallMuted,
+    CallResumed,
+    ProcedureEnded,
+    ProcedureStarted,
+    ProcedureStepped,
+)
 from cti.features.auth.http import CurrentUser, Desk
 from cti.features.auth.service import Principal, require_agent_access
 from cti.features.calls.registry import CallSession
 from cti.features.desk.desk import AgentDesk, ServiceMissing
 from cti.features.desk.hub import agent_topic
-from cti.platform.errors import ChannelGone, CtiError, NotFound
+from cti.platform.errors import ChannelGone, NotFound
 from cti.platform.ports import Telephony
 
 router = APIRouter(prefix="/calls", tags=["call-control"])
@@ -109,7 +117,7 @@ async def hold(call_id: CallId, desk: Desk, who: CurrentUser) -> dict[str, Any]:
         await desk.procedures.start_procedure(call_id, "hold", agent)
     else:
         await _telephony(desk).start_moh(session.call.channel_id)
-    desk.screen_pop.call_state(call_id, agent, "held")
+    desk.bus.publish(CallHeld(call_id, desk.clock.now(), agent))
     return {"call_id": call_id, "state": "held"}
 
 
@@ -121,7 +129,7 @@ async def resume(call_id: CallId, desk: Desk, who: CurrentUser) -> dict[str, Any
         await desk.procedures.agent_command(call_id, "resume", agent)
     else:
         await _telephony(desk).stop_moh(session.call.channel_id)
-    desk.screen_pop.call_state(call_id, agent, "connected")
+    desk.bus.publish(CallResumed(call_id, desk.clock.now(), agent))
     return {"call_id": call_id, "state": "connected"}
 
 
@@ -140,7 +148,7 @@ async def mute(call_id: CallId, body: MuteIn, desk: Desk, who: CurrentUser) -> d
         await tel.mute(session.call.channel_id, "out")
     else:
         await tel.unmute(session.call.channel_id, "out")
-    desk.screen_pop.call_state(call_id, _acting_agent(who, session), "connected", muted=body.on)
+    desk.bus.publish(CallMuted(call_id, desk.clock.now(), _acting_agent(who, session), body.on))
     return {"call_id": call_id, "muted": body.on}
 
 
@@ -171,16 +179,10 @@ async def transfer(
     if desk.transfers is None:
         raise ServiceMissing("transfers are not available on this service")
     agent = _acting_agent(who, session)
-    desk.screen_pop.call_state(call_id, agent, "transferring", target=body.target,
-                               target_type=body.target_type, kind=body.kind)
-    try:
-        result = await desk.transfers.transfer(
-            call_id, agent_id=agent, target_type=body.target_type, target=body.target,
-            kind=body.kind,
-        )
-    except CtiError:  # refused (target busy, unknown): the agent still has the call
-        desk.screen_pop.call_state(call_id, agent, "connected")
-        raise
+    result = await desk.transfers.transfer(  # publishes TransferStarted / CallTransferred
+        call_id, agent_id=agent, target_type=body.target_type, target=body.target,
+        kind=body.kind,
+    )
     return {"call_id": call_id, **result}
 
 
@@ -212,7 +214,11 @@ async def procedure(
         await desk.procedures.start_procedure(call_id, name, agent)
     elif name == "volume_up":  # row 9 needs only the PBX: raise what the caller hears
         await _telephony(desk).set_volume(session.call.channel_id, "TX", VOLUME_STEP)
-        desk.screen_pop.procedure_progress(call_id, agent, name, "volume_raised", "done")
+        at, mono = desk.clock.now(), desk.clock.monotonic()
+        run = f"direct-{call_id}-{mono:.3f}"
+        desk.bus.publish(ProcedureStarted(call_id, at, mono, run, name, {"started_by": "agent"}))
+        desk.bus.publish(ProcedureStepped(call_id, at, mono, run, name, "volume_raised"))
+        desk.bus.publish(ProcedureEnded(call_id, at, mono, run, name, {"reason": "completed"}))
     else:
         raise ServiceMissing("the scripted procedures are not available on this service")
     return {"call_id": call_id, "procedure": name, "status": "started"}
