@@ -44,6 +44,8 @@ from tests.e2e import media
 from tests.e2e.conftest import EventLog, RunningService, service_settings, wait_until
 from tests.e2e.pbx import Pbx, SippResult, run_sipp
 
+pytestmark = pytest.mark.e2e
+
 SPEC_WAIT_S = 5.0  # rows 4 and 6b, and row 5b's default
 TOLERANCE_S = 0.25
 BARGE_IN_S = 1.0  # a menu key stops its prompt and the next step starts "at once"
