@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from cti.features.calls import http as calls_http
 from cti.features.desk.http import install_agent_desk
+from cti.features.events import http as events_http
 from cti.features.fallback import http as fallback_http
 from cti.features.procedures import http as procedures_http
 from cti.features.routing import http as routing_http
@@ -29,13 +30,14 @@ def create_app(service: Service) -> FastAPI:
     install_error_handler(app)
     register(
         app, service.registry, service.calls_repo, service.ari, service.resync, service.acd,
-        service.ivr, service.audit, service.voicemails,
+        service.ivr, service.audit, service.voicemails, service.bus, service.events,
     )
     app.include_router(calls_http.router)
     install_agent_desk(app, service.desk)
     app.include_router(routing_http.router)
     app.include_router(procedures_http.router)
     app.include_router(fallback_http.router)
+    app.include_router(events_http.router)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

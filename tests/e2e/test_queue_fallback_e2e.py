@@ -19,6 +19,7 @@ import wave
 from pathlib import Path
 
 import httpx
+import pytest
 
 from cti.app import create_app
 from cti.domain.routing.events import CallLeftQueue, RoutingEvent
@@ -29,6 +30,8 @@ from cti.runtime import Service
 from tests.e2e import media
 from tests.e2e.conftest import EventLog, call_from, flows_dir, service_settings, wait_until
 from tests.e2e.pbx import Pbx, run_sipp
+
+pytestmark = pytest.mark.e2e
 
 VOICEMAIL_CALLER = "+8613800000801"
 CALLBACK_CALLER = "+8613800000802"

@@ -23,7 +23,10 @@ from tests.e2e.conftest import DATA, service_settings, wait_until
 from tests.e2e.pbx import Pbx
 from tests.e2e.test_routing_e2e import RoutingEvents, _caller, _flows_dir, _phones, _stop
 
-pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.parametrize("database_url", ["postgresql"], indirect=True),
+]
 
 
 async def test_restart_keeps_the_talking_and_the_waiting_caller_with_the_acd(

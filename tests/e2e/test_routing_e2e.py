@@ -44,7 +44,10 @@ from tests.e2e.pbx import AgentMode, AgentPhone, Pbx, SippResult, register_agent
 
 # Routing does not depend on the database backend; one backend keeps the file under 3 minutes
 # (the call log on both backends is proven by test_first_call.py).
-pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.parametrize("database_url", ["postgresql"], indirect=True),
+]
 
 E = TypeVar("E", bound=RoutingEvent)
 

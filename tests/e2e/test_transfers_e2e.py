@@ -52,7 +52,10 @@ from tests.e2e.test_routing_e2e import (
 )
 
 # Transfers do not depend on the database backend (the call log on both is test_first_call's).
-pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.parametrize("database_url", ["postgresql"], indirect=True),
+]
 
 # The sandbox's stand-in for a trunk: the outside number is sent as the request-URI user to
 # agent 1004's registered phone (production: "PJSIP/{number}@provider").
