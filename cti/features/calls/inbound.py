@@ -177,8 +177,10 @@ class InboundCalls:
             if event is STOP:
                 # Release what the script holds in this process (audio tap, IVR task); the
                 # call itself, and its agent, stay up for the next process.
-                with contextlib.suppress(Exception):
+                try:
                     await script.on_stopping(session)
+                except Exception:  # the call is let go either way; say what failed
+                    log.exception("call.script_stop_failed")
                 return
             if isinstance(event, ChannelHangupRequest) and event.channel.id == caller:
                 if session.ended_by is None:
@@ -190,8 +192,10 @@ class InboundCalls:
             elif isinstance(event, StasisEnd) and event.channel.id == caller:
                 await self._await_destroy(session)
             if session.call.is_over:
-                with contextlib.suppress(Exception):
+                try:
                     await script.on_ended(session)
+                except Exception:  # the call is over either way; say what failed
+                    log.exception("call.script_end_failed")
                 break
             try:
                 await script.on_event(session, event)
