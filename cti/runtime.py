@@ -20,6 +20,7 @@ from cti.features.calls.storage import CallRepository
 from cti.features.crm.caller_lookup import CallerLookup
 from cti.features.desk.desk import AgentDesk
 from cti.features.desk.screen_pop import CompanyNames
+from cti.features.events.metrics import EventMetrics
 from cti.features.events.store import EventLog
 from cti.features.fallback.service import QueueFallback
 from cti.features.fallback.voicemail import Voicemails
@@ -116,8 +117,9 @@ class Service:
         bus = InProcessBus()
         prompts = prompts or LibraryPrompts(library, settings.sounds_dir)
 
-        # the kept event stream
+        # the kept event stream, and the figures drawn from it
         events = EventLog(sessions, bus)
+        EventMetrics(bus, clock)
 
         # calls
         repo = CallRepository(sessions)

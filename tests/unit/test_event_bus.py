@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from cti.events import CallAnswered, CallEnded, Envelope, MenuKeyPressed
+from cti.events import CallAnswered, CallArrived, CallEnded, Envelope, MenuKeyPressed
 from cti.platform.bus import InProcessBus
 
 AT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -126,3 +126,27 @@ async def test_after_close_nothing_is_delivered_and_no_task_is_left() -> None:
     await asyncio.sleep(0)
     assert got == ["1"]
     assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("bus-")]
+
+
+async def test_the_metrics_count_what_the_stream_says() -> None:
+    from prometheus_client import REGISTRY
+
+    from cti.features.events.metrics import EventMetrics
+    from cti.platform.clock import SystemClock
+
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    bus = InProcessBus()
+    EventMetrics(bus, SystemClock())
+    started = value("cti_calls_started_total")
+    normal = value("cti_calls_ended_total", cause="16")
+    keys = value("cti_events_total", type="MenuKeyPressed")
+    bus.publish(CallArrived("m1", AT, "m1", "+861", "100"))
+    bus.publish(CallArrived("m0", AT, "m0", "+861", "100", adopted=True))  # not a new call
+    bus.publish(MenuKeyPressed("m1", AT, "1"))
+    bus.publish(CallEnded("m1", AT, 16, "Normal Clearing", "caller"))
+    await bus.drain()
+    assert value("cti_calls_started_total") == started + 1
+    assert value("cti_calls_ended_total", cause="16") == normal + 1
+    assert value("cti_events_total", type="MenuKeyPressed") == keys + 1

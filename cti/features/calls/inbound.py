@@ -28,7 +28,7 @@ from cti.platform.ari.events import (
 from cti.platform.clock import Clock
 from cti.platform.errors import ChannelGone, CtiError
 from cti.platform.log import get_logger
-from cti.platform.metrics import CALLS_ACTIVE, CALLS_ENDED, CALLS_STARTED
+from cti.platform.metrics import CALLS_ACTIVE
 from cti.platform.ports import ChannelInfo, Telephony
 
 log = get_logger(__name__)
@@ -109,7 +109,6 @@ class InboundCalls:
         session = CallSession(call=call)
         self.registry.add(session)
         self._publish(CallArrived(call.id, call.arrived_at, ch.id, call.caller_number, dialled))
-        CALLS_STARTED.inc()
         CALLS_ACTIVE.inc()
         session.task = asyncio.create_task(self._run(session, answer=True), name=f"call-{ch.id}")
 
@@ -228,7 +227,6 @@ class InboundCalls:
         self._publish(CallEnded(call.id, call.ended_at or self.clock.now(), cause, cause_text,
                                 call.ended_by or "unknown", call.agent_id, call.queue))
         await self.save(session)
-        CALLS_ENDED.labels(cause=str(cause if cause is not None else "none")).inc()
         log.info("call.ended", cause=cause, cause_text=cause_text)
 
     async def end_lost(self, session: CallSession) -> None:
