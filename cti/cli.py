@@ -105,6 +105,15 @@ def _register_routing_commands() -> None:
 _register_routing_commands()
 
 
+def _register_report_commands() -> None:
+    from cti.features.reports.cli import register
+
+    register(app)
+
+
+_register_report_commands()
+
+
 def main() -> None:
     try:
         app()

@@ -30,6 +30,7 @@ from cti.features.ivr.prompts import PromptSource
 from cti.features.ivr.runner import IvrRunner
 from cti.features.procedures.audit import ProcedureAudit
 from cti.features.procedures.events import AuditPublisher
+from cti.features.reports.live import LiveStats
 from cti.features.routing.acd import AGENT_LEG_ARG, Acd
 from cti.features.routing.call_routing import CallRouting
 from cti.features.routing.storage import RoutingLog
@@ -77,6 +78,7 @@ class Service:
     transfers: TransferControl
     fallback: QueueFallback
     voicemails: Voicemails
+    live: LiveStats
     _ari_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -155,6 +157,10 @@ class Service:
         customers = CallerLookup(desk.crm, bus, clock)
         routing = CallRouting(acd, runner, registry, repo, customers, bus, settings.agent_flow)
         fallback = QueueFallback(telephony, runner, registry, repo, fallback_flows)
+        # supervisors' live figures (docs/metrics.md), from the same stream
+        hours = rules.business_hours
+        live = LiveStats(bus, events, desk.hub, clock, acd.queue_targets,
+                         hours.timezone if hours else "UTC")
         bus.subscribe("fallback.flows", fallback.on_fallback_reached, (FallbackReached,))
 
         # the calls' lifecycle: each answered call runs its IVR script
@@ -189,7 +195,7 @@ class Service:
             events=events, calls_repo=repo, ari=ari, telephony=telephony, registry=registry,
             dispatcher=dispatcher, inbound=inbound, resync=resync, prompts=prompts, flows=flows,
             ivr=runner, audit=audit, acd=acd, desk=desk, customers=customers, routing=routing,
-            transfers=transfers, fallback=fallback, voicemails=voicemails,
+            transfers=transfers, fallback=fallback, voicemails=voicemails, live=live,
         )
 
     async def _on_connect(self, generation: int) -> None:
@@ -215,6 +221,7 @@ class Service:
         await self.telephony.client.request("GET", "asterisk/info")  # fail fast: URL, auth
         await warm_up(self.engine)
         self.bus.continue_after(await self.events.last_seq())  # one stream across restarts
+        await self.live.start()  # today's figures again, before anything new happens
         # Agents as the last process left them, before the resync adopts its calls.
         await self.acd.restore_agents(await RoutingLog(self.sessions).last_agent_states())
         self.ari.set_handlers(self._on_event, self._on_connect)

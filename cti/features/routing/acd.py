@@ -48,6 +48,7 @@ from cti.domain.routing.announcements import announcement_phrases
 from cti.domain.routing.decisions import Decision
 from cti.domain.routing.events import CallConnected, RoutingEvent, RoutingListener
 from cti.domain.routing.model import CallAttributes, RoutingRules
+from cti.domain.stats import QueueTargets
 from cti.events import Bus, DomainEvent, FallbackReached, RulesReloaded
 from cti.features.ivr.prompts import PromptSource
 from cti.features.routing.rules import load_rules, summarize
@@ -345,6 +346,12 @@ class Acd:
         in the same queue, with hold music."""
         self._calls[call_id] = _CallInfo(channel_id, attributes=dict(attributes))
         await self._run(self.core.requeue(call_id, attributes, queue, *self._now()))
+
+    def queue_targets(self, queue: str) -> QueueTargets:
+        """The queue's service-level threshold for the figures (docs/metrics.md), from the
+        rules in force."""
+        q = self.core.rules.queues.get(queue)
+        return QueueTargets(sl_s=q.service_level_s) if q is not None else QueueTargets()
 
     def is_agent_channel(self, channel_id: str) -> bool:
         return channel_id in self._leg_by_channel
