@@ -105,6 +105,15 @@ def _register_routing_commands() -> None:
 _register_routing_commands()
 
 
+def _register_export_commands() -> None:
+    from cti.features.events.cli import register
+
+    register(app)
+
+
+_register_export_commands()
+
+
 def main() -> None:
     try:
         app()
