@@ -21,6 +21,7 @@ from cti.features.crm.caller_lookup import CallerLookup
 from cti.features.desk.desk import AgentDesk
 from cti.features.desk.screen_pop import CompanyNames
 from cti.features.events.metrics import EventMetrics
+from cti.features.events.queue_log_file import QueueLogFile
 from cti.features.events.store import EventLog
 from cti.features.fallback.service import QueueFallback
 from cti.features.fallback.voicemail import Voicemails
@@ -143,6 +144,7 @@ class Service:
             sink=RoutingLog(sessions), clock=clock, prompts=prompts,
             language=settings.company.language,
         )
+        QueueLogFile.install(bus, settings.queue_log_file, lambda: acd.core.rules)
         transfers = TransferControl(
             acd, telephony, registry, bus, clock, runner, number_endpoint=settings.transfer_dial,
         )
