@@ -108,7 +108,7 @@ class Service:
         dispatcher = StasisDispatcher(registry)
         prompts = prompts or LibraryPrompts(library, settings.sounds_dir)
         desk = AgentDesk.build(
-            sessions, token_secret=settings.auth_secret,
+            sessions, token_secret=settings.auth_secret, auth_settings=settings.auth,
             company=CompanyNames(settings.company.name, settings.company.name_en),
             external_crm=settings.crm, telephony=telephony, calls=registry, clock=clock,
         )
@@ -260,6 +260,7 @@ async def serve_async(settings: Settings) -> None:
     import uvicorn
 
     from cti.app import create_app
+    from cti.features.desk.ws_server import uvicorn_ws_options
 
     service = Service.build(settings)
     try:
@@ -272,7 +273,7 @@ async def serve_async(settings: Settings) -> None:
     app = create_app(service)
     config = uvicorn.Config(
         app, host=settings.http_host, port=settings.http_port, log_level="warning",
-        lifespan="off",
+        lifespan="off", **uvicorn_ws_options(settings.auth),
     )
     server = uvicorn.Server(config)
     try:
