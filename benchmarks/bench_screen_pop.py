@@ -38,6 +38,19 @@ def _principal(agent_id: str):  # type: ignore[no-untyped-def]
     return Principal(int(agent_id), f"agent{agent_id}", Role.AGENT, agent_id, "", "zh")
 
 
+async def _add_agents(sessions, agents: int) -> None:  # type: ignore[no-untyped-def]
+    """The agents the client's tokens name: a token is good only while its user exists and is
+    active. Rows written directly (no argon2: nobody logs in with a password here)."""
+    from cti.platform.db.tables.users import UserRow
+
+    async with sessions() as db:
+        for i in range(agents):
+            agent_id = str(FIRST_AGENT + i)
+            db.add(UserRow(id=int(agent_id), username=f"agent{agent_id}", password_hash="!",
+                           role="agent", agent_id=agent_id, created_at=datetime.now(UTC)))
+        await db.commit()
+
+
 async def serve(port: int, agents: int, rate: float, seconds: float) -> None:
     import uvicorn
     from fastapi import FastAPI
@@ -55,6 +68,7 @@ async def serve(port: int, agents: int, rate: float, seconds: float) -> None:
     engine = make_engine(url)
     sessions = make_sessionmaker(engine)
     await seed_demo_desk(sessions)
+    await _add_agents(sessions, agents)
     desk = AgentDesk.build(sessions, token_secret=SECRET)
     app = FastAPI()
     install_agent_desk(app, desk, ui=False)
@@ -112,8 +126,9 @@ async def measure(port: int, agents: int, expected: int, proc: subprocess.Popen[
 
     async def agent_socket(agent_id: str) -> None:
         token = tokens.issue(_principal(agent_id)).token
-        async with connect(f"ws://127.0.0.1:{port}/ws/desk?token={token}",
+        async with connect(f"ws://127.0.0.1:{port}/ws/desk",
                            max_queue=None, open_timeout=60) as ws:
+            await ws.send(json.dumps({"type": "auth", "token": token}))
             async for raw in ws:
                 now = time.monotonic()
                 msg = json.loads(raw)

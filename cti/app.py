@@ -61,6 +61,8 @@ def install_error_handler(app: FastAPI) -> None:
 async def serve_async(settings: Settings) -> None:
     import uvicorn
 
+    from cti.features.desk.ws_server import uvicorn_ws_options
+
     service = Service.build(settings)
     try:
         await service.start()
@@ -72,7 +74,7 @@ async def serve_async(settings: Settings) -> None:
     app = create_app(service)
     config = uvicorn.Config(
         app, host=settings.http_host, port=settings.http_port, log_level="warning",
-        lifespan="off",
+        lifespan="off", **uvicorn_ws_options(settings.auth),
     )
     server = uvicorn.Server(config)
     try:

@@ -151,7 +151,7 @@ class Service:
 
         # the agent desk (users, CRM, screen pop over the bus) and what its buttons drive
         desk = AgentDesk.build(
-            sessions, token_secret=settings.auth_secret,
+            sessions, token_secret=settings.auth_secret, auth_settings=settings.auth,
             company=CompanyNames(settings.company.name, settings.company.name_en),
             external_crm=settings.crm, telephony=telephony, calls=registry, clock=clock,
             bus=bus, agent_states=acd, procedures=runner, transfers=transfers,

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from cti.domain.ivr.config import DetectionSettings, ProcedureSettings
+from cti.features.auth.settings import AuthSettings
 from cti.features.crm.external import ExternalCrmSettings
 from cti.platform.errors import ConfigError
 
@@ -78,6 +79,8 @@ class Settings(BaseSettings):
     fallback_flows: FallbackFlows = FallbackFlows()
     # Signs the agents' login tokens; set it (>= 32 characters) so tokens survive a restart.
     auth_secret: str | None = Field(default=None, min_length=32)
+    # Login throttling, token revocation cache, desk-socket message limits.
+    auth: AuthSettings = AuthSettings()
     # An external CRM looked up alongside the built-in customer store (None: built-in only).
     crm: ExternalCrmSettings | None = None
     rules_file: Path = REPO_ROOT / "config" / "routing.yaml"
