@@ -150,3 +150,17 @@ async def test_the_metrics_count_what_the_stream_says() -> None:
     assert value("cti_calls_started_total") == started + 1
     assert value("cti_calls_ended_total", cause="16") == normal + 1
     assert value("cti_events_total", type="MenuKeyPressed") == keys + 1
+
+
+async def test_drain_gives_up_after_its_timeout_and_says_so() -> None:
+    bus = InProcessBus()
+    stuck = asyncio.Event()
+
+    async def never(_event: MenuKeyPressed) -> None:
+        await stuck.wait()
+
+    bus.subscribe("stuck", never)
+    bus.publish(MenuKeyPressed("c1", AT, "1"))
+    assert await bus.drain(0.05) is False
+    stuck.set()
+    assert await bus.drain() is True
