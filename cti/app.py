@@ -15,6 +15,7 @@ from cti.features.fallback import http as fallback_http
 from cti.features.procedures import http as procedures_http
 from cti.features.routing import http as routing_http
 from cti.platform.errors import CtiError
+from cti.platform.http_guards import install_http_guards
 from cti.platform.provide import register
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 def create_app(service: Service) -> FastAPI:
     app = FastAPI(title="CTI", version="0.1.0")
     install_error_handler(app)
+    install_http_guards(app, service.settings.http)
     register(
         app, service.registry, service.calls_repo, service.ari, service.resync, service.acd,
         service.ivr, service.audit, service.voicemails,

@@ -7,20 +7,21 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, WebSocket
+from fastapi import APIRouter, Depends, WebSocket
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cti.features.auth.service import NewUser, Principal, Role, require
 from cti.features.desk.desk import AgentDesk
 from cti.platform.errors import Unauthorized
+from cti.platform.http_guards import IsoTime, error_responses
 from cti.platform.provide import provide
 
 WS_AUTH_TIMEOUT_S = 5.0
 WS_CLOSE_UNAUTHORIZED = 4401  # 4000-4999: application codes; mirrors HTTP 401
 WS_CLOSE_FORBIDDEN = 4403
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(prefix="/auth", tags=["auth"], responses=error_responses(401, 422))
 _bearer = HTTPBearer(auto_error=False)
 
 
@@ -91,38 +92,62 @@ class UserIn(BaseModel):
     display_name: str = Field(default="", max_length=128)
     language: str = Field(default="zh", pattern=r"^(zh|en)$")
 
+    @model_validator(mode="after")
+    def _agent_has_id(self) -> UserIn:
+        if self.role is Role.AGENT and not self.agent_id:
+            raise ValueError("agent_id: an agent needs an agent id")
+        return self
+
+
+class UserOut(BaseModel):
+    """A user as others may see them (never the password)."""
+
+    id: int
+    username: str
+    role: Role
+    agent_id: str | None
+    display_name: str
+    language: str
+
+    @classmethod
+    def of(cls, who: Principal) -> UserOut:
+        return cls.model_validate(who.public())
+
+
+class LoginOut(BaseModel):
+    token: str = Field(description="send as `Authorization: Bearer <token>`")
+    token_type: str = "bearer"
+    expires_at: IsoTime
+    user: UserOut
+
 
 @router.post("/login")
-async def login(body: LoginIn, desk: Desk) -> dict[str, Any]:
+async def login(body: LoginIn, desk: Desk) -> LoginOut:
     issued = await desk.auth.login(body.username, body.password)
-    return {
-        "token": issued.token,
-        "token_type": "bearer",
-        "expires_at": issued.expires_at.isoformat(),
-        "user": issued.principal.public(),
-    }
+    return LoginOut(
+        token=issued.token, token_type="bearer", expires_at=issued.expires_at.isoformat(),
+        user=UserOut.of(issued.principal),
+    )
 
 
 @router.get("/me")
-async def me(who: CurrentUser) -> dict[str, Any]:
-    return who.public()
+async def me(who: CurrentUser) -> UserOut:
+    return UserOut.of(who)
 
 
-@router.get("/users")
+@router.get("/users", responses=error_responses(403))
 async def list_users(
     desk: Desk, _admin: Annotated[Principal, Depends(require_role(Role.ADMIN))]
-) -> list[dict[str, Any]]:
-    return [u.public() for u in await desk.auth.users.list()]
+) -> list[UserOut]:
+    return [UserOut.of(u) for u in await desk.auth.users.list()]
 
 
-@router.post("/users", status_code=201)
+@router.post("/users", status_code=201, responses=error_responses(403, 409))
 async def add_user(
     body: UserIn, desk: Desk, _admin: Annotated[Principal, Depends(require_role(Role.ADMIN))]
-) -> dict[str, Any]:
-    if body.role is Role.AGENT and not body.agent_id:
-        raise HTTPException(422, "agent_id: an agent needs an agent id")
+) -> UserOut:
     created = await desk.auth.users.create(
         NewUser(body.username, body.password, body.role, body.agent_id, body.display_name,
                 body.language)
     )
-    return created.public()
+    return UserOut.of(created)

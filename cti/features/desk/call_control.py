@@ -9,9 +9,9 @@ MISSION.md forbids a direct hang-up during a running procedure (6b) and a transf
 from __future__ import annotations
 
 import contextlib
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cti.domain.crm import InvalidPhoneNumber, normalise_number
@@ -21,9 +21,15 @@ from cti.features.calls.registry import CallSession
 from cti.features.desk.desk import AgentDesk, ServiceMissing
 from cti.features.desk.hub import agent_topic
 from cti.platform.errors import ChannelGone, CtiError, NotFound
+from cti.platform.http_guards import CallIdPath, IdField, IsoTime, error_responses, invalid
 from cti.platform.ports import Telephony
 
-router = APIRouter(prefix="/calls", tags=["call-control"])
+# Every action may meet: no login, another agent's call, no such live call, and the PBX
+# refusing, missing or slow (or this service built without the PBX or the procedures).
+router = APIRouter(
+    prefix="/calls", tags=["call-control"],
+    responses=error_responses(401, 403, 404, 409, 422, 502, 503, 504),
+)
 
 PROCEDURES = ("silent", "quiet", "noisy_line", "dialect", "volume_up")
 VOLUME_STEP = 2  # dB-ish gain steps of VOLUME(TX); "raised slightly" (MISSION.md row 9)
@@ -59,47 +65,91 @@ def _acting_agent(who: Principal, session: CallSession) -> str:
     return who.agent_id or session.call.agent_id or who.username
 
 
-CallId = Annotated[str, Path(min_length=1, max_length=128)]
+CallId = CallIdPath
+ProcedureName = Annotated[
+    str, Path(max_length=32, json_schema_extra={"enum": list(PROCEDURES)})
+]
+
+
+class DeskCallOut(BaseModel):
+    """A live call as the agent page shows it."""
+
+    id: str
+    state: str
+    agent_id: str | None
+    queue: str | None
+    caller_number: str
+    arrived_at: IsoTime
+
+
+class CallActionOut(BaseModel):
+    """What an action did: the call's state after it (`answering`, `hanging_up`, `procedure`
+    when a running procedure ends the call itself, `held`, `connected`)."""
+
+    call_id: str
+    state: str
+
+
+class MuteOut(BaseModel):
+    call_id: str
+    muted: bool
+
+
+class TransferOut(BaseModel):
+    """A transfer's result: `transferred` (blind), `consulting` (attended, first click),
+    `connected` (attended, cancelled)."""
+
+    call_id: str
+    state: str
+    target: str | None = None
+    target_type: str | None = None
+
+
+class ProcedureStartedOut(BaseModel):
+    call_id: str
+    procedure: str
+    status: Literal["started"]
+
+
+class DispositionOut(BaseModel):
+    call_id: str
+    outcome: str
 
 
 @router.get("/{call_id}/desk")
-async def call_for_desk(call_id: CallId, desk: Desk, who: CurrentUser) -> dict[str, Any]:
+async def call_for_desk(call_id: CallId, desk: Desk, who: CurrentUser) -> DeskCallOut:
     """The live call as the agent page shows it (403 for another agent's call)."""
     session = authorize_call(desk, who, call_id)
     call = session.call
-    return {
-        "id": call.id,
-        "state": call.state.value,
-        "agent_id": call.agent_id,
-        "queue": call.queue,
-        "caller_number": call.caller_number,
-        "arrived_at": call.arrived_at.isoformat(),
-    }
+    return DeskCallOut(
+        id=call.id, state=call.state.value, agent_id=call.agent_id, queue=call.queue,
+        caller_number=call.caller_number, arrived_at=call.arrived_at.isoformat(),
+    )
 
 
 @router.post("/{call_id}/answer")
-async def answer(call_id: CallId, desk: Desk, who: CurrentUser) -> dict[str, Any]:
+async def answer(call_id: CallId, desk: Desk, who: CurrentUser) -> CallActionOut:
     """For agents without the page's softphone: answers the caller's channel if it still rings.
     (With the softphone the page answers the SIP call itself and the ACD bridges it.)"""
     session = authorize_call(desk, who, call_id)
     if session.call.answered_at is None:
         await _telephony(desk).answer(session.call.channel_id)
-    return {"call_id": call_id, "state": "answering"}
+    return CallActionOut(call_id=call_id, state="answering")
 
 
 @router.post("/{call_id}/hangup")
-async def hangup(call_id: CallId, desk: Desk, who: CurrentUser) -> dict[str, Any]:
+async def hangup(call_id: CallId, desk: Desk, who: CurrentUser) -> CallActionOut:
     session = authorize_call(desk, who, call_id)
     agent = _acting_agent(who, session)
     if desk.procedures is not None and await desk.procedures.request_hangup(call_id, agent):
-        return {"call_id": call_id, "state": "procedure"}
+        return CallActionOut(call_id=call_id, state="procedure")
     with contextlib.suppress(ChannelGone):  # the IVR may have hung it up just now
         await _telephony(desk).hangup(session.call.channel_id)
-    return {"call_id": call_id, "state": "hanging_up"}
+    return CallActionOut(call_id=call_id, state="hanging_up")
 
 
 @router.post("/{call_id}/hold")
-async def hold(call_id: CallId, desk: Desk, who: CurrentUser) -> dict[str, Any]:
+async def hold(call_id: CallId, desk: Desk, who: CurrentUser) -> CallActionOut:
     """请稍等 + music on hold (MISSION.md row 6a): through the procedure service when present,
     which says the phrase first; else music on hold only."""
     session = authorize_call(desk, who, call_id)
@@ -109,11 +159,11 @@ async def hold(call_id: CallId, desk: Desk, who: CurrentUser) -> dict[str, Any]:
     else:
         await _telephony(desk).start_moh(session.call.channel_id)
     desk.screen_pop.call_state(call_id, agent, "held")
-    return {"call_id": call_id, "state": "held"}
+    return CallActionOut(call_id=call_id, state="held")
 
 
 @router.post("/{call_id}/resume")
-async def resume(call_id: CallId, desk: Desk, who: CurrentUser) -> dict[str, Any]:
+async def resume(call_id: CallId, desk: Desk, who: CurrentUser) -> CallActionOut:
     session = authorize_call(desk, who, call_id)
     agent = _acting_agent(who, session)
     if desk.procedures is not None:  # the hold procedure's music stops with it
@@ -121,7 +171,7 @@ async def resume(call_id: CallId, desk: Desk, who: CurrentUser) -> dict[str, Any
     else:
         await _telephony(desk).stop_moh(session.call.channel_id)
     desk.screen_pop.call_state(call_id, agent, "connected")
-    return {"call_id": call_id, "state": "connected"}
+    return CallActionOut(call_id=call_id, state="connected")
 
 
 class MuteIn(BaseModel):
@@ -131,7 +181,7 @@ class MuteIn(BaseModel):
 
 
 @router.post("/{call_id}/mute")
-async def mute(call_id: CallId, body: MuteIn, desk: Desk, who: CurrentUser) -> dict[str, Any]:
+async def mute(call_id: CallId, body: MuteIn, desk: Desk, who: CurrentUser) -> MuteOut:
     """Mute what the caller hears from the agent (the caller's outbound direction)."""
     session = authorize_call(desk, who, call_id)
     tel = _telephony(desk)
@@ -140,7 +190,7 @@ async def mute(call_id: CallId, body: MuteIn, desk: Desk, who: CurrentUser) -> d
     else:
         await tel.unmute(session.call.channel_id, "out")
     desk.screen_pop.call_state(call_id, _acting_agent(who, session), "connected", muted=body.on)
-    return {"call_id": call_id, "muted": body.on}
+    return MuteOut(call_id=call_id, muted=body.on)
 
 
 class TransferIn(BaseModel):
@@ -165,7 +215,7 @@ class TransferIn(BaseModel):
 @router.post("/{call_id}/transfer")
 async def transfer(
     call_id: CallId, body: TransferIn, desk: Desk, who: CurrentUser
-) -> dict[str, Any]:
+) -> TransferOut:
     session = authorize_call(desk, who, call_id)
     if desk.transfers is None:
         raise ServiceMissing("transfers are not available on this service")
@@ -180,13 +230,13 @@ async def transfer(
     except CtiError:  # refused (target busy, unknown): the agent still has the call
         desk.screen_pop.call_state(call_id, agent, "connected")
         raise
-    return {"call_id": call_id, **result}
+    return TransferOut.model_validate({"call_id": call_id, **result})
 
 
 @router.post("/{call_id}/transfer/{step}")
 async def transfer_step(
     call_id: CallId, step: Literal["complete", "cancel"], desk: Desk, who: CurrentUser
-) -> dict[str, Any]:
+) -> TransferOut:
     """An attended transfer's second click: hand over to the colleague, or back to the caller."""
     session = authorize_call(desk, who, call_id)
     if desk.transfers is None:
@@ -196,15 +246,16 @@ async def transfer_step(
         result = await desk.transfers.complete(call_id, agent)
     else:
         result = await desk.transfers.cancel(call_id, agent)
-    return {"call_id": call_id, **result}
+    return TransferOut.model_validate({"call_id": call_id, **result})
 
 
 @router.post("/{call_id}/procedures/{name}")
 async def procedure(
-    call_id: CallId, name: str, desk: Desk, who: CurrentUser
-) -> dict[str, Any]:
+    call_id: CallId, name: ProcedureName, desk: Desk, who: CurrentUser
+) -> ProcedureStartedOut:
     if name not in PROCEDURES:
-        raise HTTPException(422, f"unknown procedure {name!r}; known: {', '.join(PROCEDURES)}")
+        raise invalid(("path", "name"), f"unknown procedure {name!r}; known: "
+                      f"{', '.join(PROCEDURES)}", "enum", name)
     session = authorize_call(desk, who, call_id)
     agent = _acting_agent(who, session)
     if desk.procedures is not None:
@@ -214,7 +265,7 @@ async def procedure(
         desk.screen_pop.procedure_progress(call_id, agent, name, "volume_raised", "done")
     else:
         raise ServiceMissing("the scripted procedures are not available on this service")
-    return {"call_id": call_id, "procedure": name, "status": "started"}
+    return ProcedureStartedOut(call_id=call_id, procedure=name, status="started")
 
 
 class DispositionIn(BaseModel):
@@ -222,13 +273,13 @@ class DispositionIn(BaseModel):
 
     outcome: Literal["resolved", "follow_up", "complaint", "escalated", "no_action", "other"]
     note: str = Field(default="", max_length=4000)
-    customer_id: int | None = None
+    customer_id: IdField | None = None
 
 
 @router.post("/{call_id}/disposition")
 async def disposition(
     call_id: CallId, body: DispositionIn, desk: Desk, who: CurrentUser
-) -> dict[str, Any]:
+) -> DispositionOut:
     """The wrap-up form. Allowed while the call's pop is on the agent's desk (also after the
     call ended), or for the call's agent; stored for the customer's history."""
     session, agent = _agent_of_call(desk, call_id)
@@ -243,4 +294,4 @@ async def disposition(
         call_id=call_id, agent_id=who.agent_id or who.username, customer_id=body.customer_id,
         outcome=body.outcome, note=body.note,
     )
-    return {"call_id": call_id, "outcome": body.outcome}
+    return DispositionOut(call_id=call_id, outcome=body.outcome)
