@@ -312,35 +312,46 @@ def _finite(text: str) -> float:
     return value
 
 
-def non_json_reason(body: bytes) -> str | None:
-    """Why `body` is not strict JSON because of a non-finite number; None otherwise (including
-    when it is not JSON at all: the route's own parsing reports that)."""
+def json_problem(body: bytes, *, declared: bool) -> tuple[tuple[str | int, ...], str] | None:
+    """Where and why `body` is not strict JSON, or None when it is. A body declared JSON (by
+    its Content-Type) must parse: malformed, not UTF-8, nested past the parser, digits past
+    Python's limit — all 422 here (FastAPI would answer some of them 400). A body without a
+    type is only refused for non-finite numbers (it may be something else, e.g. a CSV)."""
     try:
         json.loads(body, parse_constant=_no_constant, parse_float=_finite)
     except NotJson as exc:
-        return str(exc)
-    except (ValueError, RecursionError):  # malformed, too deep, huge ints: the route answers
-        return None
+        return ("body",), str(exc)
+    except json.JSONDecodeError as exc:
+        return (("body", exc.pos), exc.msg) if declared else None
+    except UnicodeDecodeError as exc:
+        return (("body", exc.start), "not UTF-8") if declared else None
+    except RecursionError:
+        return (("body",), "nested too deeply") if declared else None
+    except ValueError as exc:  # e.g. an integer of more digits than sys.get_int_max_str_digits
+        return (("body",), _cut(str(exc))) if declared else None
     return None
 
 
-def _is_json(content_type: str | None) -> bool:
-    if content_type is None:
-        return True  # a body without a type may still be parsed as JSON
+def _is_json(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
     return media == "application/json" or (media.startswith("application/")
                                            and media.endswith("+json"))
 
 
 class StrictJson:
-    """422 for a JSON body with NaN/Infinity (Python's json module, which Starlette uses,
-    accepts them). Only JSON bodies are read here, and the BodyLimit outside bounds them."""
+    """422 for a JSON body that is not strict JSON: NaN/Infinity (Python's json module, which
+    Starlette uses, accepts them) and whatever does not parse. Only JSON bodies (and untyped
+    ones) are read here; the BodyLimit outside bounds them."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not _is_json(Headers(scope=scope).get("content-type")):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        content_type = Headers(scope=scope).get("content-type")
+        if content_type is not None and not _is_json(content_type):
             await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
@@ -353,9 +364,10 @@ class StrictJson:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        reason = non_json_reason(body) if body else None
-        if reason is not None:
-            detail = bounded_errors([{"type": "json_invalid", "loc": ("body",),
+        problem = json_problem(body, declared=content_type is not None) if body else None
+        if problem is not None:
+            loc, reason = problem
+            detail = bounded_errors([{"type": "json_invalid", "loc": loc,
                                       "msg": "JSON decode error", "input": {},
                                       "ctx": {"error": reason}}])
             await _send_json(send, 422, json.dumps({"detail": detail}).encode())

@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from cti.app import create_app
-from cti.features.auth.service import Principal, UserDirectory
+from cti.features.auth.service import NewUser, Principal, UserDirectory
 from cti.platform.db.base import make_engine, make_sessionmaker
 from cti.platform.db.migrate import upgrade_async
 from cti.platform.settings import REPO_ROOT, Settings
@@ -67,14 +67,15 @@ def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
         return Settings(**values)
 
 
-async def prepare_db(url: str) -> dict[str, Principal]:
-    """Migrate and add the test users (agent1001, agent1002, supervisor, admin), on an engine
-    of its own, so the service's engine is first used on the loop that serves requests."""
+async def prepare_db(url: str, *extra: NewUser) -> dict[str, Principal]:
+    """Migrate and add the test users (agent1001, agent1002, supervisor, admin, and `extra`),
+    on an engine of its own, so the service's engine is first used on the loop that serves
+    requests."""
     await upgrade_async(url, "heads")
     engine = make_engine(url)
     try:
         users = UserDirectory(make_sessionmaker(engine), hasher=FAST_HASHER)
-        return {u.username: await users.create(u) for u in USERS}
+        return {u.username: await users.create(u) for u in (*USERS, *extra)}
     finally:
         await engine.dispose()
 

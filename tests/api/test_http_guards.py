@@ -8,6 +8,7 @@ import hashlib
 import json
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from cti.domain.routing.events import CallOffered
 from cti.platform.http_guards import MAX_ECHO_CHARS, MAX_ERRORS, MAX_ID, install_http_guards
 from cti.platform.settings import HttpSettings
 from tests.api.desk_app import desk_app
@@ -81,7 +83,8 @@ def echo_app(**http: Any) -> FastAPI:
 
 @pytest.mark.parametrize(
     "text",
-    ['{"x": NaN}', '{"x": Infinity}', '{"x": -Infinity}', '{"x": 1e999}', '{"x": [1, {"y": -1e400}]}'],
+    ['{"x": NaN}', '{"x": Infinity}', '{"x": -Infinity}', '{"x": 1e999}',
+     '{"x": [1, {"y": -1e400}]}'],
 )
 async def test_nan_and_infinity_in_json_bodies_answer_422(text: str) -> None:
     async with client(echo_app()) as c:
@@ -99,6 +102,20 @@ async def test_finite_json_and_non_json_errors_are_left_to_the_route() -> None:
         r = await c.post("/echo", content='{"x": ', headers={"Content-Type": "application/json"})
         assert r.status_code == 422
         assert r.json()["detail"][0]["type"] == "json_invalid"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"\xd9d\xd6", b"[" * 100_000 + b"]" * 100_000, b'{"x": ' + b"9" * 5000 + b"}"],
+    ids=["not-utf8", "nested-too-deep", "too-many-digits"],
+)
+async def test_json_bodies_the_parser_cannot_take_answer_422_not_400(body: bytes) -> None:
+    """Found by the fuzz run: FastAPI answered these 400 "error parsing the body", a status
+    the API does not declare."""
+    async with client(echo_app()) as c:
+        r = await c.post("/echo", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["type"] == "json_invalid"
 
 
 async def test_nan_on_a_product_route_is_refused(tmp_path: Path) -> None:
@@ -171,8 +188,8 @@ async def test_a_422_never_echoes_megabytes_back(tmp_path: Path) -> None:
         assert r.status_code == 422
         assert len(r.content) < 4096, len(r.content)
         # thousands of errors: capped
-        r = await env.client.post("/crm/customers", headers=agent,
-                                  json={"numbers": ["1"], **{f"k{i}": "v" * 90 for i in range(5000)}})
+        many = {f"k{i}": "v" * 90 for i in range(5000)}
+        r = await env.client.post("/crm/customers", headers=agent, json={"numbers": ["1"], **many})
         assert r.status_code == 422
         assert len(r.json()["detail"]) == MAX_ERRORS + 1
         assert r.json()["detail"][-1]["type"] == "too_many_errors"
@@ -248,3 +265,20 @@ async def test_metrics_need_the_token_when_one_is_set(tmp_path: Path) -> None:
 async def test_metrics_stay_open_without_a_token(tmp_path: Path) -> None:
     async with full_app(tmp_path) as env, client(env.app) as c:
         assert (await c.get("/metrics")).status_code == 200
+
+
+async def test_a_wrap_up_naming_no_customer_answers_404_not_500(tmp_path: Path) -> None:
+    """The disposition's customer id is a foreign key: an unknown one was a database
+    IntegrityError (500)."""
+    async with desk_app(tmp_path) as env:
+        agent = await env.login("agent1001", "agent-1001")
+        await env.desk.screen_pop.on_routing_event(CallOffered(
+            call_id="c1", agent_id="1001", queue="sales", waited_s=1.0, attributes={},
+            at=datetime.now(UTC), offer_id="o1", caller_number="+49305551"))
+        r = await env.client.post("/calls/c1/disposition", headers=agent,
+                                  json={"outcome": "resolved", "customer_id": 999})
+        assert r.status_code == 404, r.text
+        assert r.json()["error"] == "not_found"
+        r = await env.client.post("/calls/c1/disposition", headers=agent,
+                                  json={"outcome": "resolved"})
+        assert r.status_code == 200, r.text

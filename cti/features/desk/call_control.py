@@ -290,6 +290,8 @@ async def disposition(
         if session is None and agent is None:
             raise NotFound(f"no call {call_id} on your desk")
         require_agent_access(who, agent)
+    if body.customer_id is not None:  # 404 for no such customer (a foreign key below)
+        await desk.customers.get(body.customer_id)
     await desk.customers.record_disposition(
         call_id=call_id, agent_id=who.agent_id or who.username, customer_id=body.customer_id,
         outcome=body.outcome, note=body.note,
