@@ -26,6 +26,7 @@ from cti.platform.http_guards import IdPath, IsoTime, error_responses, invalid
 router = APIRouter(prefix="/crm", tags=["crm"], responses=error_responses(401, 403, 422))
 # A phone number as typed: bounded before it is parsed (and echoed in an error).
 NumberIn = Annotated[str, Field(min_length=1, max_length=64)]
+MAX_TITLE = 16
 
 def _numbers(values: list[str], region: str) -> tuple[str, ...]:
     out: list[str] = []
@@ -53,6 +54,8 @@ class CustomerIn(BaseModel):
     @field_validator("title", mode="before")
     @classmethod
     def _title(cls, v: Any) -> Any:
+        if isinstance(v, str) and len(v) > MAX_TITLE:
+            raise ValueError(f"a title has at most {MAX_TITLE} characters")
         return Title.parse(v) if isinstance(v, str) and v else None
 
 
@@ -62,7 +65,8 @@ class CustomerPatchIn(BaseModel):
     numbers: list[NumberIn] | None = Field(default=None, min_length=1, max_length=10)
     name: str | None = Field(default=None, max_length=MAX_NAME)
     surname: str | None = Field(default=None, max_length=MAX_NAME)
-    title: str | None = Field(default=None, description="mr, ms, 先生, 小姐; empty clears it")
+    title: str | None = Field(default=None, max_length=MAX_TITLE,
+                             description="mr, ms, 先生, 小姐; empty clears it")
     tier: str | None = Field(default=None, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")
     company: str | None = Field(default=None, max_length=MAX_NAME)
     notes: str | None = Field(default=None, max_length=MAX_NOTES)
