@@ -73,7 +73,7 @@ async def bench(pbx: Pbx, n: int) -> None:
             t = time.perf_counter()
             bid = await tel.create_bridge(None, "mixing")
             bridge.append((time.perf_counter() - t) * 1000)
-            # a playback holds addChannel until it ends (ASTERISK.md, fact 6): stop it first
+            # a playback holds addChannel until it ends (docs/ari.md#playback-blocks): stop it first
             await tel.stop_playback(pid)
             t = time.perf_counter()
             await tel.add_to_bridge(bid, [cid])

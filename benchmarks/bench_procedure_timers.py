@@ -5,7 +5,7 @@ service (on a fresh PostgreSQL database, dropped at the end: SQLite's single wri
 "database is locked" and an exhausted connection pool at 200 calls; `--db sqlite` to see it),
 then for each load level N sends N simultaneous SIP callers
 (one sipp: -m N -r RATE -l N) that stay silent (digital-silence RTP), so every call runs the
-silent-call procedure (MISSION.md row 4) to its end:
+silent-call procedure (docs/phrases.md#row-4) to its end:
 
   greeting -> 5 s silence -> 4a -> 5 s -> 4b -> 5 s -> 4c goodbye -> 5 s -> hang-up
 

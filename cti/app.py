@@ -1,9 +1,10 @@
-"""The HTTP app over a built `Service`: each feature's routes, the services they reach
-(cti.platform.provide), and one handler that turns our typed errors into responses."""
+"""The running service: the HTTP app over a built `Service` (each feature's routes, the services
+they reach through cti.platform.provide, one handler turning our typed errors into
+responses), and `cti serve`."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -11,15 +12,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from cti.features.calls import http as calls_http
 from cti.features.desk.http import install_agent_desk
+from cti.features.events import http as events_http
 from cti.features.fallback import http as fallback_http
 from cti.features.procedures import http as procedures_http
+from cti.features.reports import http as reports_http
 from cti.features.routing import http as routing_http
 from cti.platform.errors import CtiError
 from cti.platform.http_guards import install_http_guards
+from cti.platform.log import configure_logging, get_logger
 from cti.platform.provide import register
+from cti.platform.settings import Settings
+from cti.runtime import Service
 
-if TYPE_CHECKING:
-    from cti.runtime import Service
+log = get_logger(__name__)
 
 
 def create_app(service: Service) -> FastAPI:
@@ -28,13 +33,15 @@ def create_app(service: Service) -> FastAPI:
     install_http_guards(app, service.settings.http)
     register(
         app, service.registry, service.calls_repo, service.ari, service.resync, service.acd,
-        service.ivr, service.audit, service.voicemails,
+        service.ivr, service.audit, service.voicemails, service.bus, service.events, service.live,
     )
     app.include_router(calls_http.router)
     install_agent_desk(app, service.desk)
     app.include_router(routing_http.router)
     app.include_router(procedures_http.router)
     app.include_router(fallback_http.router)
+    app.include_router(events_http.router)
+    app.include_router(reports_http.router)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
@@ -51,3 +58,32 @@ def install_error_handler(app: FastAPI) -> None:
         return JSONResponse(
             {"error": exc.error_id, "detail": exc.message}, status_code=exc.http_status
         )
+
+
+async def serve_async(settings: Settings) -> None:
+    import uvicorn
+
+    service = Service.build(settings)
+    try:
+        await service.start()
+    except BaseException:
+        await service.stop()
+        raise
+    http = f"{settings.http_host}:{settings.http_port}"
+    log.info("service.started", ari=settings.ari.url, http=http)
+    app = create_app(service)
+    config = uvicorn.Config(
+        app, host=settings.http_host, port=settings.http_port, log_level="warning",
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    try:
+        await server.serve()
+    finally:
+        await service.stop()
+        log.info("service.stopped")
+
+
+def run_service(settings: Settings) -> None:
+    configure_logging(settings.log_level, settings.log_json)
+    asyncio.run(serve_async(settings))

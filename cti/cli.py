@@ -25,8 +25,8 @@ def fail(message: str, code: int = 2) -> None:
 @app.command()
 def serve(config: ConfigOpt = None) -> None:
     """Run the CTI service: ARI connection, HTTP API and agent pages."""
+    from cti.app import run_service
     from cti.platform.settings import load_settings
-    from cti.runtime import run_service
 
     try:
         settings = load_settings(config)
@@ -103,6 +103,17 @@ def _register_routing_commands() -> None:
 
 
 _register_routing_commands()
+
+
+def _register_report_commands() -> None:
+    from cti.features.events.cli import register as register_export
+    from cti.features.reports.cli import register
+
+    register(app)
+    register_export(app)
+
+
+_register_report_commands()
 
 
 def main() -> None:

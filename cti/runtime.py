@@ -5,19 +5,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from cti.domain.ivr.loader import FlowStore
+from cti.domain.ivr.loader import FlowRefs, FlowStore
+from cti.events import FallbackReached
 from cti.features.calls.dispatch import StasisDispatcher
 from cti.features.calls.inbound import CallScript, InboundCalls
 from cti.features.calls.registry import CallRegistry, CallSession
 from cti.features.calls.resync import Resync
 from cti.features.calls.storage import CallRepository
+from cti.features.crm.caller_lookup import CallerLookup
 from cti.features.desk.desk import AgentDesk
 from cti.features.desk.screen_pop import CompanyNames
+from cti.features.events.metrics import EventMetrics
+from cti.features.events.queue_log_file import QueueLogFile
+from cti.features.events.store import EventLog
 from cti.features.fallback.service import QueueFallback
 from cti.features.fallback.voicemail import Voicemails
 from cti.features.ivr.call_script import IvrCallScript
@@ -25,7 +30,8 @@ from cti.features.ivr.caller_audio import CallerAudioTap
 from cti.features.ivr.prompts import PromptSource
 from cti.features.ivr.runner import IvrRunner
 from cti.features.procedures.audit import ProcedureAudit
-from cti.features.procedures.progress import ProcedureProgress
+from cti.features.procedures.events import AuditPublisher
+from cti.features.reports.live import LiveStats
 from cti.features.routing.acd import AGENT_LEG_ARG, Acd
 from cti.features.routing.call_routing import CallRouting
 from cti.features.routing.storage import RoutingLog
@@ -33,11 +39,12 @@ from cti.features.transfers.service import TRANSFER_LEG_ARG, TransferControl
 from cti.platform.ari.client import AriClient
 from cti.platform.ari.events import AriEvent, PlaybackFinished
 from cti.platform.ari.telephony import AriTelephony
+from cti.platform.bus import InProcessBus
 from cti.platform.clock import Clock, SystemClock
 from cti.platform.db.base import make_engine, make_sessionmaker, warm_up
 from cti.platform.db.migrate import upgrade_async
 from cti.platform.errors import ConfigError, TelephonyError, TelephonyUnavailable
-from cti.platform.log import configure_logging, get_logger
+from cti.platform.log import get_logger
 from cti.platform.metrics import ARI_CONNECTED, ARI_RECONNECTS
 from cti.platform.settings import Settings
 
@@ -52,6 +59,8 @@ class Service:
     clock: Clock
     engine: AsyncEngine
     sessions: async_sessionmaker[Any]
+    bus: InProcessBus
+    events: EventLog
     calls_repo: CallRepository
     ari: AriClient
     telephony: AriTelephony
@@ -65,17 +74,21 @@ class Service:
     audit: ProcedureAudit
     acd: Acd
     desk: AgentDesk
+    customers: CallerLookup
     routing: CallRouting
+    transfers: TransferControl
+    fallback: QueueFallback
     voicemails: Voicemails
-    extras: dict[str, Any] = field(default_factory=dict)
+    live: LiveStats
     _ari_task: asyncio.Task[None] | None = None
 
     @classmethod
     def build(
         cls, settings: Settings, *, clock: Clock | None = None, prompts: PromptSource | None = None
     ) -> Service:
-        """Load and check the phrase library and flows (ConfigError on any problem), then wire."""
-        from cti.domain.ivr.loader import FlowRefs, FlowStore
+        """Load and check the phrase library and flows (ConfigError on any problem), then build
+        the features in order. Each takes what it needs at construction and subscribes to the
+        events it reads; none is told anything afterwards (docs/architecture.md)."""
         from cti.features.phrases.library import load_phrase_library, require_no_forbidden
         from cti.features.routing.rules import load_rules
         from cti.platform.audio.library_prompts import LibraryPrompts
@@ -99,61 +112,77 @@ class Service:
             )
         fallback_flows = _fallback_flows(settings, flows)
 
+        # platform
         engine = make_engine(settings.database_url)
         sessions = make_sessionmaker(engine)
-        repo = CallRepository(sessions)
         ari = AriClient(settings.ari)
         telephony = AriTelephony(ari)
+        bus = InProcessBus()
+        prompts = prompts or LibraryPrompts(library, settings.sounds_dir)
+
+        # the kept event stream, and the figures drawn from it
+        events = EventLog(sessions, bus)
+        EventMetrics(bus, clock)
+
+        # calls
+        repo = CallRepository(sessions)
         registry = CallRegistry()
         dispatcher = StasisDispatcher(registry)
-        prompts = prompts or LibraryPrompts(library, settings.sounds_dir)
+
+        # IVR, procedures, voicemail
+        audit = ProcedureAudit(sessions, clock, bus)
+        voicemails = Voicemails(sessions, telephony, clock, bus=bus)
+        runner = IvrRunner(
+            telephony, clock, AuditPublisher(bus), prompts, flows,
+            procedures=settings.procedures, detection=settings.detection,
+            recordings=voicemails, bus=bus,
+        )
+
+        # routing (ACD), transfers
+        acd = Acd(
+            telephony, rules, rules_path=settings.rules_file, bus=bus,
+            sink=RoutingLog(sessions), clock=clock, prompts=prompts,
+            language=settings.company.language,
+        )
+        QueueLogFile.install(bus, settings.queue_log_file, lambda: acd.core.rules)
+        transfers = TransferControl(
+            acd, telephony, registry, bus, clock, runner, number_endpoint=settings.transfer_dial,
+        )
+
+        # the agent desk (users, CRM, screen pop over the bus) and what its buttons drive
         desk = AgentDesk.build(
             sessions, token_secret=settings.auth_secret,
             company=CompanyNames(settings.company.name, settings.company.name_en),
             external_crm=settings.crm, telephony=telephony, calls=registry, clock=clock,
+            bus=bus, agent_states=acd, procedures=runner, transfers=transfers,
         )
-        audit = ProcedureAudit(sessions, clock)
-        voicemails = Voicemails(sessions, telephony, clock)
-        runner = IvrRunner(
-            telephony, clock, ProcedureProgress(audit, desk.screen_pop, registry), prompts, flows,
-            procedures=settings.procedures, detection=settings.detection,
-            recordings=voicemails,
-        )
-
+        customers = CallerLookup(desk.crm, bus, clock)
+        routing = CallRouting(acd, runner, registry, repo, customers, bus, settings.agent_flow)
         fallback = QueueFallback(telephony, runner, registry, repo, fallback_flows)
-        acd = Acd(
-            telephony, rules, rules_path=settings.rules_file, listeners=[desk.screen_pop],
-            sink=RoutingLog(sessions), clock=clock, prompts=prompts,
-            language=settings.company.language,
-            on_fallback=fallback,
-        )
-        fallback.decisions = lambda call_id: acd.core.decisions_for(call_id)
-        routing = CallRouting(acd, runner, registry, repo, desk.crm, settings.agent_flow)
-        acd.add_listener(routing)
-        routing.screen_pop = desk.screen_pop
-        runner.on_route = routing.on_route
-        desk.agent_states = acd
-        desk.procedures = runner
-        transfers = TransferControl(
-            acd, telephony, registry, desk.screen_pop, runner,
-            number_endpoint=settings.transfer_dial,
-        )
-        desk.transfers = transfers
+        # supervisors' live figures (docs/metrics.md), from the same stream
+        hours = rules.business_hours
+        live = LiveStats(bus, events, desk.hub, clock, acd.queue_targets,
+                         hours.timezone if hours else "UTC")
+        bus.subscribe("fallback.flows", fallback.on_fallback_reached, (FallbackReached,))
 
+        # the calls' lifecycle: each answered call runs its IVR script
         def script_factory(session: CallSession) -> CallScript:
             tap = CallerAudioTap(telephony, registry, settings.detection)
             return IvrCallScript(
-                runner, repo, settings, tap, settings.inbound_flow, routing, desk.crm
+                runner, repo, settings, tap, settings.inbound_flow, customers, bus
             )
 
         det = settings.detection
         inbound = InboundCalls(
             telephony, registry, repo, clock, script_factory,
-            talk_detect=(det.talk_detect_silence_ms, det.talk_detect_threshold),
+            talk_detect=(det.talk_detect_silence_ms, det.talk_detect_threshold), bus=bus,
         )
         resync = Resync(telephony, registry, repo, inbound, clock, routing)
+
+        # ARI events by channel role: callers, agent legs, outside transfer legs
         dispatcher.on_start("inbound", inbound.on_stasis_start)
         dispatcher.on_start(AGENT_LEG_ARG, routing.on_agent_leg_start)
+        dispatcher.on_start(TRANSFER_LEG_ARG, transfers.on_outside_leg_start)
         dispatcher.listen(routing.on_ari_event)
 
         async def announcement_ended(event: AriEvent) -> None:
@@ -162,14 +191,13 @@ class Service:
 
         dispatcher.listen(announcement_ended)
         dispatcher.listen(voicemails.on_ari_event)
-        dispatcher.on_start(TRANSFER_LEG_ARG, transfers.on_outside_leg_start)
         dispatcher.listen(transfers.on_ari_event)
         return cls(
-            settings=settings, clock=clock, engine=engine, sessions=sessions, calls_repo=repo,
-            ari=ari, telephony=telephony, registry=registry, dispatcher=dispatcher,
-            inbound=inbound, resync=resync, prompts=prompts, flows=flows, ivr=runner,
-            audit=audit, acd=acd, desk=desk, routing=routing,
-            extras={"agent_desk": desk}, voicemails=voicemails,
+            settings=settings, clock=clock, engine=engine, sessions=sessions, bus=bus,
+            events=events, calls_repo=repo, ari=ari, telephony=telephony, registry=registry,
+            dispatcher=dispatcher, inbound=inbound, resync=resync, prompts=prompts, flows=flows,
+            ivr=runner, audit=audit, acd=acd, desk=desk, customers=customers, routing=routing,
+            transfers=transfers, fallback=fallback, voicemails=voicemails, live=live,
         )
 
     async def _on_connect(self, generation: int) -> None:
@@ -194,6 +222,8 @@ class Service:
                 ) from None
         await self.telephony.client.request("GET", "asterisk/info")  # fail fast: URL, auth
         await warm_up(self.engine)
+        self.bus.continue_after(await self.events.last_seq())  # one stream across restarts
+        await self.live.start()  # today's figures again, before anything new happens
         # Agents as the last process left them, before the resync adopts its calls.
         await self.acd.restore_agents(await RoutingLog(self.sessions).last_agent_states())
         self.ari.set_handlers(self._on_event, self._on_connect)
@@ -224,7 +254,9 @@ class Service:
         await self.inbound.shutdown()
         await self.ivr.cancel_all()
         await self.acd.aclose()
+        await self.customers.aclose()
         await self.desk.aclose()
+        await self.bus.aclose()
         await self.audit.close()
         await self.voicemails.flush()
         await self.ari.close()
@@ -254,34 +286,3 @@ def _fallback_flows(settings: Settings, flows: FlowStore) -> dict[str, str | Non
                     effect=f"callers sent to the {action} fallback are hung up")
         chosen[action] = None
     return chosen
-
-
-async def serve_async(settings: Settings) -> None:
-    import uvicorn
-
-    from cti.app import create_app
-
-    service = Service.build(settings)
-    try:
-        await service.start()
-    except BaseException:
-        await service.stop()
-        raise
-    http = f"{settings.http_host}:{settings.http_port}"
-    log.info("service.started", ari=settings.ari.url, http=http)
-    app = create_app(service)
-    config = uvicorn.Config(
-        app, host=settings.http_host, port=settings.http_port, log_level="warning",
-        lifespan="off",
-    )
-    server = uvicorn.Server(config)
-    try:
-        await server.serve()
-    finally:
-        await service.stop()
-        log.info("service.stopped")
-
-
-def run_service(settings: Settings) -> None:
-    configure_logging(settings.log_level, settings.log_json)
-    asyncio.run(serve_async(settings))

@@ -13,6 +13,23 @@ import pytest
 from cti.platform.db.migrate import upgrade_async
 
 PG_DSN = os.environ.get("CTI_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+E2E_DIR = Path(__file__).resolve().parent / "e2e"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`scripts/test --fast` runs `-m "not e2e"`: a test that needs the sandbox Asterisk
+    (everything under tests/e2e, or anything using its `pbx` fixture) but lacks the `e2e`
+    marker would slip into the fast loop and fail there, or hang. Refuse to collect it."""
+    unmarked = [
+        item.nodeid for item in items
+        if item.get_closest_marker("e2e") is None
+        and (item.path.is_relative_to(E2E_DIR) or "pbx" in getattr(item, "fixturenames", ()))
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "these tests need the sandbox Asterisk but lack the e2e marker "
+            "(add `pytestmark = pytest.mark.e2e` to the module):\n  " + "\n  ".join(unmarked)
+        )
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -1,5 +1,6 @@
 """Customer records (CRM), pure: the record model, phone-number normalisation, the greeting the
-agent should say (MISSION.md rows 1 and 3), CSV row validation and the external-CRM field mapping.
+agent should say (docs/phrases.md#row-1, #row-3), CSV row validation and the external-CRM
+field mapping.
 
 No I/O here: the store, the external HTTP lookup and the CSV file reading live in adapters.
 """
@@ -25,7 +26,7 @@ class InvalidPhoneNumber(ValueError):
 
 
 class Title(StrEnum):
-    """How the scripted phrases address a caller by surname (MISSION.md row 3)."""
+    """How the scripted phrases address a caller by surname (docs/phrases.md#row-3)."""
 
     MR = "mr"  # 先生
     MS = "ms"  # 小姐

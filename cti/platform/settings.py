@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     # What the PBX dials for an agent's transfer to an outside number: through your trunk in
     # production, e.g. "PJSIP/{number}@provider" (the sandbox dials its own endpoints).
     transfer_dial: str = Field(default="PJSIP/{number}", pattern=r"^[^{}]*\{number\}[^{}]*$")
+    # Append every queue event to this file as it happens, in Asterisk's queue_log format
+    # (docs/queue_log.md), e.g. /var/log/asterisk/queue_log for the reporting tools reading it.
+    queue_log_file: Path | None = None
 
     @classmethod
     def settings_customise_sources(

@@ -30,6 +30,7 @@ from cti.app import create_app
 from cti.domain.ivr.config import DetectionSettings
 from cti.domain.routing.events import CallOffered, RoutingEvent
 from cti.features.desk.demo import seed_demo_desk
+from cti.features.routing.call_routing import ROUTING_EVENTS
 from cti.platform.ari.events import ChannelDestroyed, PlaybackFinished
 from cti.platform.db.migrate import upgrade_async
 from cti.runtime import Service
@@ -104,7 +105,7 @@ async def _running_service(pbx: Pbx, tmp_path: Path) -> tuple[Service, EventLog,
     service = Service.build(settings)
     log, offers = EventLog(), Offers()
     service.dispatcher.listen(log.record)
-    service.acd.add_listener(offers)
+    service.bus.subscribe("test.routing", offers.on_routing_event, ROUTING_EVENTS)
     await service.start()
     await seed_demo_desk(service.sessions)
     return service, log, offers

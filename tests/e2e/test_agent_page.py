@@ -21,7 +21,7 @@ from cti.features.desk.demo import seed_demo_desk
 from cti.features.desk.screen_pop import ScreenPop
 from tests.api.desk_app import desk_app, served
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -16,6 +16,8 @@ from cti.platform.settings import AriSettings
 from tests.e2e.conftest import RunningService, wait_until
 from tests.e2e.pbx import Pbx, run_sipp
 
+pytestmark = pytest.mark.e2e
+
 
 async def test_wrong_password_is_an_auth_error(pbx: Pbx) -> None:
     with pytest.raises(TelephonyAuthError, match="rejected user 'cti'"):

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from cti.domain.calls import CallState
 from cti.platform.ari.client import UNUSED_EVENT_TYPES
 from cti.platform.ari.events import PlaybackFinished, PlaybackStarted, StasisStart
 from cti.runtime import Service
 from tests.e2e.conftest import EventLog, RunningService, service_settings, wait_until
 from tests.e2e.pbx import Pbx, run_sipp
+
+pytestmark = pytest.mark.e2e
 
 
 def _started(log: EventLog) -> str:

@@ -1,5 +1,5 @@
-"""The scripted procedures on real calls (MISSION.md rows 4, 5b, 6b; issue 3, "Proof on a real
-call"), and the callers' phone menu by DTMF.
+"""The scripted procedures on real calls (docs/phrases.md#row-4, #row-5b, #row-6b; issue 3,
+"Proof on a real call"), and the callers' phone menu by DTMF.
 
 Real Asterisk (a sandbox instance of its own), real SIP callers (sipp) sending RTP audio made
 for each case, the real service and database. Every wait is measured from the ARI events'
@@ -32,6 +32,7 @@ import pytest
 
 from cti.app import create_app
 from cti.domain.calls import CallState
+from cti.domain.routing.announcements import PHRASE_IDS as ANNOUNCEMENT_PHRASES
 from cti.features.auth.service import NewUser, Role
 from cti.features.ivr.caller_audio import is_tap_channel
 from cti.features.phrases.library import load_phrase_library
@@ -42,6 +43,8 @@ from cti.runtime import Service
 from tests.e2e import media
 from tests.e2e.conftest import EventLog, RunningService, service_settings, wait_until
 from tests.e2e.pbx import Pbx, SippResult, run_sipp
+
+pytestmark = pytest.mark.e2e
 
 SPEC_WAIT_S = 5.0  # rows 4 and 6b, and row 5b's default
 TOLERANCE_S = 0.25
@@ -541,10 +544,11 @@ async def test_procedures_start_on_the_callers_audio_and_keep_the_5s_waits(
 
 async def menu_caller(
     cti: RunningService, pbx: Pbx, caller: str, silence: Path, keys: Path,
-    lang: str, queue: str, digits: tuple[str, str],
+    lang: str, queue: str, digits: tuple[str, str], acd_rule: tuple[str, str],
 ) -> None:
     """welcome -> language menu (first key) -> main menu in that language (second key) ->
-    the transfer phrase -> the queue for that key."""
+    the transfer phrase -> the queue for that key (the IVR's route node, in the call log),
+    and the ACD's decision under the routing rules (`acd_rule`: its queue and rule)."""
     case = f"menu {''.join(digits)}"
     welcome = seconds_of("menu_welcome", slots={"company": COMPANY.name})
     sipp = asyncio.create_task(run_sipp(
@@ -554,21 +558,25 @@ async def menu_caller(
     ))
     channel = await caller_channel(cti.log, caller)
     result = await sipp
-    # The call ends either way once queued: the caller hangs up, or the ACD's after-hours
-    # fallback (config/routing.yaml) does; the IVR's part is over by then.
-    hung_up = result.first("sent", "BYE") or result.first("received", "BYE")
+    # The caller hangs up while waiting in the queue (no agent is logged in).
     assert not result.timed_out, f"{case}: {result.describe()}"
-    assert hung_up is not None, f"{case}: {result.describe()}"
+    assert result.first("sent", "BYE") is not None, f"{case}: {result.describe()}"
     keys_heard = [
         (moment, e.digit) for moment, e in moments(cti.log, "ChannelDtmfReceived", channel)
         if isinstance(e, ChannelDtmfReceived)
     ]
     assert [d for _, d in keys_heard] == list(digits), case
+    # The IVR's part ends with the transfer phrase. The caller is then the queue's, which
+    # greets them with its position/wait announcement (config/routing.yaml: on joining) if
+    # the caller has not hung up yet, a race between the service and sipp's scripted BYE:
+    # allowed after the transfer phrase, never required, and nothing else is.
     played = prompts(cti.log, channel)
-    await assert_phrases(
-        case, cti, channel, played, ["menu_welcome", "menu_language", "menu_main", "menu_transfer"]
-    )
-    _, language, main, transfer = played
+    ivr_part = ["menu_welcome", "menu_language", "menu_main", "menu_transfer"]
+    in_queue = [p.phrase for p in played[len(ivr_part):]]
+    if any(phrase not in ANNOUNCEMENT_PHRASES for phrase in in_queue):
+        raise AssertionError(f"{case}: prompts {played}; {await story(cti, channel)}")
+    await assert_phrases(case, cti, channel, played[:len(ivr_part)], ivr_part)
+    _, language, main, transfer = played[:len(ivr_part)]
     # Each key cuts its menu prompt short (barge-in) and the next step follows at once.
     steps = ((keys_heard[0], language, main), (keys_heard[1], main, transfer))
     for (key, digit), menu, nxt in steps:
@@ -585,6 +593,17 @@ async def menu_caller(
     row = await cti.service.calls_repo.get(channel)
     assert row is not None
     assert row.queue == queue, f"{case}: {row}"
+    # ... and the ACD took the call with the key and language the caller chose. Its first
+    # decision places the call by the routing rules, which read those attributes: the
+    # English caller's first matching rule is "english speakers" (queue general), whatever
+    # the key; the Mandarin caller's is the key's own rule.
+    assert row.attributes == {"menu": digits[1], "language": lang}, f"{case}: {row}"
+    decisions = cti.service.acd.decisions_for(channel)
+    assert decisions, f"{case}: the ACD made no routing decision for the call"
+    arrived = decisions[0]
+    assert (arrived["trigger"], arrived["outcome"], arrived["queue"], arrived["filter"]) == (
+        "call_arrived", "queued", *acd_rule
+    ), f"{case}: {arrived}"
 
 
 async def test_menu_keys_reach_the_queue_of_the_digit(
@@ -601,13 +620,20 @@ async def test_menu_keys_reach_the_queue_of_the_digit(
             text = (head + "business_hours:\n  timezone: UTC\n  days: [mon, tue, wed, thu, "
                     "fri, sat, sun]\n  open: \"00:00\"\n  close: \"23:59:59\"\n\n" + rest)
         (flows / source.name).write_text(text, encoding="utf-8")
+    # The real routing rules, open around the clock too: after hours (Asia/Shanghai) the ACD
+    # would send the caller to voicemail instead of queueing them.
+    rules = (REPO_ROOT / "config" / "routing.yaml").read_text(encoding="utf-8")
+    head, rest = rules.split("\nbusiness_hours:\n", 1)
+    rules_file = tmp_path / "routing.yaml"
+    rules_file.write_text(head + "\n" + rest.split("\n\n", 1)[1], encoding="utf-8")
     async with running_service(
-        pbx, database_url, company=COMPANY, inbound_flow="main_menu", flows_dir=flows
+        pbx, database_url, company=COMPANY, inbound_flow="main_menu", flows_dir=flows,
+        rules_file=rules_file,
     ) as cti:
         a = line_audio
         await gather_cases(
             menu_caller(cti, pbx, "+8620000000001", a.silence, a.dtmf_1_2, "zh", "tech_support",
-                        ("1", "2")),
+                        ("1", "2"), ("tech_support", "technical support")),
             menu_caller(cti, pbx, "+8620000000002", a.silence, a.dtmf_2_3, "en", "complaints",
-                        ("2", "3")),
+                        ("2", "3"), ("general", "english speakers")),
         )

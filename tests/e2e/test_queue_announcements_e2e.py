@@ -23,6 +23,7 @@ import pytest
 
 from cti.domain.agents.state import AgentState
 from cti.domain.routing.events import CallConnected, CallOffered, CallQueued, RoutingEvent
+from cti.features.routing.call_routing import ROUTING_EVENTS
 from cti.platform.ari.events import (
     ChannelEnteredBridge,
     PlaybackFinished,
@@ -31,6 +32,8 @@ from cti.platform.ari.events import (
 from cti.runtime import Service
 from tests.e2e.conftest import EventLog, call_from, flows_dir, service_settings, wait_until
 from tests.e2e.pbx import AgentPhone, Pbx, SippResult, register_agent, run_sipp
+
+pytestmark = pytest.mark.e2e
 
 EVERY_S = 10  # the announcement (zh, position + wait) lasts about 8 s
 
@@ -141,7 +144,7 @@ async def announcing(pbx: Pbx, database_url: str, tmp_path: Path) -> AsyncIterat
     ari = EventLog()
     service.dispatcher.listen(ari.record)
     routing = Timeline()
-    service.acd.add_listener(routing)
+    service.bus.subscribe("test.routing", routing.on_routing_event, ROUTING_EVENTS)
     played: list[tuple[str, list[str], str]] = []
     real_play = service.telephony.play
 

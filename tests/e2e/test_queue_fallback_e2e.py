@@ -19,15 +19,19 @@ import wave
 from pathlib import Path
 
 import httpx
+import pytest
 
 from cti.app import create_app
 from cti.domain.routing.events import CallLeftQueue, RoutingEvent
 from cti.features.auth.service import NewUser, Role
+from cti.features.routing.call_routing import ROUTING_EVENTS
 from cti.platform.ari.events import PlaybackFinished, RecordingStarted
 from cti.runtime import Service
 from tests.e2e import media
 from tests.e2e.conftest import EventLog, call_from, flows_dir, service_settings, wait_until
 from tests.e2e.pbx import Pbx, run_sipp
+
+pytestmark = pytest.mark.e2e
 
 VOICEMAIL_CALLER = "+8613800000801"
 CALLBACK_CALLER = "+8613800000802"
@@ -91,7 +95,7 @@ async def test_max_wait_sends_callers_to_voicemail_and_to_the_callback_offer(
     ari = EventLog()
     service.dispatcher.listen(ari.record)
     left = Left()
-    service.acd.add_listener(left)
+    service.bus.subscribe("test.routing", left.on_routing_event, ROUTING_EVENTS)
     # What `cti phrases render` does for a deployment: the prompts exist before the first call.
     for phrase in ("queue_voicemail_prompt", "queue_voicemail_thanks", "queue_callback_offer",
                    "queue_callback_confirmed", "menu_goodbye"):

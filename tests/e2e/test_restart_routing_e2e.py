@@ -17,12 +17,16 @@ from cti.domain.agents.state import AgentState
 from cti.domain.calls import CallState
 from cti.domain.routing.events import CallConnected
 from cti.features.ivr.caller_audio import is_tap_channel
+from cti.features.routing.call_routing import ROUTING_EVENTS
 from cti.runtime import Service
 from tests.e2e.conftest import DATA, service_settings, wait_until
 from tests.e2e.pbx import Pbx
 from tests.e2e.test_routing_e2e import RoutingEvents, _caller, _flows_dir, _phones, _stop
 
-pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.parametrize("database_url", ["postgresql"], indirect=True),
+]
 
 
 async def test_restart_keeps_the_talking_and_the_waiting_caller_with_the_acd(
@@ -65,7 +69,7 @@ async def test_restart_keeps_the_talking_and_the_waiting_caller_with_the_acd(
     # an empty bridge an earlier process left behind (it died between create and destroy)
     orphan = await second.telephony.create_bridge("acd-orphan-from-before", "mixing")
     events = RoutingEvents()
-    second.acd.add_listener(events)
+    second.bus.subscribe("test.routing", events.on_routing_event, ROUTING_EVENTS)
     await second.start()
     try:
         assert second.resync.last is not None

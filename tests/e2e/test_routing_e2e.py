@@ -30,6 +30,7 @@ from cti.domain.routing.events import (
     RoutingEvent,
 )
 from cti.features.auth.service import NewUser, Role
+from cti.features.routing.call_routing import ROUTING_EVENTS
 from cti.runtime import Service
 from tests.e2e.conftest import (
     DATA,
@@ -43,7 +44,10 @@ from tests.e2e.pbx import AgentMode, AgentPhone, Pbx, SippResult, register_agent
 
 # Routing does not depend on the database backend; one backend keeps the file under 3 minutes
 # (the call log on both backends is proven by test_first_call.py).
-pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.parametrize("database_url", ["postgresql"], indirect=True),
+]
 
 E = TypeVar("E", bound=RoutingEvent)
 
@@ -129,7 +133,7 @@ async def routed(pbx: Pbx, database_url: str, tmp_path: Path) -> AsyncIterator[R
     service = Service.build(settings)
     service.acd._watch_s = 0.3  # notice an edited rules file quickly (the default is 2 s)
     events = RoutingEvents()
-    service.acd.add_listener(events)
+    service.bus.subscribe("test.routing", events.on_routing_event, ROUTING_EVENTS)
     await service.start()
     try:
         yield Routed(service, events, rules_file, pbx)

@@ -34,7 +34,7 @@ from tests.e2e.conftest import service_settings
 from tests.e2e.pbx import PBX_ROOT, Pbx
 from tests.e2e.test_agent_page import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, csp_violations
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
 OLD_CALLER = "+8613800000901"
 NEW_CALLER = "+8613800000902"

@@ -32,6 +32,7 @@ from cti.domain.agents.state import AgentState
 from cti.domain.ivr.config import DetectionSettings
 from cti.domain.routing.events import CallConnected, CallOffered
 from cti.features.auth.service import NewUser, Role
+from cti.features.routing.call_routing import ROUTING_EVENTS
 from cti.platform.ari.events import (
     PlaybackFinished,
     PlaybackStarted,
@@ -51,7 +52,10 @@ from tests.e2e.test_routing_e2e import (
 )
 
 # Transfers do not depend on the database backend (the call log on both is test_first_call's).
-pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.parametrize("database_url", ["postgresql"], indirect=True),
+]
 
 # The sandbox's stand-in for a trunk: the outside number is sent as the request-URI user to
 # agent 1004's registered phone (production: "PJSIP/{number}@provider").
@@ -170,7 +174,7 @@ async def desk(pbx: Pbx, database_url: str, tmp_path: Path) -> AsyncIterator[Des
     )
     service = Service.build(settings)
     events, ari = RoutingEvents(), EventLog()
-    service.acd.add_listener(events)
+    service.bus.subscribe("test.routing", events.on_routing_event, ROUTING_EVENTS)
     service.dispatcher.listen(ari.record)
     service.dispatcher.on_start(SPY_ROLE, _ignore)  # the test's snoops (Desk.heard)
     await service.start()
@@ -272,6 +276,7 @@ async def test_blind_transfer_to_an_agent(desk: Desk) -> None:
         assert acd.agent_status("1001").state is AgentState.WRAP_UP
 
         # the call log names B; A no longer controls the call, B does
+        await desk.service.bus.drain()  # the call log follows the events it subscribes to
         row = await desk.service.calls_repo.get(call_id)
         assert row is not None
         assert row.agent_id == "1002", row
@@ -310,6 +315,7 @@ async def test_blind_transfer_to_a_queue(desk: Desk) -> None:
         assert a_leg not in await desk.live_channels()
         assert _from_user(phones["1003"]) == [number]
         assert _answered(phones["1003"]) == 1
+        await desk.service.bus.drain()  # the call log follows the events
         row = await desk.service.calls_repo.get(call_id)
         assert row is not None
         assert (row.agent_id, row.queue) == ("1003", "sales"), row
@@ -373,6 +379,7 @@ async def test_attended_transfer_completed(desk: Desk) -> None:
                                and e.agent_id == "1002")
         await wait_until(lambda: (s := desk.service.registry.get(call_id)) is not None
                          and s.call.agent_id == "1002", what="the call is B's")
+        await desk.service.bus.drain()  # the call log follows the events it subscribes to
         row = await desk.service.calls_repo.get(call_id)
         assert row is not None
         assert row.agent_id == "1002", row
@@ -403,6 +410,7 @@ async def test_attended_transfer_cancelled(desk: Desk) -> None:
         session = desk.service.registry.get(call_id)
         assert session is not None
         assert session.call.agent_id == "1001"
+        await desk.service.bus.drain()  # the call log follows the events
         row = await desk.service.calls_repo.get(call_id)
         assert row is not None
         assert row.agent_id == "1001", row

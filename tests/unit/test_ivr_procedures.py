@@ -1,4 +1,5 @@
-"""The timed procedures, driven on a simulated call with a fake clock (MISSION.md rows 2-9)."""
+"""The timed procedures, driven on a simulated call with a fake clock (docs/phrases.md,
+rows 2-9)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -15,23 +18,95 @@ from cti.features.phrases.library import check_forbidden_everywhere, load_phrase
 from cti.platform.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
-MISSION = Path("/work/shared/MISSION.md")
 LIB = load_phrase_library(REPO / "scripts_lib")
 
+# The repository's rendering of the training manual's table: one section per row, opened by
+# an anchor line such as <a id="row-4"></a>; its phrases in tables whose rows read
+# | step | `phrase_id` | 中文 | English |.
+DOCS = REPO / "docs" / "phrases.md"
+ROWS = ("1", "2", "3", "4", "5a", "5b", "6a", "6b", "7", "8", "9")
+_ANCHOR = re.compile(r'^<a id="([^"]+)"></a>$')
+_PHRASE = re.compile(r"^\|[^|]*\|\s*`([a-z][a-z0-9_]*)`\s*\|([^|]*)\|([^|]*)\|")
+STANDARD_ROW = re.compile(r"^standard \(row (\w+)\)$")
 
-def mission_table_text() -> str:
-    if MISSION.exists():
-        return MISSION.read_text(encoding="utf-8")
-    # The standard phrases as the manual's table has them, for checkouts without MISSION.md.
-    return (REPO / "scripts_lib" / "phrases.yaml").read_text(encoding="utf-8")
+
+@dataclass(frozen=True)
+class DocumentedPhrase:
+    section: str  # the anchor of its row, e.g. "row-4"
+    zh: str
+    en: str
 
 
-@pytest.mark.parametrize("phrase_id", sorted(p.id for p in LIB.phrases.values() if p.row))
-def test_standard_phrase_is_word_for_word_from_the_manual(phrase_id: str) -> None:
-    text = LIB.phrases[phrase_id].text["zh"]
-    if phrase_id == "greeting_by_name":
-        text = text.replace("{surname}{title}", "{surname}先生/小姐")
-    assert text in mission_table_text()
+@dataclass(frozen=True)
+class PhrasesPage:
+    phrases: dict[str, DocumentedPhrase]
+    sections: dict[str, str]  # row anchor -> the section's text
+
+
+@functools.cache
+def phrases_page() -> PhrasesPage:
+    assert DOCS.is_file(), f"{DOCS} is missing: it is the reference the phrase library follows"
+    phrases: dict[str, DocumentedPhrase] = {}
+    sections: dict[str, str] = {}
+    section: str | None = None
+    for line in DOCS.read_text(encoding="utf-8").splitlines():
+        anchor = _ANCHOR.match(line.strip())
+        if anchor:  # a row's section runs to the next anchor of any kind
+            section = anchor.group(1) if anchor.group(1).startswith("row-") else None
+            if section is not None:
+                sections[section] = ""
+            continue
+        if section is None:
+            continue
+        sections[section] += line + "\n"
+        found = _PHRASE.match(line)
+        if found:
+            pid, zh, en = found.group(1), found.group(2).strip(), found.group(3).strip()
+            assert pid not in phrases, f"{DOCS}: {pid} appears twice"
+            phrases[pid] = DocumentedPhrase(section, zh, en)
+    return PhrasesPage(phrases, sections)
+
+
+def section_of(row: str) -> str:
+    """The page's section for a library row: "4a" is step (a) of row 4; "5a" has its own."""
+    sections = phrases_page().sections
+    return f"row-{row}" if f"row-{row}" in sections else f"row-{row.rstrip('abc')}"
+
+
+STANDARD_IDS = sorted(p.id for p in LIB.phrases.values() if p.row)
+
+
+def test_the_docs_page_has_a_section_per_row_of_the_manual() -> None:
+    assert sorted(phrases_page().sections) == sorted(f"row-{r}" for r in ROWS)
+
+
+@pytest.mark.parametrize("phrase_id", STANDARD_IDS)
+def test_standard_phrase_is_word_for_word_from_the_docs_table(phrase_id: str) -> None:
+    phrase = LIB.phrases[phrase_id]
+    documented = phrases_page().phrases.get(phrase_id)
+    assert documented is not None, f"{phrase_id} (row {phrase.row}) is not in {DOCS}"
+    assert documented.section == section_of(str(phrase.row))
+    zh = phrase.text["zh"]
+    if phrase_id == "greeting_by_name":  # the manual writes the title as 先生/小姐
+        zh = zh.replace("{surname}{title}", "{surname}先生/小姐")
+    assert zh == documented.zh
+    assert phrase.text["en"] == documented.en
+
+
+def test_the_docs_table_names_no_phrase_the_library_lacks() -> None:
+    assert sorted(phrases_page().phrases) == STANDARD_IDS
+
+
+def test_the_manuals_never_say_list_is_in_the_docs_under_its_row() -> None:
+    standard = [
+        (phrase, STANDARD_ROW.match(phrase.origin))
+        for phrase in LIB.forbidden.phrases if phrase.origin != "custom"
+    ]
+    assert standard
+    for phrase, row in standard:
+        assert row is not None, phrase.origin
+        text = phrases_page().sections[section_of(row.group(1))]
+        assert ForbiddenList([phrase]).find(text) is not None, (phrase.text, row.group(1))
 
 
 @pytest.mark.parametrize(

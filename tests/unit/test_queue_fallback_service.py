@@ -13,8 +13,7 @@ from test_ivr_runner import FakeTelephony, Prompts, settle
 from cti.domain.calls import Call, CallState
 from cti.domain.ivr.engine import CallContext
 from cti.domain.ivr.events import HangUp
-from cti.domain.routing.decisions import Decision
-from cti.domain.routing.model import Fallback
+from cti.events import FallbackReached
 from cti.features.calls.registry import CallRegistry, CallSession
 from cti.features.fallback.service import QueueFallback
 from cti.features.ivr.runner import IvrRunner
@@ -49,15 +48,19 @@ def setup() -> tuple[IvrRunner, FakeTelephony, CallRegistry, Repo]:
     return runner, tel, registry, Repo()
 
 
+def reached(call_id: str, action: str, *, channel: str | None = None, queue: str = "",
+            mailbox: str | None = None, target: str | None = None) -> FallbackReached:
+    return FallbackReached(call_id, datetime.now(UTC), call_id if channel is None else channel,
+                           queue, action, mailbox=mailbox, target=target)
+
+
 async def test_voicemail_fallback_switches_the_callers_ivr_with_queue_and_mailbox() -> None:
     runner, tel, registry, repo = setup()
-    decision = Decision(seq=1, at=3.0, trigger="tick", outcome="fallback", call_id="c1",
-                        queue="overflow")
-    fallback = QueueFallback(tel, runner, registry, repo, FLOWS,  # type: ignore[arg-type]
-                             decisions=lambda call_id: [(datetime.now(UTC), decision)])
+    fallback = QueueFallback(tel, runner, registry, repo, FLOWS)  # type: ignore[arg-type]
     task = asyncio.create_task(runner.run_call(CallContext("c1", "zh", {}), "agent_greeting"))
     await settle()
-    await fallback("c1", "c1", Fallback("voicemail", mailbox="sales-box"))
+    await fallback.on_fallback_reached(reached("c1", "voicemail", queue="overflow",
+                                               mailbox="sales-box"))
     state = runner.state_of("c1")
     assert state is not None
     assert state.flow == "queue_voicemail"
@@ -73,9 +76,10 @@ async def test_without_a_flow_or_an_ivr_the_caller_is_hung_up() -> None:
     runner, tel, registry, repo = setup()
     fallback = QueueFallback(tel, runner, registry, repo,  # type: ignore[arg-type]
                              {"callback": None, "voicemail": "queue_voicemail"})
-    await fallback("c1", "c1", Fallback("callback"))
-    await fallback("c1", "c1", Fallback("voicemail"))  # no IVR runs the call
-    await fallback("c1", "c1", Fallback("queue", queue="general"))  # after hours
+    await fallback.on_fallback_reached(reached("c1", "callback"))
+    await fallback.on_fallback_reached(reached("c1", "voicemail"))  # no IVR runs the call
+    await fallback.on_fallback_reached(reached("c1", "queue", target="general"))  # after hours
     assert tel.calls.count(("hangup", "c1")) == 3
-    await fallback("c1", "", Fallback("voicemail"))  # the ACD no longer knew the call
+    # the ACD no longer knew the call
+    await fallback.on_fallback_reached(reached("c1", "voicemail", channel=""))
     assert tel.calls.count(("hangup", "c1")) == 3

@@ -1,4 +1,4 @@
-"""The timed procedures of the training manual (MISSION.md table), as flows built in code.
+"""The timed procedures of the training manual (docs/phrases.md), as flows built in code.
 
 They are code, not admin-editable YAML, because their words and waits are requirements:
   silent_call  row 4:  4a -> 5 s -> 4b -> 5 s -> 4c goodbye -> 5 s -> hang-up; speech ends it

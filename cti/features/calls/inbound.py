@@ -14,6 +14,7 @@ from typing import Final, Protocol
 import structlog
 
 from cti.domain.calls import Call, CallState, answered, ended
+from cti.events import Bus, CallAnswered, CallArrived, CallEnded, DomainEvent
 from cti.features.calls.registry import CallRegistry, CallSession
 from cti.features.calls.storage import CallRepository
 from cti.platform.ari.events import (
@@ -27,7 +28,7 @@ from cti.platform.ari.events import (
 from cti.platform.clock import Clock
 from cti.platform.errors import ChannelGone, CtiError
 from cti.platform.log import get_logger
-from cti.platform.metrics import CALLS_ACTIVE, CALLS_ENDED, CALLS_STARTED
+from cti.platform.metrics import CALLS_ACTIVE
 from cti.platform.ports import ChannelInfo, Telephony
 
 log = get_logger(__name__)
@@ -76,6 +77,7 @@ class InboundCalls:
         clock: Clock,
         script_factory: ScriptFactory,
         talk_detect: tuple[int, int] = (1200, 256),
+        bus: Bus | None = None,
     ) -> None:
         self.telephony = telephony
         self.registry = registry
@@ -83,9 +85,14 @@ class InboundCalls:
         self.clock = clock
         self.script_factory = script_factory
         self.talk_detect = talk_detect
+        self.bus = bus
 
     async def save(self, session: CallSession) -> None:
         await self.repo.save(session.call)
+
+    def _publish(self, event: DomainEvent) -> None:
+        if self.bus is not None:
+            self.bus.publish(event)
 
     # -------------------------------------------------------------- arrival
     async def on_stasis_start(self, event: StasisStart) -> None:
@@ -101,7 +108,7 @@ class InboundCalls:
         )
         session = CallSession(call=call)
         self.registry.add(session)
-        CALLS_STARTED.inc()
+        self._publish(CallArrived(call.id, call.arrived_at, ch.id, call.caller_number, dialled))
         CALLS_ACTIVE.inc()
         session.task = asyncio.create_task(self._run(session, answer=True), name=f"call-{ch.id}")
 
@@ -111,6 +118,8 @@ class InboundCalls:
             call = answered(call, self.clock.now())
         session = CallSession(call=call, adopted=True)
         self.registry.add(session)
+        self._publish(CallArrived(call.id, self.clock.now(), call.channel_id, call.caller_number,
+                                  call.dialled_number, adopted=True))
         CALLS_ACTIVE.inc()
         session.task = asyncio.create_task(
             self._run(session, answer=call.state is CallState.ARRIVED), name=f"call-{call.id}"
@@ -150,6 +159,8 @@ class InboundCalls:
                 self.telephony.talk_detect(ch, *self.talk_detect),
             )
             session.call = answered(session.call, self.clock.now())
+            self._publish(CallAnswered(session.call.id, session.call.answered_at or
+                                       self.clock.now()))
             log.info("call.answered")
         except ChannelGone:
             log.info("call.gone_before_answer")  # ChannelDestroyed follows and ends the call
@@ -165,8 +176,10 @@ class InboundCalls:
             if event is STOP:
                 # Release what the script holds in this process (audio tap, IVR task); the
                 # call itself, and its agent, stay up for the next process.
-                with contextlib.suppress(Exception):
+                try:
                     await script.on_stopping(session)
+                except Exception:  # the call is let go either way; say what failed
+                    log.exception("call.script_stop_failed")
                 return
             if isinstance(event, ChannelHangupRequest) and event.channel.id == caller:
                 if session.ended_by is None:
@@ -178,8 +191,10 @@ class InboundCalls:
             elif isinstance(event, StasisEnd) and event.channel.id == caller:
                 await self._await_destroy(session)
             if session.call.is_over:
-                with contextlib.suppress(Exception):
+                try:
                     await script.on_ended(session)
+                except Exception:  # the call is over either way; say what failed
+                    log.exception("call.script_end_failed")
                 break
             try:
                 await script.on_event(session, event)
@@ -208,8 +223,10 @@ class InboundCalls:
         session.call = ended(
             session.call, self.clock.now(), cause, cause_text, session.ended_by or "unknown"
         )
+        call = session.call
+        self._publish(CallEnded(call.id, call.ended_at or self.clock.now(), cause, cause_text,
+                                call.ended_by or "unknown", call.agent_id, call.queue))
         await self.save(session)
-        CALLS_ENDED.labels(cause=str(cause if cause is not None else "none")).inc()
         log.info("call.ended", cause=cause, cause_text=cause_text)
 
     async def end_lost(self, session: CallSession) -> None:

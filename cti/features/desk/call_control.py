@@ -3,7 +3,8 @@ the scripted procedures and the wrap-up disposition. An agent controls only thei
 
 Actions that need only the PBX go through the Telephony port; hang-up, procedures and
 transfers go through the procedure and transfer services when they are installed, because
-MISSION.md forbids a direct hang-up during a running procedure (6b) and a transfer needs the ACD.
+the standard phrases forbid a direct hang-up during a running procedure
+(docs/phrases.md#row-6b) and a transfer needs the ACD.
 """
 
 from __future__ import annotations
@@ -15,12 +16,20 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cti.domain.crm import InvalidPhoneNumber, normalise_number
+from cti.events import (
+    CallHeld,
+    CallMuted,
+    CallResumed,
+    ProcedureEnded,
+    ProcedureStarted,
+    ProcedureStepped,
+)
 from cti.features.auth.http import CurrentUser, Desk
 from cti.features.auth.service import Principal, require_agent_access
 from cti.features.calls.registry import CallSession
 from cti.features.desk.desk import AgentDesk, ServiceMissing
 from cti.features.desk.hub import agent_topic
-from cti.platform.errors import ChannelGone, CtiError, NotFound
+from cti.platform.errors import ChannelGone, NotFound
 from cti.platform.http_guards import CallIdPath, IdField, IsoTime, error_responses, invalid
 from cti.platform.ports import Telephony
 
@@ -32,7 +41,7 @@ router = APIRouter(
 )
 
 PROCEDURES = ("silent", "quiet", "noisy_line", "dialect", "volume_up")
-VOLUME_STEP = 2  # dB-ish gain steps of VOLUME(TX); "raised slightly" (MISSION.md row 9)
+VOLUME_STEP = 2  # dB-ish gain steps of VOLUME(TX); "raised slightly" (docs/phrases.md#row-9)
 
 
 def _telephony(desk: AgentDesk) -> Telephony:
@@ -150,15 +159,15 @@ async def hangup(call_id: CallId, desk: Desk, who: CurrentUser) -> CallActionOut
 
 @router.post("/{call_id}/hold")
 async def hold(call_id: CallId, desk: Desk, who: CurrentUser) -> CallActionOut:
-    """请稍等 + music on hold (MISSION.md row 6a): through the procedure service when present,
-    which says the phrase first; else music on hold only."""
+    """请稍等 + music on hold (docs/phrases.md#row-6a): through the procedure service when
+    present, which says the phrase first; else music on hold only."""
     session = authorize_call(desk, who, call_id)
     agent = _acting_agent(who, session)
     if desk.procedures is not None:
         await desk.procedures.start_procedure(call_id, "hold", agent)
     else:
         await _telephony(desk).start_moh(session.call.channel_id)
-    desk.screen_pop.call_state(call_id, agent, "held")
+    desk.bus.publish(CallHeld(call_id, desk.clock.now(), agent))
     return CallActionOut(call_id=call_id, state="held")
 
 
@@ -170,7 +179,7 @@ async def resume(call_id: CallId, desk: Desk, who: CurrentUser) -> CallActionOut
         await desk.procedures.agent_command(call_id, "resume", agent)
     else:
         await _telephony(desk).stop_moh(session.call.channel_id)
-    desk.screen_pop.call_state(call_id, agent, "connected")
+    desk.bus.publish(CallResumed(call_id, desk.clock.now(), agent))
     return CallActionOut(call_id=call_id, state="connected")
 
 
@@ -189,7 +198,7 @@ async def mute(call_id: CallId, body: MuteIn, desk: Desk, who: CurrentUser) -> M
         await tel.mute(session.call.channel_id, "out")
     else:
         await tel.unmute(session.call.channel_id, "out")
-    desk.screen_pop.call_state(call_id, _acting_agent(who, session), "connected", muted=body.on)
+    desk.bus.publish(CallMuted(call_id, desk.clock.now(), _acting_agent(who, session), body.on))
     return MuteOut(call_id=call_id, muted=body.on)
 
 
@@ -220,16 +229,10 @@ async def transfer(
     if desk.transfers is None:
         raise ServiceMissing("transfers are not available on this service")
     agent = _acting_agent(who, session)
-    desk.screen_pop.call_state(call_id, agent, "transferring", target=body.target,
-                               target_type=body.target_type, kind=body.kind)
-    try:
-        result = await desk.transfers.transfer(
-            call_id, agent_id=agent, target_type=body.target_type, target=body.target,
-            kind=body.kind,
-        )
-    except CtiError:  # refused (target busy, unknown): the agent still has the call
-        desk.screen_pop.call_state(call_id, agent, "connected")
-        raise
+    result = await desk.transfers.transfer(  # publishes TransferStarted / CallTransferred
+        call_id, agent_id=agent, target_type=body.target_type, target=body.target,
+        kind=body.kind,
+    )
     return TransferOut.model_validate({"call_id": call_id, **result})
 
 
@@ -262,7 +265,11 @@ async def procedure(
         await desk.procedures.start_procedure(call_id, name, agent)
     elif name == "volume_up":  # row 9 needs only the PBX: raise what the caller hears
         await _telephony(desk).set_volume(session.call.channel_id, "TX", VOLUME_STEP)
-        desk.screen_pop.procedure_progress(call_id, agent, name, "volume_raised", "done")
+        at, mono = desk.clock.now(), desk.clock.monotonic()
+        run = f"direct-{call_id}-{mono:.3f}"
+        desk.bus.publish(ProcedureStarted(call_id, at, mono, run, name, {"started_by": "agent"}))
+        desk.bus.publish(ProcedureStepped(call_id, at, mono, run, name, "volume_raised"))
+        desk.bus.publish(ProcedureEnded(call_id, at, mono, run, name, {"reason": "completed"}))
     else:
         raise ServiceMissing("the scripted procedures are not available on this service")
     return ProcedureStartedOut(call_id=call_id, procedure=name, status="started")

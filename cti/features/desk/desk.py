@@ -12,6 +12,7 @@ from typing import Any, Literal, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from cti.events import Bus
 from cti.features.auth.service import AuthService, Tokens, UserDirectory
 from cti.features.calls.registry import CallRegistry
 from cti.features.crm.external import ExternalCrm, ExternalCrmSettings
@@ -19,6 +20,7 @@ from cti.features.crm.service import CrmLookup
 from cti.features.crm.storage import CustomerRepository
 from cti.features.desk.hub import AgentHub
 from cti.features.desk.screen_pop import CompanyNames, ScreenPop
+from cti.platform.bus import InProcessBus
 from cti.platform.clock import Clock, SystemClock
 from cti.platform.log import get_logger
 from cti.platform.ports import Telephony
@@ -42,7 +44,7 @@ class AgentStateControl(Protocol):
 
 class ProcedureControl(Protocol):
     """The scripted procedures (silent, quiet, noisy line, dialect, volume up) and the hang-up
-    that must go through a running procedure (MISSION.md: never a direct hang-up in 6b)."""
+    that must go through a running procedure (docs/phrases.md#row-6b: never a direct hang-up)."""
 
     async def start_procedure(self, call_id: str, name: str, agent_id: str) -> None: ...
 
@@ -80,6 +82,7 @@ class AgentDesk:
     hub: AgentHub
     screen_pop: ScreenPop
     clock: Clock
+    bus: Bus
     telephony: Telephony | None = None
     calls: CallRegistry | None = None
     agent_states: AgentStateControl | None = None
@@ -99,6 +102,10 @@ class AgentDesk:
         clock: Clock | None = None,
         telephony: Telephony | None = None,
         calls: CallRegistry | None = None,
+        bus: Bus | None = None,
+        agent_states: AgentStateControl | None = None,
+        procedures: ProcedureControl | None = None,
+        transfers: TransferControl | None = None,
     ) -> AgentDesk:
         clock = clock or SystemClock()
         if not token_secret:
@@ -110,13 +117,16 @@ class AgentDesk:
         external = ExternalCrm(external_crm, clock=clock) if external_crm else None
         crm = CrmLookup(customers, external, default_region=default_region)
         hub = AgentHub(clock)
-        pop = ScreenPop(hub, crm, company or CompanyNames("示例科技", "Example Tech"))
+        bus = bus or InProcessBus()
+        pop = ScreenPop(hub, crm, company or CompanyNames("示例科技", "Example Tech"), bus)
         return cls(
             sessions=sessions, auth=auth, customers=customers, crm=crm, hub=hub, screen_pop=pop,
-            clock=clock, telephony=telephony, calls=calls, external_crm=external,
+            clock=clock, bus=bus, telephony=telephony, calls=calls, external_crm=external,
+            agent_states=agent_states, procedures=procedures, transfers=transfers,
         )
 
     async def aclose(self) -> None:
+        await self.bus.drain()
         await self.screen_pop.drain()
         if self.external_crm is not None:
             await self.external_crm.aclose()

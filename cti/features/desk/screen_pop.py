@@ -1,4 +1,5 @@
-"""Screen pop: turns routing events into the messages the agent and supervisor pages show.
+"""Screen pop: turns domain events into the messages the agent and supervisor pages show.
+It subscribes to the bus; nothing calls it to say what happened.
 
 - `CallOffered` (the agent's phone starts ringing, before answer): the caller's record from the
   local store at once (name + title, tier, number, last calls, notes), the queue and menu path,
@@ -7,8 +8,11 @@
   external CRM never delays the first message.
 - `OfferWithdrawn` / `CallConnected` at another agent: the pop is removed from that agent.
 - `AgentStateChanged`: pushed to the agent and to supervisors (the wrap-up timer starts from it).
-- Call state and procedure progress come from the call services via `call_state(...)` and
-  `procedure_progress(...)`.
+- `CustomerIdentified` (the one CRM lookup of the call, at arrival) is what the pop shows;
+  a call without one (taken back after a restart) is looked up here.
+- Call state (`CallHeld`, `CallResumed`, `CallMuted`, `TransferStarted`, `CallTransferred`,
+  `TransferCancelled`, `CallEnded`) and procedure progress (`ProcedureStarted/Stepped/Ended`)
+  update the call's card.
 
 Message shapes (all on the hub; `key` makes them part of the topic's snapshot):
   agent:<id>   {"type": "pop", "key": "pop:<call_id>", ...}      removed with op="remove"
@@ -28,14 +32,27 @@ from dataclasses import dataclass
 from typing import Any
 
 from cti.domain.crm import CallSummary, Customer, suggest_greeting
-from cti.domain.routing.events import (
+from cti.domain.routing.events import RoutingEvent
+from cti.events import (
     AgentStateChanged,
+    Bus,
     CallConnected,
+    CallEnded,
+    CallHeld,
     CallLeftQueue,
+    CallMuted,
     CallOffered,
     CallQueued,
+    CallResumed,
+    CallTransferred,
+    CustomerIdentified,
+    DomainEvent,
     OfferWithdrawn,
-    RoutingEvent,
+    ProcedureEnded,
+    ProcedureStarted,
+    ProcedureStepped,
+    TransferCancelled,
+    TransferStarted,
 )
 from cti.features.crm.service import CrmLookup, CustomerView
 from cti.features.desk.hub import SUPERVISORS, AgentHub, agent_topic
@@ -110,18 +127,85 @@ class _Offer:
     connected_agent: str | None = None
 
 
-class ScreenPop:
-    """Implements cti.domain.routing.events.RoutingListener."""
+# How a procedure ended, as the card shows it.
+_ENDED = {"hangup": "done", "completed": "done", "caller_hangup": "done"}
+_CALL_EVENTS = (
+    CustomerIdentified, CallHeld, CallResumed, CallMuted, TransferStarted, CallTransferred,
+    TransferCancelled, CallEnded, ProcedureStarted, ProcedureStepped, ProcedureEnded,
+)
+SCREEN_POP_EVENTS = (
+    CallQueued, CallOffered, OfferWithdrawn, CallConnected, CallLeftQueue, AgentStateChanged,
+    *_CALL_EVENTS,
+)
 
-    def __init__(self, hub: AgentHub, crm: CrmLookup, company: CompanyNames) -> None:
+
+class ScreenPop:
+    def __init__(
+        self, hub: AgentHub, crm: CrmLookup, company: CompanyNames, bus: Bus | None = None
+    ) -> None:
         self.hub = hub
         self.crm = crm
         self.company = company
         self._offers: dict[str, _Offer] = {}
         self._queues: dict[str, dict[str, dict[str, Any]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._customers: dict[str, CustomerView] = {}  # call id -> its CustomerIdentified
+        self._agent_of: dict[str, str] = {}  # call id -> the agent it is connected to
+        if bus is not None:
+            bus.subscribe("desk.screen_pop", self.on_event, SCREEN_POP_EVENTS)
 
-    # ----------------------------------------------------------------- routing listener
+    async def on_event(self, event: DomainEvent) -> None:
+        if isinstance(event, _CALL_EVENTS):
+            self._on_call_event(event)
+        else:
+            await self.on_routing_event(event)  # type: ignore[arg-type]
+
+    def _on_call_event(self, event: DomainEvent) -> None:
+        match event:
+            case CustomerIdentified():
+                self._customers[event.call_id] = CustomerView(
+                    event.number, event.customer, tuple(event.history), event.external_pending,
+                    event.external_error, tuple(event.sources),
+                )
+            case CallHeld():
+                self.call_state(event.call_id, event.agent_id, "held")
+            case CallResumed() | TransferCancelled():
+                self.call_state(event.call_id, event.agent_id, "connected")
+            case CallMuted():
+                self.call_state(event.call_id, event.agent_id, "connected", muted=event.on)
+            case TransferStarted():
+                state = "consulting" if event.kind == "attended" else "transferring"
+                self.call_state(event.call_id, event.agent_id, state, target=event.target,
+                                target_type=event.target_type, kind=event.kind)
+            case CallTransferred():
+                # The transferring agent's card shows the call as gone from them.
+                self.call_ended(event.call_id, event.agent_id, cause="transferred")
+                if self._agent_of.get(event.call_id) == event.agent_id:
+                    del self._agent_of[event.call_id]
+            case CallEnded():
+                agent = event.agent_id or self._agent_of.get(event.call_id)
+                if agent is not None:  # the card shows it ended
+                    cause = "caller_hangup" if event.ended_by == "caller" else event.ended_by
+                    self.call_ended(event.call_id, agent, cause=cause)
+                self._customers.pop(event.call_id, None)
+                self._agent_of.pop(event.call_id, None)
+            case ProcedureStarted() | ProcedureStepped() | ProcedureEnded():
+                self._procedure(event)
+
+    def _procedure(self, event: ProcedureStarted | ProcedureStepped | ProcedureEnded) -> None:
+        if isinstance(event, ProcedureEnded):
+            status = _ENDED.get(str(event.detail.get("reason", "")), "cancelled")
+        else:
+            status = "running"
+        reserved = {"call_id", "agent_id", "name", "step", "status", "type", "key"}
+        info = {
+            k: v for k, v in event.detail.items()
+            if k not in reserved and isinstance(v, str | int | float | bool)
+        }
+        agent = self._agent_of.get(event.call_id)
+        self.procedure_progress(event.call_id, agent, event.procedure, event.kind, status, **info)
+
+    # ----------------------------------------------------------------- routing events
 
     async def on_routing_event(self, event: RoutingEvent) -> None:
         match event:
@@ -142,11 +226,14 @@ class ScreenPop:
 
     async def _offered(self, ev: CallOffered) -> None:
         number = ev.caller_number or str(ev.attributes.get("caller_number", ""))
-        try:
-            view = await self.crm.lookup_fast(number)
-        except Exception as exc:  # the store failing must not stop the pop: send what we know
-            log.error("screen_pop.lookup_failed", call_id=ev.call_id, error=str(exc))
-            view = CustomerView(number=number, customer=None, external_error="lookup failed")
+        view = self._customers.get(ev.call_id)
+        if view is None:  # no lookup at arrival (a call taken back after a restart)
+            try:
+                view = await self.crm.lookup_fast(number)
+            except Exception as exc:  # the store failing must not stop the pop
+                log.error("screen_pop.lookup_failed", call_id=ev.call_id, error=str(exc))
+                view = CustomerView(number=number, customer=None, external_error="lookup failed")
+            self._customers[ev.call_id] = view
         offer = self._offers.setdefault(ev.call_id, _Offer(ev.call_id, set()))
         offer.agents.add(ev.agent_id)
         base = {
@@ -209,6 +296,7 @@ class ScreenPop:
                 del self._offers[call_id]
 
     def _connected(self, ev: CallConnected) -> None:
+        self._agent_of[ev.call_id] = ev.agent_id
         offer = self._offers.setdefault(ev.call_id, _Offer(ev.call_id, {ev.agent_id}))
         offer.connected_agent = ev.agent_id
         for other in sorted(offer.agents - {ev.agent_id}):
@@ -278,7 +366,7 @@ class ScreenPop:
                           **fields}
         )
 
-    # ----------------------------------------------------------------- for the call services
+    # ----------------------------------------------------------------- the card
 
     def call_state(self, call_id: str, agent_id: str | None, state: str, **info: Any) -> None:
         """Push a call's state (connected, held, muted, transferring, ended...) to its agent."""

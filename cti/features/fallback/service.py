@@ -11,12 +11,10 @@ the call); an after-hours "queue" does, and is hung up too: that queue is closed
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Mapping
 
 from cti.domain.calls import CallState, move
-from cti.domain.routing.decisions import Decision
-from cti.domain.routing.model import Fallback
+from cti.events import FallbackReached
 from cti.features.calls.registry import CallRegistry
 from cti.features.calls.storage import CallRepository
 from cti.features.ivr.runner import IvrRunner
@@ -26,10 +24,11 @@ from cti.platform.ports import Telephony
 
 log = get_logger(__name__)
 
-DecisionLog = Callable[[str], Sequence[tuple[datetime, Decision]]]
 
 
 class QueueFallback:
+    """Subscribes to FallbackReached: the caller's IVR goes on in the fallback's flow."""
+
     def __init__(
         self,
         telephony: Telephony,
@@ -37,56 +36,44 @@ class QueueFallback:
         registry: CallRegistry,
         repo: CallRepository | None,
         flows: Mapping[str, str | None],
-        decisions: DecisionLog | None = None,
     ) -> None:
         self.telephony = telephony
         self.runner = runner
         self.registry = registry
         self.repo = repo
         self.flows = dict(flows)  # fallback action -> IVR flow name
-        # The router's decisions on a call (AcdCore.decisions_for): the queue it left.
-        self.decisions = decisions
 
-    async def __call__(self, call_id: str, channel_id: str, fallback: Fallback) -> None:
-        """The ACD's FallbackHandler: the hold music stops, the fallback's flow starts."""
+    async def on_fallback_reached(self, event: FallbackReached) -> None:
+        """The hold music stops, the fallback's flow starts (or, without one, a hang-up)."""
+        call_id, channel_id = event.call_id, event.channel_id
         if not channel_id:
             return  # the ACD no longer knew the call: nothing to do
         session = self.registry.get(call_id)
-        queue = self._queue_left(call_id) or (
-            (session.call.queue or "") if session is not None else ""
-        )
-        flow = self.flows.get(fallback.action)
+        # The queue whose max wait was reached (the menu's queue may have been overflowed or
+        # moved by the rules); "" after hours (no queue was joined).
+        queue = event.queue or ((session.call.queue or "") if session is not None else "")
+        flow = self.flows.get(event.action)
         if flow is not None and flow not in self.runner.flow_source.flows:
             flow = None  # gone with a flows reload: silence would be worse than a hang-up
         state = self.runner.state_of(call_id)
         with contextlib.suppress(TelephonyError):  # the caller may be gone already
             await self.telephony.stop_moh(channel_id)
         if flow is None or state is None:
-            log.warning("call.fallback_hangup", call_id=call_id, fallback=fallback.action,
+            log.warning("call.fallback_hangup", call_id=call_id, fallback=event.action,
                         reason="no fallback flow" if flow is None else "no IVR on the call")
             with contextlib.suppress(TelephonyError):
                 await self.telephony.hangup(channel_id)
             return
-        values = {"queue": queue, "mailbox": fallback.mailbox or queue or "default"}
+        values = {"queue": queue, "mailbox": event.mailbox or queue or "default"}
         slots = dict.fromkeys({state.lang, *state.ctx.slots}, values)
         if session is not None and session.call.state is CallState.QUEUED:
             # Back with the IVR: the call log shows it left the queue without an agent.
             session.call = move(session.call, CallState.ANSWERED)
             if self.repo is not None:
                 await self.repo.save(session.call)
-        log.info("call.fallback_flow", call_id=call_id, fallback=fallback.action, flow=flow,
+        log.info("call.fallback_flow", call_id=call_id, fallback=event.action, flow=flow,
                  queue=queue, mailbox=values["mailbox"])
         try:
             await self.runner.switch_flow(call_id, flow, slots)
         except NotFound:  # the caller hung up just now
             log.info("call.gone_at_fallback", call_id=call_id)
-
-    def _queue_left(self, call_id: str) -> str:
-        """The queue whose max wait was reached (the menu's queue may have been overflowed or
-        moved by the rules); "" after hours (no queue was joined)."""
-        if self.decisions is None:
-            return ""
-        for _, decision in reversed(self.decisions(call_id)):
-            if decision.outcome == "fallback":
-                return decision.queue
-        return ""

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cti.domain.ivr.commands import Record
 from cti.domain.ivr.engine import CallState
+from cti.events import Bus, RecordingStarted, RecordingStopped
 from cti.platform.ari.events import (
     AriEvent,
     ChannelDestroyed,
@@ -75,12 +76,13 @@ def wav_seconds(data: bytes) -> float | None:
 class Voicemails:
     def __init__(
         self, sessions: async_sessionmaker[AsyncSession], telephony: Telephony, clock: Clock,
-        *, settle_s: float = SETTLE_S,
+        *, settle_s: float = SETTLE_S, bus: Bus | None = None,
     ) -> None:
         self.sessions = sessions
         self.telephony = telephony
         self.clock = clock
         self.settle_s = settle_s
+        self.bus = bus
         self._pending: dict[str, _Pending] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -92,6 +94,8 @@ class Voicemails:
             command.name, state.ctx.call_id, channel_id, state.ctx.caller_number,
             command.mailbox, slots.get("queue", ""), state.lang, self.clock.now(),
         )
+        if self.bus is not None:
+            self.bus.publish(RecordingStarted(state.ctx.call_id, self.clock.now(), command.name))
 
     def recording_not_started(self, name: str) -> None:
         self._pending.pop(name, None)
@@ -110,6 +114,9 @@ class Voicemails:
             if pending is not None:
                 log.error("voicemail.recording_failed", call_id=pending.call_id,
                           recording=pending.name, cause=event.recording.cause)
+                if self.bus is not None:
+                    self.bus.publish(RecordingStopped(pending.call_id, self.clock.now(),
+                                                      pending.name, None, failed=True))
         elif isinstance(event, StasisEnd | ChannelDestroyed):
             for pending in [p for p in self._pending.values()
                             if p.channel_id == event.channel.id]:
@@ -150,6 +157,9 @@ class Voicemails:
             return
         log.info("voicemail.stored", call_id=pending.call_id, mailbox=pending.mailbox,
                  recording=pending.name, duration_s=duration_s)
+        if self.bus is not None:
+            self.bus.publish(RecordingStopped(pending.call_id, self.clock.now(), pending.name,
+                                              duration_s))
 
     async def flush(self) -> None:
         """Wait for the rows being written (tests, shutdown)."""

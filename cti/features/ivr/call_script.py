@@ -12,12 +12,12 @@ from cti.domain.crm import address_form
 from cti.domain.ivr import events as ivr_events
 from cti.domain.ivr.engine import CallContext
 from cti.domain.ivr.flow import ListenNode
+from cti.events import Bus, MenuKeyPressed
 from cti.features.calls.registry import CallSession
 from cti.features.calls.storage import CallRepository
-from cti.features.crm.service import CrmLookup
+from cti.features.crm.caller_lookup import CallerLookup
 from cti.features.ivr.caller_audio import CallerAudioTap
 from cti.features.ivr.runner import IvrRunner, ari_to_domain
-from cti.features.routing.call_routing import CallRouting
 from cti.platform.ari.events import (
     AriEvent,
     ChannelDtmfReceived,
@@ -41,16 +41,16 @@ class IvrCallScript:
         settings: Settings,
         tap: CallerAudioTap | None,
         flow: str,
-        routing: CallRouting | None = None,
-        crm: CrmLookup | None = None,
+        customers: CallerLookup | None = None,
+        bus: Bus | None = None,
     ) -> None:
         self.runner = runner
         self.repo = repo
         self.settings = settings
         self.tap = tap
         self.flow = flow
-        self.routing = routing
-        self.crm = crm
+        self.customers = customers
+        self.bus = bus
         self._task: asyncio.Task[object] | None = None
         self._tap_task: asyncio.Task[None] | None = None
 
@@ -63,12 +63,9 @@ class IvrCallScript:
         }
         vip = False
         view = None
-        if self.routing is not None:
+        if self.customers is not None:
             # The lookup started when the call arrived; this waits for it, never twice.
-            view = await self.routing.customer(session.call.id, session.call.caller_number)
-        elif self.crm is not None:
-            # Local store only: a slow external CRM never delays the caller's menu.
-            view = await self.crm.lookup_fast(session.call.caller_number)
+            view = await self.customers.customer(session.call.id, session.call.caller_number)
         if view is not None:
             customer = view.customer
             if customer is not None:
@@ -158,6 +155,9 @@ class IvrCallScript:
         if isinstance(event, ChannelDtmfReceived) and event.channel.id == session.call.channel_id:
             # The last menu key pressed is the `menu` attribute the routing rules test.
             session.call.attributes["menu"] = event.digit
+            if self.bus is not None:
+                self.bus.publish(MenuKeyPressed(session.call.id, self.runner.clock.now(),
+                                                event.digit))
         # The IVR first: the wait after a prompt starts from its end, so a database write
         # (0.5-1 s seen under load) must not come between the two.
         pair = ari_to_domain(event)
@@ -179,8 +179,6 @@ class IvrCallScript:
 
     async def on_ended(self, session: CallSession) -> None:
         self.runner.feed(session.call.id, ivr_events.HangUp("caller_gone"))
-        if self.routing is not None:
-            await self.routing.on_caller_ended(session.call.id)
         await self._release(session)
 
     async def _release(self, session: CallSession) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -24,6 +24,7 @@ from cti.domain.ivr.config import DetectionSettings, ProcedureSettings
 from cti.domain.ivr.engine import CallContext, CallState, IvrMachine, Phase
 from cti.domain.ivr.flow import Flow
 from cti.domain.ivr.procedures import build_procedures
+from cti.events import Bus, CallRouted
 from cti.features.ivr.prompts import PromptSource
 from cti.features.procedures.audit import AuditEntry
 from cti.platform.clock import Clock
@@ -59,9 +60,6 @@ class LoopTimers:
 class FlowSource(Protocol):
     @property
     def flows(self) -> dict[str, Flow]: ...
-
-
-RouteHandler = Callable[[str, c.RouteToQueue], Awaitable[None]]
 
 
 class RecordingSink(Protocol):
@@ -106,7 +104,7 @@ class IvrRunner:
         procedures: ProcedureSettings | None = None,
         detection: DetectionSettings | None = None,
         timers: TimerScheduler | None = None,
-        on_route: RouteHandler | None = None,
+        bus: Bus | None = None,
         recordings: RecordingSink | None = None,
     ) -> None:
         self.telephony = telephony
@@ -117,7 +115,7 @@ class IvrRunner:
         self.procedures = build_procedures(procedures or ProcedureSettings())
         self.detection = detection or DetectionSettings()
         self.timers = timers or LoopTimers()
-        self.on_route = on_route
+        self.bus = bus  # CallRouted goes there: the routing feature takes the call
         self.recordings = recordings
         self.calls: dict[str, _CallRun] = {}
 
@@ -216,10 +214,11 @@ class IvrRunner:
                     with contextlib.suppress(ChannelGone):
                         await self.telephony.stop_recording(name)
                 case c.RouteToQueue():
-                    if self.on_route is not None:
-                        await self.on_route(call_id, command)
-                    else:
-                        log.info("ivr_route", call_id=call_id, queue=command.queue)
+                    log.info("ivr_route", call_id=call_id, queue=command.queue)
+                    if self.bus is not None:
+                        self.bus.publish(
+                            CallRouted(call_id, self.clock.now(), command.queue, command.lang)
+                        )
         except ChannelGone:
             run.queue.put_nowait((e.HangUp("channel_gone"), None))
         except TelephonyError as exc:

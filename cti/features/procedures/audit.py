@@ -16,6 +16,7 @@ from sqlalchemy import desc, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cti.domain.ivr.commands import Audit
+from cti.events import Bus, IvrNoted, ProcedureEnded, ProcedureStarted, ProcedureStepped
 from cti.platform.clock import Clock, SystemClock
 from cti.platform.db.tables.fallback import CallbackRequestRow
 from cti.platform.db.tables.ivr import ProcedureRunRow, ProcedureStepRow, ScriptDepartureRow
@@ -43,9 +44,14 @@ class AuditEntry:
 
 class ProcedureAudit:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], clock: Clock | None = None
+        self, sessions: async_sessionmaker[AsyncSession], clock: Clock | None = None,
+        bus: Bus | None = None,
     ) -> None:
         self.sessions = sessions
+        self.bus = bus
+        if bus is not None:  # the IVR's facts arrive as events (cti.features.procedures.events)
+            bus.subscribe("procedures.audit", self._on_event,
+                          (ProcedureStarted, ProcedureStepped, ProcedureEnded, IvrNoted))
         self.clock: Clock = clock or SystemClock()  # stamps a call-back marked done
         self._queue: asyncio.Queue[AuditEntry | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -60,8 +66,18 @@ class ProcedureAudit:
             self._task = asyncio.get_running_loop().create_task(self._writer())
         self._queue.put_nowait(entry)
 
+    async def _on_event(
+        self, event: ProcedureStarted | ProcedureStepped | ProcedureEnded | IvrNoted
+    ) -> None:
+        self.submit(AuditEntry(
+            event.call_id, Audit(event.kind, event.run_id, event.procedure, dict(event.detail)),
+            event.at, event.mono,
+        ))
+
     async def flush(self) -> None:
-        """Wait until everything submitted so far is stored."""
+        """Wait until everything submitted (or published) so far is stored."""
+        if self.bus is not None:
+            await self.bus.drain()
         if self._task is not None and not self._task.done():
             await self._queue.join()
 

@@ -10,8 +10,10 @@ Wiring, for the call service:
   `acd.is_agent_channel(channel_id)` / `is_agent_leg(app_args)` to tell them from callers.
 - agents: `agent_login/agent_available/agent_pause/agent_logout`, or the desk's
   `request_agent_state(agent_id, "available"|"paused"|"logged_out", reason)`;
-- subscribe with `add_listener(RoutingListener)`; start with `await acd.start()` (ticks for
-  live relaxation, rules-file watch) and stop with `await acd.aclose()`.
+- what happens is published on the bus (cti.events: CallQueued, CallOffered, CallConnected,
+  AgentStateChanged, FallbackReached, RulesReloaded...); `listeners=` are inline observers for
+  tests and tools. Start with `await acd.start()` (ticks for live relaxation, rules-file
+  watch) and stop with `await acd.aclose()`.
 - position/wait announcements to waiting callers need `prompts=` (a PromptSource); pass every
   ARI PlaybackFinished's playback id to `acd.on_playback_finished` (the music comes back).
 Ring timeout, wrap-up and ticks are asyncio timers here; the core only sees their results.
@@ -45,7 +47,9 @@ from cti.domain.routing.acd import (
 from cti.domain.routing.announcements import announcement_phrases
 from cti.domain.routing.decisions import Decision
 from cti.domain.routing.events import CallConnected, RoutingEvent, RoutingListener
-from cti.domain.routing.model import CallAttributes, Fallback, RoutingRules
+from cti.domain.routing.model import CallAttributes, RoutingRules
+from cti.domain.stats import QueueTargets
+from cti.events import Bus, DomainEvent, FallbackReached, RulesReloaded
 from cti.features.ivr.prompts import PromptSource
 from cti.features.routing.rules import load_rules, summarize
 from cti.platform.clock import Clock, SystemClock
@@ -79,9 +83,6 @@ class DecisionSink(Protocol):
     async def record_batch(
         self, items: Sequence[tuple[datetime, Decision] | RoutingEvent]
     ) -> None: ...
-
-
-FallbackHandler = Callable[[str, str, Fallback], Awaitable[None]]  # call_id, channel_id, fallback
 
 
 @dataclass
@@ -155,7 +156,7 @@ class Acd:
         clock: Clock | None = None,
         listeners: Iterable[RoutingListener] = (),
         sink: DecisionSink | None = None,
-        on_fallback: FallbackHandler | None = None,
+        bus: Bus | None = None,
         tick_s: float = 1.0,
         watch_s: float = 2.0,
         prompts: PromptSource | None = None,
@@ -170,7 +171,7 @@ class Acd:
         self.core = AcdCore(rules)
         self._listeners = list(listeners)
         self._sink = sink
-        self._on_fallback = on_fallback
+        self._bus = bus
         self._tick_s = tick_s
         self._watch_s = watch_s
         self._calls: dict[str, _CallInfo] = {}
@@ -193,9 +194,6 @@ class Acd:
     def from_file(cls, telephony: Telephony, path: Path, **kw: Any) -> Acd:
         """Build from a rules file; a bad file raises ConfigError (the service should not start)."""
         return cls(telephony, load_rules(path), rules_path=path, **kw)
-
-    def add_listener(self, listener: RoutingListener) -> None:
-        self._listeners.append(listener)
 
     # ----- lifecycle -------------------------------------------------------------------
 
@@ -281,11 +279,14 @@ class Acd:
         except ConfigError as exc:
             st.last_error, st.last_error_at = exc.message, self.clock.now()
             log.error("routing_rules_rejected", path=str(st.path), error=exc.message)
+            self._publish(RulesReloaded(st.last_error_at, str(st.path), ok=False,
+                                        error=exc.message, summary=st.summary))
             return st
         st.last_error = None
         st.loaded_at = self.clock.now()
         st.summary = summarize(rules)
         log.info("routing_rules_reloaded", path=str(st.path))
+        self._publish(RulesReloaded(st.loaded_at, str(st.path), ok=True, summary=st.summary))
         await self._run(self.core.reload(rules, *self._now()))
         return st
 
@@ -345,6 +346,12 @@ class Acd:
         in the same queue, with hold music."""
         self._calls[call_id] = _CallInfo(channel_id, attributes=dict(attributes))
         await self._run(self.core.requeue(call_id, attributes, queue, *self._now()))
+
+    def queue_targets(self, queue: str) -> QueueTargets:
+        """The queue's service-level threshold for the figures (docs/metrics.md), from the
+        rules in force."""
+        q = self.core.rules.queues.get(queue)
+        return QueueTargets(sl_s=q.service_level_s) if q is not None else QueueTargets()
 
     def is_agent_channel(self, channel_id: str) -> bool:
         return channel_id in self._leg_by_channel
@@ -508,8 +515,14 @@ class Acd:
             channel = info.channel_id if info else ""
             if info is not None:
                 await self._stop_announcement(info)  # the fallback has the channel now
-            if self._on_fallback is not None:
-                await self._on_fallback(cmd.call_id, channel, cmd.fallback)
+            if self._bus is not None:
+                fb = cmd.fallback
+                queue = next((d.queue for _, d in reversed(self.core.decisions_for(cmd.call_id))
+                              if d.outcome == "fallback"), "")
+                self._bus.publish(FallbackReached(
+                    cmd.call_id, self.clock.now(), channel, queue, fb.action,
+                    mailbox=fb.mailbox or None, target=fb.queue or None,
+                ))
             elif channel:
                 await self._hangup(channel)
 
@@ -520,11 +533,16 @@ class Acd:
                 consult.connected = event
                 return
         self._record(event)
+        self._publish(event)
         for listener in self._listeners:
             try:
                 await listener.on_routing_event(event)
             except Exception:
                 log.exception("routing_listener_failed", listener=type(listener).__name__)
+
+    def _publish(self, event: DomainEvent) -> None:
+        if self._bus is not None:
+            self._bus.publish(event)
 
     async def _ring(self, cmd: RingAgent) -> None:
         leg = _Leg(cmd.offer_id, cmd.call_id, cmd.agent_id)

@@ -1,5 +1,7 @@
-"""Joins a call's IVR, the ACD and the desk: the menu's route goes to the ACD, the agent's
-answer switches the IVR to the agent's greeting, and agent legs' events reach the ACD."""
+"""Joins a call's IVR and the ACD, by events: the IVR's `CallRouted` hands the call to the
+ACD; the ACD's events move the call's state (queued -> offered -> connected) and switch the
+IVR to the agent's greeting; `CallEnded` takes the caller out of the ACD. Agent legs' ARI
+events reach the ACD through here."""
 
 from __future__ import annotations
 
@@ -10,18 +12,19 @@ from dataclasses import replace
 from typing import Any
 
 from cti.domain.calls import Call, CallState, move
-from cti.domain.ivr.commands import RouteToQueue
 from cti.domain.routing.events import (
+    AgentStateChanged,
     CallConnected,
     CallLeftQueue,
     CallOffered,
+    CallQueued,
     OfferWithdrawn,
     RoutingEvent,
 )
+from cti.events import Bus, CallEnded, CallRouted
 from cti.features.calls.registry import CallRegistry
 from cti.features.calls.storage import CallRepository
-from cti.features.crm.service import CrmLookup, CustomerView
-from cti.features.desk.screen_pop import ScreenPop
+from cti.features.crm.caller_lookup import CallerLookup
 from cti.features.ivr.runner import IvrRunner
 from cti.features.routing.acd import Acd
 from cti.platform.ari.events import AriEvent, ChannelDestroyed, StasisEnd, StasisStart
@@ -29,6 +32,9 @@ from cti.platform.errors import NotFound
 from cti.platform.log import get_logger
 
 log = get_logger(__name__)
+
+ROUTING_EVENTS = (CallQueued, CallOffered, OfferWithdrawn, CallConnected, CallLeftQueue,
+                  AgentStateChanged)
 
 
 class CallRouting:
@@ -38,32 +44,40 @@ class CallRouting:
         runner: IvrRunner,
         registry: CallRegistry,
         repo: CallRepository,
-        crm: CrmLookup | None,
+        customers: CallerLookup,
+        bus: Bus,
         agent_flow: str = "agent_greeting",
     ) -> None:
         self.acd = acd
         self.runner = runner
         self.registry = registry
         self.repo = repo
-        self.crm = crm
+        self.customers = customers
         self.agent_flow = agent_flow
-        # The caller's CRM record, looked up as the call arrives (call id -> lookup): the tier
-        # is ready when the IVR routes, instead of a database round trip before the ring.
-        self._customers: dict[str, asyncio.Task[CustomerView]] = {}
         self._leg_work: dict[str, asyncio.Task[None]] = {}  # agent leg -> its latest handling
-        self.screen_pop: ScreenPop | None = None
+        bus.subscribe("routing.call_routed", self._on_routed, (CallRouted,))
+        bus.subscribe("routing.call_states", self.on_routing_event, ROUTING_EVENTS)
+        bus.subscribe("routing.call_ended", self._on_call_ended, (CallEnded,))
 
-    async def on_route(self, call_id: str, command: RouteToQueue) -> None:
+    async def _on_routed(self, event: CallRouted) -> None:
+        await self.on_route(event.call_id, event.queue, event.lang)
+
+    async def _on_call_ended(self, event: CallEnded) -> None:
+        await self.acd.on_caller_hangup(event.call_id)
+
+    async def on_route(self, call_id: str, queue: str, lang: str) -> None:
         """The IVR reached a route node: hand the call to the ACD with its attributes."""
         session = self.registry.get(call_id)
-        if session is None:
+        if session is None or session.call.is_over:
             return
         call = session.call
         # Kept with the call (and its log row): a restarted service requeues it with them.
-        call.attributes["language"] = command.lang
+        call.attributes["language"] = lang
         attributes = await self._routing_attributes(call)
-        session.call = replace(move(call, CallState.QUEUED), queue=command.queue)
-        log.info("call.queued", call_id=call_id, ivr_queue=command.queue, menu=attributes["menu"])
+        if session.call.is_over:  # the caller hung up during the lookup
+            return
+        session.call = replace(move(call, CallState.QUEUED), queue=queue)
+        log.info("call.queued", call_id=call_id, ivr_queue=queue, menu=attributes["menu"])
         # The ACD first (it may ring an agent at once), the call log after: the row then holds
         # whatever the call reached meanwhile (queued, or already offered).
         await self.acd.enqueue(call_id, call.channel_id, attributes)
@@ -81,7 +95,7 @@ class CallRouting:
         }
         if call.attributes.get("language"):
             attributes["language"] = call.attributes["language"]
-        view = await self.customer(call.id, call.caller_number)
+        view = await self.customers.customer(call.id, call.caller_number)
         if view is not None and view.customer is not None:
             attributes["tier"] = view.customer.tier
             attributes["crm"] = {
@@ -176,53 +190,9 @@ class CallRouting:
 
         task.add_done_callback(done)
 
-    async def customer(self, call_id: str, number: str) -> CustomerView | None:
-        """The caller's CRM record (local store), looked up once per call as it arrived; for
-        the route's tier and for anyone else on the call path (the IVR's greeting by name).
-        None when there is no CRM or the lookup failed (the call goes on as "standard")."""
-        if self.crm is None:
-            return None
-        lookup = self._customers.get(call_id)
-        if lookup is None:  # an adopted call (no StasisStart seen): look up now, keep it
-            lookup = self._customers[call_id] = asyncio.create_task(
-                self.crm.lookup_fast(number), name=f"crm-{call_id}"
-            )
-        try:
-            return await asyncio.shield(lookup)
-        except Exception:
-            log.exception("crm.lookup_failed", call_id=call_id)
-            return None
-
-    def _forget_customer(self, call_id: str) -> None:
-        lookup = self._customers.pop(call_id, None)
-        if lookup is not None and not lookup.done():
-            lookup.cancel()
-        elif lookup is not None and not lookup.cancelled():
-            with contextlib.suppress(Exception):
-                lookup.exception()  # retrieved: no "exception never retrieved" warning
-
     async def on_ari_event(self, event: AriEvent) -> None:
-        if (
-            isinstance(event, StasisStart)
-            and self.crm is not None
-            and event.args[:1] == ["inbound"]
-            and event.channel.id not in self._customers
-        ):
-            self._customers[event.channel.id] = asyncio.create_task(
-                self.crm.lookup_fast(event.channel.caller.number),
-                name=f"crm-{event.channel.id}",
-            )
-        elif isinstance(event, ChannelDestroyed) and event.channel.id in self._customers:
-            self._forget_customer(event.channel.id)
         if isinstance(event, StasisEnd | ChannelDestroyed) and self.acd.is_agent_channel(
             event.channel.id
         ):
             channel_id = event.channel.id
             self._in_order(channel_id, lambda: self.acd.on_agent_channel_ended(channel_id))
-
-    async def on_caller_ended(self, call_id: str) -> None:
-        self._forget_customer(call_id)
-        agent = self.acd.core.connected_calls().get(call_id)
-        await self.acd.on_caller_hangup(call_id)
-        if self.screen_pop is not None and agent is not None:  # the card shows it ended
-            self.screen_pop.call_ended(call_id, agent, cause="caller_hangup")

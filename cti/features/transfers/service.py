@@ -10,7 +10,7 @@ Targets:
 - `number`: the call leaves the ACD; an outside leg is dialled (`number_endpoint`, e.g.
   "PJSIP/{number}@trunk") and bridged with the caller when it answers.
 
-While a transfer rings, the caller is on the scripted hold (MISSION.md row 6a: 请稍等, then
+While a transfer rings, the caller is on the scripted hold (docs/phrases.md#row-6a: 请稍等, then
 music) run by the IVR, which the colleague's answer ends (their greeting follows).
 """
 
@@ -24,10 +24,11 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from cti.domain.calls import CallState, move
+from cti.events import Bus, CallTransferred, TransferCancelled, TransferStarted
 from cti.features.calls.registry import CallRegistry
-from cti.features.desk.screen_pop import ScreenPop
 from cti.features.routing.acd import Acd
 from cti.platform.ari.events import AriEvent, ChannelDestroyed, StasisEnd, StasisStart
+from cti.platform.clock import Clock
 from cti.platform.errors import ConfigError, CtiError, Forbidden, NotFound, TelephonyError
 from cti.platform.log import get_logger
 from cti.platform.ports import Telephony
@@ -59,7 +60,8 @@ class TransferControl:
         acd: Acd,
         telephony: Telephony,
         calls: CallRegistry,
-        screen_pop: ScreenPop,
+        bus: Bus,
+        clock: Clock,
         hold: CallerHold | None = None,
         *,
         number_endpoint: str = "PJSIP/{number}",
@@ -68,7 +70,8 @@ class TransferControl:
         self.acd = acd
         self.telephony = telephony
         self.calls = calls
-        self.screen_pop = screen_pop
+        self.bus = bus
+        self.clock = clock
         self.hold = hold
         self.number_endpoint = number_endpoint
         self.ring_timeout_s = ring_timeout_s
@@ -91,14 +94,16 @@ class TransferControl:
         if target_type == "agent" and kind == "attended":
             await self.acd.consult(call_id, target)
             await self._hold_caller(call_id, agent_id)
-            self.screen_pop.call_state(call_id, agent_id, "consulting", target=target,
-                                       target_type=target_type, kind=kind)
+            self.bus.publish(TransferStarted(call_id, self.clock.now(), agent_id, kind,
+                                             target_type, target))
             log.info("transfer.consult", call_id=call_id, agent_id=agent_id, target=target)
             return {"state": "consulting", "target": target}
         if kind == "attended":
             raise ConfigError(f"an attended transfer needs an agent, not a {target_type}")
         if target_type not in ("agent", "queue", "number"):
             raise ConfigError(f"unknown transfer target type {target_type!r}")
+        self.bus.publish(TransferStarted(call_id, self.clock.now(), agent_id, kind, target_type,
+                                         target))
         session = self.calls.get(call_id)
         before = session.call if session else None
         if session is not None and before is not None:
@@ -111,11 +116,13 @@ class TransferControl:
                 await self.acd.transfer(call_id, queue=target)
             else:
                 await self._to_number(call_id, target)
-        except CtiError:
+        except CtiError as exc:
             if session is not None and before is not None:
                 session.call = before  # refused: nothing changed, the agent keeps the call
+            self.bus.publish(TransferCancelled(call_id, self.clock.now(), agent_id,
+                                               reason=exc.error_id))
             raise
-        self._hand_over(call_id, agent_id, target_type, target)
+        self._hand_over(call_id, agent_id, target_type, target, "blind")
         await self._hold_caller(call_id, agent_id)
         log.info("transfer.blind", call_id=call_id, agent_id=agent_id, target_type=target_type,
                  target=target)
@@ -127,7 +134,7 @@ class TransferControl:
         if self.acd.consult_state(call_id) is None:
             raise NotFound(f"no consultation on call {call_id}")
         # the agent's card first: the colleague's connection must not withdraw it
-        self._hand_over(call_id, agent_id, "agent", "")
+        self._hand_over(call_id, agent_id, "agent", "", "attended")
         await self.acd.complete_consult(call_id)
         return {"state": "transferred"}
 
@@ -140,7 +147,7 @@ class TransferControl:
         if self.hold is not None:
             with contextlib.suppress(CtiError):
                 await self.hold.agent_command(call_id, "resume", agent_id)
-        self.screen_pop.call_state(call_id, agent_id, "connected")
+        self.bus.publish(TransferCancelled(call_id, self.clock.now(), agent_id, "cancelled"))
         return {"state": "connected"}
 
     # ----------------------------------------------------------------- outside numbers
@@ -231,10 +238,14 @@ class TransferControl:
         if owner != agent_id:
             raise Forbidden(f"call {call_id} is agent {owner}'s, not {agent_id}'s")
 
-    def _hand_over(self, call_id: str, agent_id: str, target_type: str, target: str) -> None:
+    def _hand_over(
+        self, call_id: str, agent_id: str, target_type: str, target: str, kind: str
+    ) -> None:
         """The agent is no longer on the call: their card shows it ended (wrap-up follows),
         and they lose control of it."""
-        self.screen_pop.call_ended(call_id, agent_id, cause="transferred")
+        self.bus.publish(CallTransferred(
+            call_id, self.clock.now(), agent_id, kind, target_type, target,
+        ))
         session = self.calls.get(call_id)
         if session is None or session.call.agent_id != agent_id:
             return  # already the colleague's (they answered meanwhile)

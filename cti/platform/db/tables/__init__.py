@@ -2,9 +2,10 @@
 
 from cti.platform.db.tables import calls as calls
 from cti.platform.db.tables import crm as crm
+from cti.platform.db.tables import events as events
 from cti.platform.db.tables import fallback as fallback
 from cti.platform.db.tables import ivr as ivr
 from cti.platform.db.tables import routing as routing
 from cti.platform.db.tables import users as users
 
-__all__ = ["calls", "crm", "fallback", "ivr", "routing", "users"]
+__all__ = ["calls", "crm", "events", "fallback", "ivr", "routing", "users"]

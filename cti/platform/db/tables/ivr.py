@@ -1,5 +1,5 @@
-"""Procedure runs and script departures, for quality review (MISSION.md: every procedure run
-and every departure from the script is recorded)."""
+"""Procedure runs and script departures, for quality review (docs/phrases.md#enforce:
+every procedure run and every departure from the script is recorded)."""
 
 from __future__ import annotations
 

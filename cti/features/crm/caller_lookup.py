@@ -1,0 +1,80 @@
+"""The caller's CRM record, looked up once per call as it arrives and published as
+`CustomerIdentified`: the routing attributes (tier), the IVR's greeting by name and the
+screen pop all read that one lookup. A failed lookup is logged and the call goes on as an
+unknown caller ("standard" tier)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from cti.events import Bus, CallArrived, CallEnded, CustomerIdentified
+from cti.features.crm.service import CrmLookup, CustomerView
+from cti.platform.clock import Clock
+from cti.platform.log import get_logger
+
+log = get_logger(__name__)
+
+
+class CallerLookup:
+    def __init__(self, crm: CrmLookup | None, bus: Bus, clock: Clock) -> None:
+        self.crm = crm
+        self.bus = bus
+        self.clock = clock
+        self._lookups: dict[str, asyncio.Task[CustomerView]] = {}
+        bus.subscribe("crm.caller_lookup", self.on_event, (CallArrived, CallEnded))
+
+    async def on_event(self, event: CallArrived | CallEnded) -> None:
+        if isinstance(event, CallArrived):
+            self._start(event.call_id, event.caller_number)
+        else:
+            self._forget(event.call_id)
+
+    def _start(self, call_id: str, number: str) -> asyncio.Task[CustomerView] | None:
+        if self.crm is None:
+            return None
+        task = self._lookups.get(call_id)
+        if task is None:
+            task = self._lookups[call_id] = asyncio.create_task(
+                self._lookup(self.crm, call_id, number), name=f"crm-{call_id}"
+            )
+        return task
+
+    async def _lookup(self, crm: CrmLookup, call_id: str, number: str) -> CustomerView:
+        try:
+            view = await crm.lookup_fast(number)
+        except Exception:
+            log.exception("crm.lookup_failed", call_id=call_id)
+            raise
+        # Published before anyone awaiting the lookup resumes: subscribers see the customer
+        # before the call's later events (queued, offered).
+        self.bus.publish(CustomerIdentified(
+            call_id, self.clock.now(), view.number, view.customer, view.history,
+            view.external_pending, view.external_error, view.sources,
+        ))
+        return view
+
+    async def customer(self, call_id: str, number: str) -> CustomerView | None:
+        """The caller's record (the lookup started at arrival; started now for a call taken
+        back after a restart). None without a CRM or when the lookup failed."""
+        task = self._start(call_id, number)
+        if task is None:
+            return None
+        try:
+            return await asyncio.shield(task)
+        except Exception:  # logged by the lookup itself
+            return None
+
+    def _forget(self, call_id: str) -> None:
+        task = self._lookups.pop(call_id, None)
+        if task is None:
+            return
+        if not task.done():
+            task.cancel()
+        elif not task.cancelled():
+            with contextlib.suppress(Exception):
+                task.exception()  # retrieved: no "exception never retrieved" warning
+
+    async def aclose(self) -> None:
+        for call_id in list(self._lookups):
+            self._forget(call_id)

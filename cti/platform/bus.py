@@ -1,0 +1,126 @@
+"""The in-process event bus (cti.events.Bus): numbers each event, then hands it to every
+subscriber's own queue. Each subscriber runs in a task of its own and sees its events in
+stream order; one that is slow or fails delays or stops nobody else (a failure is logged
+with the subscriber's name and the event, and the subscriber goes on with the next).
+
+Across several service instances the same interface is served by a shared stream; inside
+one process this is all there is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from cti.events import BatchHandler, DomainEvent, Envelope, Handler
+from cti.platform.log import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass(eq=False)
+class _Subscriber:
+    name: str
+    kinds: tuple[type[Any], ...] | None
+    handler: Handler | None = None
+    batch_handler: BatchHandler | None = None
+    max_batch: int = 500
+    queue: asyncio.Queue[Envelope] = field(default_factory=asyncio.Queue)
+    task: asyncio.Task[None] | None = None
+
+    def wants(self, event: DomainEvent) -> bool:
+        return self.kinds is None or isinstance(event, self.kinds)
+
+
+class InProcessBus:
+    def __init__(self, first_seq: int = 1) -> None:
+        self._next = first_seq
+        self._subscribers: list[_Subscriber] = []
+        self._closed = False
+
+    @property
+    def last_seq(self) -> int:
+        return self._next - 1
+
+    def continue_after(self, seq: int) -> None:
+        """Number the next event after `seq` (the kept log's last, at start-up)."""
+        self._next = max(self._next, seq + 1)
+
+    # ----- cti.events.Bus ------------------------------------------------------------------
+
+    def publish(self, event: DomainEvent) -> int:
+        seq = self._next
+        self._next += 1
+        envelope = Envelope(seq, event)
+        for sub in self._subscribers:
+            if sub.wants(event):
+                sub.queue.put_nowait(envelope)
+                self._ensure_running(sub)
+        return seq
+
+    def subscribe(
+        self, name: str, handler: Handler, kinds: tuple[type[Any], ...] | None = None
+    ) -> None:
+        self._subscribers.append(_Subscriber(name, kinds, handler=handler))
+
+    def subscribe_batches(self, name: str, handler: BatchHandler, max_batch: int = 500) -> None:
+        self._subscribers.append(
+            _Subscriber(name, None, batch_handler=handler, max_batch=max_batch)
+        )
+
+    # ----- lifecycle -----------------------------------------------------------------------
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait until every subscriber has handled everything published so far (tests,
+        shutdown). Events published meanwhile by handlers are waited for too."""
+        async with asyncio.timeout(timeout):
+            while True:
+                pending = [s for s in self._subscribers if s.queue._unfinished_tasks]  # type: ignore[attr-defined]
+                if not pending:
+                    return
+                for sub in pending:
+                    await sub.queue.join()
+
+    async def aclose(self, timeout: float = 5.0) -> None:
+        """Deliver what is queued (within `timeout`), then stop the subscribers' tasks."""
+        with contextlib.suppress(TimeoutError):
+            await self.drain(timeout)
+        self._closed = True
+        tasks = [s.task for s in self._subscribers if s.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for sub in self._subscribers:
+            sub.task = None
+
+    def _ensure_running(self, sub: _Subscriber) -> None:
+        if self._closed or (sub.task is not None and not sub.task.done()):
+            return
+        sub.task = asyncio.get_running_loop().create_task(
+            self._run(sub), name=f"bus-{sub.name}"
+        )
+
+    async def _run(self, sub: _Subscriber) -> None:
+        while True:
+            first = await sub.queue.get()
+            batch = [first]
+            if sub.batch_handler is not None:
+                while not sub.queue.empty() and len(batch) < sub.max_batch:
+                    batch.append(sub.queue.get_nowait())
+            try:
+                if sub.batch_handler is not None:
+                    await sub.batch_handler(batch)
+                else:
+                    assert sub.handler is not None
+                    await sub.handler(first.event)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("bus.subscriber_failed", subscriber=sub.name,
+                              event_type=type(first.event).__name__, seq=first.seq,
+                              batch=len(batch))
+            finally:
+                for _ in batch:
+                    sub.queue.task_done()
