@@ -18,6 +18,7 @@ from cti.features.procedures import http as procedures_http
 from cti.features.reports import http as reports_http
 from cti.features.routing import http as routing_http
 from cti.platform.errors import CtiError
+from cti.platform.http_guards import install_http_guards
 from cti.platform.log import configure_logging, get_logger
 from cti.platform.provide import register
 from cti.platform.settings import Settings
@@ -29,6 +30,7 @@ log = get_logger(__name__)
 def create_app(service: Service) -> FastAPI:
     app = FastAPI(title="CTI", version="0.1.0")
     install_error_handler(app)
+    install_http_guards(app, service.settings.http)
     register(
         app, service.registry, service.calls_repo, service.ari, service.resync, service.acd,
         service.ivr, service.audit, service.voicemails, service.bus, service.events, service.live,

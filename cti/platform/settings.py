@@ -50,6 +50,19 @@ class FallbackFlows(BaseModel):
     voicemail: str | None = "queue_voicemail"
 
 
+class HttpSettings(BaseModel):
+    """The HTTP API's guards (cti.platform.http_guards)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # A request body above this is refused with 413, from its Content-Length or, when streamed
+    # (chunked), as soon as that many bytes have arrived.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # When set, GET /metrics needs `Authorization: Bearer <metrics_token>` (else 401); unset,
+    # /metrics is open (bind the service to a private address then).
+    metrics_token: str | None = Field(default=None, min_length=16)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CTI_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
@@ -60,6 +73,7 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)
+    http: HttpSettings = HttpSettings()
     log_level: str = "info"
     log_json: bool = False
     auto_migrate: bool = True  # `cti serve` brings the schema up to date before it starts

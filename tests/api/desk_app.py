@@ -29,6 +29,8 @@ from cti.platform.clock import Clock
 from cti.platform.db.base import make_engine, make_sessionmaker
 from cti.platform.db.migrate import upgrade_async
 from cti.platform.errors import CtiError
+from cti.platform.http_guards import install_http_guards
+from cti.platform.settings import HttpSettings
 
 SECRET = "test-secret-0123456789abcdef-0123456789"
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
@@ -66,6 +68,7 @@ async def desk_app(
     external_transport: httpx.AsyncBaseTransport | None = None,
     ui: bool = False,
     auth_settings: AuthSettings | None = None,
+    http: HttpSettings | None = None,
     **desk_fields: Any,
 ) -> AsyncIterator[DeskEnv]:
     url = f"sqlite+aiosqlite:///{tmp_path / 'desk.db'}"
@@ -91,6 +94,7 @@ async def desk_app(
     async def _cti_error(_request: Request, exc: CtiError) -> JSONResponse:
         return JSONResponse({"error": exc.error_id, "detail": exc.message}, exc.http_status)
 
+    install_http_guards(app, http or HttpSettings())
     install_agent_desk(app, desk, ui=ui)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://desk") as client:

@@ -38,6 +38,15 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 
 
+def csp_violations(page: Page) -> list[str]:
+    """What the page's Content-Security-Policy blocked (Chromium says so on the console), as
+    it happens: the pages must work under the policy the service sends, with nothing refused."""
+    seen: list[str] = []
+    page.on("console", lambda msg: seen.append(msg.text)
+            if "Content Security Policy" in msg.text else None)
+    return seen
+
+
 class AgentStates:
     """Drives the agent-state machine for the desk's buttons and tells the screen pop, as the
     ACD service does (cti.features.desk.desk.AgentStateControl)."""
@@ -92,6 +101,7 @@ async def test_agent_logs_in_goes_available_and_sees_the_pop_before_answer(
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
                 page = await browser.new_page(viewport={"width": 1280, "height": 900})
+                refused = csp_violations(page)
                 await _log_in(page, base)
                 await page.click("[data-action=available]")
                 await expect(page.get_by_test_id("agent-state")).to_have_attribute(
@@ -143,6 +153,7 @@ async def test_agent_logs_in_goes_available_and_sees_the_pop_before_answer(
                     "data-state", "paused"
                 )
                 await expect(page.get_by_test_id("pop-card")).to_have_count(0)
+                assert refused == []
             finally:
                 await browser.close()
 

@@ -32,7 +32,7 @@ from cti.runtime import Service
 from tests.api.desk_app import served
 from tests.e2e.conftest import service_settings
 from tests.e2e.pbx import PBX_ROOT, Pbx
-from tests.e2e.test_agent_page import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.test_agent_page import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, csp_violations
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -82,6 +82,7 @@ async def test_supervisor_sees_callbacks_and_plays_a_voicemail(pbx: Pbx, tmp_pat
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
                 page = await browser.new_page(viewport={"width": 1280, "height": 900})
+                refused = csp_violations(page)
                 await _log_in(page, base)
                 await expect(page.get_by_test_id("callbacks-empty")).to_have_text("暂无回拨请求")
                 await expect(page.get_by_test_id("voicemails-empty")).to_have_text("暂无语音留言")
@@ -164,6 +165,7 @@ async def test_supervisor_sees_callbacks_and_plays_a_voicemail(pbx: Pbx, tmp_pat
                 await page.screenshot(
                     path=str(ARTIFACTS / "supervisor_page_en.png"), full_page=True
                 )
+                assert refused == []
             finally:
                 await browser.close()
     finally:

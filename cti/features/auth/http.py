@@ -7,10 +7,10 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, WebSocket
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, WebSocket
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cti.features.auth.service import (
     NewUser,
@@ -30,6 +30,7 @@ from cti.features.desk.frames import (
     decode_message,
 )
 from cti.platform.errors import Unauthorized
+from cti.platform.http_guards import IsoTime, error_responses
 from cti.platform.log import get_logger
 from cti.platform.provide import provide
 
@@ -37,7 +38,7 @@ log = get_logger(__name__)
 
 WS_AUTH_TIMEOUT_S = 5.0
 
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(prefix="/auth", tags=["auth"], responses=error_responses(401, 422))
 _bearer = HTTPBearer(auto_error=False)
 
 
@@ -129,6 +130,38 @@ class UserIn(BaseModel):
     display_name: str = Field(default="", max_length=128)
     language: str = Field(default="zh", pattern=r"^(zh|en)$")
 
+    @model_validator(mode="after")
+    def _agent_has_id(self) -> UserIn:
+        if self.role is Role.AGENT and not self.agent_id:
+            raise ValueError("agent_id: an agent needs an agent id")
+        return self
+
+
+class UserOut(BaseModel):
+    """A user as others may see them (never the password)."""
+
+    id: int
+    username: str
+    role: Role
+    agent_id: str | None
+    display_name: str
+    language: str
+
+    @classmethod
+    def of(cls, who: Principal) -> UserOut:
+        return cls.model_validate(who.public())
+
+
+class UserStateOut(UserOut):
+    active: bool
+
+
+class LoginOut(BaseModel):
+    token: str = Field(description="send as `Authorization: Bearer <token>`")
+    token_type: str = "bearer"
+    expires_at: IsoTime
+    user: UserOut
+
 
 class UserPatchIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -136,8 +169,8 @@ class UserPatchIn(BaseModel):
     active: bool
 
 
-@router.post("/login", response_model=None)
-async def login(body: LoginIn, desk: Desk, request: Request) -> dict[str, Any] | JSONResponse:
+@router.post("/login", response_model=LoginOut, responses=error_responses(429))
+async def login(body: LoginIn, desk: Desk, request: Request) -> LoginOut | JSONResponse:
     """A token for username and password; 401 when wrong; 429 with Retry-After (seconds)
     after too many failures for the user name or from the client address."""
     # The peer address: behind a reverse proxy, run uvicorn with --proxy-headers (and the
@@ -150,12 +183,10 @@ async def login(body: LoginIn, desk: Desk, request: Request) -> dict[str, Any] |
             {"error": exc.error_id, "detail": exc.message}, status_code=exc.http_status,
             headers={"Retry-After": str(exc.retry_after_s)},
         )
-    return {
-        "token": issued.token,
-        "token_type": "bearer",
-        "expires_at": issued.expires_at.isoformat(),
-        "user": issued.principal.public(),
-    }
+    return LoginOut(
+        token=issued.token, token_type="bearer", expires_at=issued.expires_at.isoformat(),
+        user=UserOut.of(issued.principal),
+    )
 
 
 @router.post("/logout", status_code=204)
@@ -166,40 +197,38 @@ async def logout(desk: Desk, token: Annotated[VerifiedToken, Depends(current_tok
 
 
 @router.get("/me")
-async def me(who: CurrentUser) -> dict[str, Any]:
-    return who.public()
+async def me(who: CurrentUser) -> UserOut:
+    return UserOut.of(who)
 
 
-@router.get("/users")
+@router.get("/users", responses=error_responses(403))
 async def list_users(
     desk: Desk, _admin: Annotated[Principal, Depends(require_role(Role.ADMIN))]
-) -> list[dict[str, Any]]:
-    return [u.public() for u in await desk.auth.users.list()]
+) -> list[UserOut]:
+    return [UserOut.of(u) for u in await desk.auth.users.list()]
 
 
-@router.post("/users", status_code=201)
+@router.post("/users", status_code=201, responses=error_responses(403, 409))
 async def add_user(
     body: UserIn, desk: Desk, _admin: Annotated[Principal, Depends(require_role(Role.ADMIN))]
-) -> dict[str, Any]:
-    if body.role is Role.AGENT and not body.agent_id:
-        raise HTTPException(422, "agent_id: an agent needs an agent id")
+) -> UserOut:
     created = await desk.auth.users.create(
         NewUser(body.username, body.password, body.role, body.agent_id, body.display_name,
                 body.language)
     )
-    return created.public()
+    return UserOut.of(created)
 
 
-@router.patch("/users/{username}")
+@router.patch("/users/{username}", responses=error_responses(404, 409))
 async def patch_user(
-    username: str,
+    username: Annotated[str, Path(min_length=1, max_length=64)],
     body: UserPatchIn,
     desk: Desk,
     admin: Annotated[Principal, Depends(require_role(Role.ADMIN))],
-) -> dict[str, Any]:
+) -> UserStateOut:
     """{"active": false} deactivates a user: their tokens stop working and their open desk
     sockets are closed (4401). {"active": true} lets them log in again (old tokens stay dead)."""
     if not body.active and username == admin.username:
         raise HTTPException(409, "you cannot deactivate yourself")
     who = await desk.auth.set_active(username, body.active)
-    return {**who.public(), "active": body.active}
+    return UserStateOut(**UserOut.of(who).model_dump(), active=body.active)

@@ -4,9 +4,9 @@ supervisor), and the service's health."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
 from cti.domain.calls import Call
@@ -17,6 +17,7 @@ from cti.features.calls.resync import Resync
 from cti.features.calls.storage import CallRepository
 from cti.platform.ari.client import AriClient
 from cti.platform.errors import NotFound
+from cti.platform.http_guards import CallIdPath, error_responses
 from cti.platform.provide import provide
 
 router = APIRouter(tags=["calls"])
@@ -25,7 +26,7 @@ Supervisor = Annotated[Principal, Depends(require_role(Role.SUPERVISOR))]
 Registry = Annotated[CallRegistry, Depends(provide(CallRegistry))]
 Calls = Annotated[CallRepository, Depends(provide(CallRepository))]
 # A call id is an Asterisk channel id ("1733012345.42" or one of ours): short, printable.
-CallId = Annotated[str, Path(min_length=1, max_length=128)]
+CallId = CallIdPath
 
 
 class CallOut(BaseModel):
@@ -60,11 +61,21 @@ class CallOut(BaseModel):
         )
 
 
+class ResyncOut(BaseModel):
+    """What the last resync after an ARI (re)connect found."""
+
+    generation: int
+    kept: int
+    closed: int
+    adopted: int
+    orphan_bridges_destroyed: int
+
+
 class HealthOut(BaseModel):
     ari_connected: bool
     ari_generation: int
     active_calls: int
-    last_resync: dict[str, Any] | None
+    last_resync: ResyncOut | None
 
 
 @router.get("/health")
@@ -76,11 +87,12 @@ async def health(
     last = resync.last
     return HealthOut(
         ari_connected=ari.connected.is_set(), ari_generation=ari.generation,
-        active_calls=len(registry), last_resync=last.__dict__ if last else None,
+        active_calls=len(registry),
+        last_resync=ResyncOut.model_validate(last.__dict__) if last else None,
     )
 
 
-@router.get("/calls")
+@router.get("/calls", responses=error_responses(401, 403, 422))
 async def list_calls(
     who: Supervisor, registry: Registry, repo: Calls, active: bool = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -91,7 +103,7 @@ async def list_calls(
     return [CallOut.of(c) for c in await repo.recent(limit)]
 
 
-@router.get("/calls/{call_id}")
+@router.get("/calls/{call_id}", responses=error_responses(401, 403, 404, 422))
 async def get_call(call_id: CallId, who: CurrentUser, registry: Registry, repo: Calls) -> CallOut:
     session = registry.get(call_id)
     call = session.call if session else await repo.get(call_id)

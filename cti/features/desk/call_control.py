@@ -10,9 +10,9 @@ the standard phrases forbid a direct hang-up during a running procedure
 from __future__ import annotations
 
 import contextlib
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cti.domain.crm import InvalidPhoneNumber, normalise_number
@@ -30,9 +30,15 @@ from cti.features.calls.registry import CallSession
 from cti.features.desk.desk import AgentDesk, ServiceMissing
 from cti.features.desk.hub import agent_topic
 from cti.platform.errors import ChannelGone, NotFound
+from cti.platform.http_guards import CallIdPath, IdField, IsoTime, error_responses, invalid
 from cti.platform.ports import Telephony
 
-router = APIRouter(prefix="/calls", tags=["call-control"])
+# Every action may meet: no login, another agent's call, no such live call, and the PBX
+# refusing, missing or slow (or this service built without the PBX or the procedures).
+router = APIRouter(
+    prefix="/calls", tags=["call-control"],
+    responses=error_responses(401, 403, 404, 409, 422, 502, 503, 504),
+)
 
 PROCEDURES = ("silent", "quiet", "noisy_line", "dialect", "volume_up")
 VOLUME_STEP = 2  # dB-ish gain steps of VOLUME(TX); "raised slightly" (docs/phrases.md#row-9)
@@ -68,47 +74,91 @@ def _acting_agent(who: Principal, session: CallSession) -> str:
     return who.agent_id or session.call.agent_id or who.username
 
 
-CallId = Annotated[str, Path(min_length=1, max_length=128)]
+CallId = CallIdPath
+ProcedureName = Annotated[
+    str, Path(max_length=32, json_schema_extra={"enum": list(PROCEDURES)})
+]
+
+
+class DeskCallOut(BaseModel):
+    """A live call as the agent page shows it."""
+
+    id: str
+    state: str
+    agent_id: str | None
+    queue: str | None
+    caller_number: str
+    arrived_at: IsoTime
+
+
+class CallActionOut(BaseModel):
+    """What an action did: the call's state after it (`answering`, `hanging_up`, `procedure`
+    when a running procedure ends the call itself, `held`, `connected`)."""
+
+    call_id: str
+    state: str
+
+
+class MuteOut(BaseModel):
+    call_id: str
+    muted: bool
+
+
+class TransferOut(BaseModel):
+    """A transfer's result: `transferred` (blind), `consulting` (attended, first click),
+    `connected` (attended, cancelled)."""
+
+    call_id: str
+    state: str
+    target: str | None = None
+    target_type: str | None = None
+
+
+class ProcedureStartedOut(BaseModel):
+    call_id: str
+    procedure: str
+    status: Literal["started"]
+
+
+class DispositionOut(BaseModel):
+    call_id: str
+    outcome: str
 
 
 @router.get("/{call_id}/desk")
-async def call_for_desk(call_id: CallId, desk: Desk, who: CurrentUser) -> dict[str, Any]:
+async def call_for_desk(call_id: CallId, desk: Desk, who: CurrentUser) -> DeskCallOut:
     """The live call as the agent page shows it (403 for another agent's call)."""
     session = authorize_call(desk, who, call_id)
     call = session.call
-    return {
-        "id": call.id,
-        "state": call.state.value,
-        "agent_id": call.agent_id,
-        "queue": call.queue,
-        "caller_number": call.caller_number,
-        "arrived_at": call.arrived_at.isoformat(),
-    }
+    return DeskCallOut(
+        id=call.id, state=call.state.value, agent_id=call.agent_id, queue=call.queue,
+        caller_number=call.caller_number, arrived_at=call.arrived_at.isoformat(),
+    )
 
 
 @router.post("/{call_id}/answer")
-async def answer(call_id: CallId, desk: Desk, who: CurrentUser) -> dict[str, Any]:
+async def answer(call_id: CallId, desk: Desk, who: CurrentUser) -> CallActionOut:
     """For agents without the page's softphone: answers the caller's channel if it still rings.
     (With the softphone the page answers the SIP call itself and the ACD bridges it.)"""
     session = authorize_call(desk, who, call_id)
     if session.call.answered_at is None:
         await _telephony(desk).answer(session.call.channel_id)
-    return {"call_id": call_id, "state": "answering"}
+    return CallActionOut(call_id=call_id, state="answering")
 
 
 @router.post("/{call_id}/hangup")
-async def hangup(call_id: CallId, desk: Desk, who: CurrentUser) -> dict[str, Any]:
+async def hangup(call_id: CallId, desk: Desk, who: CurrentUser) -> CallActionOut:
     session = authorize_call(desk, who, call_id)
     agent = _acting_agent(who, session)
     if desk.procedures is not None and await desk.procedures.request_hangup(call_id, agent):
-        return {"call_id": call_id, "state": "procedure"}
+        return CallActionOut(call_id=call_id, state="procedure")
     with contextlib.suppress(ChannelGone):  # the IVR may have hung it up just now
         await _telephony(desk).hangup(session.call.channel_id)
-    return {"call_id": call_id, "state": "hanging_up"}
+    return CallActionOut(call_id=call_id, state="hanging_up")
 
 
 @router.post("/{call_id}/hold")
-async def hold(call_id: CallId, desk: Desk, who: CurrentUser) -> dict[str, Any]:
+async def hold(call_id: CallId, desk: Desk, who: CurrentUser) -> CallActionOut:
     """请稍等 + music on hold (docs/phrases.md#row-6a): through the procedure service when
     present, which says the phrase first; else music on hold only."""
     session = authorize_call(desk, who, call_id)
@@ -118,11 +168,11 @@ async def hold(call_id: CallId, desk: Desk, who: CurrentUser) -> dict[str, Any]:
     else:
         await _telephony(desk).start_moh(session.call.channel_id)
     desk.bus.publish(CallHeld(call_id, desk.clock.now(), agent))
-    return {"call_id": call_id, "state": "held"}
+    return CallActionOut(call_id=call_id, state="held")
 
 
 @router.post("/{call_id}/resume")
-async def resume(call_id: CallId, desk: Desk, who: CurrentUser) -> dict[str, Any]:
+async def resume(call_id: CallId, desk: Desk, who: CurrentUser) -> CallActionOut:
     session = authorize_call(desk, who, call_id)
     agent = _acting_agent(who, session)
     if desk.procedures is not None:  # the hold procedure's music stops with it
@@ -130,7 +180,7 @@ async def resume(call_id: CallId, desk: Desk, who: CurrentUser) -> dict[str, Any
     else:
         await _telephony(desk).stop_moh(session.call.channel_id)
     desk.bus.publish(CallResumed(call_id, desk.clock.now(), agent))
-    return {"call_id": call_id, "state": "connected"}
+    return CallActionOut(call_id=call_id, state="connected")
 
 
 class MuteIn(BaseModel):
@@ -140,7 +190,7 @@ class MuteIn(BaseModel):
 
 
 @router.post("/{call_id}/mute")
-async def mute(call_id: CallId, body: MuteIn, desk: Desk, who: CurrentUser) -> dict[str, Any]:
+async def mute(call_id: CallId, body: MuteIn, desk: Desk, who: CurrentUser) -> MuteOut:
     """Mute what the caller hears from the agent (the caller's outbound direction)."""
     session = authorize_call(desk, who, call_id)
     tel = _telephony(desk)
@@ -149,7 +199,7 @@ async def mute(call_id: CallId, body: MuteIn, desk: Desk, who: CurrentUser) -> d
     else:
         await tel.unmute(session.call.channel_id, "out")
     desk.bus.publish(CallMuted(call_id, desk.clock.now(), _acting_agent(who, session), body.on))
-    return {"call_id": call_id, "muted": body.on}
+    return MuteOut(call_id=call_id, muted=body.on)
 
 
 class TransferIn(BaseModel):
@@ -174,7 +224,7 @@ class TransferIn(BaseModel):
 @router.post("/{call_id}/transfer")
 async def transfer(
     call_id: CallId, body: TransferIn, desk: Desk, who: CurrentUser
-) -> dict[str, Any]:
+) -> TransferOut:
     session = authorize_call(desk, who, call_id)
     if desk.transfers is None:
         raise ServiceMissing("transfers are not available on this service")
@@ -183,13 +233,13 @@ async def transfer(
         call_id, agent_id=agent, target_type=body.target_type, target=body.target,
         kind=body.kind,
     )
-    return {"call_id": call_id, **result}
+    return TransferOut.model_validate({"call_id": call_id, **result})
 
 
 @router.post("/{call_id}/transfer/{step}")
 async def transfer_step(
     call_id: CallId, step: Literal["complete", "cancel"], desk: Desk, who: CurrentUser
-) -> dict[str, Any]:
+) -> TransferOut:
     """An attended transfer's second click: hand over to the colleague, or back to the caller."""
     session = authorize_call(desk, who, call_id)
     if desk.transfers is None:
@@ -199,15 +249,16 @@ async def transfer_step(
         result = await desk.transfers.complete(call_id, agent)
     else:
         result = await desk.transfers.cancel(call_id, agent)
-    return {"call_id": call_id, **result}
+    return TransferOut.model_validate({"call_id": call_id, **result})
 
 
 @router.post("/{call_id}/procedures/{name}")
 async def procedure(
-    call_id: CallId, name: str, desk: Desk, who: CurrentUser
-) -> dict[str, Any]:
+    call_id: CallId, name: ProcedureName, desk: Desk, who: CurrentUser
+) -> ProcedureStartedOut:
     if name not in PROCEDURES:
-        raise HTTPException(422, f"unknown procedure {name!r}; known: {', '.join(PROCEDURES)}")
+        raise invalid(("path", "name"), f"unknown procedure {name!r}; known: "
+                      f"{', '.join(PROCEDURES)}", "enum", name)
     session = authorize_call(desk, who, call_id)
     agent = _acting_agent(who, session)
     if desk.procedures is not None:
@@ -221,7 +272,7 @@ async def procedure(
         desk.bus.publish(ProcedureEnded(call_id, at, mono, run, name, {"reason": "completed"}))
     else:
         raise ServiceMissing("the scripted procedures are not available on this service")
-    return {"call_id": call_id, "procedure": name, "status": "started"}
+    return ProcedureStartedOut(call_id=call_id, procedure=name, status="started")
 
 
 class DispositionIn(BaseModel):
@@ -229,13 +280,13 @@ class DispositionIn(BaseModel):
 
     outcome: Literal["resolved", "follow_up", "complaint", "escalated", "no_action", "other"]
     note: str = Field(default="", max_length=4000)
-    customer_id: int | None = None
+    customer_id: IdField | None = None
 
 
 @router.post("/{call_id}/disposition")
 async def disposition(
     call_id: CallId, body: DispositionIn, desk: Desk, who: CurrentUser
-) -> dict[str, Any]:
+) -> DispositionOut:
     """The wrap-up form. Allowed while the call's pop is on the agent's desk (also after the
     call ended), or for the call's agent; stored for the customer's history."""
     session, agent = _agent_of_call(desk, call_id)
@@ -246,8 +297,10 @@ async def disposition(
         if session is None and agent is None:
             raise NotFound(f"no call {call_id} on your desk")
         require_agent_access(who, agent)
+    if body.customer_id is not None:  # 404 for no such customer (a foreign key below)
+        await desk.customers.get(body.customer_id)
     await desk.customers.record_disposition(
         call_id=call_id, agent_id=who.agent_id or who.username, customer_id=body.customer_id,
         outcome=body.outcome, note=body.note,
     )
-    return {"call_id": call_id, "outcome": body.outcome}
+    return DispositionOut(call_id=call_id, outcome=body.outcome)

@@ -44,6 +44,7 @@ from cti.features.desk.frames import (
 )
 from cti.features.desk.hub import SUPERVISORS, Subscription, agent_topic, drain_to
 from cti.platform.errors import Forbidden
+from cti.platform.http_guards import error_responses
 from cti.platform.log import get_logger
 from cti.platform.provide import provide
 
@@ -52,7 +53,7 @@ log = get_logger(__name__)
 # However short the revocation cache, an idle socket re-checks its token at most this often.
 MIN_RECHECK_S = 1.0
 
-router = APIRouter(tags=["agent-desk"])
+router = APIRouter(tags=["agent-desk"], responses=error_responses(401, 422))
 
 
 def topics_for(who: Principal) -> list[str]:
@@ -175,11 +176,21 @@ async def _read_loop(
             sub.send({"type": "error", "detail": f"unknown message type {kind!r}"})
 
 
+class TopicStateOut(BaseModel):
+    """A topic's state as a socket's snapshot carries it: its last sequence number and its
+    current items (screen pops, agent states, ...: the push messages, see docs)."""
+
+    seq: int
+    items: list[dict[str, Any]]
+
+
 @router.get("/desk/state")
-async def desk_state(desk: Desk, who: CurrentUser) -> dict[str, Any]:
-    """The same state a socket's snapshots carry, for pages that poll or debug."""
+async def desk_state(desk: Desk, who: CurrentUser) -> dict[str, TopicStateOut]:
+    """The same state a socket's snapshots carry, for pages that poll or debug: by topic
+    (agent:<id>, supervisors)."""
     return {
-        topic: {"seq": desk.hub._topic(topic).seq, "items": list(desk.hub.state(topic).values())}
+        topic: TopicStateOut(seq=desk.hub._topic(topic).seq,
+                             items=list(desk.hub.state(topic).values()))
         for topic in topics_for(who)
     }
 
@@ -197,12 +208,21 @@ class AgentStateIn(BaseModel):
         return self
 
 
-@router.post("/agents/me/state")
-async def set_my_state(body: AgentStateIn, desk: Desk, who: CurrentUser) -> dict[str, Any]:
+class AgentStateRequestedOut(BaseModel):
+    agent_id: str
+    requested: Literal["available", "paused", "logged_out"]
+    reason: str | None
+
+
+@router.post("/agents/me/state", responses=error_responses(403, 409, 503))
+async def set_my_state(
+    body: AgentStateIn, desk: Desk, who: CurrentUser
+) -> AgentStateRequestedOut:
     """Available / pause (with reason) / log out. The ACD confirms with an agent.state push."""
     if not who.agent_id:
         raise Forbidden("only agents have a state: your user has no agent id")
     if desk.agent_states is None:
         raise ServiceMissing("agent states are not available on this service (no ACD)")
     await desk.agent_states.request_agent_state(who.agent_id, body.state, body.reason)
-    return {"agent_id": who.agent_id, "requested": body.state, "reason": body.reason}
+    return AgentStateRequestedOut(agent_id=who.agent_id, requested=body.state,
+                                  reason=body.reason)

@@ -13,9 +13,10 @@ from cti.features.auth.http import require_role
 from cti.features.auth.service import Principal, Role
 from cti.features.events.store import EventLog, StoredEvent
 from cti.platform.bus import InProcessBus
+from cti.platform.http_guards import error_responses
 from cti.platform.provide import provide
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], responses=error_responses(401, 403, 422))
 Supervisor = Annotated[Principal, Depends(require_role(Role.SUPERVISOR))]
 Log = Annotated[EventLog, Depends(provide(EventLog))]
 TheBus = Annotated[InProcessBus, Depends(provide(InProcessBus))]

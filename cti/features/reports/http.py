@@ -20,9 +20,11 @@ from cti.features.reports.live import LiveStats
 from cti.features.reports.service import build_report, to_csv
 from cti.platform.bus import InProcessBus
 from cti.platform.errors import ConfigError
+from cti.platform.http_guards import error_responses
 from cti.platform.provide import provide
 
-router = APIRouter(prefix="/reports", tags=["reports"])
+# 422 also for a period or time zone the report cannot take (config_invalid)
+router = APIRouter(prefix="/reports", tags=["reports"], responses=error_responses(401, 403, 422))
 Supervisor = Annotated[Principal, Depends(require_role(Role.SUPERVISOR))]
 MAX_PERIOD = timedelta(days=400)
 
@@ -42,7 +44,13 @@ class WallboardOut(BaseModel):
     agents: list[dict[str, Any]]
 
 
-@router.get("/queues", response_model=None)
+@router.get(
+    "/queues", response_model=None,
+    responses={200: {
+        "description": "The figures: JSON (`format=json`), or the rows as CSV (`format=csv`)",
+        "model": ReportOut, "content": {"text/csv": {"schema": {"type": "string"}}},
+    }},
+)
 async def queue_report(
     who: Supervisor,
     log: Annotated[EventLog, Depends(provide(EventLog))],
