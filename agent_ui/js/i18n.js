@@ -30,6 +30,9 @@ const TEXTS = {
     mailbox: "信箱", duration: "时长", noCallbacks: "暂无回拨请求", noVoicemails: "暂无语音留言",
     markDone: "已回拨", doneAt: "已处理 {time}", play: "播放", loadingAudio: "正在加载留言…",
     playing: "正在播放:{number}", updatedAt: "更新于 {time}", langs: { zh: "中文", en: "英语" },
+    wallboard: "今日指标", longestWait: "最长等待", offered: "呼入", answered: "接通",
+    abandoned: "放弃(+短)", serviceLevel: "服务水平", abandonRate: "放弃率",
+    callsHandled: "通话数", talk: "通话时长", wrapUp: "整理", paused: "小休", occupancy: "占用率",
   },
   en: {
     title: "Agent desk", supervisorTitle: "Supervisor", username: "Username", password: "Password",
@@ -67,6 +70,10 @@ const TEXTS = {
     doneAt: "Done {time}", play: "Play", loadingAudio: "Loading the message…",
     playing: "Playing: {number}", updatedAt: "Updated {time}",
     langs: { zh: "Chinese", en: "English" },
+    wallboard: "Today", longestWait: "Longest wait", offered: "Offered", answered: "Answered",
+    abandoned: "Abandoned (+short)", serviceLevel: "Service level", abandonRate: "Abandoned %",
+    callsHandled: "Calls", talk: "Talk", wrapUp: "Wrap-up", paused: "Paused",
+    occupancy: "Occupancy",
   },
 };
 

@@ -128,6 +128,35 @@ async function play(vm) {
   }
 }
 
+const pct = (x) => (x === null || x === undefined ? "–" : `${Math.round(x * 100)}%`);
+const secs = (x) => (x === null || x === undefined ? "–" : duration(x));
+
+// A service level below its goal is red, within 10 points of it amber (docs/metrics.md).
+function slClass(sl, goal) {
+  if (sl === null || sl === undefined) return "";
+  if (sl >= goal) return "ok";
+  return sl >= goal - 0.1 ? "warn" : "bad";
+}
+
+function renderWallboard(items) {
+  const queues = items.filter((m) => m.type === "wallboard.queue")
+    .sort((a, b) => a.queue.localeCompare(b.queue));
+  $("#wallboard-queues").replaceChildren(...queues.map((q) => {
+    const level = q.service_level;
+    const tr = row([q.queue, String(q.waiting), secs(q.longest_wait_now_s), String(q.offered),
+      String(q.answered), `${q.abandoned} (+${q.short_abandoned})`, pct(level), secs(q.asa_s),
+      secs(q.aht_s), pct(q.abandonment_rate)]);
+    tr.dataset.queue = q.queue;
+    const cls = slClass(level, q.sl_goal);
+    if (cls) tr.children[6].classList.add(`sl-${cls}`);
+    return tr;
+  }));
+  const agents = items.filter((m) => m.type === "wallboard.agent")
+    .sort((a, b) => a.agent_id.localeCompare(b.agent_id));
+  $("#wallboard-agents").replaceChildren(...agents.map((a) => row([a.agent_id, String(a.calls),
+    secs(a.talk_s), secs(a.wrap_s), secs(a.paused_s), pct(a.occupancy)])));
+}
+
 async function start() {
   setLang(lang());
   translatePage();
@@ -144,7 +173,7 @@ async function start() {
       .sort((a, b) => a.agent_id.localeCompare(b.agent_id))
       .map((a) => row([a.agent_id, t(`states.${a.state}`), a.reason ?? ""])));
     $("#calls").replaceChildren(...items.filter((m) => m.type === "call.state" && m.state !== "ended")
-      .map((c) => row([c.call_id, c.state, c.agent_id ?? "", c.queue ?? ""])));
+      .map((c) => row([c.call_id, c.state, c.agent_id ?? "", c.queue ?? ""])));    renderWallboard(items);
   };
   socket.addEventListener("snapshot", render);
   socket.addEventListener("delta", render);

@@ -36,6 +36,7 @@ class QueueTargets:
     sl_s: float = 20.0
     short_abandon_s: float = 5.0
     sl_mode: Literal["sl", "sl2"] = "sl"
+    sl_goal: float = 0.8  # the share of calls to answer within sl_s (colours the wallboard)
 
 
 @dataclass

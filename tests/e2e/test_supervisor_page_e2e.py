@@ -25,6 +25,7 @@ from playwright.async_api import Page, async_playwright, expect
 
 from cti.app import create_app
 from cti.domain.ivr.commands import Audit
+from cti.events import CallConnected, CallLeftQueue, CallQueued
 from cti.features.auth.service import NewUser, Role
 from cti.features.procedures.audit import AuditEntry
 from cti.platform.db.tables.fallback import VoicemailRow
@@ -170,4 +171,44 @@ async def test_supervisor_sees_callbacks_and_plays_a_voicemail(pbx: Pbx, tmp_pat
                 await browser.close()
     finally:
         wav_file.unlink(missing_ok=True)
+        await service.stop()
+
+
+async def test_the_wallboard_updates_as_events_happen(pbx: Pbx, tmp_path: Path) -> None:
+    """Events on the running service's stream reach the page's wallboard within a second:
+    offered, answered, a short abandon apart, the service level coloured against its goal."""
+    service = Service.build(service_settings(pbx, f"sqlite+aiosqlite:///{tmp_path / 'cti.db'}"))
+    await service.start()
+    try:
+        await service.desk.auth.users.create(NewUser("boss", "boss-e2e-pw", Role.SUPERVISOR))
+        async with served(create_app(service)) as base, async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = await browser.new_page(viewport={"width": 1280, "height": 900})
+                refused = csp_violations(page)
+                await _log_in(page, base)
+                now = datetime.now(UTC)
+                bus = service.bus
+                # "general" (config/routing.yaml): answer 80 % within 20 s
+                bus.publish(CallQueued("wb-1", "general", 0, 1, now))
+                bus.publish(CallConnected("wb-1", "1001", "general", 30.0, now))  # too slow
+                bus.publish(CallQueued("wb-2", "general", 0, 1, now))
+                bus.publish(CallLeftQueue("wb-2", "general", "abandoned", 2.0, now))  # short
+                row = page.locator("#wallboard-queues tr[data-queue=general]")
+                cells = row.locator("td")
+                await expect(cells.nth(3)).to_have_text("2", timeout=1000)  # offered
+                await expect(cells.nth(4)).to_have_text("1")  # answered
+                await expect(cells.nth(5)).to_have_text("0 (+1)")  # the short abandon apart
+                await expect(cells.nth(6)).to_have_text("0%")
+                await expect(cells.nth(6)).to_have_class("sl-bad")
+                await expect(cells.nth(7)).to_have_text("0:30")  # ASA
+                bus.publish(CallQueued("wb-3", "general", 0, 1, now))
+                bus.publish(CallConnected("wb-3", "1002", "general", 4.0, now))
+                await expect(cells.nth(6)).to_have_text("50%", timeout=1000)
+                await page.screenshot(path=str(ARTIFACTS / "supervisor_wallboard.png"),
+                                      full_page=True)
+                assert refused == []
+            finally:
+                await browser.close()
+    finally:
         await service.stop()

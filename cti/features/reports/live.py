@@ -91,9 +91,11 @@ class LiveStats:
         q = self.fold.queue(queue)
         waiting = self._waiting.get(queue, {})
         longest = max(((now - t).total_seconds() for t in waiting.values()), default=0.0)
-        mode = self.targets(queue).sl_mode
+        target = self.targets(queue)
+        mode = target.sl_mode
         return {"type": "wallboard.queue", "key": f"wallboard:queue:{queue}", "queue": queue,
                 "day": self._day.isoformat(), "waiting": len(waiting),
+                "sl_goal": target.sl_goal, "sl_threshold_s": target.sl_s,
                 "longest_wait_now_s": round(longest, 1), **_rounded(q.as_dict(mode))}
 
     def agent_tile(self, agent_id: str) -> dict[str, Any]:

@@ -351,7 +351,9 @@ class Acd:
         """The queue's service-level threshold for the figures (docs/metrics.md), from the
         rules in force."""
         q = self.core.rules.queues.get(queue)
-        return QueueTargets(sl_s=q.service_level_s) if q is not None else QueueTargets()
+        if q is None:
+            return QueueTargets()
+        return QueueTargets(sl_s=q.service_level_s, sl_goal=q.service_level_percent / 100)
 
     def is_agent_channel(self, channel_id: str) -> bool:
         return channel_id in self._leg_by_channel
