@@ -139,7 +139,7 @@ async def test_waiting_caller_hears_the_announcement_then_the_music_again(tmp_pa
     # nobody logged in: the position only ("you are next"), in the caller's language
     assert prompts.asked == [("queue_next", {}, "en")]
     assert tel.index("stop_moh") < tel.index("play")
-    pid = acd._calls["c1"].playback_id
+    pid = acd.calls.by_id["c1"].announcement.playback_id
     assert pid is not None
     assert pid.startswith("acd-announce-")
     assert tel.plays() == [("chan-c1", ["sound:custom/queue_next__en"], pid)]
@@ -147,7 +147,7 @@ async def test_waiting_caller_hears_the_announcement_then_the_music_again(tmp_pa
     acd.on_playback_finished(pid)
     await settle(lambda: tel.names().count("start_moh") == 2)
     assert tel.calls[-1] == ("start_moh", ("chan-c1", "default"))
-    assert acd._calls["c1"].playback_id is None
+    assert acd.calls.by_id["c1"].announcement.playback_id is None
     await acd.aclose()
 
 
@@ -155,7 +155,7 @@ async def test_announcement_repeats_with_position_and_estimate(tmp_path: Path) -
     acd, tel, prompts, clock, _ = make(tmp_path)
     await acd.agent_login("a1")
     await acd.enqueue("busy", "chan-busy", CALLER)  # a1 takes it
-    leg = next(iter(acd._leg_by_channel))
+    leg = next(iter(acd.calls.by_channel))
     await acd.on_agent_channel_answered(leg)
     await acd.enqueue("c1", "chan-c1", {"menu": "1"})  # no language: the default (zh)
     await acd.enqueue("c2", "chan-c2", CALLER)
@@ -168,7 +168,7 @@ async def test_announcement_repeats_with_position_and_estimate(tmp_path: Path) -
     ], key=repr)
     assert len(tel.plays()) == 2
     for call_id in ("c1", "c2"):
-        pid = acd._calls[call_id].playback_id
+        pid = acd.calls.by_id[call_id].announcement.playback_id
         assert pid is not None
         acd.on_playback_finished(pid)
     await settle()
@@ -187,11 +187,11 @@ async def test_agent_answer_stops_the_announcement_before_the_bridge(tmp_path: P
     acd, tel, _, _, events = make(tmp_path)
     await acd.enqueue("c1", "chan-c1", CALLER)
     await settle(lambda: "play" in tel.names())
-    pid = acd._calls["c1"].playback_id
+    pid = acd.calls.by_id["c1"].announcement.playback_id
     await acd.agent_login("a1")
     # ringing the agent does not touch the announcement (nor wait for it)
     assert "stop_playback" not in tel.names()
-    leg = next(iter(acd._leg_by_channel))
+    leg = next(iter(acd.calls.by_channel))
     await acd.on_agent_channel_answered(leg)
     assert ("stop_playback", (pid,)) in tel.calls
     assert tel.index("stop_playback") < tel.index("add_to_bridge")
@@ -212,7 +212,7 @@ async def test_answer_while_the_media_is_still_rendering_cancels_it(tmp_path: Pa
     await acd.enqueue("c1", "chan-c1", CALLER)
     await settle(lambda: bool(prompts.asked))
     await acd.agent_login("a1")
-    leg = next(iter(acd._leg_by_channel))
+    leg = next(iter(acd.calls.by_channel))
     await asyncio.wait_for(acd.on_agent_channel_answered(leg), 1.0)  # not held up
     assert "add_to_bridge" in tel.names()
     prompts.gate.set()
@@ -238,14 +238,14 @@ async def test_caller_hangup_mid_announcement_is_quiet(tmp_path: Path) -> None:
     acd, tel, _, _, _ = make(tmp_path)
     await acd.enqueue("c1", "chan-c1", CALLER)
     await settle(lambda: "play" in tel.names())
-    pid = acd._calls["c1"].playback_id
+    pid = acd.calls.by_id["c1"].announcement.playback_id
     assert pid is not None
     tel.fail = {n: ChannelGone("channel not found") for n in ("start_moh", "stop_playback")}
     await acd.on_caller_hangup("c1")
     acd.on_playback_finished(pid)  # Asterisk ends the playback with the channel
     await settle()
     assert "start_moh" not in tel.names()[tel.names().index("play"):]
-    assert acd._announcements == {}
+    assert acd.announcements.playing == {}
     await acd.aclose()
 
 
@@ -255,8 +255,8 @@ async def test_caller_gone_before_the_play_request_is_quiet(tmp_path: Path) -> N
     await acd.enqueue("c1", "chan-c1", CALLER)
     await settle(lambda: "stop_moh" in tel.names())
     await settle()
-    assert acd._calls["c1"].playback_id is None
-    assert acd._announcements == {}
+    assert acd.calls.by_id["c1"].announcement.playback_id is None
+    assert acd.announcements.playing == {}
     await acd.on_caller_hangup("c1")
     await acd.aclose()
 
@@ -282,9 +282,9 @@ async def test_ring_no_answer_goes_back_to_the_queue_and_is_announced_again(
     assert acd.core.router.is_waiting("c1")
     await tick(acd, clock, 1)
     await settle(lambda: "play" in tel.names())
-    pid = acd._calls["c1"].playback_id
+    pid = acd.calls.by_id["c1"].announcement.playback_id
     await acd.agent_login("a2")
-    leg = next(ch for ch, lg in acd._leg_by_channel.items() if lg.agent_id == "a2")
+    leg = next(ch for ch, lg in acd.calls.by_channel.items() if lg.agent_id == "a2")
     await acd.on_agent_channel_answered(leg)
     assert ("stop_playback", (pid,)) in tel.calls
     assert tel.index("stop_playback") < tel.index("add_to_bridge")

@@ -83,7 +83,7 @@ async def test_answer_during_the_offer_waits_for_it_so_events_keep_their_order(
     await acd.agent_login("a1")
     enqueue = asyncio.create_task(acd.enqueue("c1", "chan-c1", {"menu": "1"}))
     await asyncio.sleep(0.01)  # rung, and the listener still busy: the agent answers now
-    (leg,) = acd._leg_by_channel  # the channel the ACD originated for the agent
+    (leg,) = acd.calls.by_channel  # the channel the ACD originated for the agent
     await acd.on_agent_channel_answered(leg)
     assert enqueue.done()  # the answer was handled after the offer's own commands
     kinds = [type(e) for e in slow.items]

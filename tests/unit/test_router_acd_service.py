@@ -77,7 +77,7 @@ async def test_offer_rings_agent_then_answer_bridges_caller_and_agent(rules_file
     assert ("start_moh", ("chan-c1", "default")) in tel.calls
     [offered] = [e for e in ev.items if isinstance(e, CallOffered)]
     assert (offered.agent_id, offered.queue) == ("a1", "billing")
-    leg = next(iter(acd._leg_by_channel))
+    leg = next(iter(acd.calls.by_channel))
     await acd.on_agent_channel_answered(leg)
     assert "create_bridge" in tel.names()
     assert ("add_to_bridge", ("acd-c1", ["chan-c1", leg])) in tel.calls
@@ -105,7 +105,7 @@ async def test_caller_hangup_while_ringing_cancels_the_offer_and_frees_agent(
     acd, tel, ev = await make(rules_file)
     await acd.agent_login("a1")
     await acd.enqueue("c1", "chan-c1", {"menu": "1"})
-    leg = next(iter(acd._leg_by_channel))
+    leg = next(iter(acd.calls.by_channel))
     await acd.on_caller_hangup("c1")
     assert ("hangup", (leg,)) in tel.calls
     assert [e.reason for e in ev.items if isinstance(e, OfferWithdrawn)] == ["caller_hangup"]
@@ -117,7 +117,7 @@ async def test_agent_hangup_puts_agent_in_wrap_up_then_available(rules_file: Pat
     acd, tel, _ev = await make(rules_file)
     await acd.agent_login("a1")
     await acd.enqueue("c1", "chan-c1", {"menu": "1"})
-    leg = next(iter(acd._leg_by_channel))
+    leg = next(iter(acd.calls.by_channel))
     await acd.on_agent_channel_answered(leg)
     await acd.on_agent_channel_ended(leg)
     assert acd.agent_status("a1").state.value == "wrap_up"
