@@ -71,7 +71,21 @@ class ManualScheduler:
         return min(live).due if live else None
 
     def advance(self, seconds: float) -> None:
+        self._run_until(self.clock.monotonic() + seconds)
+
+    async def pass_time(self, seconds: float, *, turns: int = 20) -> None:
+        """`advance` for asyncio code whose callbacks start tasks: one due time after another,
+        each followed by `turns` turns of the event loop (sleep(0), no real time) so those
+        tasks run, and set their next timers, before time moves on."""
         end = self.clock.monotonic() + seconds
+        await _turns(turns)
+        while (due := self.next_due()) is not None and due <= end:
+            self._run_until(due)
+            await _turns(turns)
+        self._run_until(end)
+        await _turns(turns)
+
+    def _run_until(self, end: float) -> None:
         while (live := self._live()) and (timer := min(live)).due <= end:
             self._timers.remove(timer)
             self.clock.advance(max(timer.due - self.clock.monotonic(), 0.0))
@@ -81,3 +95,8 @@ class ManualScheduler:
     def _live(self) -> list[_Timer]:
         self._timers = [t for t in self._timers if not t.cancelled]
         return self._timers
+
+
+async def _turns(n: int) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
