@@ -15,6 +15,7 @@ from cti.features.desk.http import install_agent_desk
 from cti.features.events import http as events_http
 from cti.features.fallback import http as fallback_http
 from cti.features.procedures import http as procedures_http
+from cti.features.reports import http as reports_http
 from cti.features.routing import http as routing_http
 from cti.platform.errors import CtiError
 from cti.platform.log import configure_logging, get_logger
@@ -30,7 +31,7 @@ def create_app(service: Service) -> FastAPI:
     install_error_handler(app)
     register(
         app, service.registry, service.calls_repo, service.ari, service.resync, service.acd,
-        service.ivr, service.audit, service.voicemails, service.bus, service.events,
+        service.ivr, service.audit, service.voicemails, service.bus, service.events, service.live,
     )
     app.include_router(calls_http.router)
     install_agent_desk(app, service.desk)
@@ -38,6 +39,7 @@ def create_app(service: Service) -> FastAPI:
     app.include_router(procedures_http.router)
     app.include_router(fallback_http.router)
     app.include_router(events_http.router)
+    app.include_router(reports_http.router)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
@@ -59,6 +61,8 @@ def install_error_handler(app: FastAPI) -> None:
 async def serve_async(settings: Settings) -> None:
     import uvicorn
 
+    from cti.features.desk.ws_server import uvicorn_ws_options
+
     service = Service.build(settings)
     try:
         await service.start()
@@ -70,7 +74,7 @@ async def serve_async(settings: Settings) -> None:
     app = create_app(service)
     config = uvicorn.Config(
         app, host=settings.http_host, port=settings.http_port, log_level="warning",
-        lifespan="off",
+        lifespan="off", **uvicorn_ws_options(settings.auth),
     )
     server = uvicorn.Server(config)
     try:

@@ -105,6 +105,17 @@ def _register_routing_commands() -> None:
 _register_routing_commands()
 
 
+def _register_report_commands() -> None:
+    from cti.features.events.cli import register as register_export
+    from cti.features.reports.cli import register
+
+    register(app)
+    register_export(app)
+
+
+_register_report_commands()
+
+
 def main() -> None:
     try:
         app()

@@ -367,6 +367,7 @@ class Bus(Protocol):
         """`handler([envelopes])` with whatever queued up meanwhile (stores, exporters)."""
         ...
 
-    async def drain(self, timeout: float = 10.0) -> None:
-        """Wait until every subscriber has handled what was published so far."""
+    async def drain(self, timeout: float = 10.0) -> bool:
+        """Wait until every subscriber has handled what was published so far; False if
+        `timeout` passed first."""
         ...

@@ -20,6 +20,8 @@ from cti.features.calls.storage import CallRepository
 from cti.features.crm.caller_lookup import CallerLookup
 from cti.features.desk.desk import AgentDesk
 from cti.features.desk.screen_pop import CompanyNames
+from cti.features.events.metrics import EventMetrics
+from cti.features.events.queue_log_file import QueueLogFile
 from cti.features.events.store import EventLog
 from cti.features.fallback.service import QueueFallback
 from cti.features.fallback.voicemail import Voicemails
@@ -29,6 +31,7 @@ from cti.features.ivr.prompts import PromptSource
 from cti.features.ivr.runner import IvrRunner
 from cti.features.procedures.audit import ProcedureAudit
 from cti.features.procedures.events import AuditPublisher
+from cti.features.reports.live import LiveStats
 from cti.features.routing.acd import AGENT_LEG_ARG, Acd
 from cti.features.routing.call_routing import CallRouting
 from cti.features.routing.storage import RoutingLog
@@ -76,6 +79,7 @@ class Service:
     transfers: TransferControl
     fallback: QueueFallback
     voicemails: Voicemails
+    live: LiveStats
     _ari_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -116,8 +120,9 @@ class Service:
         bus = InProcessBus()
         prompts = prompts or LibraryPrompts(library, settings.sounds_dir)
 
-        # the kept event stream
+        # the kept event stream, and the figures drawn from it
         events = EventLog(sessions, bus)
+        EventMetrics(bus, clock)
 
         # calls
         repo = CallRepository(sessions)
@@ -139,13 +144,14 @@ class Service:
             sink=RoutingLog(sessions), clock=clock, prompts=prompts,
             language=settings.company.language,
         )
+        QueueLogFile.install(bus, settings.queue_log_file, lambda: acd.core.rules)
         transfers = TransferControl(
             acd, telephony, registry, bus, clock, runner, number_endpoint=settings.transfer_dial,
         )
 
         # the agent desk (users, CRM, screen pop over the bus) and what its buttons drive
         desk = AgentDesk.build(
-            sessions, token_secret=settings.auth_secret,
+            sessions, token_secret=settings.auth_secret, auth_settings=settings.auth,
             company=CompanyNames(settings.company.name, settings.company.name_en),
             external_crm=settings.crm, telephony=telephony, calls=registry, clock=clock,
             bus=bus, agent_states=acd, procedures=runner, transfers=transfers,
@@ -153,6 +159,10 @@ class Service:
         customers = CallerLookup(desk.crm, bus, clock)
         routing = CallRouting(acd, runner, registry, repo, customers, bus, settings.agent_flow)
         fallback = QueueFallback(telephony, runner, registry, repo, fallback_flows)
+        # supervisors' live figures (docs/metrics.md), from the same stream
+        hours = rules.business_hours
+        live = LiveStats(bus, events, desk.hub, clock, acd.queue_targets,
+                         hours.timezone if hours else "UTC")
         bus.subscribe("fallback.flows", fallback.on_fallback_reached, (FallbackReached,))
 
         # the calls' lifecycle: each answered call runs its IVR script
@@ -187,7 +197,7 @@ class Service:
             events=events, calls_repo=repo, ari=ari, telephony=telephony, registry=registry,
             dispatcher=dispatcher, inbound=inbound, resync=resync, prompts=prompts, flows=flows,
             ivr=runner, audit=audit, acd=acd, desk=desk, customers=customers, routing=routing,
-            transfers=transfers, fallback=fallback, voicemails=voicemails,
+            transfers=transfers, fallback=fallback, voicemails=voicemails, live=live,
         )
 
     async def _on_connect(self, generation: int) -> None:
@@ -213,6 +223,7 @@ class Service:
         await self.telephony.client.request("GET", "asterisk/info")  # fail fast: URL, auth
         await warm_up(self.engine)
         self.bus.continue_after(await self.events.last_seq())  # one stream across restarts
+        await self.live.start()  # today's figures again, before anything new happens
         # Agents as the last process left them, before the resync adopts its calls.
         await self.acd.restore_agents(await RoutingLog(self.sessions).last_agent_states())
         self.ari.set_handlers(self._on_event, self._on_connect)

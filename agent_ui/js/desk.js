@@ -1,6 +1,6 @@
 // The agent page: login, state buttons with the wrap-up timer, the pop card per call with
 // call control, procedures and disposition, customer search, and the optional softphone.
-import { api, login, me, setToken, token } from "./api.js";
+import { api, login, logout, me, setToken, token } from "./api.js";
 import { lang, setLang, t, translatePage } from "./i18n.js";
 import { DeskSocket } from "./socket.js";
 import { Softphone, saveSoftphoneSettings, softphoneSettings } from "./softphone.js";
@@ -52,10 +52,22 @@ async function onLogin(ev) {
   openDesk();
 }
 
-function onLogout() {
-  socket?.close();
-  stopSoftphone();
+async function onLogout() {
+  closeDesk();
+  await logout(); // ends the token on the server, not only in this tab
+}
+
+// The server ended the token (logged out elsewhere, user deactivated, expired): say why.
+function onUnauthorized(ev) {
+  closeDesk();
   setToken(null);
+  $("#login-error").textContent = ev.detail?.reason ?? "";
+}
+
+function closeDesk() {
+  socket?.close();
+  socket = null;
+  stopSoftphone();
   user = null;
   show("login");
 }
@@ -74,7 +86,7 @@ function openDesk() {
     el.textContent = ev.detail.online ? t("online") : t("offline");
     el.classList.toggle("off", !ev.detail.online);
   });
-  socket.addEventListener("unauthorized", onLogout);
+  socket.addEventListener("unauthorized", onUnauthorized);
   socket.open();
   window.deskDebug = { socket, user };
   ticker = ticker ?? setInterval(renderTimer, 1000);

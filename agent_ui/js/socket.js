@@ -1,6 +1,7 @@
-// The desk socket: authenticates with the token, keeps per-topic state from snapshots and
-// deltas, checks sequence numbers (a gap asks for a resync), and reconnects with backoff.
-// After a reconnect the server sends a fresh snapshot, so the page never shows stale state.
+// The desk socket: authenticates with the token in its first message (never in the URL, which
+// proxies and access logs keep), keeps per-topic state from snapshots and deltas, checks
+// sequence numbers (a gap asks for a resync), and reconnects with backoff. After a reconnect
+// the server sends a fresh snapshot, so the page never shows stale state.
 
 export class DeskSocket extends EventTarget {
   constructor(tokenProvider) {
@@ -15,19 +16,19 @@ export class DeskSocket extends EventTarget {
 
   url() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    return `${scheme}://${location.host}/ws/desk?token=${encodeURIComponent(this.tokenProvider())}`;
+    return `${scheme}://${location.host}/ws/desk`;
   }
 
   open() {
     this.closedByUser = false;
     const ws = new WebSocket(this.url());
     this.ws = ws;
-    ws.onopen = () => { this.backoff = 250; this.connected = true; this.emit("status", { online: true }); };
+    ws.onopen = () => { ws.send(JSON.stringify({ type: "auth", token: this.tokenProvider() })); };
     ws.onmessage = (ev) => this.handle(JSON.parse(ev.data));
     ws.onclose = (ev) => {
       this.connected = false;
       this.emit("status", { online: false, code: ev.code });
-      if (ev.code === 4401 || ev.code === 1008) { this.emit("unauthorized", {}); return; }
+      if (ev.code === 4401 || ev.code === 1008) { this.emit("unauthorized", { reason: ev.reason }); return; }
       if (!this.closedByUser) {
         setTimeout(() => this.open(), this.backoff);
         this.backoff = Math.min(this.backoff * 2, 5000);
@@ -42,7 +43,14 @@ export class DeskSocket extends EventTarget {
   emit(type, detail) { this.dispatchEvent(new CustomEvent(type, { detail })); }
 
   handle(msg) {
-    if (msg.type === "hello") { this.emit("hello", msg); return; }
+    if (msg.type === "hello") {
+      // Online only once the server took the token (it answers the auth message with hello).
+      this.backoff = 250;
+      this.connected = true;
+      this.emit("status", { online: true });
+      this.emit("hello", msg);
+      return;
+    }
     if (msg.type === "pong" || msg.type === "error") { this.emit(msg.type, msg); return; }
     const topic = msg.topic;
     if (!topic) return;

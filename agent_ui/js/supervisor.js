@@ -1,6 +1,6 @@
 // The supervisor page: queues (waiting calls), agents (state, reason, since), live calls, and
 // what callers left when nobody answered: call-back requests and voicemails (polled over REST).
-import { api, apiBlob, me, setToken, token } from "./api.js";
+import { api, apiBlob, logout, me, setToken, token } from "./api.js";
 import { lang, setLang, t, translatePage } from "./i18n.js";
 import { DeskSocket } from "./socket.js";
 
@@ -162,7 +162,12 @@ async function start() {
   $("#fallback-refresh").addEventListener("click", loadFallback);
   loadFallback();
   setInterval(loadFallback, POLL_MS);
-  $("#back").addEventListener("click", () => { setToken(null); socket.close(); });
+  $("#back").addEventListener("click", async (ev) => {
+    ev.preventDefault(); // first end the token on the server, then leave
+    socket.close();
+    await logout();
+    location.href = "index.html";
+  });
   socket.open();
   window.deskDebug = { socket, user };
 }

@@ -10,7 +10,6 @@ one process this is all there is.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,21 +71,26 @@ class InProcessBus:
 
     # ----- lifecycle -----------------------------------------------------------------------
 
-    async def drain(self, timeout: float = 10.0) -> None:
+    async def drain(self, timeout: float = 10.0) -> bool:
         """Wait until every subscriber has handled everything published so far (tests,
-        shutdown). Events published meanwhile by handlers are waited for too."""
-        async with asyncio.timeout(timeout):
-            while True:
-                pending = [s for s in self._subscribers if s.queue._unfinished_tasks]  # type: ignore[attr-defined]
-                if not pending:
-                    return
-                for sub in pending:
-                    await sub.queue.join()
+        shutdown, a read that must see what just happened). Events published meanwhile by
+        handlers are waited for too. False when `timeout` passed first (logged)."""
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    pending = [s for s in self._subscribers if s.queue._unfinished_tasks]  # type: ignore[attr-defined]
+                    if not pending:
+                        return True
+                    for sub in pending:
+                        await sub.queue.join()
+        except TimeoutError:
+            behind = {s.name: s.queue.qsize() for s in self._subscribers if s.queue.qsize()}
+            log.warning("bus.drain_timeout", timeout_s=timeout, behind=behind)
+            return False
 
     async def aclose(self, timeout: float = 5.0) -> None:
         """Deliver what is queued (within `timeout`), then stop the subscribers' tasks."""
-        with contextlib.suppress(TimeoutError):
-            await self.drain(timeout)
+        await self.drain(timeout)
         self._closed = True
         tasks = [s.task for s in self._subscribers if s.task is not None]
         for task in tasks:

@@ -13,3 +13,8 @@ ARI_REQUEST_SECONDS = Histogram(
     "cti_ari_request_seconds", "ARI REST round trips", buckets=(0.001, 0.0025, 0.005, 0.01,
     0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 )
+EVENTS = Counter("cti_events_total", "Domain events published, by type", ["type"])
+BUS_LAG_SECONDS = Histogram(
+    "cti_event_metrics_lag_seconds", "From an event's time to the metrics subscriber seeing it",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+)

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from cti.domain.ivr.config import DetectionSettings, ProcedureSettings
+from cti.features.auth.settings import AuthSettings
 from cti.features.crm.external import ExternalCrmSettings
 from cti.platform.errors import ConfigError
 
@@ -78,12 +79,17 @@ class Settings(BaseSettings):
     fallback_flows: FallbackFlows = FallbackFlows()
     # Signs the agents' login tokens; set it (>= 32 characters) so tokens survive a restart.
     auth_secret: str | None = Field(default=None, min_length=32)
+    # Login throttling, token revocation cache, desk-socket message limits.
+    auth: AuthSettings = AuthSettings()
     # An external CRM looked up alongside the built-in customer store (None: built-in only).
     crm: ExternalCrmSettings | None = None
     rules_file: Path = REPO_ROOT / "config" / "routing.yaml"
     # What the PBX dials for an agent's transfer to an outside number: through your trunk in
     # production, e.g. "PJSIP/{number}@provider" (the sandbox dials its own endpoints).
     transfer_dial: str = Field(default="PJSIP/{number}", pattern=r"^[^{}]*\{number\}[^{}]*$")
+    # Append every queue event to this file as it happens, in Asterisk's queue_log format
+    # (docs/queue_log.md), e.g. /var/log/asterisk/queue_log for the reporting tools reading it.
+    queue_log_file: Path | None = None
 
     @classmethod
     def settings_customise_sources(

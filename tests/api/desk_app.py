@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -15,11 +16,15 @@ import uvicorn
 from argon2 import PasswordHasher
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from cti.features.auth.service import NewUser, Role, UserDirectory
+from cti.features.auth.settings import AuthSettings
 from cti.features.crm.external import ExternalCrmSettings
 from cti.features.desk.desk import AgentDesk
 from cti.features.desk.http import install_agent_desk
+from cti.features.desk.ws_server import uvicorn_ws_options
 from cti.platform.clock import Clock
 from cti.platform.db.base import make_engine, make_sessionmaker
 from cti.platform.db.migrate import upgrade_async
@@ -60,13 +65,14 @@ async def desk_app(
     external_crm: ExternalCrmSettings | None = None,
     external_transport: httpx.AsyncBaseTransport | None = None,
     ui: bool = False,
+    auth_settings: AuthSettings | None = None,
     **desk_fields: Any,
 ) -> AsyncIterator[DeskEnv]:
     url = f"sqlite+aiosqlite:///{tmp_path / 'desk.db'}"
     await upgrade_async(url, "heads")
     engine = make_engine(url)
     sessions = make_sessionmaker(engine)
-    desk = AgentDesk.build(sessions, token_secret=SECRET, clock=clock)
+    desk = AgentDesk.build(sessions, token_secret=SECRET, clock=clock, auth_settings=auth_settings)
     desk.auth.users = UserDirectory(sessions, hasher=FAST_HASHER, clock=clock)
     if external_crm is not None:
         from cti.features.crm.external import ExternalCrm
@@ -99,12 +105,15 @@ async def desk_app(
 
 @contextlib.asynccontextmanager
 async def served(app: FastAPI) -> AsyncIterator[str]:
-    """Run `app` on a real socket (uvicorn) and yield its base URL (http://127.0.0.1:PORT)."""
+    """Run `app` on a real socket (uvicorn, with the service's WebSocket options) and yield its
+    base URL (http://127.0.0.1:PORT)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", ws="websockets-sansio")
+    desk = getattr(app.state, "services", {}).get(AgentDesk)
+    ws = uvicorn_ws_options(desk.auth_settings if desk else AuthSettings())
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", **ws)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     for _ in range(200):
@@ -117,3 +126,34 @@ async def served(app: FastAPI) -> AsyncIterator[str]:
         server.should_exit = True
         await task
         sock.close()
+
+
+async def closed_with(ws: ClientConnection, within: float = 10.0) -> tuple[int, str]:
+    """The close code and reason the server sent, waiting for them without sending anything;
+    fails when the connection dropped without a close frame or stays open `within` s."""
+    closed: ConnectionClosed | None = None
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                await ws.recv()
+    except ConnectionClosed as exc:
+        closed = exc
+    assert closed is not None
+    assert closed.rcvd is not None, "dropped without a close frame"
+    return closed.rcvd.code, closed.rcvd.reason
+
+
+async def next_message(ws: ClientConnection, kind: str) -> dict[str, Any]:
+    """The next message of type `kind` (others skipped), within 10 s."""
+    async with asyncio.timeout(10):
+        while True:
+            msg = json.loads(await ws.recv())
+            if msg["type"] == kind:
+                return msg  # type: ignore[no-any-return]
+
+
+async def open_socket(base: str, token: str, **options: Any) -> ClientConnection:
+    """A desk socket, authenticated by its first message."""
+    ws = await connect(f"{base.replace('http', 'ws')}/ws/desk", **options)
+    await ws.send(json.dumps({"type": "auth", "token": token}))
+    return ws

@@ -57,7 +57,8 @@ class Page:
 
 
 async def open_page(base: str, token: str) -> Page:
-    ws = await connect(f"{base.replace('http', 'ws')}/ws/desk?token={token}")
+    ws = await connect(f"{base.replace('http', 'ws')}/ws/desk")
+    await ws.send(json.dumps({"type": "auth", "token": token}))
     page = Page(ws)
     await page.next(lambda m: m["type"] == "hello")
     return page

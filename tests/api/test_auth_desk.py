@@ -204,13 +204,32 @@ async def test_socket_without_token_is_refused(tmp_path: Path) -> None:
             assert closed.value.rcvd.code == 4401
 
 
-async def test_socket_with_bad_token_is_refused_at_handshake(tmp_path: Path) -> None:
+async def test_socket_with_a_token_in_the_url_is_closed_1008_even_when_it_is_good(
+    tmp_path: Path,
+) -> None:
     async with desk_app(tmp_path) as env, served(env.app) as base:
-        url = base.replace("http", "ws") + "/ws/desk?token=forged"
-        with pytest.raises(websockets.InvalidStatus) as refused:
-            async with websockets.connect(url):
-                pass
-        assert refused.value.response.status_code == 403
+        token = await env.token("agent1001", "agent-1001")
+        url = base.replace("http", "ws") + f"/ws/desk?token={token}"
+        async with websockets.connect(url) as ws:
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == 1008
+            assert "token in the URL is refused" in closed.value.rcvd.reason
+        assert env.desk.hub.connections("agent:1001") == 0
+
+
+async def test_socket_with_a_forged_token_in_the_first_message_is_closed_4401(
+    tmp_path: Path,
+) -> None:
+    async with desk_app(tmp_path) as env, served(env.app) as base, \
+            websockets.connect(base.replace("http", "ws") + "/ws/desk") as ws:
+            await ws.send(json.dumps({"type": "auth", "token": "forged"}))
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == 4401
+            assert "invalid token" in closed.value.rcvd.reason
 
 
 async def test_socket_authenticates_with_a_first_message(tmp_path: Path) -> None:

@@ -58,13 +58,12 @@ async def test_add_get_update_customer(tmp_path: Path) -> None:
         h = await env.login("agent1001", "agent-1001")
         r = await env.client.post(
             "/crm/customers", headers=h,
-            json={"numbers": ["0049 30 5559"], "name": "赵六", "surname": "赵", "title": "先生",
-                  "tier": "VIP"},
+            json={"numbers": ["0049 30 5559"], "name": "赵六", "surname": "赵", "title": "先生"},
         )
         assert r.status_code == 201, r.text
         created = r.json()
         assert (created["numbers"], created["title"], created["tier"]) == (
-            ["+49305559"], "mr", "vip")
+            ["+49305559"], "mr", "standard")
         r = await env.client.patch(f"/crm/customers/{created['id']}", headers=h,
                                    json={"notes": "call back Monday", "title": ""})
         assert r.status_code == 200
@@ -186,3 +185,30 @@ async def test_csv_import_needs_admin(tmp_path: Path) -> None:
         h = await env.login("supervisor", "supervisor-pw")
         r = await env.client.post("/crm/import", headers=h, content=CSV.encode())
         assert r.status_code == 403
+
+
+async def test_only_supervisors_change_a_customers_tier(tmp_path: Path) -> None:
+    async with desk_app(tmp_path) as env:
+        agent = await env.login("agent1001", "agent-1001")
+        sup = await env.login("supervisor", "supervisor-pw")
+        # an agent may not create a customer with a tier other than the default ...
+        r = await env.client.post("/crm/customers", headers=agent,
+                                  json={"numbers": ["+49305559"], "tier": "vip"})
+        assert r.status_code == 403, r.text
+        assert "supervisor" in r.json()["detail"]
+        r = await env.client.post("/crm/customers", headers=sup,
+                                  json={"numbers": ["+49305559"], "name": "赵六", "tier": "VIP"})
+        assert r.status_code == 201, r.text
+        assert r.json()["tier"] == "vip"
+        url = f"/crm/customers/{r.json()['id']}"
+        # ... nor change it
+        r = await env.client.patch(url, headers=agent, json={"tier": "standard"})
+        assert r.status_code == 403
+        assert (await env.client.get(url, headers=agent)).json()["tier"] == "vip"
+        # the rest stays theirs to edit, also when the unchanged tier comes along (a form)
+        r = await env.client.patch(url, headers=agent, json={"notes": "n1", "tier": "VIP"})
+        assert r.status_code == 200, r.text
+        assert (r.json()["notes"], r.json()["tier"]) == ("n1", "vip")
+        r = await env.client.patch(url, headers=sup, json={"tier": "gold"})
+        assert r.status_code == 200
+        assert r.json()["tier"] == "gold"

@@ -107,6 +107,11 @@ class Pbx:
     started: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
+        suffix = os.environ.get("CTI_E2E_INSTANCE_SUFFIX")
+        if suffix and self.name != "main":
+            # Two test runs on one machine (two checkouts) must not share an instance: each
+            # would take the other's calls (an instance already up is used as it is).
+            self.name = f"{self.name}-{suffix}"
         if self.name != "main":
             self.http_port = self.http_port or free_port("tcp")
             self.sip_port = self.sip_port or free_port("udp")

@@ -8,12 +8,13 @@ test in place of the ACD's offer; the full sipp + Asterisk path is wired in the 
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Page, async_playwright, expect
+from playwright.async_api import Page, WebSocket, async_playwright, expect
 
 from cti.domain.agents import state as ag
 from cti.domain.routing.events import AgentStateChanged, CallOffered
@@ -144,3 +145,50 @@ async def test_agent_logs_in_goes_available_and_sees_the_pop_before_answer(
                 await expect(page.get_by_test_id("pop-card")).to_have_count(0)
             finally:
                 await browser.close()
+
+
+async def test_page_sends_its_token_in_a_message_and_logout_or_deactivation_end_it(
+    tmp_path: Path,
+) -> None:
+    async with desk_app(tmp_path, ui=True) as env, served(env.app) as base, \
+            async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            urls: list[str] = []
+            first_frames: list[str] = []
+
+            def on_socket(ws: WebSocket) -> None:
+                urls.append(ws.url)
+
+                def sent(payload: str | bytes) -> None:
+                    if len(first_frames) < len(urls):
+                        first_frames.append(str(payload))
+
+                ws.on("framesent", sent)
+
+            page.on("websocket", on_socket)
+            await _log_in(page, base)
+            token = await page.evaluate("sessionStorage.getItem('desk.token')")
+            assert urls == [base.replace("http", "ws") + "/ws/desk"]  # no token in the URL
+            assert json.loads(first_frames[0]) == {"type": "auth", "token": token}
+
+            # logout ends the token on the server, not only in the tab
+            await page.click("#logout-btn")
+            await expect(page.locator("#login-view")).to_be_visible()
+            r = await env.client.get("/auth/me", headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 401
+
+            # an admin deactivates the agent: the open page drops to the login, saying why
+            await _log_in(page, base)
+            admin = await env.login("admin", "admin-pw")
+            r = await env.client.patch("/auth/users/agent1001", headers=admin,
+                                       json={"active": False})
+            assert r.status_code == 200
+            await expect(page.locator("#login-view")).to_be_visible()
+            await expect(page.locator("#login-error")).to_have_text(
+                "token revoked: the user is deactivated"
+            )
+            assert await page.evaluate("sessionStorage.getItem('desk.token')") is None
+        finally:
+            await browser.close()

@@ -276,6 +276,7 @@ async def test_blind_transfer_to_an_agent(desk: Desk) -> None:
         assert acd.agent_status("1001").state is AgentState.WRAP_UP
 
         # the call log names B; A no longer controls the call, B does
+        await desk.service.bus.drain()  # the call log follows the events it subscribes to
         row = await desk.service.calls_repo.get(call_id)
         assert row is not None
         assert row.agent_id == "1002", row
@@ -314,6 +315,7 @@ async def test_blind_transfer_to_a_queue(desk: Desk) -> None:
         assert a_leg not in await desk.live_channels()
         assert _from_user(phones["1003"]) == [number]
         assert _answered(phones["1003"]) == 1
+        await desk.service.bus.drain()  # the call log follows the events
         row = await desk.service.calls_repo.get(call_id)
         assert row is not None
         assert (row.agent_id, row.queue) == ("1003", "sales"), row
@@ -377,6 +379,7 @@ async def test_attended_transfer_completed(desk: Desk) -> None:
                                and e.agent_id == "1002")
         await wait_until(lambda: (s := desk.service.registry.get(call_id)) is not None
                          and s.call.agent_id == "1002", what="the call is B's")
+        await desk.service.bus.drain()  # the call log follows the events it subscribes to
         row = await desk.service.calls_repo.get(call_id)
         assert row is not None
         assert row.agent_id == "1002", row
@@ -407,6 +410,7 @@ async def test_attended_transfer_cancelled(desk: Desk) -> None:
         session = desk.service.registry.get(call_id)
         assert session is not None
         assert session.call.agent_id == "1001"
+        await desk.service.bus.drain()  # the call log follows the events
         row = await desk.service.calls_repo.get(call_id)
         assert row is not None
         assert row.agent_id == "1001", row

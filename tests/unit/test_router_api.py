@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -80,9 +81,8 @@ async def test_trace_skills_and_state_endpoints(rules_file: Path) -> None:
         assert trace["agent_id"] == "a4"
         assert trace["decisions"][-1]["outcome"] == "offered"
         assert (await c.put("/agents/a4/skills", json={"skills": {"nope": 2}})).status_code == 422
-        assert (await c.post("/agents/a2/state", json={"state": "paused"})).json()[
-            "state"
-        ] == "paused"
+        r = await c.post("/agents/a2/state", json={"state": "paused", "reason": "lunch"})
+        assert (r.json()["state"], r.json()["reason"]) == ("paused", "lunch")
         assert (await c.get("/calls/zzz/routing")).status_code == 404
     await acd.aclose()
 
@@ -93,3 +93,18 @@ async def test_an_agent_may_not_change_another_agents_state(rules_file: Path) ->
         assert (await c.post("/agents/a2/state", json={"state": "available"})).status_code == 403
         assert (await c.post("/agents/a1/state", json={"state": "available"})).status_code == 200
         assert (await c.post("/admin/rules/reload")).status_code == 403
+
+
+@pytest.mark.parametrize("body", [{"state": "paused"}, {"state": "paused", "reason": "  "},
+                                  {"state": "paused", "reason": None}])
+async def test_pausing_an_agent_by_id_needs_a_reason(
+    rules_file: Path, body: dict[str, Any]
+) -> None:
+    acd = Acd.from_file(FakeTelephony(), rules_file, clock=FakeClock(), watch_s=0)
+    async with await client(app_for(acd, Role.SUPERVISOR)) as c:
+        assert (await c.post("/agents/a2/state", json={"state": "available"})).status_code == 200
+        r = await c.post("/agents/a2/state", json=body)
+        assert r.status_code == 422
+        assert "a pause needs a reason" in r.text
+        assert acd.agent_status("a2").state.value == "available"
+    await acd.aclose()

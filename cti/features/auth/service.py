@@ -4,7 +4,9 @@ Passwords: argon2id (argon2-cffi), verified off the event loop (a hash costs ten
 Tokens: JWT (PyJWT, HS256). Chosen over itsdangerous because the claims we need (`exp`, `iat`,
 `sub`) have standard meanings and are checked by the library, the token is readable by the page
 (its role and agent id decide which screen to show) and any other service can verify it with the
-shared secret and a stock JWT library.
+shared secret and a stock JWT library. Each token has an id (`jti`, ended by logout) and its
+user's epoch (`ep`, ended for all of the user's tokens by deactivation): see revocation.py.
+Logins are throttled per user name and client address (throttle.py) before argon2 runs.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -23,9 +25,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from cti.features.auth.revocation import TokenRef, TokenRevocations, Watch
+from cti.features.auth.throttle import LoginThrottle, LoginThrottled
 from cti.platform.clock import Clock, SystemClock
 from cti.platform.db.tables.users import UserRow
-from cti.platform.errors import Conflict, Forbidden, NotFound, Unauthorized
+from cti.platform.errors import Conflict, CtiError, Forbidden, NotFound, Unauthorized
 from cti.platform.log import get_logger
 
 log = get_logger(__name__)
@@ -88,6 +92,26 @@ class IssuedToken:
     principal: Principal
 
 
+@dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    """A token whose signature and expiry are good (Tokens.decode); from AuthService.verify,
+    also not revoked."""
+
+    principal: Principal
+    ref: TokenRef
+
+
+class TooManyLogins(CtiError):
+    """Login refused without checking the password: too many recent failures."""
+
+    error_id = "too_many_attempts"
+    http_status = 429
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class Tokens:
     """Signs and verifies bearer tokens. The secret must be shared by all service instances."""
 
@@ -100,10 +124,12 @@ class Tokens:
         self._ttl = ttl
         self._clock = clock or SystemClock()
 
-    def issue(self, who: Principal) -> IssuedToken:
+    def issue(self, who: Principal, *, epoch: int = 0) -> IssuedToken:
         now = self._clock.now()
         expires = now + self._ttl
         claims = {
+            "jti": secrets.token_urlsafe(16),
+            "ep": epoch,
             "sub": str(who.user_id),
             "usr": who.username,
             "role": who.role.value,
@@ -116,13 +142,19 @@ class Tokens:
         return IssuedToken(jwt.encode(claims, self._secret, TOKEN_ALGORITHM), expires, who)
 
     def verify(self, token: str) -> Principal:
-        """The principal the token names; Unauthorized when forged, malformed or expired."""
+        """The principal the token names; Unauthorized when forged, malformed or expired.
+        Revocation is not checked here: see AuthService.check."""
+        return self.decode(token).principal
+
+    def decode(self, token: str) -> VerifiedToken:
         try:
+            # A token without an id could not be logged out: such tokens (issued before ids
+            # existed) are refused, and their users log in once more.
             claims = jwt.decode(
                 token,
                 self._secret,
                 algorithms=[TOKEN_ALGORITHM],
-                options={"require": ["exp", "iat", "sub"], "verify_exp": False},
+                options={"require": ["exp", "iat", "sub", "jti"], "verify_exp": False},
             )
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid token: {exc}") from None
@@ -130,7 +162,7 @@ class Tokens:
         if int(claims["exp"]) <= int(self._clock.now().timestamp()):
             raise Unauthorized("token expired; log in again")
         try:
-            return Principal(
+            who = Principal(
                 user_id=int(claims["sub"]),
                 username=str(claims.get("usr", "")),
                 role=Role(claims["role"]),
@@ -138,8 +170,15 @@ class Tokens:
                 display_name=str(claims.get("name", "")),
                 language=str(claims.get("lang", "zh")),
             )
-        except (KeyError, ValueError):
+            ref = TokenRef(
+                jti=str(claims["jti"]),
+                user_id=who.user_id,
+                epoch=int(claims.get("ep", 0)),
+                expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
+            )
+        except (KeyError, ValueError, TypeError):
             raise Unauthorized("invalid token: bad claims") from None
+        return VerifiedToken(who, ref)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,13 +250,31 @@ class UserDirectory:
             return _principal(row)
 
     async def authenticate(self, username: str, password: str) -> Principal:
+        return (await self.authenticate_for_token(username, password))[0]
+
+    async def authenticate_for_token(self, username: str, password: str) -> tuple[Principal, int]:
+        """The user and their current token epoch; Unauthorized when the password is wrong."""
         async with self._sessions() as db:
             row = await db.scalar(select(UserRow).where(UserRow.username == username))
         stored = row.password_hash if row is not None and row.active else self._dummy_hash
         ok = await asyncio.to_thread(self._verify, stored, password)
         if row is None or not row.active or not ok:
             raise Unauthorized("wrong username or password")
-        return _principal(row)
+        return _principal(row), row.token_epoch
+
+    async def set_active(self, username: str, active: bool) -> tuple[Principal, int]:
+        """Activate or deactivate a user; deactivating also ends all their tokens (the epoch
+        moves on, so a later re-activation does not bring old tokens back).
+        Returns the user and their new token epoch."""
+        async with self._sessions() as db:
+            row = await db.scalar(select(UserRow).where(UserRow.username == username))
+            if row is None:
+                raise NotFound(f"no user {username!r}")
+            if not active:
+                row.token_epoch += 1
+            row.active = active
+            await db.commit()
+            return _principal(row), row.token_epoch
 
     def _verify(self, stored: str, password: str) -> bool:
         try:
@@ -239,21 +296,79 @@ class UserDirectory:
 
 
 class AuthService:
-    """Login (password -> token) and token checks, for HTTP requests and WebSockets."""
+    """Login (password -> token), token checks for HTTP requests and WebSockets, logout and
+    deactivation (which end tokens before they expire)."""
 
-    def __init__(self, users: UserDirectory, tokens: Tokens) -> None:
+    def __init__(
+        self,
+        users: UserDirectory,
+        tokens: Tokens,
+        revocations: TokenRevocations,
+        *,
+        throttle: LoginThrottle | None = None,
+        clock: Clock | None = None,
+    ) -> None:
         self.users = users
         self.tokens = tokens
+        self.revocations = revocations
+        self.throttle = throttle or LoginThrottle()
+        self._clock = clock or SystemClock()
 
-    async def login(self, username: str, password: str) -> IssuedToken:
-        who = await self.users.authenticate(username, password)
+    async def login(self, username: str, password: str, address: str | None = None) -> IssuedToken:
+        """A token for the user; TooManyLogins (before any password check) while throttled."""
+        try:
+            attempt = self.throttle.begin(username, address, self._clock.monotonic())
+        except LoginThrottled as exc:
+            log.warning("login.throttled", username=username, address=address,
+                        limited=exc.key, retry_after_s=exc.retry_after_s)
+            raise TooManyLogins(
+                f"too many failed logins; try again in {exc.retry_after_s} s", exc.retry_after_s
+            ) from None
+        try:
+            who, epoch = await self.users.authenticate_for_token(username, password)
+        except Unauthorized:
+            log.info("login.failed", username=username, address=address)
+            raise
+        self.throttle.succeeded(attempt)
         log.info("login", username=username, role=who.role.value, agent_id=who.agent_id)
-        return self.tokens.issue(who)
+        return self.tokens.issue(who, epoch=epoch)
 
-    def check(self, token: str | None) -> Principal:
+    async def verify(self, token: str | None) -> VerifiedToken:
+        """Signature, expiry and revocation; Unauthorized when any fails."""
         if not token:
             raise Unauthorized("not logged in: a bearer token is required")
-        return self.tokens.verify(token)
+        verified = self.tokens.decode(token)
+        reason = await self.revocations.reason_revoked(verified.ref)
+        if reason is not None:
+            raise Unauthorized(reason)
+        return verified
+
+    async def check(self, token: str | None) -> Principal:
+        return (await self.verify(token)).principal
+
+    async def still_valid(self, verified: VerifiedToken) -> str | None:
+        """Why an already verified token is no longer good (expired, revoked), or None."""
+        if verified.ref.expires_at <= self._clock.now():
+            return "token expired; log in again"
+        return await self.revocations.reason_revoked(verified.ref)
+
+    async def logout(self, verified: VerifiedToken) -> None:
+        await self.revocations.revoke(verified.ref)
+        log.info("logout", username=verified.principal.username, jti=verified.ref.jti)
+
+    async def set_active(self, username: str, active: bool) -> Principal:
+        """(De)activate a user; deactivation ends all their tokens and open sockets here now
+        (on other instances within the revocation cache time)."""
+        who, epoch = await self.users.set_active(username, active)
+        self.revocations.user_changed(who.user_id, active=active, epoch=epoch)
+        log.info("user.active" if active else "user.deactivated", username=username)
+        return who
+
+    def watch(self, verified: VerifiedToken) -> Watch:
+        return self.revocations.watch(verified.ref)
+
+    def unwatch(self, watch: Watch) -> None:
+        self.revocations.unwatch(watch)
 
 
 def require(who: Principal, needed: Role) -> None:

@@ -28,7 +28,7 @@ from cti.platform.ari.events import (
 from cti.platform.clock import Clock
 from cti.platform.errors import ChannelGone, CtiError
 from cti.platform.log import get_logger
-from cti.platform.metrics import CALLS_ACTIVE, CALLS_ENDED, CALLS_STARTED
+from cti.platform.metrics import CALLS_ACTIVE
 from cti.platform.ports import ChannelInfo, Telephony
 
 log = get_logger(__name__)
@@ -109,7 +109,6 @@ class InboundCalls:
         session = CallSession(call=call)
         self.registry.add(session)
         self._publish(CallArrived(call.id, call.arrived_at, ch.id, call.caller_number, dialled))
-        CALLS_STARTED.inc()
         CALLS_ACTIVE.inc()
         session.task = asyncio.create_task(self._run(session, answer=True), name=f"call-{ch.id}")
 
@@ -177,8 +176,10 @@ class InboundCalls:
             if event is STOP:
                 # Release what the script holds in this process (audio tap, IVR task); the
                 # call itself, and its agent, stay up for the next process.
-                with contextlib.suppress(Exception):
+                try:
                     await script.on_stopping(session)
+                except Exception:  # the call is let go either way; say what failed
+                    log.exception("call.script_stop_failed")
                 return
             if isinstance(event, ChannelHangupRequest) and event.channel.id == caller:
                 if session.ended_by is None:
@@ -190,8 +191,10 @@ class InboundCalls:
             elif isinstance(event, StasisEnd) and event.channel.id == caller:
                 await self._await_destroy(session)
             if session.call.is_over:
-                with contextlib.suppress(Exception):
+                try:
                     await script.on_ended(session)
+                except Exception:  # the call is over either way; say what failed
+                    log.exception("call.script_end_failed")
                 break
             try:
                 await script.on_event(session, event)
@@ -224,7 +227,6 @@ class InboundCalls:
         self._publish(CallEnded(call.id, call.ended_at or self.clock.now(), cause, cause_text,
                                 call.ended_by or "unknown", call.agent_id, call.queue))
         await self.save(session)
-        CALLS_ENDED.labels(cause=str(cause if cause is not None else "none")).inc()
         log.info("call.ended", cause=cause, cause_text=cause_text)
 
     async def end_lost(self, session: CallSession) -> None:

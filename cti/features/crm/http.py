@@ -18,12 +18,19 @@ from cti.domain.crm import (
     normalise_number,
 )
 from cti.features.auth.http import CurrentUser, Desk, require_role
-from cti.features.auth.service import Principal, Role
+from cti.features.auth.service import Principal, Role, require
 from cti.features.crm.service import import_customers
 from cti.features.desk.screen_pop import customer_json, history_json
 
 router = APIRouter(prefix="/crm", tags=["crm"])
+DEFAULT_TIER = "standard"
 
+
+def _require_tier_change_allowed(who: Principal, current: str, wanted: str | None) -> None:
+    """The tier decides routing priority (VIPs jump the queue), so only supervisors set it;
+    agents keep editing everything else, and may send the tier unchanged."""
+    if wanted is not None and wanted.lower() != current.lower():
+        require(who, Role.SUPERVISOR)
 
 
 def _numbers(values: list[str], region: str) -> tuple[str, ...]:
@@ -47,7 +54,7 @@ class CustomerIn(BaseModel):
     name: str = Field(default="", max_length=MAX_NAME)
     surname: str = Field(default="", max_length=MAX_NAME)
     title: Title | None = None
-    tier: str = Field(default="standard", max_length=32, pattern=r"^[A-Za-z0-9_-]+$")
+    tier: str = Field(default=DEFAULT_TIER, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")
     company: str = Field(default="", max_length=MAX_NAME)
     notes: str = Field(default="", max_length=MAX_NOTES)
 
@@ -94,7 +101,8 @@ async def get_customer(customer_id: int, desk: Desk, _who: CurrentUser) -> dict[
 
 
 @router.post("/customers", status_code=201)
-async def add_customer(body: CustomerIn, desk: Desk, _who: CurrentUser) -> dict[str, Any]:
+async def add_customer(body: CustomerIn, desk: Desk, who: CurrentUser) -> dict[str, Any]:
+    _require_tier_change_allowed(who, DEFAULT_TIER, body.tier)
     customer = Customer(
         id=None,
         numbers=_numbers(body.numbers, desk.crm.default_region),
@@ -110,9 +118,10 @@ async def add_customer(body: CustomerIn, desk: Desk, _who: CurrentUser) -> dict[
 
 @router.patch("/customers/{customer_id}")
 async def update_customer(
-    customer_id: int, body: CustomerPatchIn, desk: Desk, _who: CurrentUser
+    customer_id: int, body: CustomerPatchIn, desk: Desk, who: CurrentUser
 ) -> dict[str, Any]:
     current = await desk.customers.get(customer_id)
+    _require_tier_change_allowed(who, current.tier, body.tier)
     patch = CustomerPatch(
         numbers=_numbers(body.numbers, desk.crm.default_region) if body.numbers else None,
         name=body.name,

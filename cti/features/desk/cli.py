@@ -1,5 +1,5 @@
-"""`cti crm import FILE`, `cti users add`, `cti demo seed`: the agent desk's commands
-(registered on the main `cti` app in cti/cli.py)."""
+"""`cti crm import FILE`, `cti users add|deactivate|activate`, `cti demo seed`: the agent
+desk's commands (registered on the main `cti` app in cti/cli.py)."""
 
 from __future__ import annotations
 
@@ -124,6 +124,42 @@ def users_add(
         asyncio.run(run())
     except (CtiError, ValueError) as exc:
         _fail(exc.message if isinstance(exc, CtiError) else str(exc))
+
+
+def _set_active(username: str, active: bool, config: Path | None) -> None:
+    from cti.features.auth.service import UserDirectory
+
+    try:
+        _settings, engine, sessions = _sessions(config)
+    except CtiError as exc:
+        _fail(exc.message)
+
+    async def run() -> None:
+        try:
+            await UserDirectory(sessions).set_active(username, active)
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(run())
+    except CtiError as exc:
+        _fail(exc.message)
+
+
+@users_app.command("deactivate")
+def users_deactivate(username: Annotated[str, typer.Argument()], config: ConfigOpt = None) -> None:
+    """Stop a user from logging in and end all their tokens. A running service notices within
+    its revocation cache time (auth.revocation_cache_s) and then closes their desk sockets;
+    the admin API (PATCH /auth/users/NAME) takes effect at once."""
+    _set_active(username, False, config)
+    typer.echo(f"user {username} deactivated; their tokens no longer work")
+
+
+@users_app.command("activate")
+def users_activate(username: Annotated[str, typer.Argument()], config: ConfigOpt = None) -> None:
+    """Let a deactivated user log in again (tokens from before stay ended)."""
+    _set_active(username, True, config)
+    typer.echo(f"user {username} activated")
 
 
 @demo_app.command("seed")

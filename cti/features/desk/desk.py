@@ -7,13 +7,16 @@ the WebSocket hub and the screen pop, plus the call-side ports the desk drives.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cti.events import Bus
+from cti.features.auth.revocation import TokenRevocations
 from cti.features.auth.service import AuthService, Tokens, UserDirectory
+from cti.features.auth.settings import AuthSettings
+from cti.features.auth.throttle import LoginThrottle
 from cti.features.calls.registry import CallRegistry
 from cti.features.crm.external import ExternalCrm, ExternalCrmSettings
 from cti.features.crm.service import CrmLookup
@@ -89,6 +92,7 @@ class AgentDesk:
     procedures: ProcedureControl | None = None
     transfers: TransferControl | None = None
     external_crm: ExternalCrm | None = None
+    auth_settings: AuthSettings = field(default_factory=AuthSettings)
 
     @classmethod
     def build(
@@ -106,13 +110,21 @@ class AgentDesk:
         agent_states: AgentStateControl | None = None,
         procedures: ProcedureControl | None = None,
         transfers: TransferControl | None = None,
+        auth_settings: AuthSettings | None = None,
     ) -> AgentDesk:
         clock = clock or SystemClock()
         if not token_secret:
             # Tokens then die with the process; fine for a demo, not for several instances.
             log.warning("auth.ephemeral_secret", hint="set a shared token secret")
             token_secret = secrets.token_urlsafe(32)
-        auth = AuthService(UserDirectory(sessions, clock=clock), Tokens(token_secret, clock=clock))
+        auth_settings = auth_settings or AuthSettings()
+        auth = AuthService(
+            UserDirectory(sessions, clock=clock),
+            Tokens(token_secret, clock=clock),
+            TokenRevocations(sessions, clock, cache_s=auth_settings.revocation_cache_s),
+            throttle=LoginThrottle(auth_settings.login_throttle.limits()),
+            clock=clock,
+        )
         customers = CustomerRepository(sessions, clock)
         external = ExternalCrm(external_crm, clock=clock) if external_crm else None
         crm = CrmLookup(customers, external, default_region=default_region)
@@ -123,6 +135,7 @@ class AgentDesk:
             sessions=sessions, auth=auth, customers=customers, crm=crm, hub=hub, screen_pop=pop,
             clock=clock, bus=bus, telephony=telephony, calls=calls, external_crm=external,
             agent_states=agent_states, procedures=procedures, transfers=transfers,
+            auth_settings=auth_settings,
         )
 
     async def aclose(self) -> None:

@@ -54,6 +54,7 @@ from cti.domain.routing.acd import (
 )
 from cti.domain.routing.events import RoutingEvent, RoutingListener
 from cti.domain.routing.model import CallAttributes, RoutingRules
+from cti.domain.stats import QueueTargets
 from cti.events import Bus, FallbackReached
 from cti.features.ivr.prompts import PromptSource
 from cti.features.routing.acd_calls import (
@@ -165,6 +166,12 @@ class Acd:
 
     async def _apply_rules(self, rules: RoutingRules) -> None:
         await self._run(self.core.reload(rules, *self._now()))
+
+    def queue_targets(self, queue: str) -> QueueTargets:
+        """The queue's service-level threshold for the figures (docs/metrics.md), from the
+        rules in force."""
+        q = self.core.rules.queues.get(queue)
+        return QueueTargets(sl_s=q.service_level_s) if q is not None else QueueTargets()
 
     # ----- calls -----------------------------------------------------------------------
 

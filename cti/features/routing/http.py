@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cti.features.auth.http import CurrentUser, require_role
 from cti.features.auth.service import Principal, Role
@@ -37,6 +37,13 @@ class StateIn(BaseModel):
 
     state: Literal["available", "paused", "logged_out"]
     reason: str | None = Field(default=None, max_length=64)
+
+    # The same rule as /agents/me/state: a pause without a reason is useless in the reports.
+    @model_validator(mode="after")
+    def _pause_has_reason(self) -> StateIn:
+        if self.state == "paused" and not (self.reason or "").strip():
+            raise ValueError("reason: a pause needs a reason")
+        return self
 
 
 def _status(acd: Acd, agent_id: str) -> dict[str, Any]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import random
 from collections.abc import Awaitable, Callable
@@ -242,8 +241,10 @@ class AriClient:
     async def close(self) -> None:
         self._stopping = True
         if self._ws is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await self._ws.close()
+            except Exception as exc:  # closing anyway: note it, nothing to recover
+                log.debug("ari.ws_close_failed", error=f"{exc.__class__.__name__}: {exc}")
         if self._http is not None:
             await self._http.close()
 

@@ -1,10 +1,11 @@
-"""Users of the agent desk: agents, supervisors, administrators (password hashes, argon2)."""
+"""Users of the agent desk: agents, supervisors, administrators (password hashes, argon2),
+and the login tokens ended before they expire (logout)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Integer, String
+from sqlalchemy import Boolean, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cti.platform.db.base import Base, UtcDateTime
@@ -23,3 +24,18 @@ class UserRow(Base):
     language: Mapped[str] = mapped_column(String(8), default="zh")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # Tokens carry the epoch they were issued in; raising it (deactivation) ends them all at
+    # once, on every instance, without listing them.
+    token_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+
+
+class RevokedTokenRow(Base):
+    """A token ended by logout before its expiry, by its id (the JWT `jti`). Rows past
+    `expires_at` are useless (the token is refused anyway) and are deleted."""
+
+    __tablename__ = "revoked_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    revoked_at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -1,0 +1,158 @@
+"""Which signed, unexpired tokens are no longer good: logged out (their id is in
+`revoked_tokens`) or their user deactivated (the user's `token_epoch` moved past the token's,
+or `active` is off).
+
+The database is the truth shared by every instance. Each process keeps what it read for
+`cache_s` seconds (by its injected clock), so a request does not query the database each time;
+this process's own logouts and deactivations update that cache at once, and wake the open
+sockets of the token or user (`watch`) so they are closed immediately. Changes made elsewhere
+(another instance, the CLI) are seen within `cache_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from cti.platform.clock import Clock
+from cti.platform.db.tables.users import RevokedTokenRow, UserRow
+from cti.platform.log import get_logger
+
+log = get_logger(__name__)
+
+# Past this many cached entries the stale ones are dropped (one entry per live token / user).
+CACHE_PRUNE_AT = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRef:
+    """What revocation needs to know of a verified token."""
+
+    jti: str
+    user_id: int
+    epoch: int
+    expires_at: datetime
+
+
+@dataclass(slots=True)
+class _UserState:
+    active: bool
+    epoch: int
+    read_at: float
+
+
+@dataclass(eq=False)
+class Watch:
+    """Set when the watched token may have been revoked: check it again."""
+
+    token: TokenRef
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class TokenRevocations:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], clock: Clock, *, cache_s: float = 10.0
+    ) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self.cache_s = cache_s
+        self._users: dict[int, _UserState] = {}
+        self._revoked_here: dict[str, datetime] = {}  # jti -> expiry: logged out in this process
+        self._jti_checked: dict[str, float] = {}  # jti -> when the DB last said "not revoked"
+        self._watches: dict[int, set[Watch]] = {}
+
+    async def reason_revoked(self, token: TokenRef) -> str | None:
+        """Why `token` is no longer good, or None when it still is."""
+        if token.jti in self._revoked_here:
+            return "token revoked: logged out"
+        now = self._clock.monotonic()
+        user = self._users.get(token.user_id)
+        user_stale = user is None or now - user.read_at >= self.cache_s
+        checked = self._jti_checked.get(token.jti)
+        jti_stale = checked is None or now - checked >= self.cache_s
+        if user_stale or jti_stale:
+            user, revoked = await self._load(token, now)
+            if revoked:
+                self._revoked_here[token.jti] = token.expires_at
+                return "token revoked: logged out"
+        if user is None:
+            return "token revoked: the user no longer exists"
+        if not user.active:
+            return "token revoked: the user is deactivated"
+        if token.epoch != user.epoch:
+            return "token revoked: all sessions of the user were ended"
+        return None
+
+    async def _load(self, token: TokenRef, now: float) -> tuple[_UserState | None, bool]:
+        async with self._sessions() as db:
+            row = (
+                await db.execute(
+                    select(UserRow.active, UserRow.token_epoch).where(UserRow.id == token.user_id)
+                )
+            ).one_or_none()
+            revoked = await db.scalar(
+                select(RevokedTokenRow.jti).where(RevokedTokenRow.jti == token.jti)
+            )
+        self._prune(now)
+        self._jti_checked[token.jti] = now
+        if row is None:
+            self._users.pop(token.user_id, None)
+            return None, revoked is not None
+        state = self._users[token.user_id] = _UserState(bool(row.active), row.token_epoch, now)
+        return state, revoked is not None
+
+    def _prune(self, now: float) -> None:
+        if len(self._jti_checked) >= CACHE_PRUNE_AT:
+            self._jti_checked = {
+                k: t for k, t in self._jti_checked.items() if now - t < self.cache_s
+            }
+        if len(self._users) >= CACHE_PRUNE_AT:
+            self._users = {k: u for k, u in self._users.items() if now - u.read_at < self.cache_s}
+        if len(self._revoked_here) >= CACHE_PRUNE_AT:
+            wall = self._clock.now()
+            self._revoked_here = {k: e for k, e in self._revoked_here.items() if e > wall}
+
+    async def revoke(self, token: TokenRef) -> None:
+        """Logout: the token ends here now, and on other instances within `cache_s`."""
+        self._revoked_here[token.jti] = token.expires_at
+        self._wake(token.user_id, token.jti)
+        now = self._clock.now()
+        async with self._sessions() as db:
+            # Expired rows are dead weight: an expired token is refused before this table.
+            await db.execute(delete(RevokedTokenRow).where(RevokedTokenRow.expires_at <= now))
+            db.add(RevokedTokenRow(
+                jti=token.jti, user_id=token.user_id, expires_at=token.expires_at,
+                revoked_at=now,
+            ))
+            try:
+                await db.commit()
+            except IntegrityError:
+                # Logged out twice (two tabs): the first row stands.
+                log.info("auth.revoke_repeated", jti=token.jti, user_id=token.user_id)
+
+    def user_changed(self, user_id: int, *, active: bool, epoch: int) -> None:
+        """The user's row was just changed in this process (deactivation): apply it now."""
+        self._users[user_id] = _UserState(active, epoch, self._clock.monotonic())
+        self._wake(user_id, None)
+
+    def watch(self, token: TokenRef) -> Watch:
+        w = Watch(token)
+        self._watches.setdefault(token.user_id, set()).add(w)
+        return w
+
+    def unwatch(self, w: Watch) -> None:
+        watches = self._watches.get(w.token.user_id)
+        if watches is not None:
+            watches.discard(w)
+            if not watches:
+                del self._watches[w.token.user_id]
+
+    def _wake(self, user_id: int, jti: str | None) -> None:
+        for w in self._watches.get(user_id, ()):
+            if jti is None or w.token.jti == jti:
+                w.changed.set()

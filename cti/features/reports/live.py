@@ -1,0 +1,119 @@
+"""The live wallboard: today's figures (docs/metrics.md) per queue and agent, folded from the
+event stream as it happens and pushed to the supervisors' pages within the event's own
+handling (no polling). After a restart the day is folded again from the kept events first, so
+the wallboard is right from the first message."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from cti.domain.stats import QueueTargets, StatsFold
+from cti.events import (
+    Bus,
+    CallConnected,
+    CallLeftQueue,
+    CallQueued,
+    Envelope,
+)
+from cti.features.events.store import EventLog
+from cti.features.reports.service import STATS_EVENTS, day_start
+from cti.platform.clock import Clock
+from cti.platform.log import get_logger
+from cti.platform.ports import Publisher
+
+log = get_logger(__name__)
+
+TOPIC = "supervisors"
+_STATS_TYPES = frozenset(STATS_EVENTS)
+
+
+class LiveStats:
+    def __init__(
+        self, bus: Bus, log_: EventLog, publisher: Publisher, clock: Clock,
+        targets: Callable[[str], QueueTargets], timezone: str = "UTC",
+    ) -> None:
+        self.log = log_
+        self.publisher = publisher
+        self.clock = clock
+        self.targets = targets
+        self.tz = ZoneInfo(timezone)
+        self._day = day_start(clock.now(), self.tz)
+        self.fold = StatsFold(targets, None, self._day)
+        self._loaded_seq = 0
+        self._waiting: dict[str, dict[str, datetime]] = {}  # queue -> call -> since
+        bus.subscribe_batches("reports.live", self._on_batch)
+
+    async def start(self) -> None:
+        """Fold today's kept events (a restarted service's wallboard starts right)."""
+        rows = await self.log.read(since=self._day, types=STATS_EVENTS, limit=None)
+        for row in rows:
+            self._apply(row.event())
+            self._loaded_seq = row.seq
+
+    async def _on_batch(self, batch: Sequence[Envelope]) -> None:
+        queues: set[str] = set()
+        agents: set[str] = set()
+        for env in batch:
+            if env.seq <= self._loaded_seq or type(env.event).__name__ not in _STATS_TYPES:
+                continue
+            event = env.event
+            day = day_start(event.at, self.tz)
+            if day > self._day:  # a new day: a new board
+                self._day, self.fold = day, StatsFold(self.targets, None, day)
+                self._waiting.clear()
+            self._apply(event)
+            queue = getattr(event, "queue", None)
+            if queue:
+                queues.add(queue)
+            agent = getattr(event, "agent_id", None)
+            if agent:
+                agents.add(agent)
+        if not queues and not agents:
+            return
+        now = self.clock.now()
+        self.fold.close(now)
+        for q in sorted(queues):
+            await self.publisher.publish(TOPIC, self.queue_tile(q, now))
+        for a in sorted(agents):
+            await self.publisher.publish(TOPIC, self.agent_tile(a))
+
+    def _apply(self, event: Any) -> None:
+        self.fold.apply(event)
+        if isinstance(event, CallQueued):
+            self._waiting.setdefault(event.queue, {})[event.call_id] = event.at
+        elif isinstance(event, CallConnected | CallLeftQueue):
+            self._waiting.get(event.queue, {}).pop(event.call_id, None)
+
+    def queue_tile(self, queue: str, now: datetime) -> dict[str, Any]:
+        q = self.fold.queue(queue)
+        waiting = self._waiting.get(queue, {})
+        longest = max(((now - t).total_seconds() for t in waiting.values()), default=0.0)
+        mode = self.targets(queue).sl_mode
+        return {"type": "wallboard.queue", "key": f"wallboard:queue:{queue}", "queue": queue,
+                "day": self._day.isoformat(), "waiting": len(waiting),
+                "longest_wait_now_s": round(longest, 1), **_rounded(q.as_dict(mode))}
+
+    def agent_tile(self, agent_id: str) -> dict[str, Any]:
+        a = self.fold.agent(agent_id)
+        return {"type": "wallboard.agent", "key": f"wallboard:agent:{agent_id}",
+                "agent_id": agent_id, "day": self._day.isoformat(), **_rounded(a.as_dict())}
+
+    def snapshot(self) -> dict[str, Any]:
+        now = self.clock.now()
+        self.fold.close(now)
+        return {
+            "day": self._day.isoformat(),
+            "queues": [self.queue_tile(q, now)
+                       for q in sorted(self.fold.queues.get(self._day, {}))],
+            "agents": [self.agent_tile(a) for a in sorted(self.fold.agents.get(self._day, {}))],
+        }
+
+
+def _rounded(figures: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()}
+
+
+__all__ = ["LiveStats"]

@@ -1,0 +1,62 @@
+"""`cti report`: the kept events of a period as CSV; bad input is one line and exit 2."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cti.cli import app
+from cti.features.events.store import EventLog
+from cti.platform.bus import InProcessBus
+from cti.platform.db.base import make_engine, make_sessionmaker
+from cti.platform.db.migrate import upgrade_async
+from tests.unit.test_stats import scripted_day
+
+runner = CliRunner()
+
+
+def _seeded(tmp_path: Path) -> str:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cti.db'}"
+
+    async def seed() -> None:
+        await upgrade_async(url)
+        engine = make_engine(url)
+        bus = InProcessBus()
+        EventLog(make_sessionmaker(engine), bus)
+        for event in scripted_day():
+            bus.publish(event)
+        await bus.drain()
+        await engine.dispose()
+
+    asyncio.run(seed())
+    return url
+
+
+def test_report_prints_the_periods_figures_as_csv(tmp_path: Path) -> None:
+    url = _seeded(tmp_path)
+    result = runner.invoke(app, ["report", "--since", "2026-12-01T08:00", "--until",
+                                 "2026-12-01T10:00", "--interval", "day"],
+                           env={"CTI_DATABASE_URL": url})
+    assert result.exit_code == 0, result.output
+    header, row = result.output.strip().splitlines()
+    figures = dict(zip(header.split(","), row.split(","), strict=True))
+    assert figures["queue"] == "sales"
+    assert (figures["offered"], figures["answered"], figures["short_abandoned"]) == ("5", "2", "1")
+    assert figures["asa_s"] == "17.5"
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--since", "yesterday"], "is not an ISO 8601 date"),
+    (["--since", "2026-12-01", "--tz", "Mars/Base"], "unknown time zone"),
+    (["--since", "2026-12-01", "--interval", "7m"], "--interval must be one of"),
+    (["--since", "2026-12-02", "--until", "2026-12-01"], "--until must be after --since"),
+])
+def test_bad_report_input_is_one_line(args: list[str], says: str) -> None:
+    result = runner.invoke(app, ["report", *args])
+    assert result.exit_code == 2
+    assert says in result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
