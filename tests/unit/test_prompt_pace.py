@@ -18,6 +18,8 @@ import pytest
 from cti.domain.phrases import PhraseLibrary
 from cti.features.phrases.library import load_phrase_library
 from cti.platform.audio.pace import (
+    GREETING_MAX_S,
+    MAX_RATIO,
     PromptTiming,
     en_number_words,
     pauses,
@@ -39,8 +41,6 @@ from cti.platform.settings import REPO_ROOT, CompanySettings
 PHRASES_DIR = REPO_ROOT / "scripts_lib"
 COMPANY = CompanySettings()
 AGENT_IDS = ["1001", COMPANY.default_agent_id]
-MAX_RATIO = 1.3
-GREETING_MAX_S = 6.0
 EDGE_SILENCE_S = 0.020
 
 

@@ -21,6 +21,11 @@ from pathlib import Path
 from cti.domain.phrases import DIGIT_SLOTS, PhraseLibrary
 from cti.platform.audio.render import runs
 
+# What the rendered prompts are held to (tests/unit/test_prompt_pace.py, `cti phrases timings`).
+MAX_RATIO = 1.3
+GREETING = "greeting_answer"  # docs/phrases.md#row-1
+GREETING_MAX_S = 6.0  # in Mandarin, as an agent says it on every call (~5 s)
+
 ZH_SYLLABLES_PER_S = 4.75  # service speech, between pauses
 EN_WORDS_PER_S = 160 / 60  # 160 words per minute
 COMMA_S = 0.20

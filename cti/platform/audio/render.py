@@ -61,15 +61,21 @@ class Pace:
     stop_ms: int
 
 
-# Measured against a person's time (docs/prompts.md): Mandarin ~5.5 syllables/s between pauses,
-# English ~170 words per minute between pauses; espeak-ng's own clause pauses are ~70 ms.
-PACE = {"zh": Pace(speed=245, comma_ms=110, stop_ms=220),
-        "en": Pace(speed=160, comma_ms=60, stop_ms=160)}
+# Tuned against a person's time (docs/prompts.md, cti/platform/audio/pace.py): over the library,
+# pauses included, Mandarin 4.8 syllables/s and English 166 words per minute. The pauses add
+# to espeak-ng's own clause pauses (~70 ms at these speeds).
+PACE = {"zh": Pace(speed=235, comma_ms=110, stop_ms=220),
+        "en": Pace(speed=148, comma_ms=60, stop_ms=160)}
 # The agent's greeting (docs/phrases.md#row-1) is said at an agent's routine pace, as agents
-# say it on every call (~5 s in Mandarin); the agent id's characters are only used in it.
+# say it on every call (~5 s in Mandarin): its own words only; the company name and the agent
+# id's characters (files of their own) keep the ordinary pace, so the id stays clear.
 BRISK = {"zh": Pace(speed=340, comma_ms=40, stop_ms=80),
          "en": Pace(speed=220, comma_ms=30, stop_ms=80)}
 BRISK_FILES = re.compile(r"^greeting_answer__")
+# Pitch range (SSML prosody range, % of the voice's own). espeak-ng's Mandarin tones span only
+# ~4 semitones (5th-95th percentile of F0 over a prompt; natural speech and the neural voice
+# evaluated in docs/prompts.md: 10-12): doubled, ~8, the tones are told apart more easily.
+PITCH_RANGE = {"zh": 200, "en": 100}
 
 SAMPLE_RATE = 8000
 # Telephone band: gentle (2-pole) high-pass and low-pass; `rate -v` is sox's steepest
@@ -161,8 +167,13 @@ def espeak_args(text: str, lang: str, paces: Mapping[str, Pace] = PACE) -> list[
     for index, (run_lang, part) in enumerate(cut):
         run_pace = paces[run_lang]
         body = _with_pauses(part, run_lang, run_pace, last=index == len(cut) - 1)
+        prosody = []
         if run_pace.speed != main.speed:
-            body = f'<prosody rate="{round(100 * run_pace.speed / main.speed)}%">{body}</prosody>'
+            prosody.append(f'rate="{round(100 * run_pace.speed / main.speed)}%"')
+        if PITCH_RANGE[run_lang] != 100:
+            prosody.append(f'range="{PITCH_RANGE[run_lang]}%"')
+        if prosody:
+            body = f'<prosody {" ".join(prosody)}>{body}</prosody>'
         parts.append(f'<voice name="{VOICES[run_lang]}">{body}</voice>')
     ssml = f"<speak>{''.join(parts)}</speak>"
     return ["-m", "-z", "-v", VOICES[lang], "-s", str(main.speed), ssml]
@@ -176,10 +187,6 @@ def read_band_limited(source: Path) -> Samples:
     raw = _run([_tool("sox"), str(source), "-t", "raw", "-e", "floating-point", "-b", "32",
                 "-c", "1", "-", *BAND])
     return np.frombuffer(raw, "<f4").astype(np.float64)
-
-
-def dbfs(amplitude: float) -> float:
-    return float(20 * np.log10(max(amplitude, 1e-12)))
 
 
 def active_level(x: Samples, rate: int = SAMPLE_RATE) -> float:
@@ -286,8 +293,8 @@ def speak(item: RenderItem, target: Path) -> None:
 
 
 def _settings_hash() -> str:
-    return repr((RENDER_VERSION, VOICES, PACE, BRISK, BAND, ACTIVE_LEVEL_DBFS, PEAK_CEILING_DBFS,
-                 SILENCE_DBFS, EDGE_MS, LIMIT_MS))
+    return repr((RENDER_VERSION, VOICES, PACE, BRISK, PITCH_RANGE, BAND, ACTIVE_LEVEL_DBFS,
+                 PEAK_CEILING_DBFS, SILENCE_DBFS, EDGE_MS, LIMIT_MS))
 
 
 def _key(item: RenderItem, recorded: Path | None) -> str:
