@@ -4,6 +4,7 @@ customer's open orders, config reload; and who may do what."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from fastapi import FastAPI
 from cti.domain.crm import Customer
 from cti.events import CustomerIdentified, WorkOrderAssigned, WorkOrderEscalated
 from cti.features.desk.hub import Subscription
+from cti.platform.settings import REPO_ROOT
 from tests.api.full_app import FullApp, full_app
 
 
@@ -62,7 +64,8 @@ async def test_agent_creates_during_a_call_and_works_the_order(tmp_path: Path) -
         assert "from in_progress to closed" in r.json()["detail"]
         r = await c.post(f"/work-orders/{oid}/transition", headers=agent,
                          json={"to": "resolved", "result": "firmware updated"})
-        assert r.json()["status"] == "resolved" and r.json()["result"] == "firmware updated"
+        assert r.json()["status"] == "resolved"
+        assert r.json()["result"] == "firmware updated"
 
         r = await c.get(f"/crm/customers/{customer.id}/work-orders", headers=agent)
         assert r.json() == []  # resolved: no longer open
@@ -99,10 +102,12 @@ async def test_roles(tmp_path: Path) -> None:
         messages(sub)
         r = await c.post(f"/work-orders/{oid}/assign", headers=sup,
                          json={"owner": "agent:1002", "note": "you know this customer"})
-        assert r.status_code == 200 and r.json()["owner"] == "agent:1002"
+        assert r.status_code == 200
+        assert r.json()["owner"] == "agent:1002"
         await env.service.bus.drain()
         pushed = messages(sub)
-        assert len(pushed) == 1 and '"event":"assigned"' in pushed[0]
+        assert len(pushed) == 1
+        assert '"event":"assigned"' in pushed[0]
         # Now agent 1002 owns it; 1001 no longer updates it.
         r = await c.post(f"/work-orders/{oid}/transition", headers=a2, json={"to": "in_progress"})
         assert r.status_code == 200
@@ -140,7 +145,8 @@ async def test_a_critical_complaint_escalates_to_the_duty_manager(tmp_path: Path
         r = await c.post("/work-orders", headers=env.bearer("agent1001"), json={
             "customer_id": customer.id, "type": "complaint", "severity": "critical",
             "description": "rude answer"})
-        assert r.status_code == 201 and r.json()["escalated_to"] == ["duty_manager"]
+        assert r.status_code == 201
+        assert r.json()["escalated_to"] == ["duty_manager"]
         await env.service.bus.drain()
         assert [(e.rule, e.team) for e in seen] == [("critical_complaint", "duty_managers")]
         assert any('"event":"escalated"' in m for m in messages(sub))
@@ -153,7 +159,8 @@ async def test_bad_requests(tmp_path: Path) -> None:
     async with full_app(tmp_path) as env, client(env.app) as c:
         h = env.bearer("agent1001")
         r = await c.post("/work-orders", headers=h, json={"type": "nope", "severity": "high"})
-        assert r.status_code == 409 and "unknown type 'nope'" in r.json()["detail"]
+        assert r.status_code == 409
+        assert "unknown type 'nope'" in r.json()["detail"]
         r = await c.post("/work-orders", headers=h,
                          json={"type": "service_request", "severity": "high", "customer_id": 99})
         assert r.status_code == 404
@@ -166,17 +173,18 @@ async def test_bad_requests(tmp_path: Path) -> None:
 
 async def test_config_reload_keeps_the_running_config_on_a_broken_file(tmp_path: Path) -> None:
     wo = tmp_path / "work_orders.yaml"
-    wo.write_text((Path(__file__).resolve().parents[2] / "config" / "work_orders.yaml")
-                  .read_text(encoding="utf-8"), encoding="utf-8")
+    shutil.copyfile(REPO_ROOT / "config" / "work_orders.yaml", wo)
     async with full_app(tmp_path, work_orders_file=wo) as env, client(env.app) as c:
         admin = env.bearer("admin")
         assert (await c.post("/work-orders/config/reload",
                              headers=env.bearer("supervisor"))).status_code == 403
         r = await c.post("/work-orders/config/reload", headers=admin)
-        assert r.status_code == 200 and r.json()["ok"]
+        assert r.status_code == 200
+        assert r.json()["ok"]
         wo.write_text("severities: [x]\nteams: [t]\ntypes: {}\n", encoding="utf-8")
         r = await c.post("/work-orders/config/reload", headers=admin)
-        assert r.status_code == 422 and f"{wo}:3:1: types" in r.json()["detail"]
+        assert r.status_code == 422
+        assert f"{wo}:3:1: types" in r.json()["detail"]
         r = await c.post("/work-orders", headers=admin,
                          json={"type": "service_request", "severity": "high"})
         assert r.status_code == 201  # the running config is kept

@@ -98,7 +98,8 @@ async def test_the_driver_task_sleeps_on_the_injected_sleeper(tmp_path: Path) ->
         assert [(type(e).__name__, getattr(e, "rule", None)) for e in seen] == [
             ("WorkOrderEscalated", "not_acknowledged"), ("WorkOrderReminded", None),
             ("WorkOrderReminded", None), ("WorkOrderEscalated", "stalled")]
-        assert seen[2].overdue and seen[3].team == "back_office"
+        assert seen[2].overdue
+        assert seen[3].team == "back_office"
     finally:
         await bus.aclose()
         await engine.dispose()

@@ -96,7 +96,8 @@ def test_status_flow(start: Status, to: Status, ok: bool) -> None:
         with pytest.raises(InvalidCommand) as info:
             step(CONFIG, order, cmd, T0 + H, "agent1001")
         if isinstance(info.value, IllegalTransition):
-            assert start.value in str(info.value) and to.value in str(info.value)
+            assert start.value in str(info.value)
+            assert to.value in str(info.value)
         return
     new, events = step(CONFIG, order, cmd, T0 + H, "agent1001")
     assert new.status is to
@@ -105,7 +106,8 @@ def test_status_flow(start: Status, to: Status, ok: bool) -> None:
         owner=str(new.owner), result=new.result, agent_id=new.owner.id
         if new.owner.kind == "agent" else None,
     )]
-    assert new.history[-1].actor == "agent1001" and new.history[-1].at == T0 + H
+    assert new.history[-1].actor == "agent1001"
+    assert new.history[-1].at == T0 + H
     assert len(new.history) == len(order.history) + 1
 
 
@@ -138,7 +140,8 @@ def test_without_an_agent_the_types_team_owns_a_new_order() -> None:
     order, events = create(CONFIG, order_id=7, type_name="complaint", severity="normal",
                            at=T0, actor="sup", customer_id=5, call_id="c1")
     assert (order.owner, order.status) == (Owner("team", "back_office"), Status.NEW)
-    assert isinstance(events[0], WorkOrderCreated) and events[0].customer_id == 5
+    assert isinstance(events[0], WorkOrderCreated)
+    assert events[0].customer_id == 5
     assert order.ack_due_at == T0 + 240 * M
 
 
@@ -152,8 +155,10 @@ def test_unknown_type_or_severity_is_refused() -> None:
 def test_assign_moves_new_to_assigned_and_records_who() -> None:
     order = at_status(Status.NEW)
     new, events = step(CONFIG, order, Assign(Owner("agent", "1002"), "yours"), T0 + M, "sup")
-    assert new.status is Status.ASSIGNED and new.owner == Owner("agent", "1002")
-    assert isinstance(events[0], WorkOrderAssigned) and events[0].agent_id == "1002"
+    assert new.status is Status.ASSIGNED
+    assert new.owner == Owner("agent", "1002")
+    assert isinstance(events[0], WorkOrderAssigned)
+    assert events[0].agent_id == "1002"
     assert isinstance(events[1], WorkOrderStatusChanged)
     last = new.history[-1]
     assert (last.actor, last.action, last.note) == ("sup", "assigned", "yours")
@@ -176,10 +181,12 @@ def test_reminders_then_overdue_as_timers() -> None:
     assert [type(e) for e in events] == [WorkOrderReminded]
     assert next_timer(CONFIG, order) == due - 15 * M
     order, events = step(CONFIG, order, Tick(), due - 15 * M, "system")
-    assert len(events) == 1 and not events[0].overdue  # type: ignore[union-attr]
+    assert len(events) == 1
+    assert not events[0].overdue
     assert next_timer(CONFIG, order) == due
     order, events = step(CONFIG, order, Tick(), due, "system")
-    assert isinstance(events[0], WorkOrderReminded) and events[0].overdue
+    assert isinstance(events[0], WorkOrderReminded)
+    assert events[0].overdue
     assert next_timer(CONFIG, order) is None
     assert step(CONFIG, order, Tick(), due + H, "system")[1] == []
 
@@ -187,7 +194,8 @@ def test_reminders_then_overdue_as_timers() -> None:
 def test_a_late_driver_sends_one_reminder_not_a_burst() -> None:
     order = new_order(severity="high")
     order, events = step(CONFIG, order, Tick(), T0 + 8 * H - 10 * M, "system")
-    assert len(events) == 1 and next_timer(CONFIG, order) == T0 + 8 * H
+    assert len(events) == 1
+    assert next_timer(CONFIG, order) == T0 + 8 * H
 
 
 def test_reopen_starts_a_new_sla_period() -> None:
@@ -196,7 +204,8 @@ def test_reopen_starts_a_new_sla_period() -> None:
     assert order.overdue_alerted is False  # closed orders have no timers
     later = T0 + 30 * H
     order, _ = step(CONFIG, order, Transition(Status.IN_PROGRESS), later, "agent1001")
-    assert order.due_at == later + 8 * H and order.history[-1].action == "reopened"
+    assert order.due_at == later + 8 * H
+    assert order.history[-1].action == "reopened"
     assert next_timer(CONFIG, order) == later + 7 * H
 
 
@@ -231,7 +240,7 @@ def test_service_requests_never_escalate() -> None:
 def test_not_acknowledged_escalates_at_the_deadline_unless_acknowledged() -> None:
     order = new_order("complaint", "high")  # acknowledge within 60 min
     assert next_timer(CONFIG, order) == T0 + 60 * M
-    late, events = step(CONFIG, order, Tick(), T0 + 60 * M, "system")
+    _late, events = step(CONFIG, order, Tick(), T0 + 60 * M, "system")
     assert escalations(list(events)) == [("not_acknowledged", "duty_manager")]
     acked, _ = step(CONFIG, order, Acknowledge("called back"), T0 + 10 * M, "agent1001")
     assert acked.history[-1].action == "acknowledged"
@@ -305,7 +314,8 @@ def test_random_command_sequences_keep_the_invariants(
             nxt = next_timer(CONFIG, order)
             assert nxt is None or nxt > now
             if timer is None or timer > now:
-                assert events == [] and order == before
+                assert events == []
+                assert order == before
         if order.status in DONE:
             assert next_timer(CONFIG, order) is None
     # Each escalation rule fires at most once per order.

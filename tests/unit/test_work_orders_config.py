@@ -73,16 +73,20 @@ def test_a_broken_file_is_refused_on_reload_and_the_running_config_kept(
     running = rules.config
     path.write_text(BASE + "bogus: 1\n", encoding="utf-8")
     ok, message = rules.reload()
-    assert not ok and f"{path}:10:1: bogus" in message
+    assert not ok
+    assert f"{path}:10:1: bogus" in message
     assert rules.config is running
     path.write_text(BASE, encoding="utf-8")
-    assert rules.reload()[0] and set(rules.config.types) == {"complaint"}
+    assert rules.reload()[0]
+    assert set(rules.config.types) == {"complaint"}
 
 
 def test_check_work_orders_command(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["check-work-orders", str(SHIPPED)])
-    assert result.exit_code == 0 and "escalation stalled -> back_office" in result.output
+    assert result.exit_code == 0
+    assert "escalation stalled -> back_office" in result.output
     bad = tmp_path / "bad.yaml"
     bad.write_text(BASE + "types2: {}\n", encoding="utf-8")
     result = CliRunner().invoke(app, ["check-work-orders", str(bad)])
-    assert result.exit_code == 1 and f"{bad}:10:1: types2" in result.output
+    assert result.exit_code == 1
+    assert f"{bad}:10:1: types2" in result.output
