@@ -176,7 +176,7 @@ class Service:
             WorkOrderStore(sessions), WorkOrderRules(settings.work_orders_file), bus, clock,
             customers=desk.customers,
         )
-        WorkOrderNotifier(bus, desk.hub)
+        WorkOrderNotifier(bus, desk.hub, work_orders.store)
         work_order_timers = WorkOrderDriver(work_orders, clock)
 
         # the calls' lifecycle: each answered call runs its IVR script

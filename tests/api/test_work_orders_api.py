@@ -12,7 +12,13 @@ import httpx
 from fastapi import FastAPI
 
 from cti.domain.crm import Customer
-from cti.events import CustomerIdentified, WorkOrderAssigned, WorkOrderEscalated
+from cti.events import (
+    CallEnded,
+    CallOffered,
+    CustomerIdentified,
+    WorkOrderAssigned,
+    WorkOrderEscalated,
+)
 from cti.features.desk.hub import Subscription
 from cti.platform.settings import REPO_ROOT
 from tests.api.full_app import FullApp, full_app
@@ -188,3 +194,22 @@ async def test_config_reload_keeps_the_running_config_on_a_broken_file(tmp_path:
         r = await c.post("/work-orders", headers=admin,
                          json={"type": "service_request", "severity": "high"})
         assert r.status_code == 201  # the running config is kept
+
+
+async def test_the_callers_open_orders_follow_the_screen_pop(tmp_path: Path) -> None:
+    async with full_app(tmp_path) as env, client(env.app) as c:
+        customer = await caller(env)
+        r = await c.post("/work-orders", headers=env.bearer("agent1002"), json={
+            "customer_id": customer.id, "type": "service_request", "severity": "normal",
+            "description": "new SIM card"})
+        oid = r.json()["id"]
+        bus, hub, now = env.service.bus, env.service.desk.hub, env.service.clock.now()
+        bus.publish(CustomerIdentified("call-9", now, "+8613800138000", customer))
+        bus.publish(CallOffered("call-9", "1001", "support", 3.0, {}, now))
+        await bus.drain()
+        shown = hub.state("agent:1001")["work_orders:call-9"]
+        assert shown["customer_id"] == customer.id
+        assert [(o["id"], o["status"]) for o in shown["orders"]] == [(oid, "assigned")]
+        bus.publish(CallEnded("call-9", now, 16, "normal", "caller", "1001", "support"))
+        await bus.drain()
+        assert "work_orders:call-9" not in hub.state("agent:1001")
