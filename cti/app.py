@@ -17,6 +17,7 @@ from cti.features.fallback import http as fallback_http
 from cti.features.procedures import http as procedures_http
 from cti.features.reports import http as reports_http
 from cti.features.routing import http as routing_http
+from cti.features.work_orders import http as work_orders_http
 from cti.platform.errors import CtiError
 from cti.platform.http_guards import install_http_guards
 from cti.platform.log import configure_logging, get_logger
@@ -34,6 +35,7 @@ def create_app(service: Service) -> FastAPI:
     register(
         app, service.registry, service.calls_repo, service.ari, service.resync, service.acd,
         service.ivr, service.audit, service.voicemails, service.bus, service.events, service.live,
+        service.work_orders,
     )
     app.include_router(calls_http.router)
     install_agent_desk(app, service.desk)
@@ -42,6 +44,7 @@ def create_app(service: Service) -> FastAPI:
     app.include_router(fallback_http.router)
     app.include_router(events_http.router)
     app.include_router(reports_http.router)
+    app.include_router(work_orders_http.router)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

@@ -36,6 +36,11 @@ from cti.features.routing.acd import AGENT_LEG_ARG, Acd
 from cti.features.routing.call_routing import CallRouting
 from cti.features.routing.storage import RoutingLog
 from cti.features.transfers.service import TRANSFER_LEG_ARG, TransferControl
+from cti.features.work_orders.config import WorkOrderRules
+from cti.features.work_orders.driver import WorkOrderDriver
+from cti.features.work_orders.notify import WorkOrderNotifier
+from cti.features.work_orders.service import WorkOrders
+from cti.features.work_orders.storage import WorkOrderStore
 from cti.platform.ari.client import AriClient
 from cti.platform.ari.events import AriEvent, PlaybackFinished
 from cti.platform.ari.telephony import AriTelephony
@@ -80,6 +85,8 @@ class Service:
     fallback: QueueFallback
     voicemails: Voicemails
     live: LiveStats
+    work_orders: WorkOrders
+    work_order_timers: WorkOrderDriver
     _ari_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -164,6 +171,13 @@ class Service:
         live = LiveStats(bus, events, desk.hub, clock, acd.queue_targets,
                          hours.timezone if hours else "UTC")
         bus.subscribe("fallback.flows", fallback.on_fallback_reached, (FallbackReached,))
+        # work orders (docs/work_orders.md): the owner and the supervisors hear on the desk
+        work_orders = WorkOrders(
+            WorkOrderStore(sessions), WorkOrderRules(settings.work_orders_file), bus, clock,
+            customers=desk.customers,
+        )
+        WorkOrderNotifier(bus, desk.hub, work_orders.store)
+        work_order_timers = WorkOrderDriver(work_orders, clock)
 
         # the calls' lifecycle: each answered call runs its IVR script
         def script_factory(session: CallSession) -> CallScript:
@@ -198,6 +212,7 @@ class Service:
             dispatcher=dispatcher, inbound=inbound, resync=resync, prompts=prompts, flows=flows,
             ivr=runner, audit=audit, acd=acd, desk=desk, customers=customers, routing=routing,
             transfers=transfers, fallback=fallback, voicemails=voicemails, live=live,
+            work_orders=work_orders, work_order_timers=work_order_timers,
         )
 
     async def _on_connect(self, generation: int) -> None:
@@ -238,6 +253,7 @@ class Service:
                 f"{self.settings.ari.app!r} did not connect"
             ) from None
         await self.acd.start()
+        self.work_order_timers.start()
         # The start-up heap (libraries, rules, phrase library, flows) never becomes garbage:
         # moved out of the collector's reach, a full collection no longer walks it. Walking
         # it paused the event loop ~100 ms, the p99 of arrival-to-ring at 20 calls/s.
@@ -254,6 +270,7 @@ class Service:
         await self.inbound.shutdown()
         await self.ivr.cancel_all()
         await self.acd.aclose()
+        await self.work_order_timers.aclose()
         await self.customers.aclose()
         await self.desk.aclose()
         await self.bus.aclose()
