@@ -276,11 +276,18 @@ class Acd:
         st = self.rules_status
         with contextlib.suppress(OSError):
             st.mtime = st.path.stat().st_mtime
+        # In a thread: the loop keeps serving calls while the file is read and checked (the
+        # loader refuses alias bombs and non-UTF-8 files in milliseconds, see yaml_source).
         try:
             rules = await asyncio.to_thread(load_rules, st.path)
         except ConfigError as exc:
             st.last_error, st.last_error_at = exc.message, self.clock.now()
             log.error("routing_rules_rejected", path=str(st.path), error=exc.message)
+            return st
+        except Exception as exc:  # a loader bug must neither drop the rules nor stop the watch
+            st.last_error = f"{st.path}: could not load: {type(exc).__name__}: {exc}"
+            st.last_error_at = self.clock.now()
+            log.exception("routing_rules_rejected", path=str(st.path), error=st.last_error)
             return st
         st.last_error = None
         st.loaded_at = self.clock.now()
