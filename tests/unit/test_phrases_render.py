@@ -80,3 +80,10 @@ def test_latin_words_inside_chinese_are_spoken_in_english() -> None:
     after = phonemes("您好,欢迎致电ACME客户服务热线", "zh").split("'akmi", 1)[1]
     assert "(en)" not in after  # back in Mandarin after the English run
     assert "51" in after
+
+
+def test_a_damaged_manifest_means_render_again_not_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "rendered").mkdir()
+    (tmp_path / "rendered" / "manifest.json").write_bytes(b"\x89{not json")
+    assert render_all([], tmp_path).files == 0
+    assert (tmp_path / "rendered" / "manifest.json").read_text(encoding="utf-8") == "{}"
