@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from cti.platform.console import fail as _fail
 from cti.platform.errors import CtiError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -18,8 +20,7 @@ ConfigOpt = Annotated[
 
 
 def fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
+    _fail(message, code)
 
 
 @app.command()
@@ -72,8 +73,12 @@ def migrate(
     except CtiError as exc:
         fail(exc.message)
     except Exception as exc:  # a DB that cannot be reached: one line, not a traceback
-        fail(f"migration failed on {settings.database_url}: {exc.__class__.__name__}: {exc}")
-    typer.echo(f"database at {revision}: {settings.database_url}")
+        from cti.platform.db.base import describe_db_error
+
+        fail(f"migration failed: {describe_db_error(settings.database_url, exc)}")
+    from cti.platform.db.base import shown_url
+
+    typer.echo(f"database at {revision}: {shown_url(settings.database_url)}")
 
 
 def _register_desk_commands() -> None:
@@ -123,10 +128,44 @@ def _register_work_order_commands() -> None:
 
 
 _register_work_order_commands()
+def _usage_error(exc: Exception) -> tuple[str, int] | None:
+    """(message, exit code) of a command-line usage error, else None. Duck-typed: newer Typer
+    raises its own vendored copy of click's exceptions, older Typer click's."""
+    message, code = getattr(exc, "format_message", None), getattr(exc, "exit_code", None)
+    if not callable(message) or not isinstance(code, int):
+        return None
+    ctx = getattr(exc, "ctx", None)
+    if type(exc).__name__ == "NoArgsIsHelpError":  # `cti crm`: the help, as before
+        return (ctx.get_help() if ctx else str(message())), code
+    hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+    return f"error: {message()}{hint}", code
 
 
 def main() -> None:
+    # Not standalone: click would print usage errors as a multi-line panel; here every
+    # failure, ours or click's, is one `error:` line. CTI_TRACEBACK=1 shows what was hidden.
     try:
-        app()
+        result = app(standalone_mode=False)
     except KeyboardInterrupt:
         sys.exit(130)
+    except BrokenPipeError:  # `cti ... | head`: the reader left, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+    except typer.Abort:  # end of input at a prompt
+        typer.echo("error: aborted", err=True)
+        sys.exit(1)
+    except Exception as exc:
+        usage = _usage_error(exc)
+        if usage is not None:  # bad option value, missing argument, unknown command
+            typer.echo(usage[0], err=True)
+            sys.exit(usage[1])
+        # A bug or a failure no command anticipated: one line (and how to get the details),
+        # not a traceback in an administrator's terminal.
+        if os.environ.get("CTI_TRACEBACK"):
+            raise
+        typer.echo(
+            f"error: unexpected {type(exc).__name__}: {exc} (CTI_TRACEBACK=1 for details)",
+            err=True,
+        )
+        sys.exit(1)
+    sys.exit(result if isinstance(result, int) else 0)

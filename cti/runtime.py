@@ -8,6 +8,7 @@ import gc
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from cti.domain.ivr.loader import FlowRefs, FlowStore
@@ -46,7 +47,7 @@ from cti.platform.ari.events import AriEvent, PlaybackFinished
 from cti.platform.ari.telephony import AriTelephony
 from cti.platform.bus import InProcessBus
 from cti.platform.clock import Clock, SystemClock
-from cti.platform.db.base import make_engine, make_sessionmaker, warm_up
+from cti.platform.db.base import describe_db_error, make_engine, make_sessionmaker, warm_up
 from cti.platform.db.migrate import upgrade_async
 from cti.platform.errors import ConfigError, TelephonyError, TelephonyUnavailable
 from cti.platform.log import get_logger
@@ -232,15 +233,17 @@ class Service:
             try:
                 await upgrade_async(self.settings.database_url)
             except Exception as exc:  # unreachable server, bad URL, no permission
-                raise ConfigError(
-                    f"database {self.settings.database_url}: {exc.__class__.__name__}: {exc}"
-                ) from None
+                raise ConfigError(describe_db_error(self.settings.database_url, exc)) from None
         await self.telephony.client.request("GET", "asterisk/info")  # fail fast: URL, auth
-        await warm_up(self.engine)
-        self.bus.continue_after(await self.events.last_seq())  # one stream across restarts
+        try:
+            await warm_up(self.engine)
+            self.bus.continue_after(await self.events.last_seq())  # one stream across restarts
+            # Agents as the last process left them, before the resync adopts its calls.
+            states = await RoutingLog(self.sessions).last_agent_states()
+        except (SQLAlchemyError, OSError) as exc:  # e.g. auto_migrate off and no schema yet
+            raise ConfigError(describe_db_error(self.settings.database_url, exc)) from None
         await self.live.start()  # today's figures again, before anything new happens
-        # Agents as the last process left them, before the resync adopts its calls.
-        await self.acd.restore_agents(await RoutingLog(self.sessions).last_agent_states())
+        await self.acd.restore_agents(states)
         self.ari.set_handlers(self._on_event, self._on_connect)
         self._ari_task = asyncio.create_task(self._run_ari(), name="ari-events")
         try:

@@ -147,3 +147,8 @@ def test_trim_keeps_the_first_syllable_of_the_silent_call_goodbye(tmp_path: Path
         assert np.corrcoef(x[start + 16:start + 1616], b)[0, 1] > 0.99  # levelled, peaks limited
         assert start <= onset  # the onset is in the file
         assert np.abs(x[:start]).max() < threshold  # nothing audible cut before it
+def test_a_damaged_manifest_means_render_again_not_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "rendered").mkdir()
+    (tmp_path / "rendered" / "manifest.json").write_bytes(b"\x89{not json")
+    assert render_all([], tmp_path).files == 0
+    assert (tmp_path / "rendered" / "manifest.json").read_text(encoding="utf-8") == "{}"

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hostile_yaml import BOMB, BOMB_ERROR, GBK, GBK_ERROR
 from routing_fixtures import BASIC
 
 from cti.domain.routing.events import CallConnected, CallOffered, OfferWithdrawn, RoutingEvent
@@ -65,6 +68,8 @@ def edit(path: Path, text: str, later_s: float) -> None:
     mtime = path.stat().st_mtime
     write(path, text)
     os.utime(path, (mtime + later_s, mtime + later_s))
+def write_bytes(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
 
 
 @pytest.fixture
@@ -200,4 +205,37 @@ async def test_an_edited_rules_file_is_noticed_on_the_next_watch(rules_file: Pat
     assert not bad.ok
     assert acd.rules_status.last_error == bad.error
     assert acd.core.rules.queues["billing"].ring_timeout_s == 7  # still in force
+async def test_hot_reload_refuses_an_alias_bomb_within_a_second_and_keeps_serving(
+    rules_file: Path,
+) -> None:
+    tel = FakeTelephony()
+    ev = Events()
+    acd = Acd.from_file(tel, rules_file, clock=FakeClock(), listeners=[ev], watch_s=0.02)
+    await acd.start()  # the file watch, as in the running service
+    await acd.agent_login("a1")
+    write(rules_file, BOMB)  # an administrator (or an attacker) saves over the rules file
+    started = time.perf_counter()
+    # Meanwhile the service answers: a call arrives and rings the agent under the old rules.
+    await acd.enqueue("c1", "chan-c1", {"menu": "1"})
+    [offered] = [e for e in ev.items if isinstance(e, CallOffered)]
+    assert (offered.agent_id, offered.queue) == ("a1", "billing")
+    while time.perf_counter() - started < 5:
+        if acd.rules_status.last_error is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert time.perf_counter() - started < 1.0
+    assert re.match(re.escape(str(rules_file)) + BOMB_ERROR, acd.rules_status.last_error or "")
+    assert acd.core.rules.queues["billing"].ring_timeout_s == 0.05  # the old rules, in force
+    await acd.aclose()
+
+
+async def test_hot_reload_refuses_a_non_utf8_file_and_keeps_the_rules(rules_file: Path) -> None:
+    acd, _tel, ev, _ = await make(rules_file)
+    write_bytes(rules_file, GBK)  # saved by an editor in the Windows code page
+    st = await asyncio.wait_for(acd.reload(), 1.0)
+    assert st.last_error == f"{rules_file}: {GBK_ERROR}"
+    assert acd.core.rules.queues["billing"].ring_timeout_s == 0.05
+    await acd.agent_login("a2")
+    await acd.enqueue("c1", "chan-c1", {"menu": "1"})  # still routed by the old rules
+    assert [e.queue for e in ev.items if isinstance(e, CallOffered)] == ["billing"]
     await acd.aclose()

@@ -4,12 +4,18 @@ desk's commands (registered on the main `cti` app in cti/cli.py)."""
 from __future__ import annotations
 
 import asyncio
+import sys
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
+from cti.platform.console import fail
 from cti.platform.errors import CtiError
+from cti.platform.textfile import read_text_file
+
+T = TypeVar("T")
 
 crm_app = typer.Typer(no_args_is_help=True, help="Customer records (CRM).")
 users_app = typer.Typer(no_args_is_help=True, help="Agent desk users.")
@@ -21,8 +27,7 @@ ConfigOpt = Annotated[
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
+    fail(message, code)
 
 
 def _sessions(config: Path | None):  # type: ignore[no-untyped-def]
@@ -32,6 +37,18 @@ def _sessions(config: Path | None):  # type: ignore[no-untyped-def]
     settings = load_settings(config)
     engine = make_engine(settings.database_url)
     return settings, engine, make_sessionmaker(engine)
+
+
+def _run_db(database_url: str, main: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run(main), a database failure (unreachable, no schema yet) as one error line."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from cti.platform.db.base import describe_db_error
+
+    try:
+        return asyncio.run(main)
+    except (SQLAlchemyError, OSError) as exc:
+        _fail(describe_db_error(database_url, exc))
 
 
 @crm_app.command("import")
@@ -49,38 +66,38 @@ def crm_import(
     from cti.features.crm.storage import CustomerRepository
 
     try:
-        text = file.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        _fail(f"{file}: file not found")
-    except UnicodeDecodeError as exc:
-        _fail(f"{file}: not UTF-8 (byte {exc.start})")
-    except OSError as exc:
-        _fail(f"{file}: cannot read: {exc.strerror}")
+        # No size cap: a customer list may well be larger than any config file.
+        text = read_text_file(file, max_bytes=None)
+    except CtiError as exc:
+        _fail(exc.message)
     lines = text.splitlines(keepends=True)
     try:
-        _settings, engine, sessions = _sessions(config)
+        settings, engine, sessions = _sessions(config)
     except CtiError as exc:
         _fail(exc.message)
 
     async def run() -> None:
-        with Progress(
-            TextColumn("[bold]importing"), BarColumn(), MofNCompleteColumn(), TextColumn("rows")
-        ) as progress:
-            task = progress.add_task("import", total=max(len(lines) - 1, 0))
-            result = await import_customers(
-                CustomerRepository(sessions), lines, region,
-                progress=lambda n: progress.advance(task, n),
-            )
-        await engine.dispose()
+        try:
+            with Progress(
+                TextColumn("[bold]importing"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("rows"),
+            ) as progress:
+                task = progress.add_task("import", total=max(len(lines) - 1, 0))
+                result = await import_customers(
+                    CustomerRepository(sessions), lines, region,
+                    progress=lambda n: progress.advance(task, n),
+                )
+        finally:
+            await engine.dispose()
         for bad in result.rejected:
-            typer.echo(f"{file}:{bad.line}: {bad.reason}", err=True)
+            typer.echo(f"error: {file}:{bad.line}: {bad.reason}", err=True)
         typer.echo(
             f"added {result.added}, updated {result.updated}, rejected {len(result.rejected)}"
         )
         if result.rejected:
             raise typer.Exit(1)
 
-    asyncio.run(run())
+    _run_db(settings.database_url, run())
 
 
 @users_app.command("add")
@@ -92,9 +109,7 @@ def users_add(
     ] = None,
     name: Annotated[str, typer.Option(help="display name")] = "",
     language: Annotated[str, typer.Option(help="zh | en")] = "zh",
-    password: Annotated[
-        str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)
-    ] = "",
+    password: Annotated[str | None, typer.Option(help="else asked for at the terminal")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Add a user of the agent desk (the password is asked for, or given with --password)."""
@@ -106,8 +121,12 @@ def users_add(
         _fail(f"--role: {role!r} is not one of agent, supervisor, admin")
     if language not in ("zh", "en"):
         _fail(f"--language: {language!r} is not zh or en")
+    if password is None:
+        if not sys.stdin.isatty():  # a script has no one to answer a prompt: say what is missing
+            _fail("--password is required when not run at a terminal")
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
-        _settings, engine, sessions = _sessions(config)
+        settings, engine, sessions = _sessions(config)
     except CtiError as exc:
         _fail(exc.message)
 
@@ -121,7 +140,7 @@ def users_add(
         typer.echo(f"user {who.username} ({who.role.value}, agent id {who.agent_id}) added")
 
     try:
-        asyncio.run(run())
+        _run_db(settings.database_url, run())
     except (CtiError, ValueError) as exc:
         _fail(exc.message if isinstance(exc, CtiError) else str(exc))
 
@@ -169,7 +188,7 @@ def demo_seed(config: ConfigOpt = None) -> None:
     from cti.features.desk.demo import seed_demo_desk
 
     try:
-        _settings, engine, sessions = _sessions(config)
+        settings, engine, sessions = _sessions(config)
     except CtiError as exc:
         _fail(exc.message)
 
@@ -179,5 +198,5 @@ def demo_seed(config: ConfigOpt = None) -> None:
         finally:
             await engine.dispose()
 
-    customers, users = asyncio.run(run())
+    customers, users = _run_db(settings.database_url, run())
     typer.echo(f"demo data: {customers} customers, {users} users")

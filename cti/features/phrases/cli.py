@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from cti.platform.console import fail
 from cti.platform.errors import CtiError
 
 phrases_app = typer.Typer(no_args_is_help=True, help="The phrase library (scripts_lib/).")
@@ -33,14 +34,11 @@ def check_phrases(
             "settings company.name_en": settings.company.name_en,
         }
         violations = check_forbidden_everywhere(pdir, fdir, extra)
-        for violation in violations:
-            typer.echo(violation.message(), err=True)
         if violations:
-            raise typer.Exit(1)
+            fail("\n".join(v.message() for v in violations), 1)
         load_phrase_library(pdir)  # the library must also be valid
     except CtiError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
-        raise typer.Exit(1) from None
+        fail(exc.message, 1)
     typer.echo(f"no forbidden phrase in {pdir}, {fdir} or the settings")
 
 
@@ -77,8 +75,9 @@ def render(
             count = audio.install(pdir / "audio", target)
             typer.echo(f"installed {count} files into {target} (played as sound:custom/<file>)")
     except CtiError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
-        raise typer.Exit(1) from None
+        fail(exc.message, 1)
+    except OSError as exc:  # e.g. a sounds dir that cannot be written
+        fail(f"{exc.filename or ''}: {exc.strerror or exc}", 1)
 
 
 @phrases_app.command("timings")

@@ -17,7 +17,8 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from cti.domain.forbidden import ForbiddenList, ForbiddenPhrase, Violation
 from cti.domain.phrases import SLOTS, Phrase, PhraseLibrary
 from cti.platform.errors import ConfigError
-from cti.platform.yaml_source import load_yaml, validate_yaml
+from cti.platform.textfile import read_text_file
+from cti.platform.yaml_source import load_yaml, parse_yaml, validate_yaml
 
 PHRASES_FILE = "phrases.yaml"
 FORBIDDEN_FILE = "forbidden.yaml"
@@ -146,14 +147,13 @@ def scan_text(source: str, text: str, forbidden: ForbiddenList) -> list[Violatio
 
 def scan_yaml(path: Path, forbidden: ForbiddenList, tree: Any = None) -> list[Violation]:
     """Lines plus parsed scalars (a folded multi-line string can hide a phrase across lines)."""
-    text = path.read_text(encoding="utf-8")
+    text = read_text_file(path)  # not UTF-8, too large: one ConfigError naming the file
     found = scan_text(str(path), text, forbidden)
     seen = {(v.source, v.phrase) for v in found}
     if tree is None:
-        try:
-            tree = load_yaml(path)
-        except ConfigError:
-            return found  # the flow/phrase loaders report the syntax error itself
+        # A file that does not parse cannot be said to be free of forbidden phrases (a folded
+        # string may hide one), so its error is raised, not skipped.
+        tree = parse_yaml(text, str(path))
     for line, value in _scalars(tree, 1):
         violation = forbidden.check(value, f"{path}:{line}")
         if violation and (violation.source, violation.phrase) not in seen:
@@ -170,8 +170,9 @@ def check_forbidden_everywhere(
     """Every forbidden phrase in the library, the flows, or extra prompt text (source -> text)."""
     forbidden = load_forbidden(phrases_dir)
     files = sorted(p for p in phrases_dir.rglob("*.yaml") if p.name != FORBIDDEN_FILE)
-    if flows_dir.is_dir():
-        files += sorted(flows_dir.rglob("*.yaml"))
+    if not flows_dir.is_dir():  # a mistyped --flows-dir must not pass as "nothing found"
+        raise ConfigError(f"{flows_dir}: flows directory not found")
+    files += sorted(flows_dir.rglob("*.yaml"))
     violations: list[Violation] = []
     for path in files:
         violations.extend(scan_yaml(path, forbidden))

@@ -89,20 +89,29 @@ class RulesWatch:
         st = self.status
         with contextlib.suppress(OSError):
             st.mtime = st.path.stat().st_mtime
+        # In a thread: the loop keeps serving calls while the file is read and checked (the
+        # loader refuses alias bombs and non-UTF-8 files in milliseconds, see yaml_source).
         try:
             rules = await asyncio.to_thread(load_rules, st.path)
         except ConfigError as exc:
-            st.last_error, st.last_error_at = exc.message, self._clock.now()
-            log.error("routing_rules_rejected", path=str(st.path), error=exc.message)
-            self._publish(RulesReloaded(st.last_error_at, str(st.path), ok=False,
-                                        error=exc.message, summary=st.summary))
-            return st
+            return self._rejected(exc.message)
+        except Exception as exc:  # a loader bug must neither drop the rules nor stop the watch
+            log.exception("routing_rules_load_failed", path=str(st.path))
+            return self._rejected(f"{st.path}: could not load: {type(exc).__name__}: {exc}")
         st.last_error = None
         st.loaded_at = self._clock.now()
         st.summary = summarize(rules)
         log.info("routing_rules_reloaded", path=str(st.path))
         self._publish(RulesReloaded(st.loaded_at, str(st.path), ok=True, summary=st.summary))
         await self._apply(rules)
+        return st
+
+    def _rejected(self, error: str) -> RulesStatus:
+        st = self.status
+        st.last_error, st.last_error_at = error, self._clock.now()
+        log.error("routing_rules_rejected", path=str(st.path), error=error)
+        self._publish(RulesReloaded(st.last_error_at, str(st.path), ok=False, error=error,
+                                    summary=st.summary))
         return st
 
     def _publish(self, event: RulesReloaded) -> None:

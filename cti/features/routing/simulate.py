@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import csv
 import heapq
+import io
+import math
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ from cti.domain.routing.acd import (
 from cti.domain.routing.events import AgentStateChanged
 from cti.domain.routing.model import RoutingRules
 from cti.platform.errors import ConfigError
+from cti.platform.textfile import read_text_file
 
 DEFAULT_START = datetime(2026, 1, 5, 2, 0, tzinfo=UTC)  # a Monday, 10:00 in Asia/Shanghai
 
@@ -43,29 +46,34 @@ class TraceCall:
 
 
 def read_trace(path: Path) -> list[TraceCall]:
+    # Read whole and checked first (UTF-8, no NUL): a decode error mid-iteration would escape
+    # as a traceback. No size cap: a long trace is a legitimate input.
+    reader = csv.DictReader(io.StringIO(read_text_file(path, max_bytes=None), newline=""))
+    calls: list[TraceCall] = []
     try:
-        f = path.open(newline="", encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    calls = []
-    with f:
-        reader = csv.DictReader(f)
         missing = {"arrival_s", "handling_s"} - set(reader.fieldnames or ())
         if missing:
             raise ConfigError(f"{path}:1:1: missing column(s): {', '.join(sorted(missing))}")
-        for n, row in enumerate(reader, start=2):
+        for row in reader:
+            n = reader.line_num
             try:
                 arrival = float(row.pop("arrival_s"))
                 handling = float(row.pop("handling_s"))
                 patience_txt = (row.pop("patience_s", "") or "").strip()
                 patience = float(patience_txt) if patience_txt else None
-            except ValueError as exc:
+            except (TypeError, ValueError) as exc:  # TypeError: a short row (value None)
                 raise ConfigError(f"{path}:{n}:1: {exc}") from None
-            if arrival < 0 or handling < 0 or (patience is not None and patience < 0):
+            times = [arrival, handling] + ([] if patience is None else [patience])
+            if not all(math.isfinite(t) for t in times):  # inf/nan would stall the clock
+                raise ConfigError(f"{path}:{n}:1: times must be finite numbers")
+            if any(t < 0 for t in times):
                 raise ConfigError(f"{path}:{n}:1: times must not be negative")
-            call_id = row.pop("call_id", "") or f"call-{n - 1}"
+            call_id = row.pop("call_id", "") or f"call-{len(calls) + 1}"
             attrs = {k: v for k, v in row.items() if k and v not in (None, "")}
             calls.append(TraceCall(call_id, arrival, handling, patience, attrs))
+    except csv.Error as exc:  # e.g. a field over the csv module's size limit
+        # the inner reader's count: DictReader's own is updated only after a row parses
+        raise ConfigError(f"{path}:{reader.reader.line_num}:1: {exc}") from None
     calls.sort(key=lambda c: c.arrival_s)
     return calls
 

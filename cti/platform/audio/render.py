@@ -313,7 +313,11 @@ def render_all(
     manifest_path = out_dir / "manifest.json"
     manifest: dict[str, str] = {}
     if manifest_path.exists() and not force:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        try:
+            loaded = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # a damaged cache: render everything again
+            loaded = {}
+        manifest = loaded if isinstance(loaded, dict) else {}
     todo: list[tuple[RenderItem, Path | None, str]] = []
     reused = recorded_count = 0
     for item in items:

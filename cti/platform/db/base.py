@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, TypeDecorator, event
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
+
+from cti.platform.errors import ConfigError
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -53,7 +58,12 @@ def make_engine(url: str) -> AsyncEngine:
         {"pool_size": PG_POOL_SIZE, "max_overflow": PG_MAX_OVERFLOW}
         if url.startswith("postgresql") else {}
     )
-    engine = create_async_engine(url, pool_pre_ping=True, **pool)
+    try:
+        engine = create_async_engine(url, pool_pre_ping=True, **pool)
+    except SQLAlchemyError as exc:  # unparsable URL, unknown dialect, a driver that is not async
+        raise ConfigError(describe_db_error(url, exc)) from None
+    if engine.dialect.name == "sqlite":
+        _check_sqlite_dir(url, engine.url.database)
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -64,6 +74,16 @@ def make_engine(url: str) -> AsyncEngine:
             cur.close()
 
     return engine
+
+
+def _check_sqlite_dir(url: str, database: str | None) -> None:
+    # Said before connecting: aiosqlite's failed connect can also print a worker thread's
+    # traceback ("Event loop is closed") after the error, a race on every such run.
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    folder = Path(database).parent
+    if not folder.is_dir():
+        raise ConfigError(f"database {shown_url(url)}: directory {folder} does not exist")
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[Any]:
@@ -78,3 +98,20 @@ async def warm_up(engine: AsyncEngine, connections: int = 8) -> None:
     opened = [await engine.connect() for _ in range(connections)]
     for conn in opened:
         await conn.close()  # back to the pool, kept open
+
+
+def shown_url(url: str) -> str:
+    """The database URL fit for a message: its password masked."""
+    return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
+
+
+def describe_db_error(url: str, exc: BaseException) -> str:
+    """One line for a database failure (SQLAlchemy's own messages span lines and end in a link):
+    which database, the driver's reason, and what to do when the schema is missing."""
+    detail = str(exc.orig) if isinstance(exc, DBAPIError) and exc.orig is not None else str(exc)
+    first = next((line.strip() for line in detail.splitlines() if line.strip()), "")
+    reason = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    hint = ""
+    if "no such table" in first or ("relation" in first and "does not exist" in first):
+        hint = " (the schema is missing: run `cti migrate`)"
+    return f"database {shown_url(url)}: {reason}{hint}"

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from cti.platform.console import fail
 from cti.platform.errors import CtiError
 
 
@@ -17,8 +18,7 @@ def check_rules(file: Annotated[Path, typer.Argument(help="routing rules YAML")]
     try:
         rules = load_rules(file)
     except CtiError as exc:
-        typer.echo(exc.message, err=True)
-        raise typer.Exit(1) from None
+        fail(exc.message, 1)
     typer.echo(summarize(rules))
 
 
@@ -27,8 +27,13 @@ def simulate(
     trace: Annotated[
         Path, typer.Option("--trace", help="CSV: arrival_s,handling_s,patience_s,attrs...")
     ],
-    answer_delay: Annotated[float, typer.Option(help="seconds an agent takes to answer")] = 2.0,
-    no_answer_rate: Annotated[float, typer.Option(help="share of offers not answered")] = 0.0,
+    # Bounded: a negative delay would schedule answers in the simulated past.
+    answer_delay: Annotated[
+        float, typer.Option(min=0, help="seconds an agent takes to answer")
+    ] = 2.0,
+    no_answer_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="share of offers not answered (0..1)")
+    ] = 0.0,
     seed: Annotated[int, typer.Option(help="random seed (no-answer draws)")] = 1,
 ) -> None:
     """Dry run: replay a call trace through the rules with the real router and a simulated clock."""
@@ -42,8 +47,7 @@ def simulate(
         compiled = load_rules(rules)
         calls = read_trace(trace)
     except CtiError as exc:
-        typer.echo(exc.message, err=True)
-        raise typer.Exit(1) from None
+        fail(exc.message, 1)
     t0 = time.perf_counter()
     result = run(
         compiled, calls, answer_delay_s=answer_delay, no_answer_rate=no_answer_rate, seed=seed
