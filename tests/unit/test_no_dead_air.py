@@ -302,3 +302,50 @@ def test_the_agent_joining_or_leaving_decides_where_an_early_end_goes() -> None:
     sim.run_until(8.0)
     sim.feed(e.SpeechStarted())
     assert sim.plays()[-1] == (8.0, "menu_transfer")
+
+
+# -- the driver's memory of the caller's audio (cti.domain.ivr.presence) -----------------------
+
+
+def judged(fed: list[tuple[float, e.Event]], at: float, present_if: tuple[str, ...] = ANY_SOUND,
+           window_s: float = 3.0) -> e.CallerPresence:
+    from cti.domain.ivr.presence import CallerAudioMemory
+
+    memory = CallerAudioMemory()
+    for t, event in fed:
+        memory.note(t, event)
+    return memory.judge(at, c.ConfirmCallerAbsent(7, window_s, present_if))
+
+
+Q, N, S, Z = (e.AudioClassified(k) for k in ("quiet", "normal", "silent", "noisy"))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("fed", "at", "present_if", "present", "known", "found"),
+    [
+        ([], 10.0, ANY_SOUND, False, False, []),  # no tap: nothing to judge by
+        ([(8.0, S), (9.0, S), (10.0, S)], 10.0, ANY_SOUND, False, True, []),
+        ([(6.0, Q), (9.0, S), (10.0, S)], 10.0, ANY_SOUND, False, True, []),  # 4 s ago: too old
+        ([(7.0, Q), (9.0, S), (10.0, S)], 10.0, ANY_SOUND, True, True, ["quiet"]),
+        ([(9.0, Q)], 10.0, CLEAR_SPEECH, False, True, ["quiet"]),  # 5b: quiet is the situation
+        ([(9.0, N)], 10.0, CLEAR_SPEECH, True, True, ["normal"]),
+        ([(9.0, Z)], 10.0, CLEAR_SPEECH, False, True, ["noisy"]),
+        ([(9.0, Z)], 10.0, ANY_SOUND, True, True, ["noisy"]),
+        ([(2.0, e.SpeechStarted())], 10.0, ANY_SOUND, True, True, ["talk"]),  # still talking
+        ([(2.0, e.SpeechStarted()), (5.0, e.SpeechStopped())], 10.0, ANY_SOUND, False, False, []),
+        ([(2.0, e.SpeechStarted()), (7.5, e.SpeechStopped())], 10.0, ANY_SOUND, True, True,
+         ["talk"]),
+        ([(2.0, e.SpeechStarted())], 40.0, ANY_SOUND, False, False, []),  # stale "talking"
+        ([(9.5, e.Dtmf("1"))], 10.0, ANY_SOUND, True, True, ["key"]),
+        ([(9.5, e.Dtmf("1"))], 10.0, CLEAR_SPEECH, False, False, ["key"]),
+        ([(9.0, e.SpeechStarted()), (9.0, S)], 10.0, CLEAR_SPEECH, False, True, ["talk"]),
+    ],
+)
+def test_the_caller_audio_memory_judges_only_the_window_and_what_counts(
+    fed: list[tuple[float, e.Event]], at: float, present_if: tuple[str, ...], present: bool,
+    known: bool, found: list[str],
+) -> None:
+    answer = judged(fed, at, present_if)
+    assert (answer.check, answer.present, answer.known) == (7, present, known)
+    assert answer.evidence["found"] == found
+    assert answer.evidence["counted"] == [k for k in found if k in present_if]

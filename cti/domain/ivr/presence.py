@@ -6,6 +6,8 @@ only what was already received, so it answers at once and never delays a hang-up
 
 Evidence kinds (a procedure's hang-up names those that count, `HangupNode.present_if`):
   talk    TALK_DETECT says the caller is talking, or talking started or stopped in the window
+          (talking that started more than TALK_STALE_S ago and never stopped is not counted:
+          a phone that stops sending audio mid-word leaves TALK_DETECT "talking" for good)
   quiet   a classifier window of quiet speech in the window
   normal  a classifier window of normal speech in the window
   noisy   a classifier window of sound that is not silence (noise, or speech drowned in it)
@@ -26,6 +28,7 @@ from cti.domain.ivr.flow import Evidence
 ANY_SOUND: tuple[Evidence, ...] = ("talk", "quiet", "normal", "noisy", "key")
 CLEAR_SPEECH: tuple[Evidence, ...] = ("normal",)
 KEEP_S = 30.0  # what is older than this is forgotten (the window is at most 10 s)
+TALK_STALE_S = 30.0
 
 
 @dataclass
@@ -62,7 +65,10 @@ class CallerAudioMemory:
 
         kinds = Counter(kind for t, kind in self.windows if recent(t))
         found: list[str] = []
-        if self.talking or recent(self.talk_started_at) or recent(self.talk_stopped_at):
+        talking = self.talking and self.talk_started_at is not None and (
+            at - self.talk_started_at <= TALK_STALE_S
+        )
+        if talking or recent(self.talk_started_at) or recent(self.talk_stopped_at):
             found.append("talk")
         found.extend(k for k in ("quiet", "normal", "noisy") if kinds[k])
         if recent(self.key_at):
