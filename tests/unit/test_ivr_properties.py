@@ -290,7 +290,7 @@ def key(state: CallState) -> Hashable:
         state.flow, state.node, run.name if run else None, run.node if run else None,
         bool(state.playing), state.timer_live, state.menu_attempts, state.menu_reprompt,
         state.moh_on, state.caller_spoke, bool(state.recording), state.agent_on_call,
-        state.checking,
+        state.checking, state.awaiting_agent,
     )
 
 

@@ -27,6 +27,7 @@ from ivr_sim import SimCall, machine
 from cti.domain.ivr import commands as c
 from cti.domain.ivr import events as e
 from cti.domain.ivr.config import DetectionSettings
+from cti.domain.ivr.engine import AGENT_HANDOVER_S
 from cti.domain.ivr.flow import HangupNode
 from cti.domain.ivr.presence import ANY_SOUND, CLEAR_SPEECH
 
@@ -286,6 +287,13 @@ def test_row_4_ended_early_goes_on_at_once(stage: str, ending: str, agent: bool)
         assert sim.state.node == "conversation"
         assert sim.state.agent_on_call
         assert sim.plays()[-1][0] < at
+    elif ending == "the agent ends it":  # a moment for the agent's handover, then the next step
+        assert sim.state.timer_live
+        sim.run_until(at + AGENT_HANDOVER_S)
+        assert sim.plays()[-1] == (at + AGENT_HANDOVER_S, "menu_transfer")
+        assert [a.detail["what"] for a in sim.audits("departure")][-1] == (
+            "no_agent_after_procedure"
+        )
     else:  # nobody else: the flow's next step, heard at once (the goodbye was cut short)
         assert sim.plays()[-1] == (at, "menu_transfer")
         if stage == "4c goodbye":
@@ -293,6 +301,35 @@ def test_row_4_ended_early_goes_on_at_once(stage: str, ending: str, agent: bool)
         sim.run()
         assert sim.first(c.RouteToQueue) is not None
     assert not sim.of(c.HangUpCall)
+
+
+@pytest.mark.parametrize("bridged_after", [0.05, 1.9, None])
+def test_the_hold_resumed_for_a_handover_waits_a_moment_for_the_bridge(
+    bridged_after: float | None,
+) -> None:
+    """An outside transfer: the agent's leg has left (no one bridged), the hold is resumed as
+    the outside party answers, and the caller is bridged with them a moment later."""
+    sim = SimCall.start(agent=True)
+    sim.run_until(3.0)
+    sim.feed(e.SpeechStarted())
+    sim.feed(e.StartProcedure("hold", "agent", "a1"))
+    sim.run_until(10.0)
+    sim.feed(e.AgentLink(False))  # the agent's bridge is gone
+    sim.run_until(20.0)
+    sim.feed(e.AgentCommand("resume"))
+    (ended,) = sim.audits("procedure_ended")
+    assert ended.detail["next"] == "agent"
+    sim.feed(e.SpeechStarted())  # the caller talking meanwhile changes nothing
+    if bridged_after is not None:
+        sim.run_until(20.0 + bridged_after)
+        sim.feed(e.AgentLink(True))
+    sim.run_until(30.0)
+    if bridged_after is not None:  # with the outside party: no queue, nothing played
+        assert sim.plays()[-1][1] == "please_hold"
+        assert not sim.of(c.RouteToQueue)
+        assert not sim.state.timer_live
+    else:  # nobody came: the flow's next step after the moment
+        assert sim.plays()[-1] == (pytest.approx(20.0 + AGENT_HANDOVER_S), "menu_transfer")
 
 
 def test_the_agent_joining_or_leaving_decides_where_an_early_end_goes() -> None:

@@ -3,7 +3,8 @@
 Pure: no I/O, no clock. The main flow (a menu, or the conversation after the greeting) runs
 with at most one procedure on top of it. A procedure that ends without hanging up hands the
 call to a defined next step, never to silence (docs/no_dead_air.md): the agent if one is on
-the call, else the conversation's `then`, the queue, or the node it interrupted. Before a
+the call (or, when the agent ended it, is bridged within AGENT_HANDOVER_S), else the
+conversation's `then`, the queue, or the node it interrupted. Before a
 procedure hangs up it asks the driver whether the caller's recent audio shows them there
 (ConfirmCallerAbsent -> CallerPresence); if so the hang-up is cancelled (`caller_present`).
 At most one timer is live; each carries a generation so a late TimerFired is ignored.
@@ -46,6 +47,10 @@ MAX_HOPS = 64  # immediate nodes in a row; the loader rejects cycles, this guard
 # A recording ends by itself at its max_seconds (the PBX's limit); if its end is never reported
 # (a lost event), the flow goes on this much later all the same.
 RECORD_GUARD_S = 5.0
+# A procedure the agent ended (the page's end, resume, next) on a call no one is bridged with:
+# the agent is handing the call over (an outside transfer resumes the hold just before the
+# bridge). The caller goes on at the conversation's `then` if no one is bridged by then.
+AGENT_HANDOVER_S = 2.0
 
 
 class Phase(StrEnum):
@@ -70,6 +75,7 @@ class ProcedureRun:
     run_id: str
     started_by: str
     node: str
+    agent_acted: bool = False  # an agent's command moved it (agent:<command> trigger)
 
 
 @dataclass(slots=True)
@@ -99,6 +105,7 @@ class CallState:
     agent_on_call: bool = False  # bridged with an agent (or a transfer's party)
     check_seq: int = 0
     checking: bool = False  # a procedure's hang-up waits for the CallerPresence answer
+    awaiting_agent: bool = False  # at `listen` after the agent ended a procedure: handover
 
 
 class UnknownFlow(CtiError):
@@ -186,6 +193,9 @@ class _Step:
             return
         if isinstance(event, e.AgentLink):
             s.agent_on_call = event.connected
+            if event.connected and s.awaiting_agent:  # handed over: they talk
+                s.awaiting_agent = False
+                self.cancel_timer()
             return
         if isinstance(event, e.Answered):
             if s.phase is Phase.WAITING:
@@ -269,6 +279,10 @@ class _Step:
             self.goto(node.next)
         elif isinstance(node, MenuNode):
             self.menu_retry(node, "no_input")
+        elif isinstance(node, ListenNode) and s.awaiting_agent and isinstance(node.then, str):
+            s.awaiting_agent = False  # nobody took the call over: the flow's next step
+            self.audit("departure", what="no_agent_after_procedure", next=node.then)
+            self.goto(node.then)
         elif isinstance(node, ListenNode) and s.procedure is None:
             self.auto_start(SILENT_CALL)
         elif isinstance(node, RecordNode) and s.recording:
@@ -309,7 +323,7 @@ class _Step:
         if self.trigger("speech"):
             return
         _, _, node = self.current()
-        if isinstance(node, ListenNode) and self.s.timer_live:
+        if isinstance(node, ListenNode) and self.s.timer_live and not self.s.awaiting_agent:
             self.cancel_timer()  # the silence watch: the caller is not silent
 
     def audio(self, event: e.AudioClassified) -> None:
@@ -337,6 +351,7 @@ class _Step:
             self.agent_hangup(agent_id)
         elif command == "end" and self.s.procedure:
             self.audit("departure", what="procedure_cancelled_by_agent", agent_id=agent_id)
+            self.s.procedure.agent_acted = True
             self.end_procedure("cancelled_by_agent")
         elif not self.trigger(f"agent:{command}"):
             self.audit("agent_command_ignored", command=command, agent_id=agent_id)
@@ -435,11 +450,18 @@ class _Step:
         s = self.s
         node_id = s.node
         node = self.m.flows[s.flow].nodes[node_id]
+        by_agent = s.procedure is not None and s.procedure.agent_acted
         if isinstance(node, RouteNode):
             self.abort_procedure(reason, next="queue")  # a routed call stays with its queue
         elif isinstance(node, ListenNode) and s.agent_on_call:
             self.abort_procedure(reason, next="agent")  # the caller and the agent talk on
             self.enter(node_id, node)
+        elif isinstance(node, ListenNode) and node.then is not None and by_agent:
+            # The agent ended it with no one bridged yet: a handover under way (an outside
+            # transfer); a moment for the bridge, then the flow's next step.
+            self.abort_procedure(reason, next="agent")
+            self.start_timer(AGENT_HANDOVER_S)
+            s.awaiting_agent = True
         elif isinstance(node, ListenNode) and node.then is not None:
             self.abort_procedure(reason, next=node.then)
             self.goto(node.then)
@@ -464,6 +486,7 @@ class _Step:
             s.recording = None
         s.menu_reprompt = False
         s.checking = False  # a pending presence check is moot once the node is left
+        s.awaiting_agent = False
 
     def trigger(self, name: str) -> bool:
         _, _, node = self.current()
@@ -472,6 +495,7 @@ class _Step:
             return False
         if self.s.procedure:
             self.audit("trigger", trigger=name)
+            self.s.procedure.agent_acted |= name.startswith("agent:")
         self.goto(target)
         return True
 
