@@ -655,7 +655,7 @@ class _Step:
         if not isinstance(node, HangupNode) or kind not in node.present_if:
             return False
         self.presence_answered(e.CallerPresence(
-            self.s.check_seq, True, True, {"live": kind, "found": [kind]}
+            self.s.check_seq, True, True, {"live": kind, "found": [kind], "counted": [kind]}
         ))
         return True
 
