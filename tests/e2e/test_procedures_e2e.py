@@ -7,6 +7,10 @@ own time stamps, i.e. on the caller's line (PlaybackFinished of a prompt -> Play
 the next, or -> the caller's ChannelDestroyed), and to the BYE in sipp's trace, and asserted
 within +-250 ms of the specification; when the service received each event is printed beside.
 
+No dead air, no hang-up on a present caller (docs/no_dead_air.md): a caller who speaks during
+the silent-call goodbye hears the flow's next step at once; one who speaks in the wait after
+the agent's hang-up request is found there when the hang-up is due, and not hung up on.
+
 The callers of one test run at once against one service (as on a real line), so the whole file
 takes about as long as its longest call, twice (SQLite and PostgreSQL): ~3.5 min, with Mandarin
 prompts at a person's pace (docs/prompts.md: the row 1 greeting ~5.9 s, the goodbye ~5.5 s).
@@ -33,6 +37,7 @@ import pytest
 from cti.app import create_app
 from cti.domain.calls import CallState
 from cti.domain.routing.announcements import PHRASE_IDS as ANNOUNCEMENT_PHRASES
+from cti.events import ProcedureEnded
 from cti.features.auth.service import NewUser, Role
 from cti.features.ivr.caller_audio import is_tap_channel
 from cti.features.phrases.library import load_phrase_library
@@ -93,6 +98,10 @@ class LineAudio:
     speech: Path  # normal speech, then the caller listens
     silence_then_speech: Path  # silent into the silent-call procedure, then speaks
     speech_starts_at: float
+    speech_in_goodbye: Path  # silent through 4a and 4b, speaks during the 4c goodbye
+    speech_in_goodbye_at: float
+    speech_after_goodbye: Path  # row 4 by the agent's hang-up: speaks in the wait after 4c
+    speech_after_goodbye_at: float
     dtmf_1_2: Path  # menu keys: 1 (中文), 2 s later 2 (technical support)
     dtmf_2_3: Path  # menu keys: 2 (English), 2 s later 3 (complaints)
 
@@ -105,6 +114,15 @@ def line_audio(pbx: Pbx) -> LineAudio:
     # In the middle of the first 5 s wait of the silent-call procedure.
     speech_at = greeting + SPEC_WAIT_S + seconds_of("silent_call_first") + 2.5
     talk = media.concat(media.silence(speech_at), media.speech(media.SPEECH_TEXT))
+    # Silent through 4a, 4b and their waits; speaking 3 s into the 11.6 s goodbye (4c).
+    in_goodbye_at = greeting + SPEC_WAIT_S + sum(
+        (seconds_of("silent_call_first"), SPEC_WAIT_S, seconds_of("silent_call_second"),
+         SPEC_WAIT_S, 3.0)
+    )
+    # The agent's hang-up as 4a starts: the goodbye at once, then its 5 s wait, which speech
+    # no longer stops. The caller speaks from 2 s into that wait on, until after its end.
+    after_goodbye_at = greeting + SPEC_WAIT_S + seconds_of("silent_call_goodbye") + 2.0
+    long_talk = signals["speech"][: 16 * media.SAMPLE_RATE]
     files = {
         "silence": signals["silence"],
         "hiss": signals["hiss"],
@@ -113,6 +131,8 @@ def line_audio(pbx: Pbx) -> LineAudio:
         "noise": signals["noise"][: 20 * media.SAMPLE_RATE],
         "speech": signals["speech"][: 8 * media.SAMPLE_RATE],
         "silence_then_speech": talk,
+        "speech_in_goodbye": media.concat(media.silence(in_goodbye_at), long_talk),
+        "speech_after_goodbye": media.concat(media.silence(after_goodbye_at), long_talk),
     }
     paths = {name: out / f"{name}.pcap" for name in files}
     for name, samples in files.items():
@@ -120,7 +140,8 @@ def line_audio(pbx: Pbx) -> LineAudio:
     media.write_dtmf_pcap(out / "dtmf-1-2.pcap", "12", gap_ms=2000)
     media.write_dtmf_pcap(out / "dtmf-2-3.pcap", "23", gap_ms=2000)
     return LineAudio(
-        **paths, speech_starts_at=speech_at,
+        **paths, speech_starts_at=speech_at, speech_in_goodbye_at=in_goodbye_at,
+        speech_after_goodbye_at=after_goodbye_at,
         dtmf_1_2=out / "dtmf-1-2.pcap", dtmf_2_3=out / "dtmf-2-3.pcap",
     )
 
@@ -320,6 +341,10 @@ async def silent_call(cti: RunningService, pbx: Pbx, caller: str, pcap: Path | N
         "prompt_started", "prompt_finished", "wait_started", "wait_finished",
     ] * 3 + ["hangup"]
     assert_timeline_waits(case, run)
+    # Judged again before the hang-up (docs/no_dead_air.md): nothing but silence heard; with
+    # no RTP at all there may be nothing to judge by, which the audit says too.
+    presence = run["timeline"][-1]["detail"]["presence"]
+    assert presence in (("absent", "unknown") if pcap is None else ("absent",)), (case, run)
 
 
 async def speech_ends_silent_call(
@@ -342,8 +367,11 @@ async def speech_ends_silent_call(
     assert result.first("sent", "BYE") is not None
     assert result.first("received", "BYE") is None, f"{case}: the service hung up"
     played = prompts(cti.log, channel)
-    await assert_phrases(case, cti, channel, played, ["greeting_answer", "silent_call_first"])
-    greeting, first = played
+    # No agent on these calls: the procedure's end hands the caller to the flow's next step
+    # (then: the transfer phrase, then the queue), whose music or fallback may follow.
+    await assert_phrases(case, cti, channel, played[:3],
+                         ["greeting_answer", "silent_call_first", "menu_transfer"])
+    greeting, first, _ = played[:3]
     silence = cti.service.settings.detection.silence_seconds
     assert_wait(case, "greeting end -> 4a (silence)", greeting.finished, first.started, silence)
     (run,) = await procedure_runs(cti.service, channel)
@@ -490,6 +518,107 @@ async def agent_hangup_in_silent_call(
     assert [d["what"] for d in audit["departures"]] == ["agent_hangup_runs_procedure"]
 
 
+Ended = list[ProcedureEnded]
+
+
+def ends_of(ended: Ended, channel: str) -> list[dict[str, Any]]:
+    return [dict(ev.detail) for ev in ended if ev.call_id == channel]
+
+
+async def speech_during_the_goodbye(
+    cti: RunningService, pbx: Pbx, caller: str, audio: LineAudio, ended: Ended
+) -> None:
+    """Row 4: silent through 4a and 4b, the caller speaks during the 4c goodbye. The
+    procedure ends, the caller is not hung up on and does not sit in dead air: the flow's next
+    step (the transfer phrase) starts within a second of the goodbye being cut short."""
+    case = "speech in the 4c goodbye"
+    sipp = asyncio.create_task(run_sipp(
+        pbx, "caller_hangup", caller=caller, pcap=audio.speech_in_goodbye,
+        variables={"talk_ms": round((audio.speech_in_goodbye_at + 14) * 1000)}, timeout=130,
+    ))
+    channel = await caller_channel(cti.log, caller)
+    result = await sipp
+    assert result.ok, f"{case}: {result.describe()}"
+    assert result.first("received", "BYE") is None, f"{case}: the service hung up"
+    played = prompts(cti.log, channel)
+    await assert_phrases(case, cti, channel, played[:5], [
+        "greeting_answer", "silent_call_first", "silent_call_second", "silent_call_goodbye",
+        "menu_transfer",
+    ])
+    _, first, second, goodbye, transfer = played[:5]
+    assert_wait(case, "4a end -> 4b", first.finished, second.started)
+    assert_wait(case, "4b end -> 4c goodbye", second.finished, goodbye.started)
+    assert goodbye.finished is not None
+    said = (goodbye.finished.pbx - goodbye.started.pbx).total_seconds()
+    assert said < seconds_of("silent_call_goodbye") - 2, f"{case}: the goodbye ran {said:.1f} s"
+    gap = (transfer.started.pbx - goodbye.finished.pbx).total_seconds()
+    MEASURED.append(f"{case:>26}: {'goodbye cut -> next step':<32} {gap * 1000:6.0f} ms")
+    assert 0 <= gap <= 1.0, f"{case}: {gap:.2f} s of silence before the next step"
+    ack = result.first("sent", "ACK")
+    assert ack is not None
+    first_word = utc(ack.at) + timedelta(seconds=audio.speech_in_goodbye_at)
+    heard = (transfer.started.pbx - first_word).total_seconds()
+    MEASURED.append(f"{case:>26}: {'first word -> next step':<32} {heard * 1000:6.0f} ms")
+    assert 0 <= heard <= 2.0, f"{case}: the next step came {heard:.2f} s after the first word"
+    # The audit: why it ended, and where the call went.
+    (run,) = await procedure_runs(cti.service, channel)
+    assert (run["procedure"], run["started_by"], run["hung_up"], run["end_reason"]) == (
+        "silent_call", "auto", False, "completed"
+    )
+    assert [s["detail"]["trigger"] for s in run["timeline"] if s["kind"] == "trigger"] == [
+        "speech"
+    ]
+    assert "hangup" not in timeline_kinds(run)
+    assert ends_of(ended, channel) == [{"reason": "completed", "next": "transfer"}]
+    await wait_until(lambda: cti.service.registry.get(channel) is None, what=f"{case} closed")
+    row = await cti.service.calls_repo.get(channel)
+    assert row is not None
+    assert (row.ended_by, row.hangup_cause) == ("caller", 16), row
+
+
+async def caller_there_at_the_hang_up(
+    cti: RunningService, pbx: Pbx, caller: str, audio: LineAudio, ended: Ended
+) -> None:
+    """The safety net: the agent's hang-up during row 4 runs the goodbye and its 5 s wait,
+    which speech no longer stops; the caller speaks in that wait. At its end the last 3 s of
+    the caller's audio are judged again: the caller is there, so no hang-up; the call goes on
+    (the flow's next step) at the very moment the hang-up would have come."""
+    case = "caller there at hang-up"
+    sipp = asyncio.create_task(run_sipp(
+        pbx, "caller_hangup", caller=caller, pcap=audio.speech_after_goodbye,
+        variables={"talk_ms": round((audio.speech_after_goodbye_at + 14) * 1000)}, timeout=130,
+    ))
+    channel = await caller_channel(cti.log, caller)
+    await prompt_started(cti.log, channel, "silent_call_first")
+    assert await cti.service.ivr.request_hangup(channel, "1001") is True
+    result = await sipp
+    assert result.ok, f"{case}: {result.describe()}"
+    assert result.first("received", "BYE") is None, f"{case}: the service hung up"
+    played = prompts(cti.log, channel)
+    await assert_phrases(case, cti, channel, played[:4], [
+        "greeting_answer", "silent_call_first", "silent_call_goodbye", "menu_transfer",
+    ])
+    goodbye, transfer = played[2:4]
+    # Decided from what was already heard: the next step exactly when the hang-up was due.
+    assert_wait(case, "4c end -> next step (no hang-up)", goodbye.finished, transfer.started)
+    audit = await audit_of(cti.service, channel)
+    (run,) = audit["runs"]
+    assert (run["procedure"], run["hung_up"], run["end_reason"]) == (
+        "silent_call", False, "caller_present"
+    ), f"{case}: {run}"
+    (trigger,) = [s for s in run["timeline"] if s["kind"] == "trigger"]
+    assert trigger["detail"]["trigger"] == "caller_present"
+    assert trigger["detail"]["counted"], trigger
+    assert [d["what"] for d in audit["departures"]] == [
+        "agent_hangup_runs_procedure", "hangup_cancelled_caller_present"
+    ]
+    assert ends_of(ended, channel) == [{"reason": "caller_present", "next": "transfer"}]
+    await wait_until(lambda: cti.service.registry.get(channel) is None, what=f"{case} closed")
+    row = await cti.service.calls_repo.get(channel)
+    assert row is not None
+    assert (row.ended_by, row.hangup_cause) == ("caller", 16), row
+
+
 async def gather_cases(*cases: Awaitable[None]) -> None:
     """Run the callers at once; report every failing case, not only the first."""
     started = time.monotonic()
@@ -527,6 +656,12 @@ async def test_procedures_start_on_the_callers_audio_and_keep_the_5s_waits(
             async def post(call_id: str, path: str) -> httpx.Response:
                 return await http.post(f"/calls/{call_id}/{path}", headers=headers)
 
+            ended: Ended = []
+
+            async def on_ended(event: ProcedureEnded) -> None:
+                ended.append(event)
+
+            cti.service.bus.subscribe("e2e.procedure_ended", on_ended, (ProcedureEnded,))
             a = line_audio
             await gather_cases(
                 silent_call(cti, pbx, "+8610000000001", a.silence),
@@ -539,6 +674,8 @@ async def test_procedures_start_on_the_callers_audio_and_keep_the_5s_waits(
                 agent_noisy_line_by_http(cti, pbx, "+8610000000008", a.speech, post),
                 agent_noisy_line_by_api(cti, pbx, "+8610000000009", a.speech),
                 agent_hangup_in_silent_call(cti, pbx, "+8610000000010", a.silence),
+                speech_during_the_goodbye(cti, pbx, "+8610000000011", a, ended),
+                caller_there_at_the_hang_up(cti, pbx, "+8610000000012", a, ended),
             )
 
 

@@ -1,7 +1,10 @@
 """A simulated call for unit tests of the pure IVR engine: a fake clock and a fake line.
 
 Every prompt takes `prompt_seconds` to play; timers fire when simulated time reaches them.
-The timeline records (time, command) so tests can assert the exact waits.
+The timeline records (time, command) so tests can assert the exact waits. A procedure's
+presence check (ConfirmCallerAbsent) is answered at once, as the runner does, from what the
+caller was fed in the last seconds (`CallerAudioMemory`); `answers_presence=False` plays a
+driver that never answers.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from cti.domain.ivr import events as e
 from cti.domain.ivr.config import DetectionSettings, ProcedureSettings
 from cti.domain.ivr.engine import CallContext, CallState, IvrMachine, Phase
 from cti.domain.ivr.loader import FlowRefs, load_flows
+from cti.domain.ivr.presence import CallerAudioMemory
 from cti.domain.ivr.procedures import build_procedures
 from cti.features.phrases.library import load_phrase_library
 
@@ -56,26 +60,38 @@ class SimCall:
     _queue: list[tuple[float, int, e.Event]] = field(default_factory=list)
     _seq: int = 0
     _timers: dict[int, int] = field(default_factory=dict)  # gen -> seq of its queued event
+    heard: CallerAudioMemory = field(default_factory=CallerAudioMemory)
+    answers_presence: bool = True
+    answers: list[e.CallerPresence] = field(default_factory=list)
 
     @classmethod
     def start(
         cls, flow: str = "agent_greeting", *, vip: bool = False, at: datetime = OPEN,
-        m: IvrMachine | None = None, prompt_seconds: float = 2.0,
+        m: IvrMachine | None = None, prompt_seconds: float = 2.0, agent: bool = False,
     ) -> SimCall:
+        """`agent`: the caller is bridged with an agent (as when the agent flow runs)."""
         m = m or machine()
         state = m.new_call(CallContext("call1", "zh", SLOTS, vip, "13800000000"), flow)
         sim = cls(m, state, prompt_seconds)
         sim.feed(e.Answered(at))
+        if agent:
+            sim.feed(e.AgentLink(True))
         return sim
 
     # -- driving ------------------------------------------------------------------------------
 
     def feed(self, event: e.Event) -> list[c.Command]:
         self.fed.append((self.now, event))
+        self.heard.note(self.now, event)
         self.state, out = self.m.step(self.state, event)
         for command in out:
             self.timeline.append((self.now, command))
             self._execute(command)
+        for command in out:
+            if isinstance(command, c.ConfirmCallerAbsent) and self.answers_presence:
+                answer = self.heard.judge(self.now, command)
+                self.answers.append(answer)
+                out = [*out, *self.feed(answer)]
         return out
 
     def _schedule(self, delay: float, event: e.Event) -> int:

@@ -216,3 +216,97 @@ def test_hot_reload_keeps_the_old_flows_when_the_new_file_is_wrong(flows_copy: P
     path.write_text(fixed.replace("timeout: 6", "timeout: 8"), encoding="utf-8")
     assert store.reload() is True
     assert store.flows["main_menu"].nodes["closed"].timeout == 8  # type: ignore[union-attr]
+
+
+# -- no dead air: where a procedure can end early, a next step that acts -------------------------
+
+
+def write_flow(flows: Path, name: str, nodes: str) -> Path:
+    path = flows / f"{name}.yaml"
+    path.write_text(f"name: {name}\nstart: greeting\nnodes:\n{nodes}", encoding="utf-8")
+    return path
+
+
+GREETING = "  greeting: {type: play, phrase: greeting_answer, next: talk}\n"
+
+
+@pytest.mark.parametrize(
+    ("nodes", "message"),
+    [
+        ("  talk: {type: listen}\n",
+         "x.yaml:5:3: nodes.talk: a listen node needs `then:`"),
+        ("  talk: {type: listen, then: talk}\n",
+         "x.yaml:5:24: nodes.talk.then: leads to listen 'talk', where the caller would hear "
+         "nothing (dead air)"),
+        ("  talk: {type: listen, then: bye}\n  bye: {type: hangup}\n",
+         "x.yaml:5:24: nodes.talk.then: leads to hangup 'bye'"),
+        ("  talk: {type: listen, then: lang}\n  lang: {type: language, language: en, next: again}\n"
+         "  again: {type: listen, then: lang}\n",
+         "x.yaml:5:24: nodes.talk.then: leads to listen 'again'"),
+        ("  talk: {type: listen, then: hold}\n  hold: {type: moh, on: {'agent:resume': talk}}\n",
+         "x.yaml:5:24: nodes.talk.then: leads to moh 'hold'"),
+        ("  talk: {type: listen, then: idle}\n  idle: {type: wait, on: {dtmf: talk}}\n",
+         "x.yaml:6:3: nodes.idle: a wait without `seconds` in a flow waits on nothing"),
+        ("  talk: {type: listen, then: nowhere}\n",
+         "x.yaml:5:24: nodes.talk.then: no node named 'nowhere'"),
+    ],
+)
+def test_a_flow_that_could_leave_the_caller_in_dead_air_is_rejected(
+    tmp_path: Path, nodes: str, message: str
+) -> None:
+    path = write_flow(tmp_path, "x", GREETING + nodes)
+    text = path.read_text(encoding="utf-8")
+    assert text.splitlines()[4].startswith("  talk:")
+    with pytest.raises(ConfigError) as info:
+        load_flows(tmp_path, refs())
+    assert f"{tmp_path}/{message}" in info.value.message, info.value.message
+
+
+@pytest.mark.parametrize(
+    "then_nodes",
+    [
+        "  next: {type: play, phrase: menu_transfer, next: q}\n"
+        "  q: {type: route, queue: general}\n",
+        "  next: {type: menu, prompt: menu_main, options: {'0': q}, on_fail: q}\n"
+        "  q: {type: route, queue: general}\n",
+        "  next: {type: wait, seconds: 2, next: q}\n  q: {type: route, queue: general}\n",
+        "  next: {type: branch, test: vip, cases: {yes: q, no: r}}\n"
+        "  q: {type: route, queue: vip}\n  r: {type: route, queue: general}\n",
+    ],
+)
+def test_a_listen_node_whose_then_acts_is_accepted(tmp_path: Path, then_nodes: str) -> None:
+    write_flow(tmp_path, "x", GREETING + "  talk: {type: listen, then: next}\n" + then_nodes)
+    assert load_flows(tmp_path, refs())["x"].nodes["talk"].then == "next"  # type: ignore[union-attr]
+
+
+def test_a_procedure_node_nothing_can_end_is_rejected(tmp_path: Path) -> None:
+    (tmp_path / "stuck.yaml").write_text(
+        "name: stuck\nkind: procedure\nstart: say\nnodes:\n"
+        "  say: {type: play, phrase: please_hold, next: music, on: {speech: done}}\n"
+        "  music: {type: moh}\n"
+        "  done: {type: end}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_flows(tmp_path, refs())
+    assert (f"{tmp_path}/stuck.yaml:6:3: nodes.music: moh without `on:` in a procedure: nothing "
+            "ends it") in info.value.message
+
+
+def test_every_built_in_procedure_passes_the_flow_checks() -> None:
+    from cti.domain.ivr.config import ProcedureSettings
+    from cti.domain.ivr.loader import check_flow
+    from cti.domain.ivr.procedures import build_procedures
+
+    for name, flow in build_procedures(ProcedureSettings()).items():
+        assert check_flow(flow, refs(), name) == [], name
+
+
+def test_the_shipped_agent_flow_names_its_next_step(flows_copy: Path) -> None:
+    path = flows_copy / "agent_greeting.yaml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("{type: listen, then: transfer}", "{type: listen}"),
+                    encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"agent_greeting.yaml:\d+:3: nodes.conversation: a "
+                                          r"listen node needs `then:`"):
+        load_flows(flows_copy, refs())

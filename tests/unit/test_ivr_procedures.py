@@ -50,18 +50,31 @@ def test_silent_call_waits_5s_after_each_prompt_then_hangs_up(prompt_seconds: fl
         (27.9, "last wait"),
     ],
 )
-def test_speech_ends_silent_call_and_the_call_goes_on(speech_at: float, stage: str) -> None:
-    sim = SimCall.start()
+@pytest.mark.parametrize("agent", [True, False])
+def test_speech_ends_silent_call_and_the_call_goes_on(
+    speech_at: float, stage: str, agent: bool
+) -> None:
+    sim = SimCall.start(agent=agent)
     sim.run_until(speech_at)
     assert sim.state.procedure is not None, stage
     sim.feed(e.SpeechStarted())
-    sim.run()
-    assert not sim.of(c.HangUpCall), stage
     assert sim.state.procedure is None
-    assert sim.state.node == "conversation"
-    assert sim.state.timer_live is False  # no silence watch once the caller has spoken
     ended = sim.audits("procedure_ended")
     assert [a.detail["reason"] for a in ended] == ["completed"]
+    if agent:  # the caller and the agent talk on
+        assert ended[0].detail["next"] == "agent"
+        assert sim.state.node == "conversation"
+        assert sim.state.timer_live is False  # no silence watch once the caller has spoken
+        assert sim.plays()[-1][0] < speech_at  # nothing more is said for the agent
+    else:  # no agent: at once, the flow's next step (the transfer, then the queue)
+        assert ended[0].detail["next"] == "transfer"
+        assert sim.plays()[-1] == (speech_at, "menu_transfer")
+    sim.run()
+    assert not sim.of(c.HangUpCall), stage
+    if not agent:
+        assert sim.state.node == "to_agent"
+        assert sim.first(c.RouteToQueue) == (speech_at + 2.0, c.RouteToQueue("general", "general",
+                                                                              "zh"))
 
 
 def test_quiet_speech_also_counts_as_speech_for_the_silent_call() -> None:
@@ -149,11 +162,13 @@ def test_agent_hangup_in_a_guarded_situation_runs_the_goodbye_and_wait(
 
 
 def test_agent_hangup_during_silent_call_wait_goes_to_goodbye_which_speech_cannot_stop() -> None:
-    sim = SimCall.start()
+    sim = SimCall.start(agent=True)
     sim.run_until(10.0)  # in the first wait
     sim.feed(e.AgentCommand("hangup", "a1"))
     assert sim.plays()[-1] == (10.0, "silent_call_goodbye")
-    sim.feed(e.SpeechStarted())
+    sim.feed(e.SpeechStarted())  # a word during the goodbye, long before the hang-up
+    sim.run_until(10.5)
+    sim.feed(e.SpeechStopped(500))
     sim.run()
     hangup = sim.first(c.HangUpCall)
     assert hangup is not None
@@ -183,7 +198,7 @@ def test_agent_hangup_in_a_normal_conversation_hangs_up_at_once() -> None:
 
 
 def test_please_hold_plays_then_music_until_the_agent_returns() -> None:
-    sim = SimCall.start()
+    sim = SimCall.start(agent=True)
     sim.run_until(3.0)
     quiet_windows(sim, 1, "normal")
     sim.feed(e.StartProcedure("hold", "agent", "a1"))
@@ -197,7 +212,7 @@ def test_please_hold_plays_then_music_until_the_agent_returns() -> None:
 
 
 def test_dialect_asks_for_mandarin_then_for_someone_who_speaks_it() -> None:
-    sim = SimCall.start()
+    sim = SimCall.start(agent=True)
     sim.run_until(3.0)
     quiet_windows(sim, 1, "normal")
     sim.feed(e.StartProcedure("dialect", "agent", "a1"))
@@ -210,7 +225,7 @@ def test_dialect_asks_for_mandarin_then_for_someone_who_speaks_it() -> None:
 
 
 def test_agent_too_quiet_raises_volume_one_step_between_sorry_and_question() -> None:
-    sim = SimCall.start()
+    sim = SimCall.start(agent=True)
     sim.run_until(3.0)
     quiet_windows(sim, 1, "normal")
     for _ in range(2):

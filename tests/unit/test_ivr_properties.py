@@ -5,11 +5,20 @@
 - a procedure never hangs up directly: only after a goodbye prompt finished and a wait of
   at least 3 s fired; an agent never cuts the line while a guarded procedure runs;
 - every path ends: with no caller input, the call reaches a resting state (ended, routed,
-  conversation, or waiting for the agent) in a bounded number of steps.
+  conversation, or waiting for the agent) in a bounded number of steps;
+- no dead air: whenever a procedure ends without hanging up, the caller is at once with an
+  agent, hearing a prompt, in the queue, or in a node that will act (a timer or a menu);
+- no hang-up on a present caller: a procedure hangs up only after its presence check was
+  answered "absent" (or "unknown"), or went unanswered past its bound.
+
+`test_every_path_leaves_no_dead_air` explores every reachable state of every shipped flow
+with every procedure on top (breadth first, states merged by what decides their future).
 """
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Hashable
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -19,8 +28,9 @@ from ivr_sim import CLOSED, OPEN, SLOTS, machine
 
 from cti.domain.ivr import commands as c
 from cti.domain.ivr import events as e
+from cti.domain.ivr.config import DetectionSettings
 from cti.domain.ivr.engine import CallContext, CallState, IvrMachine, Phase
-from cti.domain.ivr.flow import ListenNode, MohNode, RouteNode, WaitNode
+from cti.domain.ivr.flow import ListenNode, MenuNode, MohNode, RouteNode, WaitNode
 from cti.domain.ivr.procedures import HANGUP_GUARDED, MIN_GOODBYE_WAIT_SECONDS
 
 GOODBYES = {"silent_call_goodbye", "quiet_change_phone", "noisy_goodbye"}
@@ -29,6 +39,24 @@ PROCEDURES = [
     "greet_reply", "greet_by_name", "no_such_procedure",
 ]
 ACTIVE_COMMANDS = (c.Play, c.StartTimer, c.RouteToQueue, c.StartMoh, c.SetVolume, c.HangUpCall)
+
+
+def acting(m: IvrMachine, state: CallState) -> bool:
+    """Not dead air: with an agent, hearing a prompt, a timer running (a menu's, a wait's, a
+    recording's), or in the queue (the ACD has the call: music, announcements, an agent)."""
+    if state.phase is not Phase.ACTIVE:
+        return False
+    if state.agent_on_call or state.playing or state.timer_live:
+        return True
+    node = m.flows[state.flow].nodes[state.node]
+    return state.procedure is None and isinstance(node, RouteNode | MenuNode)
+
+
+def procedure_ended_alive(m: IvrMachine, state: CallState, out: list[c.Command]) -> bool:
+    """Whether this step ended a procedure and the call is still on."""
+    return state.phase is Phase.ACTIVE and any(
+        isinstance(cmd, c.Audit) and cmd.kind == "procedure_ended" for cmd in out
+    )
 
 
 def resting(m: IvrMachine, state: CallState) -> bool:
@@ -52,6 +80,7 @@ class IvrCall(RuleBasedStateMachine):
         self.ended = False
         self.goodbye_stage: tuple[str, Any] = ("none", None)
         self.guarded_running: str | None = None
+        self.answered_present: set[int] = set()  # checks answered "the caller is there"
 
     @initialize(
         flow=st.sampled_from(["agent_greeting", "main_menu"]),
@@ -74,12 +103,16 @@ class IvrCall(RuleBasedStateMachine):
             stage, pid = self.goodbye_stage
             if stage == "played" and pid == event.playback_id:
                 self.goodbye_stage = ("finished", None)
+        if isinstance(event, e.CallerPresence) and event.present:
+            self.answered_present.add(event.check)
         was_ended = self.ended
         self.state, out = self.m.step(self.state, event)
         if isinstance(event, e.HangUp):
             self.ended = True
         for command in out:
             self.check(command, was_ended)
+        if procedure_ended_alive(self.m, self.state, out):
+            assert acting(self.m, self.state), f"dead air after {event}: {self.state}"
 
     def check(self, command: c.Command, was_ended: bool) -> None:
         if was_ended or self.ended:
@@ -89,8 +122,11 @@ class IvrCall(RuleBasedStateMachine):
                 self.live_timers.add(gen)
                 if self.goodbye_stage[0] == "finished" and seconds >= MIN_GOODBYE_WAIT_SECONDS:
                     self.goodbye_stage = ("waiting", gen)
-                else:
+                elif self.goodbye_stage[0] != "confirming":  # the check's bound on its answer
                     self.goodbye_stage = ("none", None)
+            case c.ConfirmCallerAbsent(check=check):
+                assert self.goodbye_stage[0] == "waited", "a presence check before the wait"
+                self.goodbye_stage = ("confirming", check)
             case c.CancelTimer(gen=gen):
                 self.live_timers.discard(gen)
                 if self.goodbye_stage[0] == "waiting":
@@ -102,7 +138,9 @@ class IvrCall(RuleBasedStateMachine):
                     self.goodbye_stage = ("none", None)
             case c.HangUpCall(reason=reason):
                 if reason == "procedure":
-                    assert self.goodbye_stage[0] == "waited", "procedure hung up directly"
+                    stage, check = self.goodbye_stage
+                    assert stage == "confirming", "procedure hung up without the presence check"
+                    assert check not in self.answered_present, "hung up on a present caller"
                 if reason == "agent":
                     assert self.guarded_running is None, f"agent cut {self.guarded_running}"
                 self.ended = True
@@ -124,6 +162,19 @@ class IvrCall(RuleBasedStateMachine):
     @rule(n=st.integers(0, 5))
     def stale_prompt_finishes(self, n: int) -> None:
         self.feed(e.PromptFinished(f"call1-p{max(0, self.state.play_seq - n)}x"))
+
+    @rule()
+    def time_passes(self) -> None:
+        """Nobody does anything for a while: prompts end, timers fire, up to a presence check."""
+        for _ in range(12):
+            if self.ended or self.state.checking:
+                return
+            if self.state.playing:
+                self.feed(e.PromptFinished(self.state.playing))
+            elif self.state.timer_live:
+                self.feed(e.TimerFired(self.state.timer_gen))
+            else:
+                return
 
     @rule()
     def timer_fires(self) -> None:
@@ -167,6 +218,14 @@ class IvrCall(RuleBasedStateMachine):
     def caller_hangs_up(self) -> None:
         self.feed(e.HangUp())
 
+    @rule(present=st.booleans(), known=st.booleans(), stale=st.booleans())
+    def presence_answered(self, present: bool, known: bool, stale: bool) -> None:
+        self.feed(e.CallerPresence(self.state.check_seq - stale, present, known))
+
+    @rule(connected=st.booleans())
+    def agent_bridged(self, connected: bool) -> None:
+        self.feed(e.AgentLink(connected))
+
     # -- invariants ---------------------------------------------------------------------------
 
     @invariant()
@@ -191,6 +250,92 @@ class IvrCall(RuleBasedStateMachine):
             elif state.timer_live:
                 state, _ = self.m.step(state, e.TimerFired(state.timer_gen))
         raise AssertionError(f"no rest after 60 steps: {state}")
+
+
+# -- every path, exhaustively -------------------------------------------------------------------
+
+KEYS = [(f"key {d}", [e.Dtmf(d)]) for d in "0239"]  # in a menu: every option, a wrong key
+EARLY_ENDINGS: list[tuple[str, list[e.Event]]] = [
+    ("speech", [e.SpeechStarted()]),
+    ("key 1", [e.Dtmf("1")]),
+    *[(f"audio {k}", [e.AudioClassified(k)]) for k in ("silent", "quiet", "noisy", "normal")],  # type: ignore[arg-type]
+    *[(f"agent {cmd}", [e.AgentCommand(cmd, "a1")]) for cmd in ("hangup", "resume", "next", "end")],
+    *[(f"start {p}", [e.StartProcedure(p, "agent", "a1")]) for p in PROCEDURES[:-1]],
+]
+
+
+def moves(m: IvrMachine, state: CallState) -> list[tuple[str, list[e.Event]]]:
+    out: list[tuple[str, list[e.Event]]] = []
+    if state.procedure is None and isinstance(m.flows[state.flow].nodes[state.node], MenuNode):
+        out += KEYS
+    if state.playing:
+        out.append(("prompt ends", [e.PromptFinished(state.playing)]))
+    if state.timer_live:
+        out.append(("timer", [e.TimerFired(state.timer_gen)]))
+    if state.checking:
+        out += [("present", [e.CallerPresence(state.check_seq, True)]),
+                ("absent", [e.CallerPresence(state.check_seq, False)])]
+    out.append(("agent joins" if not state.agent_on_call else "agent leaves",
+                [e.AgentLink(not state.agent_on_call)]))
+    return out + EARLY_ENDINGS
+
+
+def key(state: CallState) -> Hashable:
+    """Where the call is, and what decides where it can go from there. Left out: ids,
+    counters that only name things, the language (it changes words, not the way), the last
+    audio kind and which procedures already started by
+    themselves (they only narrow what an agent's hang-up or the audio may start)."""
+    run = state.procedure
+    return (
+        state.flow, state.node, run.name if run else None, run.node if run else None,
+        bool(state.playing), state.timer_live, state.menu_attempts, state.menu_reprompt,
+        state.moh_on, state.caller_spoke, bool(state.recording), state.agent_on_call,
+        state.checking, state.awaiting_agent,
+    )
+
+
+def test_every_path_leaves_no_dead_air() -> None:
+    m = machine(detection=DetectionSettings(consecutive_windows=1))  # one window is "consistent"
+    todo: deque[CallState] = deque()
+    for flow in m.flows:
+        for vip in (False, True):
+            for at in (OPEN, CLOSED):
+                state = m.new_call(CallContext("call1", "zh", SLOTS, vip, "1"), flow)
+                state, _ = m.step(state, e.Answered(at))
+                todo.append(state)
+    seen: set[Hashable] = set()
+    endings = 0
+    while todo:
+        state = todo.popleft()
+        if state.phase is not Phase.ACTIVE or key(state) in seen:
+            continue
+        seen.add(key(state))
+        for name, events in moves(m, state):
+            after, out = state, []
+            for event in events:
+                after, step_out = m.step(after, event)
+                out += step_out
+            if procedure_ended_alive(m, after, out):
+                endings += 1
+                assert acting(m, after), f"dead air: {name} in {key(state)}"
+            hung_up = [cmd for cmd in out if isinstance(cmd, c.HangUpCall)]
+            if name == "present":
+                assert not hung_up, f"hung up on a present caller in {key(state)}"
+            if any(cmd.reason == "procedure" for cmd in hung_up):
+                assert state.checking, (name, key(state))
+                assert name in ("absent", "timer"), (name, key(state))
+            todo.append(after)
+    # Every node of every flow, and every step of every procedure, was visited.
+    visited = {(k[0], k[1], k[2], k[3]) for k in seen}  # type: ignore[index]
+    passing = ("hangup", "branch", "language", "callback", "volume", "end")
+    for flow_name, flow in m.flows.items():
+        resting_nodes = {n for n, spec in flow.nodes.items() if spec.type not in passing}
+        missed = resting_nodes - {n for f, n, _, _ in visited if f == flow_name}
+        assert not missed, (flow_name, missed)
+    for name, proc in m.procedures.items():
+        steps = {n for n, spec in proc.nodes.items() if spec.type not in passing[1:]}
+        assert steps <= {pn for _, _, p, pn in visited if p == name}, name
+    assert endings > 1000, endings
 
 
 IvrCall.TestCase.settings = settings(

@@ -38,5 +38,16 @@ def test_a_connected_call_is_watched_again_without_a_second_greeting() -> None:
     assert any("silent_call_first" in p for p in phrases)
 
 
+def test_a_connected_call_is_with_its_agent() -> None:
+    sim = resumed("agent_greeting", "listen")
+    assert sim.state.agent_on_call
+    sim.run_until(6.0)  # the silent-call procedure has started; the caller speaks
+    sim.feed(e.SpeechStarted())
+    assert sim.state.procedure is None
+    assert sim.state.node == "conversation"  # back with the agent, not to the queue
+    assert not sim.of(c.RouteToQueue)
+
+
 def test_a_flow_without_such_a_node_is_none() -> None:
-    assert machine().resumed_call(CTX, "agent_greeting", "route", OPEN) is None
+    assert machine().resumed_call(CTX, "queue_voicemail", "route", OPEN) is None
+    assert machine().resumed_call(CTX, "main_menu", "listen", OPEN) is None

@@ -242,11 +242,152 @@ async def test_agent_page_names_and_unknown_procedures(audit: ProcedureAudit) ->
          ("ch9", e.HangUp("StasisEnd"))),
         (SimpleNamespace(type="ChannelDestroyed", channel=SimpleNamespace(id="ch9")),
          ("ch9", e.HangUp("ChannelDestroyed"))),
+        (SimpleNamespace(type="ChannelEnteredBridge", channel=SimpleNamespace(id="ch9")),
+         ("ch9", e.AgentLink(True))),
+        (SimpleNamespace(type="ChannelLeftBridge", channel=SimpleNamespace(id="ch9")),
+         ("ch9", e.AgentLink(False))),
         (SimpleNamespace(type="ChannelVarset", channel=SimpleNamespace(id="ch9")), None),
     ],
 )
 def test_ari_events_translate_to_domain_events(event: Any, expected: Any) -> None:
     assert ari_to_domain(event) == expected
+
+
+# -- the presence check before a procedure's hang-up, answered by the driver ---------------------
+
+
+async def agent_hangup_in_silent_call(
+    runner: IvrRunner, tel: FakeTelephony, timers: ManualScheduler, *,
+    windows: str | None = "silent",
+) -> asyncio.Task[Any]:
+    """Greeting, 5 s of silence, row 4's first prompt; the agent's hang-up: the goodbye, then
+    the 5 s wait (which speech no longer stops) runs until 0.5 s before its end. `windows`:
+    what the audio tap reports every second meanwhile (None: no tap)."""
+    task = asyncio.create_task(runner.run_call(CallContext("c1", "zh", SLOTS), "agent_greeting",
+                                               "chan-1"))
+    await settle()
+    await finish_prompt(runner, tel)
+    timers.advance(5.0)
+    await settle()
+    assert tel.plays()[-1][1] == ["sound:custom/silent_call_first__zh"]
+    assert await runner.request_hangup("c1", "a1") is True
+    assert tel.plays()[-1][1] == ["sound:custom/silent_call_goodbye__zh"]
+    await finish_prompt(runner, tel)
+    for _ in range(4):
+        timers.advance(1.0)
+        if windows:
+            runner.feed("c1", e.AudioClassified(windows))  # type: ignore[arg-type]
+        await settle()
+    timers.advance(0.5)
+    await settle()
+    return task
+
+
+async def test_an_absent_caller_is_hung_up_on_time_after_the_check(
+    audit: ProcedureAudit,
+) -> None:
+    runner, tel, timers, _ = make_runner(audit)
+    task = await agent_hangup_in_silent_call(runner, tel, timers)
+    assert ("hangup", "chan-1") not in tel.calls
+    timers.advance(0.5)  # the wait's end: the check is answered at once, the line cut now
+    await settle()
+    assert tel.calls[-1] == ("hangup", "chan-1")
+    assert timers.pending() == []  # the check's bound on its answer was cancelled
+    await asyncio.wait_for(task, 1)
+    await audit.flush()
+    (run,) = (await audit.runs_for_call("c1"))["runs"]
+    hangup = run["timeline"][-1]
+    assert hangup["kind"] == "hangup"
+    assert hangup["detail"]["presence"] == "absent"
+    assert hangup["detail"]["evidence"]["windows"] == {"silent": 3}
+    waits = [s["offset_ms"] for s in run["timeline"] if s["kind"] in ("wait_started",
+                                                                       "wait_finished")]
+    assert waits[-1] - waits[-2] == 5000
+    assert hangup["offset_ms"] == waits[-1]  # not a millisecond later
+
+
+@pytest.mark.parametrize(
+    ("sign", "found"),
+    [
+        (e.AudioClassified("quiet"), "quiet"),
+        (e.AudioClassified("normal"), "normal"),
+        (e.SpeechStarted(), "talk"),  # TALK_DETECT
+        (e.Dtmf("7"), "key"),
+    ],
+)
+async def test_a_caller_heard_in_the_last_seconds_is_not_hung_up_and_goes_on(
+    audit: ProcedureAudit, sign: e.Event, found: str,
+) -> None:
+    runner, tel, timers, _ = make_runner(audit)
+    task = await agent_hangup_in_silent_call(runner, tel, timers)
+    runner.feed("c1", sign)  # 0.5 s before the hang-up
+    await settle()
+    timers.advance(0.5)
+    await settle()
+    assert ("hangup", "chan-1") not in tel.calls
+    # No agent on this call: the flow's next step at once (the transfer, then the queue).
+    assert tel.plays()[-1][1] == ["sound:custom/menu_transfer__zh"]
+    state = runner.state_of("c1")
+    assert state is not None
+    assert state.procedure is None
+    assert state.node == "transfer"
+    runner.feed("c1", e.HangUp())
+    await asyncio.wait_for(task, 1)
+    await audit.flush()
+    report = await audit.runs_for_call("c1")
+    (run,) = report["runs"]
+    assert (run["end_reason"], run["hung_up"]) == ("caller_present", False)
+    (trigger,) = [s for s in run["timeline"] if s["kind"] == "trigger"]
+    assert trigger["detail"]["trigger"] == "caller_present"
+    assert found in trigger["detail"]["counted"]
+    assert [d["what"] for d in report["departures"]] == [
+        "agent_hangup_runs_procedure", "hangup_cancelled_caller_present"
+    ]
+    assert found in report["departures"][-1]["detail"]["evidence"]["found"]
+
+
+async def test_with_the_agent_on_the_call_a_present_caller_goes_back_to_the_agent(
+    audit: ProcedureAudit,
+) -> None:
+    runner, tel, timers, _ = make_runner(audit)
+    task = asyncio.create_task(runner.run_call(CallContext("c1", "zh", SLOTS), "agent_greeting",
+                                               "chan-1"))
+    await settle()
+    runner.feed("c1", ari_to_domain(SimpleNamespace(  # type: ignore[index]
+        type="ChannelEnteredBridge", channel=SimpleNamespace(id="chan-1")))[1])
+    await finish_prompt(runner, tel)
+    timers.advance(5.0)
+    await settle()
+    assert await runner.request_hangup("c1", "a1") is True
+    await finish_prompt(runner, tel)
+    timers.advance(4.0)
+    runner.feed("c1", e.AudioClassified("quiet"))
+    await settle()
+    plays = len(tel.plays())
+    timers.advance(1.0)
+    await settle()
+    assert ("hangup", "chan-1") not in tel.calls
+    assert len(tel.plays()) == plays  # nothing plays over the agent and the caller
+    state = runner.state_of("c1")
+    assert state is not None
+    assert state.procedure is None
+    assert state.node == "conversation"
+    runner.feed("c1", e.HangUp())
+    await asyncio.wait_for(task, 1)
+
+
+async def test_without_an_audio_tap_the_hang_up_goes_ahead_and_says_so(
+    audit: ProcedureAudit,
+) -> None:
+    runner, tel, timers, _ = make_runner(audit)
+    task = await agent_hangup_in_silent_call(runner, tel, timers, windows=None)
+    timers.advance(0.5)
+    await settle()
+    assert tel.calls[-1] == ("hangup", "chan-1")
+    await asyncio.wait_for(task, 1)
+    await audit.flush()
+    (run,) = (await audit.runs_for_call("c1"))["runs"]
+    assert run["timeline"][-1]["detail"]["presence"] == "unknown"
 
 
 def test_migration_0003_creates_the_ivr_tables(tmp_path: Path) -> None:

@@ -85,6 +85,20 @@ class StopRecording:
 
 
 @dataclass(frozen=True, slots=True)
+class ConfirmCallerAbsent:
+    """Before a procedure's hang-up: is the caller there after all? The driver answers at once
+    with `CallerPresence(check, ...)`, judged from the caller audio it has already received in
+    the last `window_s` seconds (classifier windows, TALK_DETECT, keys): no waiting for more.
+    `present_if` names the evidence that counts as the caller being there (see
+    cti.domain.ivr.presence). No answer within the engine's bound: the hang-up goes ahead,
+    recorded as unverified."""
+
+    check: int
+    window_s: float
+    present_if: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Audit:
     """A fact for quality review. `run_id` is set while a procedure runs."""
 
@@ -96,5 +110,5 @@ class Audit:
 
 Command = (
     Play | StopPlayback | StartTimer | CancelTimer | HangUpCall | RouteToQueue | SetVolume
-    | StartMoh | StopMoh | Record | StopRecording | Audit
+    | StartMoh | StopMoh | Record | StopRecording | ConfirmCallerAbsent | Audit
 )

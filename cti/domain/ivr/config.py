@@ -35,4 +35,10 @@ class DetectionSettings(BaseModel):
     # TALK_DETECT(set)=silence_ms,threshold on the caller's channel.
     talk_detect_silence_ms: int = Field(default=500, ge=100)
     talk_detect_threshold: int = Field(default=256, ge=1)
+    # Before any procedure's hang-up, the caller audio of the last this-many seconds is judged
+    # again (docs/no_dead_air.md): a sign of the caller there cancels the hang-up.
+    presence_window_seconds: float = Field(default=3.0, ge=0.5, le=10)
+    # The engine's bound on the driver's answer to that check; past it the hang-up goes ahead
+    # (recorded as unverified). The runner answers at once from what it already has.
+    presence_answer_seconds: float = Field(default=0.5, gt=0, le=2)
     classifier: ClassifierSettings = ClassifierSettings()

@@ -1,9 +1,14 @@
 """The IVR state machine: `IvrMachine.step(state, event) -> (state, commands)`.
 
 Pure: no I/O, no clock. The main flow (a menu, or the conversation after the greeting) runs
-with at most one procedure on top of it; a procedure that ends without hanging up resumes the
-main flow where it was. At most one timer is live; each carries a generation so a late
-TimerFired is ignored. Nothing is played or scheduled once the call has ended.
+with at most one procedure on top of it. A procedure that ends without hanging up hands the
+call to a defined next step, never to silence (docs/no_dead_air.md): the agent if one is on
+the call (or, when the agent ended it, is bridged within AGENT_HANDOVER_S), else the
+conversation's `then`, the queue, or the node it interrupted. Before a
+procedure hangs up it asks the driver whether the caller's recent audio shows them there
+(ConfirmCallerAbsent -> CallerPresence); if so the hang-up is cancelled (`caller_present`).
+At most one timer is live; each carries a generation so a late TimerFired is ignored.
+Nothing is played or scheduled once the call has ended.
 """
 
 from __future__ import annotations
@@ -42,6 +47,10 @@ MAX_HOPS = 64  # immediate nodes in a row; the loader rejects cycles, this guard
 # A recording ends by itself at its max_seconds (the PBX's limit); if its end is never reported
 # (a lost event), the flow goes on this much later all the same.
 RECORD_GUARD_S = 5.0
+# A procedure the agent ended (the page's end, resume, next) on a call no one is bridged with:
+# the agent is handing the call over (an outside transfer resumes the hold just before the
+# bridge). The caller goes on at the conversation's `then` if no one is bridged by then.
+AGENT_HANDOVER_S = 2.0
 
 
 class Phase(StrEnum):
@@ -66,6 +75,7 @@ class ProcedureRun:
     run_id: str
     started_by: str
     node: str
+    agent_acted: bool = False  # an agent's command moved it (agent:<command> trigger)
 
 
 @dataclass(slots=True)
@@ -94,6 +104,10 @@ class CallState:
     run_seq: int = 0
     recording: str | None = None  # the name of the recording under way
     rec_seq: int = 0
+    agent_on_call: bool = False  # bridged with an agent (or a transfer's party)
+    check_seq: int = 0
+    checking: bool = False  # a procedure's hang-up waits for the CallerPresence answer
+    awaiting_agent: bool = False  # at `listen` after the agent ended a procedure: handover
 
 
 class UnknownFlow(CtiError):
@@ -132,6 +146,7 @@ class IvrMachine:
         if node is None:
             return None
         state.node = node
+        state.agent_on_call = kind == "listen"  # adopted while talking with an agent
         if kind == "route":  # `route` is done: active and idle, as after the original route
             state.phase = Phase.ACTIVE
             state.answered_at = at
@@ -178,6 +193,12 @@ class _Step:
         if isinstance(event, e.HangUp):
             self.caller_hung_up(event)
             return
+        if isinstance(event, e.AgentLink):
+            s.agent_on_call = event.connected
+            if event.connected and s.awaiting_agent:  # handed over: they talk
+                s.awaiting_agent = False
+                self.cancel_timer()
+            return
         if isinstance(event, e.Answered):
             if s.phase is Phase.WAITING:
                 s.phase = Phase.ACTIVE
@@ -185,6 +206,8 @@ class _Step:
                 self.goto(s.node)
             return
         if s.phase is not Phase.ACTIVE:
+            return
+        if s.checking and self.presence_shown_by(event):
             return
         match event:
             case e.PromptFinished(playback_id=pid):
@@ -205,6 +228,8 @@ class _Step:
                 self.agent_command(command, agent_id)
             case e.StartProcedure(name=name, started_by=by, agent_id=agent_id):
                 self.start_procedure(name, by, agent_id=agent_id)
+            case e.CallerPresence():
+                self.presence_answered(event)
             case e.SwitchFlow(flow=flow, slots=slots):
                 if slots:
                     merged = {lang: {**self.s.ctx.slots.get(lang, {}), **values}
@@ -256,11 +281,20 @@ class _Step:
             self.goto(node.next)
         elif isinstance(node, MenuNode):
             self.menu_retry(node, "no_input")
+        elif isinstance(node, ListenNode) and s.awaiting_agent and isinstance(node.then, str):
+            s.awaiting_agent = False  # nobody took the call over: the flow's next step
+            self.audit("departure", what="no_agent_after_procedure", next=node.then)
+            self.goto(node.then)
         elif isinstance(node, ListenNode) and s.procedure is None:
             self.auto_start(SILENT_CALL, self.s.audio_detail)
         elif isinstance(node, RecordNode) and s.recording:
             self.audit("recording_timeout", name=s.recording)
             self.goto(node.next)  # leaving stops the recording
+        elif isinstance(node, HangupNode) and s.checking:
+            # The driver did not answer in time: no audio to judge by. Hang up as the
+            # procedure says, and say so.
+            s.checking = False
+            self.hang_up_now("procedure", presence="unknown", cause="no_answer")
 
     def recording_ended(self, event: e.RecordingEnded) -> None:
         s = self.s
@@ -291,7 +325,7 @@ class _Step:
         if self.trigger("speech", audio):
             return
         _, _, node = self.current()
-        if isinstance(node, ListenNode) and self.s.timer_live:
+        if isinstance(node, ListenNode) and self.s.timer_live and not self.s.awaiting_agent:
             self.cancel_timer()  # the silence watch: the caller is not silent
 
     def audio(self, event: e.AudioClassified) -> None:
@@ -320,6 +354,7 @@ class _Step:
             self.agent_hangup(agent_id)
         elif command == "end" and self.s.procedure:
             self.audit("departure", what="procedure_cancelled_by_agent", agent_id=agent_id)
+            self.s.procedure.agent_acted = True
             self.end_procedure("cancelled_by_agent")
         elif not self.trigger(f"agent:{command}"):
             self.audit("agent_command_ignored", command=command, agent_id=agent_id)
@@ -364,7 +399,7 @@ class _Step:
                 and isinstance(flow.nodes[n.next], HangupNode)
             )
 
-        if wait_to_hangup(node):
+        if wait_to_hangup(node) or isinstance(node, HangupNode):
             return True
         return isinstance(node, PlayNode) and wait_to_hangup(flow.nodes[node.next])
 
@@ -411,16 +446,35 @@ class _Step:
                    **extra)
         self.goto(start)
 
-    def abort_procedure(self, reason: str) -> None:
+    def abort_procedure(self, reason: str, **detail: Any) -> None:
         self.leave()
-        self.audit("procedure_ended", reason=reason)
+        self.audit("procedure_ended", reason=reason, **detail)
         self.s.procedure = None
 
     def end_procedure(self, reason: str) -> None:
-        self.abort_procedure(reason)
-        _, _, node = self.current()
-        if not isinstance(node, RouteNode):  # a routed call stays with its queue
-            self.enter(self.s.node, node)
+        """The procedure is over without a hang-up: the call goes on to a defined next step,
+        named in the audit (`next`) and so on the agent's page."""
+        s = self.s
+        node_id = s.node
+        node = self.m.flows[s.flow].nodes[node_id]
+        by_agent = s.procedure is not None and s.procedure.agent_acted
+        if isinstance(node, RouteNode):
+            self.abort_procedure(reason, next="queue")  # a routed call stays with its queue
+        elif isinstance(node, ListenNode) and s.agent_on_call:
+            self.abort_procedure(reason, next="agent")  # the caller and the agent talk on
+            self.enter(node_id, node)
+        elif isinstance(node, ListenNode) and node.then is not None and by_agent:
+            # The agent ended it with no one bridged yet: a handover under way (an outside
+            # transfer); a moment for the bridge, then the flow's next step.
+            self.abort_procedure(reason, next="agent")
+            self.start_timer(AGENT_HANDOVER_S)
+            s.awaiting_agent = True
+        elif isinstance(node, ListenNode) and node.then is not None:
+            self.abort_procedure(reason, next=node.then)
+            self.goto(node.then)
+        else:  # the node it interrupted, again: a menu, a prompt, a timed wait...
+            self.abort_procedure(reason, next=node_id)
+            self.enter(node_id, node)
 
     # -- moving between nodes -----------------------------------------------------------------
 
@@ -438,6 +492,8 @@ class _Step:
             self.out.append(c.StopRecording(s.recording))
             s.recording = None
         s.menu_reprompt = False
+        s.checking = False  # a pending presence check is moot once the node is left
+        s.awaiting_agent = False
 
     def trigger(self, name: str, audio: dict[str, Any] | None = None) -> bool:
         _, _, node = self.current()
@@ -447,6 +503,7 @@ class _Step:
         if self.s.procedure:
             extra = {"audio": audio} if audio else {}  # the window that fired it, if any
             self.audit("trigger", trigger=name, **extra)
+            self.s.procedure.agent_acted |= name.startswith("agent:")
         self.goto(target)
         return True
 
@@ -483,7 +540,10 @@ class _Step:
                 if node.next:
                     self.goto(node.next)
             case HangupNode():
-                self.hang_up_now("procedure" if s.procedure else "flow")
+                if s.procedure:
+                    self.confirm_absent(node)
+                else:
+                    self.hang_up_now("flow")
             case BranchNode():
                 self.goto(node.cases[self.branch_case(node)])
             case LanguageNode():
@@ -573,11 +633,63 @@ class _Step:
         self.out.append(c.CancelTimer(self.s.timer_gen))
         self.s.timer_live = False
 
-    def hang_up_now(self, reason: str) -> None:
+    # -- the caller's presence before a procedure's hang-up ------------------------------------
+
+    def confirm_absent(self, node: HangupNode) -> None:
+        """Ask the driver about the caller's last seconds of audio; the answer (at once, from
+        what it already has) decides. Bounded: no answer in time and the hang-up goes ahead."""
+        s = self.s
+        det = self.m.detection
+        s.check_seq += 1
+        self.out.append(c.ConfirmCallerAbsent(
+            s.check_seq, det.presence_window_seconds, tuple(node.present_if)
+        ))
+        self.start_timer(det.presence_answer_seconds)
+        s.checking = True
+
+    def presence_shown_by(self, event: e.Event) -> bool:
+        """While the check is pending: an event that itself shows the caller there (as the
+        hang-up counts it) cancels the hang-up at once."""
+        match event:
+            case e.SpeechStarted():
+                kind = "talk"
+            case e.AudioClassified(kind=audio):
+                kind = audio
+            case e.Dtmf():
+                kind = "key"
+            case _:
+                return False
+        _, _, node = self.current()
+        if not isinstance(node, HangupNode) or kind not in node.present_if:
+            return False
+        self.presence_answered(e.CallerPresence(
+            self.s.check_seq, True, True, {"live": kind, "found": [kind], "counted": [kind]}
+        ))
+        return True
+
+    def presence_answered(self, event: e.CallerPresence) -> None:
+        s = self.s
+        if not s.checking or event.check != s.check_seq:
+            return  # stale: the procedure has moved on (or ended) since it asked
+        s.checking = False
+        if s.timer_live:
+            self.cancel_timer()
+        evidence = dict(event.evidence)
+        if event.present:
+            # Someone is there: no hang-up. Recorded as a trigger of the run (its timeline)
+            # and as a departure from the script, with what was heard.
+            self.audit("trigger", trigger="caller_present", **evidence)
+            self.audit("departure", what="hangup_cancelled_caller_present", evidence=evidence)
+            self.end_procedure("caller_present")
+        else:  # not there, or nothing heard to judge by (no audio tap): said in the audit
+            presence = "absent" if event.known else "unknown"
+            self.hang_up_now("procedure", presence=presence, evidence=evidence)
+
+    def hang_up_now(self, reason: str, **detail: Any) -> None:
         s = self.s
         self.leave()
         if s.procedure:
-            self.audit("hangup", reason=reason)
+            self.audit("hangup", reason=reason, **detail)
             self.audit("procedure_ended", reason="hangup")
             s.procedure = None
         self.out.append(c.HangUpCall(reason))

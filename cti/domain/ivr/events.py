@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 AudioKind = Literal["silent", "quiet", "noisy", "normal"]
 StartedBy = Literal["auto", "agent"]
@@ -103,7 +103,29 @@ class SwitchFlow:
     slots: Mapping[str, Mapping[str, str]] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class CallerPresence:
+    """The driver's answer to `ConfirmCallerAbsent(check)`: whether the caller's recent audio
+    shows them there. `known` is False when the driver had no recent audio to judge by (no
+    audio tap): the hang-up goes ahead, recorded as unverified. `evidence` is what was found
+    (kept in the audit)."""
+
+    check: int
+    present: bool
+    known: bool = True
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentLink:
+    """The caller is (connected) or is no longer bridged with a person: an agent, or the party
+    of a transfer. With one, a procedure that ends early leaves the caller talking to them."""
+
+    connected: bool
+
+
 Event = (
     Answered | PromptFinished | Dtmf | SpeechStarted | SpeechStopped | AudioClassified
     | TimerFired | HangUp | AgentCommand | StartProcedure | SwitchFlow | RecordingEnded
+    | CallerPresence | AgentLink
 )

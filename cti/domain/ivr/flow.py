@@ -7,7 +7,8 @@ Node kinds:
   menu      say `prompt`, collect one DTMF digit within `timeout` s; invalid or no input
             says `invalid_prompt` and repeats, at most `retries` times, then `on_fail`
   route     hand the call to a queue with a skill; then `next` or stay idle
-  hangup    end the call
+  hangup    end the call; in a procedure, only once the caller's recent audio shows no one
+            there (`present_if`: the evidence that counts; see cti.domain.ivr.presence)
   branch    choose by `test` (business_hours: open/closed, vip: yes/no) among `cases`
   language  switch the call's language, then `next`
   volume    raise the caller leg's TX gain by `step` (the agent sounds louder), then `next`
@@ -15,8 +16,15 @@ Node kinds:
   callback  record a call-back request (audit), then `next`
   record    record the caller (a voicemail: beep, then until `#`, silence or `max_seconds`),
             then `next`; the recording is kept when the caller hangs up instead
-  listen    conversation: caller audio is watched (silence, quiet, noise start procedures)
+  listen    conversation: caller audio is watched (silence, quiet, noise start procedures);
+            `then`: where the call goes when a procedure on it ends without hanging up and no
+            agent is on the call (with one, the caller and the agent simply talk on)
   end       (procedures) the procedure is over; the call goes on where it was
+
+No dead air: a procedure that ends early (the caller spoke or pressed a key, the agent ended
+it, the caller was found there before its hang-up) always hands the call to a defined step:
+the agent, the listen node's `then`, the queue it was routed to, or the node it interrupted
+(a menu or prompt again, a timed wait). The loader rejects flows where that step is missing.
 
 `on` maps triggers to nodes: speech, dtmf, audio:quiet, audio:noisy, audio:normal,
 agent:<command>.
@@ -31,6 +39,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+# What can show the caller is there before a procedure's hang-up (cti.domain.ivr.presence).
+Evidence = Literal["talk", "quiet", "normal", "noisy", "key"]
 TRIGGER = re.compile(r"^(speech|dtmf|audio:(quiet|noisy|normal|silent)|agent:[a-z_]+)$")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -108,6 +118,9 @@ class RouteNode(_Node):
 
 class HangupNode(_Node):
     type: Literal["hangup"]
+    # In a procedure: what, heard in the last seconds, shows the caller is there and cancels
+    # the hang-up (cti.domain.ivr.presence). Default: any sound at all.
+    present_if: tuple[Evidence, ...] = ("talk", "quiet", "normal", "noisy", "key")
 
 
 class BranchNode(_Node):
@@ -167,6 +180,12 @@ class RecordNode(_Node):
 
 class ListenNode(_Node):
     type: Literal["listen"]
+    # The next step when a procedure that ran on this conversation ends without hanging up and
+    # no agent is on the call (the loader requires it in flows).
+    then: str | None = None
+
+    def targets(self) -> list[str]:
+        return [*([self.then] if self.then else []), *self.on.values()]
 
 
 class EndNode(_Node):

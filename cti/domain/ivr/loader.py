@@ -3,7 +3,8 @@
 Checks beyond the schema: every node named exists, every phrase is in the phrase library,
 every queue is known (when the routing rules are given), every node is reachable from
 `start`, no loop made only of immediate nodes, business hours defined where a branch needs
-them, no forbidden phrase anywhere in the file. `FlowStore.reload()` keeps the flows in
+them, no forbidden phrase anywhere in the file, and no dead air (`dead_ends`): every place a
+procedure can end early has a next step that acts. `FlowStore.reload()` keeps the flows in
 force when the new files are wrong.
 """
 
@@ -22,9 +23,14 @@ from cti.domain.ivr.flow import (
     EndNode,
     Flow,
     LanguageNode,
+    ListenNode,
     MenuNode,
+    MohNode,
+    Node,
     PlayNode,
+    RecordNode,
     RouteNode,
+    WaitNode,
 )
 from cti.domain.ivr.procedures import direct_hangups
 from cti.platform.errors import ConfigError
@@ -91,12 +97,78 @@ def check_flow(flow: Flow, refs: FlowRefs, source: str, tree: Any = None) -> lis
     if flow.kind == "procedure":
         for bad in direct_hangups(flow):
             add(("nodes",), f"direct hang-up at {bad}: a goodbye prompt, then a wait of >= 3 s")
+    for loc, reason in dead_ends(flow):
+        add(loc, reason)
     return errors
+
+
+# What the caller meets on a node the call rests at after a procedure: a prompt, a menu, a
+# timed wait, the queue (the ACD: music, announcements, an agent), a recording with its limit.
+ACTING = "a prompt (play), a menu, a wait with seconds, a queue (route) or a recording"
+
+
+def _acts(flow: Flow, node_id: str, seen: frozenset[str] = frozenset()) -> str | None:
+    """None if entering `node_id` makes something happen for the caller at once (through
+    immediate nodes); else the node where nothing would (`kind` id)."""
+    node = flow.nodes[node_id]
+    if isinstance(node, PlayNode | MenuNode | RouteNode | RecordNode):
+        return None
+    if isinstance(node, WaitNode) and node.seconds is not None:
+        return None
+    if isinstance(node, IMMEDIATE) and node_id not in seen:
+        for target in node.targets():
+            bad = _acts(flow, target, seen | {node_id})
+            if bad:
+                return bad
+        return None
+    return f"{node.type} {node_id!r}"
+
+
+def dead_ends(flow: Flow) -> list[tuple[tuple[str, ...], str]]:
+    """Where a procedure could end early (the caller spoke or pressed a key, the agent ended
+    it, the caller was found there before its hang-up) and leave the caller with nothing:
+
+    flows: a `listen` node needs `then:`, leading to something that acts, for a call with no
+    agent on it; a `wait` without `seconds` waits on nothing once a procedure has ended on it.
+    procedures: a node that does not move on by itself (music, a wait without seconds) must
+    name its way out in `on:`."""
+    out: list[tuple[tuple[str, ...], str]] = []
+    for node_id, node in flow.nodes.items():
+        here = ("nodes", node_id)
+        if flow.kind == "procedure":
+            if _waits_on_nothing(node):
+                out.append((here, f"{node.type} without `on:` in a procedure: nothing ends it, "
+                                  "the caller would be left waiting (dead air)"))
+            continue
+        if isinstance(node, ListenNode):
+            if node.then is None:
+                out.append((here, "a listen node needs `then:`: where the call goes when a "
+                                  "procedure on it ends early (the caller spoke or pressed a "
+                                  "key, the agent ended it, the caller was found there before "
+                                  "its hang-up) and no agent is on the call; without it the "
+                                  f"caller hears nothing (dead air). Lead it to {ACTING}"))
+            else:
+                bad = _acts(flow, node.then)
+                if bad:
+                    out.append(((*here, "then"), f"leads to {bad}, where the caller would hear "
+                                                 f"nothing (dead air); lead it to {ACTING}"))
+        elif isinstance(node, WaitNode) and node.seconds is None:
+            out.append((here, "a wait without `seconds` in a flow waits on nothing once a "
+                              "procedure has ended on it (dead air); give it `seconds` and "
+                              "`next`, or use a listen node with `then:`"))
+    return out
+
+
+def _waits_on_nothing(node: Node) -> bool:
+    stuck = isinstance(node, MohNode | ListenNode) or (
+        isinstance(node, WaitNode) and node.seconds is None
+    )
+    return stuck and not node.on
 
 
 def _edges(node: Any) -> list[tuple[tuple[str, ...], str]]:
     out: list[tuple[tuple[str, ...], str]] = []
-    for attr in ("next", "on_fail"):
+    for attr in ("next", "on_fail", "then"):
         value = getattr(node, attr, None)
         if value is not None:
             out.append(((attr,), value))

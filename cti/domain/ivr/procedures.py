@@ -11,7 +11,9 @@ They are code, not admin-editable YAML, because their words and waits are requir
   agent_quiet  row 9:  对不起, -> the agent's volume is raised one step -> 请问有什么可以帮助您?
   greet_reply  row 2,  greet_by_name row 3: one phrase each.
 Waits start when the previous prompt has finished playing (the engine starts the timer on
-PromptFinished).
+PromptFinished). Every hang-up is checked first against the caller's last seconds of audio
+(`present_if` on the hang-up node: what counts as the caller being there); a present caller is
+not hung up on, and the procedure ends with `caller_present` (docs/no_dead_air.md).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 from cti.domain.ivr.config import ProcedureSettings
 from cti.domain.ivr.flow import Flow, HangupNode, PlayNode, WaitNode
+from cti.domain.ivr.presence import ANY_SOUND, CLEAR_SPEECH
 
 MANUAL_WAIT_SECONDS = 5.0  # rows 4 and 6b: fixed by the manual, not a setting
 MIN_GOODBYE_WAIT_SECONDS = 3.0  # row 5b's lower bound: no hang-up comes sooner after a goodbye
@@ -45,7 +48,8 @@ def _flow(name: str, description: str, **spec: Any) -> Flow:
 
 def _silent_call() -> Flow:
     w = MANUAL_WAIT_SECONDS
-    speech = {"speech": "done"}
+    # Any sign of the caller ends it: speech, or a key (a caller who presses keys is there).
+    speech = {"speech": "done", "dtmf": "done"}
     play, wait, bye = "play", "wait", "silent_call_goodbye"
     return _flow(
         SILENT_CALL, "row 4: silent call",
@@ -58,7 +62,8 @@ def _silent_call() -> Flow:
             "wait_2": {"type": wait, "seconds": w, "next": "goodbye", "on": speech},
             "goodbye": {"type": play, "phrase": bye, "next": "wait_3", "on": speech},
             "wait_3": {"type": wait, "seconds": w, "next": "hangup", "on": speech},
-            "hangup": {"type": "hangup"},
+            # Row 4's premise is "no sound": any sound in the last seconds cancels it.
+            "hangup": {"type": "hangup", "present_if": list(ANY_SOUND)},
             # The agent asked to hang up: the goodbye and its wait, which speech no longer stops.
             "agent_goodbye": {"type": play, "phrase": bye, "next": "agent_wait"},
             "agent_wait": {"type": wait, "seconds": w, "next": "hangup"},
@@ -80,7 +85,8 @@ def _quiet(name: str, first_phrase: str, row: str, settings: ProcedureSettings) 
             "change_phone": {"type": "play", "phrase": "quiet_change_phone", "next": "final_wait"},
             "final_wait": {"type": "wait", "seconds": settings.quiet_hangup_seconds,
                            "next": "hangup"},
-            "hangup": {"type": "hangup"},
+            # The premise is a caller who is there but too quiet: only clear speech cancels.
+            "hangup": {"type": "hangup", "present_if": list(CLEAR_SPEECH)},
             "done": {"type": "end"},
         },
     )
@@ -107,7 +113,8 @@ def build_procedures(settings: ProcedureSettings) -> dict[str, Flow]:
             nodes={
                 "goodbye": {"type": "play", "phrase": "noisy_goodbye", "next": "wait"},
                 "wait": {"type": "wait", "seconds": MANUAL_WAIT_SECONDS, "next": "hangup"},
-                "hangup": {"type": "hangup"},
+                # A noisy line has sound on it anyway: only clear speech cancels.
+                "hangup": {"type": "hangup", "present_if": list(CLEAR_SPEECH)},
             },
         ),
         _flow(

@@ -5,6 +5,10 @@ Telephony port, a timer scheduler (cti.platform.scheduler: the loop's, or a manu
 tests) and the audit writer.
 Timers carry generation numbers; a late TimerFired is dropped by the engine.
 
+It keeps each call's recent caller audio (classifier windows, TALK_DETECT, keys: everything fed
+to the call) and answers the engine's ConfirmCallerAbsent before a procedure's hang-up at once,
+from what it already has, before the next event: the check never delays a hang-up.
+
 Wiring (the call lifecycle service): `await runner.run_call(CallContext(...), "agent_greeting",
 channel_id)` for an answered call (its own task); ARI events go through `ari_to_domain` and
 `runner.feed(call_id, event)`. The agent page: `start_procedure`, `request_hangup`,
@@ -24,6 +28,7 @@ from cti.domain.ivr import events as e
 from cti.domain.ivr.config import DetectionSettings, ProcedureSettings
 from cti.domain.ivr.engine import CallContext, CallState, IvrMachine, Phase
 from cti.domain.ivr.flow import Flow
+from cti.domain.ivr.presence import CallerAudioMemory
 from cti.domain.ivr.procedures import build_procedures
 from cti.events import Bus, CallRouted
 from cti.features.ivr.prompts import PromptSource
@@ -77,6 +82,7 @@ class _CallRun:
     )
     timer: tuple[int, TimerHandle] | None = None
     on_hangup: HangupHook | None = None
+    heard: CallerAudioMemory = field(default_factory=CallerAudioMemory)
 
 
 class IvrRunner:
@@ -150,9 +156,12 @@ class IvrRunner:
             run.timer = None
         run.state, commands = run.machine.step(run.state, event)
         audits: list[c.Audit] = []
+        checks: list[c.ConfirmCallerAbsent] = []
         for command in commands:
             if isinstance(command, c.Audit):
                 audits.append(command)
+            elif isinstance(command, c.ConfirmCallerAbsent):
+                checks.append(command)
             else:
                 await self._execute(run, command)
         at, mono = self.clock.now(), self.clock.monotonic()
@@ -160,6 +169,13 @@ class IvrRunner:
             self._submit(AuditEntry(run.ctx.call_id, audit, at, mono))
         if done is not None and not done.done():
             done.set_result(commands)
+        for check in checks:
+            # Before the procedure hangs up: judged now, from the audio already heard, and
+            # processed before any other event, so an absent caller is hung up on time.
+            answer = run.heard.judge(mono, check)
+            log.info("ivr_presence_check", call_id=run.ctx.call_id, present=answer.present,
+                     known=answer.known, found=answer.evidence.get("found"))
+            await self._process(run, answer, None)
 
     async def _execute(self, run: _CallRun, command: c.Command) -> None:
         call_id = run.ctx.call_id
@@ -270,6 +286,7 @@ class IvrRunner:
         run = self.calls.get(call_id)
         if run is None:
             return False
+        run.heard.note(self.clock.monotonic(), event)  # when it was heard, not processed
         run.queue.put_nowait((event, None))
         return True
 
@@ -324,6 +341,9 @@ class IvrRunner:
 def ari_to_domain(event: Any) -> tuple[str, e.Event] | None:
     """(channel id, domain event) for the ARI events the IVR cares about, else None.
 
+    Bridging: ChannelEnteredBridge/LeftBridge of the caller's channel say whether a person is
+    on the call with them (AgentLink).
+
     PlaybackFinished and RecordingFinished/Failed are keyed by their target channel
     (`channel:<id>`)."""
     kind = getattr(event, "type", type(event).__name__)
@@ -355,5 +375,9 @@ def ari_to_domain(event: Any) -> tuple[str, e.Event] | None:
         result = e.SpeechStopped(int(getattr(event, "duration", 0) or 0))
     elif kind in ("StasisEnd", "ChannelDestroyed", "ChannelHangupRequest"):
         result = e.HangUp(kind)
+    elif kind in ("ChannelEnteredBridge", "ChannelLeftBridge"):
+        # A caller's channel is bridged only with a person (an agent, a transfer's party);
+        # the audio tap bridges its snoop channel, not the caller's.
+        result = e.AgentLink(kind == "ChannelEnteredBridge")
     return (channel_id, result) if result is not None else None
 
