@@ -31,6 +31,7 @@ from cti.features.ivr.prompts import PromptSource
 from cti.features.ivr.runner import IvrRunner
 from cti.features.procedures.audit import ProcedureAudit
 from cti.features.procedures.events import AuditPublisher
+from cti.features.recordings.service import CallRecordings
 from cti.features.reports.live import LiveStats
 from cti.features.routing.acd import AGENT_LEG_ARG, Acd
 from cti.features.routing.call_routing import CallRouting
@@ -80,6 +81,7 @@ class Service:
     fallback: QueueFallback
     voicemails: Voicemails
     live: LiveStats
+    recordings: CallRecordings
     _ari_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -164,6 +166,12 @@ class Service:
         live = LiveStats(bus, events, desk.hub, clock, acd.queue_targets,
                          hours.timezone if hours else "UTC")
         bus.subscribe("fallback.flows", fallback.on_fallback_reached, (FallbackReached,))
+        # call recording: queues with `record: true` (the running rules, reloads included)
+        recordings = CallRecordings(
+            sessions, telephony, clock, bus, lambda: acd.core.rules,
+            retention_days=settings.recordings.retention_days,
+            sweep_every_s=settings.recordings.sweep_every_s,
+        )
 
         # the calls' lifecycle: each answered call runs its IVR script
         def script_factory(session: CallSession) -> CallScript:
@@ -192,12 +200,14 @@ class Service:
         dispatcher.listen(announcement_ended)
         dispatcher.listen(voicemails.on_ari_event)
         dispatcher.listen(transfers.on_ari_event)
+        dispatcher.listen(recordings.on_ari_event)
         return cls(
             settings=settings, clock=clock, engine=engine, sessions=sessions, bus=bus,
             events=events, calls_repo=repo, ari=ari, telephony=telephony, registry=registry,
             dispatcher=dispatcher, inbound=inbound, resync=resync, prompts=prompts, flows=flows,
             ivr=runner, audit=audit, acd=acd, desk=desk, customers=customers, routing=routing,
             transfers=transfers, fallback=fallback, voicemails=voicemails, live=live,
+            recordings=recordings,
         )
 
     async def _on_connect(self, generation: int) -> None:
@@ -238,6 +248,7 @@ class Service:
                 f"{self.settings.ari.app!r} did not connect"
             ) from None
         await self.acd.start()
+        self.recordings.start()  # the retention sweep
         # The start-up heap (libraries, rules, phrase library, flows) never becomes garbage:
         # moved out of the collector's reach, a full collection no longer walks it. Walking
         # it paused the event loop ~100 ms, the p99 of arrival-to-ring at 20 calls/s.
@@ -254,6 +265,7 @@ class Service:
         await self.inbound.shutdown()
         await self.ivr.cancel_all()
         await self.acd.aclose()
+        await self.recordings.aclose()
         await self.customers.aclose()
         await self.desk.aclose()
         await self.bus.aclose()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -534,6 +535,10 @@ class Acd:
             if consult is not None:  # the colleague answered a consultation: not yet theirs
                 consult.connected = event
                 return
+            info = self._calls.get(event.call_id)
+            if not event.bridge_id and info is not None and info.bridge_id:
+                # the bridge the caller talks in now (recording follows the call by it)
+                event = dataclasses.replace(event, bridge_id=info.bridge_id)
         self._record(event)
         self._publish(event)
         for listener in self._listeners:

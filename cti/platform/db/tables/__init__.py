@@ -5,7 +5,8 @@ from cti.platform.db.tables import crm as crm
 from cti.platform.db.tables import events as events
 from cti.platform.db.tables import fallback as fallback
 from cti.platform.db.tables import ivr as ivr
+from cti.platform.db.tables import recordings as recordings
 from cti.platform.db.tables import routing as routing
 from cti.platform.db.tables import users as users
 
-__all__ = ["calls", "crm", "events", "fallback", "ivr", "routing", "users"]
+__all__ = ["calls", "crm", "events", "fallback", "ivr", "recordings", "routing", "users"]
