@@ -53,6 +53,7 @@ log = get_logger(__name__)
 
 FORMAT = "wav"
 PURPOSE = "call"
+SETTLE_TRIES = 10  # the stored file is looked up that many times, settle_s apart
 
 
 class UnknownRecording(NotFound):
@@ -210,11 +211,11 @@ class CallRecordings:
     async def _stored_seconds(self, name: str) -> float | None:
         """The stored file's length; the PBX closes the file as the bridge goes, so a
         moment is given (settle_s) before the file is looked up again."""
-        for attempt in range(3):
+        for attempt in range(SETTLE_TRIES):
             try:
                 return wav_seconds(await self.pbx.recording_file(name))
             except ChannelGone:
-                if attempt < 2:
+                if attempt < SETTLE_TRIES - 1:
                     await self.sleep(self.settle_s)
             except TelephonyError as exc:
                 log.warning("recording.no_file", recording=name, error=exc.message)
