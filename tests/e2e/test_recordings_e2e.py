@@ -146,3 +146,81 @@ async def test_a_recorded_call_holds_both_parties_and_not_the_paused_stretch(
         await phone.stop()
         await service.stop()
         shutil.rmtree(tmp_path / "flows", ignore_errors=True)
+
+
+async def test_a_transfer_continues_the_recording_as_a_new_segment(
+    pbx: Pbx, database_url: str, tmp_path: Path
+) -> None:
+    """Agent 1001 (1400 Hz) takes the call and transfers it blind to 1002 (1800 Hz): two
+    segments, each with the caller and only its own agent."""
+    b_hz = 1800.0
+    rules_file = tmp_path / "routing.yaml"
+    rules = (DATA / "transfer_rules.yaml").read_text(encoding="utf-8")
+    rules = rules.replace("  general:\n    skills: {general: 1}\n",
+                          "  general:\n    skills: {general: 1}\n    record: true\n")
+    assert "record: true" in rules
+    rules_file.write_text(rules, encoding="utf-8")
+    caller_pcap = tmp_path / "xfer-caller.pcap"
+    a_pcap, b_pcap = tmp_path / "xfer-a.pcap", tmp_path / "xfer-b.pcap"
+    media.write_rtp_pcap(caller_pcap, media.tone(CALLER_HZ, LINE_S))
+    media.write_rtp_pcap(a_pcap, media.tone(AGENT_HZ, LINE_S))
+    media.write_rtp_pcap(b_pcap, media.tone(b_hz, LINE_S))
+    flows = flows_dir(tmp_path)
+    (flows / "agent_quiet.yaml").write_text(
+        "name: agent_quiet\nstart: talk\nnodes:\n  talk: {type: wait}\n", encoding="utf-8")
+    settings = service_settings(pbx, database_url, inbound_flow="routing_direct",
+                                flows_dir=flows, rules_file=rules_file, agent_flow="agent_quiet")
+    service = Service.build(settings)
+    seen: list[Any] = []
+
+    async def note(event: Any) -> None:
+        seen.append(event)
+
+    service.bus.subscribe("test.recordings", note, (RecordingStarted, RecordingStopped))
+    await service.start()
+    a = await register_agent(pbx, "1001", ring_ms=300, pcap=a_pcap)
+    b = await register_agent(pbx, "1002", ring_ms=300, pcap=b_pcap)
+    caller = None
+    try:
+        await service.acd.agent_login("1001")
+        await service.acd.agent_login("1002")
+        caller = asyncio.create_task(run_sipp(
+            pbx, "caller_wait_bye", service="4000", caller="+8613800000778", pcap=caller_pcap,
+            max_wait_s=60, timeout=70))
+        call_id = await call_from(service, "+8613800000778")
+        await wait_until(lambda: any(isinstance(e, RecordingStarted) for e in seen), 15,
+                         "the recording to start")
+        await asyncio.sleep(5)
+        await service.transfers.transfer(call_id, agent_id="1001", target_type="agent",
+                                         target="1002", kind="blind")
+        await wait_until(
+            lambda: sum(isinstance(e, RecordingStarted) for e in seen) == 2, 15,
+            "the second segment")
+        await asyncio.sleep(5)
+        session = service.registry.get(call_id)
+        assert session is not None
+        await service.telephony.hangup(session.call.channel_id)
+        await wait_until(
+            lambda: sum(isinstance(e, RecordingStopped) for e in seen) == 2, 15,
+            "both segments stored")
+        result = await caller
+        caller = None
+        assert result.ok, result.describe()
+
+        rows = await service.recordings.of_call(call_id)
+        assert [(r["segment"], r["status"], r["agent_id"]) for r in rows] == [
+            (1, "done", "1001"), (2, "done", "1002")], rows
+        for row, mine, other in ((rows[0], AGENT_HZ, b_hz), (rows[1], b_hz, AGENT_HZ)):
+            samples, rate = read(await service.telephony.recording_file(row["name"]))
+            caller_band, mine_band = band(samples, CALLER_HZ, rate), band(samples, mine, rate)
+            other_band = band(samples, other, rate)
+            print(f"segment {row['segment']}: {samples.size / rate:.1f} s, 600 Hz "
+                  f"{caller_band:.3g}, own agent {mine_band:.3g}, other agent {other_band:.3g}")
+            assert 0.1 < caller_band / mine_band < 10
+            assert other_band < 0.02 * min(caller_band, mine_band)
+    finally:
+        if caller is not None:
+            caller.cancel()
+        await a.stop()
+        await b.stop()
+        await service.stop()

@@ -213,13 +213,17 @@ class CallRecordings:
         moment is given (settle_s) before the file is looked up again."""
         for attempt in range(SETTLE_TRIES):
             try:
-                return wav_seconds(await self.pbx.recording_file(name))
+                seconds = wav_seconds(await self.pbx.recording_file(name))
+                if seconds is not None:
+                    return seconds
+                log.info("recording.file_not_ready", recording=name, attempt=attempt)
             except ChannelGone:
-                if attempt < SETTLE_TRIES - 1:
-                    await self.sleep(self.settle_s)
+                pass
             except TelephonyError as exc:
                 log.warning("recording.no_file", recording=name, error=exc.message)
                 return None
+            if attempt < SETTLE_TRIES - 1:
+                await self.sleep(self.settle_s)
         return None
 
     async def _fail(self, live: _Live, reason: str) -> None:
