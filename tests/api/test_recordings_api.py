@@ -284,3 +284,28 @@ async def test_routes_permissions_and_ranges(database_url: str, tmp_path: Path) 
             assert r.status_code == 404
     finally:
         await engine.dispose()
+
+
+async def test_a_call_adopted_after_a_restart_closes_its_earlier_segment(
+    database_url: str,
+) -> None:
+    clock = FakeClock(AT)
+    first, pbx, _bus, engine = service(database_url, clock)
+    try:
+        await first.on_event(connected("c7", "1001", "acd-c7"))
+        # a new process (nothing in memory) adopts the call in the same bridge
+        second = CallRecordings(first.sessions, pbx, clock, FakeBus(),  # type: ignore[arg-type]
+                                lambda: RULES, settle_s=0)  # type: ignore[arg-type,return-value]
+        await second.on_event(connected("c7", "1001", "acd-c7"))
+        await second.on_event(ended("c7"))
+        rows = await second.of_call("c7")
+        assert [(r["segment"], r["status"]) for r in rows] == [(1, "done"), (2, "done")]
+        # an orphan of a call long over is stored by the sweep
+        await first.on_event(connected("c8", "1001", "acd-c8"))
+        third = CallRecordings(first.sessions, pbx, clock, FakeBus(),  # type: ignore[arg-type]
+                               lambda: RULES, settle_s=0)  # type: ignore[arg-type,return-value]
+        clock.advance(13 * 3600)
+        await third.sweep()
+        assert [r["status"] for r in await third.of_call("c8")] == ["done"]
+    finally:
+        await engine.dispose()

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import select, update
@@ -53,6 +53,7 @@ log = get_logger(__name__)
 
 FORMAT = "wav"
 PURPOSE = "call"
+ORPHAN_AFTER_H = 12  # a segment still `recording` this long after its start, its call gone
 SETTLE_TRIES = 10  # the stored file is looked up that many times, settle_s apart
 
 
@@ -133,6 +134,8 @@ class CallRecordings:
             if not self._records(event.queue):
                 return
             live = self._live[event.call_id] = _Live(event.call_id, event.queue, event.agent_id)
+            async with live.lock:  # a call taken back after a restart: its earlier segments
+                live.segment = await self._close_earlier(event.call_id)
         async with live.lock:
             if live.row_id is not None and event.bridge_id == live.bridge_id and not live.failed:
                 live.agent_id = event.agent_id  # same bridge, same recording
@@ -207,6 +210,39 @@ class CallRecordings:
         log.info("recording.stored", call_id=live.call_id, recording=name, duration_s=duration)
         self.bus.publish(RecordingStopped(live.call_id, now, name, duration, purpose=PURPOSE,
                                           agent_id=live.agent_id))
+
+    async def _close_earlier(self, call_id: str) -> int:
+        """Segments an earlier process left `recording` (this call was adopted after a
+        restart): stopped at the PBX and stored. Returns the call's last segment number."""
+        async with self.sessions() as session:
+            rows = (await session.execute(
+                select(CallRecordingRow.id, CallRecordingRow.name, CallRecordingRow.segment,
+                       CallRecordingRow.status, CallRecordingRow.agent_id)
+                .where(CallRecordingRow.call_id == call_id)
+            )).all()
+        for r in rows:
+            if r.status == RECORDING:
+                await self._close_orphan(call_id, r.id, r.name, r.agent_id)
+        return max((r.segment for r in rows), default=0)
+
+    async def _close_orphan(
+        self, call_id: str, row_id: int, name: str, agent_id: str | None
+    ) -> None:
+        with contextlib.suppress(TelephonyError):
+            await self.pbx.stop_recording(name)
+        duration = await self._stored_seconds(name)
+        if duration is None:
+            await self._mark_failed(call_id, row_id, name,
+                                    "left recording by an earlier process; no file", agent_id)
+            return
+        now = self.clock.now()
+        async with self.sessions.begin() as session:
+            await session.execute(
+                update(CallRecordingRow).where(CallRecordingRow.id == row_id)
+                .values(status=DONE, ended_at=now, duration_s=duration)
+            )
+        self.bus.publish(RecordingStopped(call_id, now, name, duration, purpose=PURPOSE,
+                                          agent_id=agent_id))
 
     async def _stored_seconds(self, name: str) -> float | None:
         """The stored file's length; the PBX closes the file as the bridge goes, so a
@@ -333,6 +369,18 @@ class CallRecordings:
                        CallRecordingRow.ended_at, CallRecordingRow.name)
                 .where(CallRecordingRow.status.in_((DONE, FAILED)))
             )).all()
+        # segments an earlier process left `recording` on calls long over: stored now
+        cutoff = self.clock.now() - timedelta(hours=ORPHAN_AFTER_H)
+        async with self.sessions() as session:
+            orphans = (await session.execute(
+                select(CallRecordingRow.id, CallRecordingRow.call_id, CallRecordingRow.name,
+                       CallRecordingRow.agent_id)
+                .where(CallRecordingRow.status == RECORDING,
+                       CallRecordingRow.started_at < cutoff)
+            )).all()
+        for o in orphans:
+            if o.call_id not in self._live:
+                await self._close_orphan(o.call_id, o.id, o.name, o.agent_id)
         names = {r.id: r.name for r in rows}
         kept = [Kept(r.id, r.status, r.started_at, r.ended_at) for r in rows]
         deleted: list[int] = []
