@@ -18,6 +18,7 @@ from cti.features.procedures import http as procedures_http
 from cti.features.recordings import http as recordings_http
 from cti.features.reports import http as reports_http
 from cti.features.routing import http as routing_http
+from cti.features.work_orders import http as work_orders_http
 from cti.platform.errors import CtiError
 from cti.platform.http_guards import install_http_guards
 from cti.platform.log import configure_logging, get_logger
@@ -35,6 +36,7 @@ def create_app(service: Service) -> FastAPI:
     register(
         app, service.registry, service.calls_repo, service.ari, service.resync, service.acd,
         service.ivr, service.audit, service.voicemails, service.bus, service.events, service.live,
+        service.work_orders,
         service.recordings,
     )
     app.include_router(calls_http.router)
@@ -44,6 +46,7 @@ def create_app(service: Service) -> FastAPI:
     app.include_router(fallback_http.router)
     app.include_router(events_http.router)
     app.include_router(reports_http.router)
+    app.include_router(work_orders_http.router)
     app.include_router(recordings_http.router)
 
     @app.get("/metrics", include_in_schema=False)

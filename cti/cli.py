@@ -116,6 +116,15 @@ def _register_report_commands() -> None:
 _register_report_commands()
 
 
+def _register_work_order_commands() -> None:
+    from cti.features.work_orders.cli import register
+
+    register(app)
+
+
+_register_work_order_commands()
+
+
 def main() -> None:
     try:
         app()

@@ -6,7 +6,8 @@ another to tell it something happened (docs/architecture.md). The events are kep
 order, by the event log (cti/features/events/), so their shapes are versioned: a change to
 an event's fields bumps its entry in `VERSIONS`, and readers of old rows get the old shape.
 
-The routing core's events (cti/domain/routing/events.py) are domain events as they are.
+The routing core's events (cti/domain/routing/events.py) and the work orders' (cti/domain/
+work_orders.py) are domain events as they are.
 """
 
 from __future__ import annotations
@@ -25,6 +26,13 @@ from cti.domain.routing.events import (
     CallOffered,
     CallQueued,
     OfferWithdrawn,
+)
+from cti.domain.work_orders import (
+    WorkOrderAssigned,
+    WorkOrderCreated,
+    WorkOrderEscalated,
+    WorkOrderReminded,
+    WorkOrderStatusChanged,
 )
 
 __all__ = [
@@ -290,6 +298,8 @@ DomainEvent = (
     | TransferCancelled | RecordingStarted | RecordingStopped | RecordingPaused
     | RecordingResumed | CallEnded | ProcedureStarted
     | ProcedureStepped | ProcedureEnded | IvrNoted | AgentStateChanged | RulesReloaded
+    | WorkOrderCreated | WorkOrderAssigned | WorkOrderStatusChanged | WorkOrderEscalated
+    | WorkOrderReminded
 )
 
 _CLASSES: tuple[type[Any], ...] = (
@@ -298,7 +308,8 @@ _CLASSES: tuple[type[Any], ...] = (
     CallResumed, CallMuted, TransferStarted, CallTransferred, TransferCancelled,
     RecordingStarted, RecordingStopped, RecordingPaused, RecordingResumed, CallEnded,
     ProcedureStarted, ProcedureStepped,
-    ProcedureEnded, IvrNoted, AgentStateChanged, RulesReloaded,
+    ProcedureEnded, IvrNoted, AgentStateChanged, RulesReloaded, WorkOrderCreated,
+    WorkOrderAssigned, WorkOrderStatusChanged, WorkOrderEscalated, WorkOrderReminded,
 )
 EVENT_CLASSES: dict[str, type[Any]] = {cls.__name__: cls for cls in _CLASSES}
 # The shape version of each kept event; bump on a change of fields.

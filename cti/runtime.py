@@ -37,6 +37,11 @@ from cti.features.routing.acd import AGENT_LEG_ARG, Acd
 from cti.features.routing.call_routing import CallRouting
 from cti.features.routing.storage import RoutingLog
 from cti.features.transfers.service import TRANSFER_LEG_ARG, TransferControl
+from cti.features.work_orders.config import WorkOrderRules
+from cti.features.work_orders.driver import WorkOrderDriver
+from cti.features.work_orders.notify import WorkOrderNotifier
+from cti.features.work_orders.service import WorkOrders
+from cti.features.work_orders.storage import WorkOrderStore
 from cti.platform.ari.client import AriClient
 from cti.platform.ari.events import AriEvent, PlaybackFinished
 from cti.platform.ari.telephony import AriTelephony
@@ -81,6 +86,8 @@ class Service:
     fallback: QueueFallback
     voicemails: Voicemails
     live: LiveStats
+    work_orders: WorkOrders
+    work_order_timers: WorkOrderDriver
     recordings: CallRecordings
     _ari_task: asyncio.Task[None] | None = None
 
@@ -166,6 +173,13 @@ class Service:
         live = LiveStats(bus, events, desk.hub, clock, acd.queue_targets,
                          hours.timezone if hours else "UTC")
         bus.subscribe("fallback.flows", fallback.on_fallback_reached, (FallbackReached,))
+        # work orders (docs/work_orders.md): the owner and the supervisors hear on the desk
+        work_orders = WorkOrders(
+            WorkOrderStore(sessions), WorkOrderRules(settings.work_orders_file), bus, clock,
+            customers=desk.customers,
+        )
+        WorkOrderNotifier(bus, desk.hub, work_orders.store)
+        work_order_timers = WorkOrderDriver(work_orders, clock)
         # call recording: queues with `record: true` (the running rules, reloads included)
         recordings = CallRecordings(
             sessions, telephony, clock, bus, lambda: acd.core.rules,
@@ -207,6 +221,7 @@ class Service:
             dispatcher=dispatcher, inbound=inbound, resync=resync, prompts=prompts, flows=flows,
             ivr=runner, audit=audit, acd=acd, desk=desk, customers=customers, routing=routing,
             transfers=transfers, fallback=fallback, voicemails=voicemails, live=live,
+            work_orders=work_orders, work_order_timers=work_order_timers,
             recordings=recordings,
         )
 
@@ -248,6 +263,7 @@ class Service:
                 f"{self.settings.ari.app!r} did not connect"
             ) from None
         await self.acd.start()
+        self.work_order_timers.start()
         self.recordings.start()  # the retention sweep
         # The start-up heap (libraries, rules, phrase library, flows) never becomes garbage:
         # moved out of the collector's reach, a full collection no longer walks it. Walking
@@ -265,6 +281,7 @@ class Service:
         await self.inbound.shutdown()
         await self.ivr.cancel_all()
         await self.acd.aclose()
+        await self.work_order_timers.aclose()
         await self.recordings.aclose()
         await self.customers.aclose()
         await self.desk.aclose()

@@ -107,6 +107,8 @@ class Settings(BaseSettings):
     # An external CRM looked up alongside the built-in customer store (None: built-in only).
     crm: ExternalCrmSettings | None = None
     rules_file: Path = REPO_ROOT / "config" / "routing.yaml"
+    # Work order types, severities, SLAs, status flow, escalations (docs/work_orders.md).
+    work_orders_file: Path = REPO_ROOT / "config" / "work_orders.yaml"
     recordings: RecordingSettings = RecordingSettings()
     # What the PBX dials for an agent's transfer to an outside number: through your trunk in
     # production, e.g. "PJSIP/{number}@provider" (the sandbox dials its own endpoints).

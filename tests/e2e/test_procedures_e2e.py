@@ -8,8 +8,8 @@ the next, or -> the caller's ChannelDestroyed), and to the BYE in sipp's trace, 
 within +-250 ms of the specification; when the service received each event is printed beside.
 
 The callers of one test run at once against one service (as on a real line), so the whole file
-takes about as long as its longest call, twice (SQLite and PostgreSQL): ~3 min, with Mandarin
-prompts, which are long (the row 1 greeting is ~16 s, the silent-call goodbye ~11.6 s).
+takes about as long as its longest call, twice (SQLite and PostgreSQL): ~3.5 min, with Mandarin
+prompts at a person's pace (docs/prompts.md: the row 1 greeting ~5.9 s, the goodbye ~5.5 s).
 
     .venv/bin/pytest tests/e2e/test_procedures_e2e.py -q -s    (-s prints every measured wait)
 """

@@ -131,7 +131,7 @@ async def routed(pbx: Pbx, database_url: str, tmp_path: Path) -> AsyncIterator[R
         rules_file=rules_file,
     )
     service = Service.build(settings)
-    service.acd._watch_s = 0.3  # notice an edited rules file quickly (the default is 2 s)
+    service.acd.rules_watch.interval_s = 0.3  # notice an edited rules file soon (default 2 s)
     events = RoutingEvents()
     service.bus.subscribe("test.routing", events.on_routing_event, ROUTING_EVENTS)
     await service.start()

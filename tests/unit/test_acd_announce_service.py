@@ -16,6 +16,7 @@ from cti.features.routing.acd import Acd
 from cti.platform.clock import FakeClock
 from cti.platform.errors import ChannelGone, TelephonyError
 from cti.platform.ports import ChannelInfo
+from cti.platform.scheduler import ManualScheduler
 
 RULES = """\
 skills: [billing]
@@ -102,44 +103,40 @@ def rules_file(tmp: Path, ring_timeout_s: float = 15) -> Path:
     return path
 
 
-async def settle(predicate: Any = None, timeout: float = 2.0) -> None:
-    """Let the announcement tasks run (until `predicate()` holds, when given)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        await asyncio.sleep(0.005)
-        if predicate is None or predicate() or asyncio.get_running_loop().time() > deadline:
+async def settle(predicate: Any = None, turns: int = 200) -> None:
+    """Let the announcement tasks run (until `predicate()` holds, when given): turns of the
+    event loop, no time passes."""
+    for _ in range(turns if predicate is not None else 20):
+        await asyncio.sleep(0)
+        if predicate is not None and predicate():
             return
 
 
-def make(tmp: Path, *, ring_timeout_s: float = 15, prompts: bool = True) -> tuple[
-    Acd, FakeTelephony, FakePrompts, FakeClock, Events
+async def make(tmp: Path, *, ring_timeout_s: float = 15, prompts: bool = True) -> tuple[
+    Acd, FakeTelephony, FakePrompts, ManualScheduler, Events
 ]:
+    """A started ACD (ticking every second) on a ManualScheduler: `scheduler.pass_time(s)`."""
     tel = FakeTelephony()
     fake_prompts = FakePrompts()
-    clock = FakeClock()
+    scheduler = ManualScheduler(FakeClock())
     events = Events()
     acd = Acd.from_file(
-        tel, rules_file(tmp, ring_timeout_s), clock=clock, watch_s=0, listeners=[events],
-        prompts=fake_prompts if prompts else None, language="zh",
+        tel, rules_file(tmp, ring_timeout_s), clock=scheduler.clock, scheduler=scheduler,
+        watch_s=0, listeners=[events], prompts=fake_prompts if prompts else None, language="zh",
     )
-    return acd, tel, fake_prompts, clock, events
-
-
-async def tick(acd: Acd, clock: FakeClock, seconds: float) -> None:
-    """What the service's tick loop does, `seconds` later."""
-    clock.advance(seconds)
-    await acd._run(acd.core.tick(clock.monotonic(), clock.now()))
+    await acd.start()
+    return acd, tel, fake_prompts, scheduler, events
 
 
 async def test_waiting_caller_hears_the_announcement_then_the_music_again(tmp_path: Path) -> None:
-    acd, tel, prompts, _, _ = make(tmp_path)
+    acd, tel, prompts, _, _ = await make(tmp_path)
     await acd.enqueue("c1", "chan-c1", CALLER)
     await settle(lambda: "play" in tel.names())
     assert tel.calls[0] == ("start_moh", ("chan-c1", "default"))
     # nobody logged in: the position only ("you are next"), in the caller's language
     assert prompts.asked == [("queue_next", {}, "en")]
     assert tel.index("stop_moh") < tel.index("play")
-    pid = acd._calls["c1"].playback_id
+    pid = acd.calls.by_id["c1"].announcement.playback_id
     assert pid is not None
     assert pid.startswith("acd-announce-")
     assert tel.plays() == [("chan-c1", ["sound:custom/queue_next__en"], pid)]
@@ -147,15 +144,15 @@ async def test_waiting_caller_hears_the_announcement_then_the_music_again(tmp_pa
     acd.on_playback_finished(pid)
     await settle(lambda: tel.names().count("start_moh") == 2)
     assert tel.calls[-1] == ("start_moh", ("chan-c1", "default"))
-    assert acd._calls["c1"].playback_id is None
+    assert acd.calls.by_id["c1"].announcement.playback_id is None
     await acd.aclose()
 
 
 async def test_announcement_repeats_with_position_and_estimate(tmp_path: Path) -> None:
-    acd, tel, prompts, clock, _ = make(tmp_path)
+    acd, tel, prompts, scheduler, _ = await make(tmp_path)
     await acd.agent_login("a1")
     await acd.enqueue("busy", "chan-busy", CALLER)  # a1 takes it
-    leg = next(iter(acd._leg_by_channel))
+    leg = next(iter(acd.calls.by_channel))
     await acd.on_agent_channel_answered(leg)
     await acd.enqueue("c1", "chan-c1", {"menu": "1"})  # no language: the default (zh)
     await acd.enqueue("c2", "chan-c2", CALLER)
@@ -168,15 +165,15 @@ async def test_announcement_repeats_with_position_and_estimate(tmp_path: Path) -
     ], key=repr)
     assert len(tel.plays()) == 2
     for call_id in ("c1", "c2"):
-        pid = acd._calls[call_id].playback_id
+        pid = acd.calls.by_id[call_id].announcement.playback_id
         assert pid is not None
         acd.on_playback_finished(pid)
     await settle()
     prompts.asked.clear()
-    await tick(acd, clock, 10)
+    await scheduler.pass_time(10)
     await settle()
     assert prompts.asked == []  # not yet
-    await tick(acd, clock, 20)
+    await scheduler.pass_time(20)
     await settle(lambda: len(prompts.asked) == 4)
     assert len(prompts.asked) == 4
     assert len(tel.plays()) == 4
@@ -184,14 +181,14 @@ async def test_announcement_repeats_with_position_and_estimate(tmp_path: Path) -
 
 
 async def test_agent_answer_stops_the_announcement_before_the_bridge(tmp_path: Path) -> None:
-    acd, tel, _, _, events = make(tmp_path)
+    acd, tel, _, _, events = await make(tmp_path)
     await acd.enqueue("c1", "chan-c1", CALLER)
     await settle(lambda: "play" in tel.names())
-    pid = acd._calls["c1"].playback_id
+    pid = acd.calls.by_id["c1"].announcement.playback_id
     await acd.agent_login("a1")
     # ringing the agent does not touch the announcement (nor wait for it)
     assert "stop_playback" not in tel.names()
-    leg = next(iter(acd._leg_by_channel))
+    leg = next(iter(acd.calls.by_channel))
     await acd.on_agent_channel_answered(leg)
     assert ("stop_playback", (pid,)) in tel.calls
     assert tel.index("stop_playback") < tel.index("add_to_bridge")
@@ -207,12 +204,12 @@ async def test_agent_answer_stops_the_announcement_before_the_bridge(tmp_path: P
 
 
 async def test_answer_while_the_media_is_still_rendering_cancels_it(tmp_path: Path) -> None:
-    acd, tel, prompts, _, _ = make(tmp_path)
+    acd, tel, prompts, _, _ = await make(tmp_path)
     prompts.gate = asyncio.Event()  # rendering takes "forever"
     await acd.enqueue("c1", "chan-c1", CALLER)
     await settle(lambda: bool(prompts.asked))
     await acd.agent_login("a1")
-    leg = next(iter(acd._leg_by_channel))
+    leg = next(iter(acd.calls.by_channel))
     await asyncio.wait_for(acd.on_agent_channel_answered(leg), 1.0)  # not held up
     assert "add_to_bridge" in tel.names()
     prompts.gate.set()
@@ -223,7 +220,7 @@ async def test_answer_while_the_media_is_still_rendering_cancels_it(tmp_path: Pa
 
 
 async def test_no_announcement_starts_once_the_call_is_offered(tmp_path: Path) -> None:
-    acd, tel, prompts, _, _ = make(tmp_path)
+    acd, tel, prompts, _, _ = await make(tmp_path)
     prompts.gate = asyncio.Event()
     await acd.enqueue("c1", "chan-c1", CALLER)
     await settle(lambda: bool(prompts.asked))
@@ -235,34 +232,34 @@ async def test_no_announcement_starts_once_the_call_is_offered(tmp_path: Path) -
 
 
 async def test_caller_hangup_mid_announcement_is_quiet(tmp_path: Path) -> None:
-    acd, tel, _, _, _ = make(tmp_path)
+    acd, tel, _, _, _ = await make(tmp_path)
     await acd.enqueue("c1", "chan-c1", CALLER)
     await settle(lambda: "play" in tel.names())
-    pid = acd._calls["c1"].playback_id
+    pid = acd.calls.by_id["c1"].announcement.playback_id
     assert pid is not None
     tel.fail = {n: ChannelGone("channel not found") for n in ("start_moh", "stop_playback")}
     await acd.on_caller_hangup("c1")
     acd.on_playback_finished(pid)  # Asterisk ends the playback with the channel
     await settle()
     assert "start_moh" not in tel.names()[tel.names().index("play"):]
-    assert acd._announcements == {}
+    assert acd.announcements.playing == {}
     await acd.aclose()
 
 
 async def test_caller_gone_before_the_play_request_is_quiet(tmp_path: Path) -> None:
-    acd, tel, _, _, _ = make(tmp_path)
+    acd, tel, _, _, _ = await make(tmp_path)
     tel.fail = {n: ChannelGone("channel not found") for n in ("stop_moh", "play", "start_moh")}
     await acd.enqueue("c1", "chan-c1", CALLER)
     await settle(lambda: "stop_moh" in tel.names())
     await settle()
-    assert acd._calls["c1"].playback_id is None
-    assert acd._announcements == {}
+    assert acd.calls.by_id["c1"].announcement.playback_id is None
+    assert acd.announcements.playing == {}
     await acd.on_caller_hangup("c1")
     await acd.aclose()
 
 
 async def test_a_failed_play_brings_the_music_back(tmp_path: Path) -> None:
-    acd, tel, _, _, _ = make(tmp_path)
+    acd, tel, _, _, _ = await make(tmp_path)
     tel.fail = {"play": TelephonyError("play failed with 500")}
     await acd.enqueue("c1", "chan-c1", CALLER)
     await settle(lambda: tel.names().count("start_moh") == 2)
@@ -273,18 +270,18 @@ async def test_a_failed_play_brings_the_music_back(tmp_path: Path) -> None:
 async def test_ring_no_answer_goes_back_to_the_queue_and_is_announced_again(
     tmp_path: Path,
 ) -> None:
-    acd, tel, _, clock, events = make(tmp_path, ring_timeout_s=0.05)
+    acd, tel, _, scheduler, events = await make(tmp_path, ring_timeout_s=0.05)
     await acd.agent_login("a1")
     await acd.enqueue("c1", "chan-c1", CALLER)  # offered to a1 at once: no announcement
     await settle()
     assert "play" not in tel.names()
-    await asyncio.sleep(0.15)  # a1 does not answer
+    await scheduler.pass_time(0.05)  # a1 does not answer
     assert acd.core.router.is_waiting("c1")
-    await tick(acd, clock, 1)
+    await scheduler.pass_time(1)
     await settle(lambda: "play" in tel.names())
-    pid = acd._calls["c1"].playback_id
+    pid = acd.calls.by_id["c1"].announcement.playback_id
     await acd.agent_login("a2")
-    leg = next(ch for ch, lg in acd._leg_by_channel.items() if lg.agent_id == "a2")
+    leg = next(ch for ch, lg in acd.calls.by_channel.items() if lg.agent_id == "a2")
     await acd.on_agent_channel_answered(leg)
     assert ("stop_playback", (pid,)) in tel.calls
     assert tel.index("stop_playback") < tel.index("add_to_bridge")
@@ -294,9 +291,9 @@ async def test_ring_no_answer_goes_back_to_the_queue_and_is_announced_again(
 
 
 async def test_without_prompts_callers_hear_only_music(tmp_path: Path) -> None:
-    acd, tel, _, clock, _ = make(tmp_path, prompts=False)
+    acd, tel, _, scheduler, _ = await make(tmp_path, prompts=False)
     await acd.enqueue("c1", "chan-c1", CALLER)
-    await tick(acd, clock, 60)
+    await scheduler.pass_time(60)
     await settle()
     assert tel.names() == ["start_moh"]
     await acd.aclose()
@@ -308,7 +305,7 @@ async def test_a_prompt_that_cannot_be_said_leaves_the_music_on(
 ) -> None:
     from cti.domain.phrases import PhraseError
 
-    acd, tel, prompts, _, _ = make(tmp_path)
+    acd, tel, prompts, _, _ = await make(tmp_path)
 
     async def refuse(phrase_id: str, slots: Mapping[str, str], lang: str) -> list[str]:
         raise PhraseError(f"phrase {phrase_id!r} has no text in language {lang!r}")

@@ -25,23 +25,24 @@ Item = tuple[datetime, Decision] | RoutingEvent
 
 
 class SlowListener:
-    """A listener that takes its time over the offer (a screen pop, a database write)."""
+    """A listener that takes its time over the offer (a screen pop, a database write): it is
+    held there until the test opens `gate`."""
 
-    def __init__(self, delay_s: float) -> None:
-        self.delay_s = delay_s
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
         self.items: list[RoutingEvent] = []
 
     async def on_routing_event(self, event: RoutingEvent) -> None:
         if isinstance(event, AgentStateChanged | CallOffered):
-            await asyncio.sleep(self.delay_s)
+            await self.gate.wait()
         self.items.append(event)
 
 
 class Store:
-    """A DecisionSink that records how the items arrived."""
+    """A DecisionSink that records how the items arrived; slow: each write waits for `gate`."""
 
-    def __init__(self, delay_s: float = 0.0) -> None:
-        self.delay_s = delay_s
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
         self.batches: list[list[Item]] = []
 
     async def record_decision(self, at: datetime, decision: Decision) -> None:
@@ -51,8 +52,15 @@ class Store:
         await self.record_batch([event])
 
     async def record_batch(self, items: Sequence[Item]) -> None:
-        await asyncio.sleep(self.delay_s)
+        await self.gate.wait()
         self.batches.append(list(items))
+
+
+async def settle() -> None:
+    """Turns of the event loop (no time passes): the tasks started so far run until they
+    wait."""
+    for _ in range(20):
+        await asyncio.sleep(0)
 
 
 def _acd(tmp_path: Path, **kw: object) -> tuple[Acd, FakeTelephony]:
@@ -64,12 +72,16 @@ def _acd(tmp_path: Path, **kw: object) -> tuple[Acd, FakeTelephony]:
 
 
 async def test_agent_phone_rings_before_hold_music_and_listeners(tmp_path: Path) -> None:
-    slow = SlowListener(0.05)
+    slow = SlowListener()
+    slow.gate.set()
     acd, tel = _acd(tmp_path, listeners=[slow])
     await acd.agent_login("a1")
+    slow.gate.clear()
     enqueue = asyncio.create_task(acd.enqueue("c1", "chan-c1", {"menu": "1"}))
-    await asyncio.sleep(0.01)  # the slow listener is still busy with the offer
+    await settle()  # the slow listener is still busy with the offer
+    assert not enqueue.done()
     assert tel.names()[0] == "originate"
+    slow.gate.set()
     await enqueue
     assert tel.names().index("originate") < tel.names().index("start_moh")
     await acd.aclose()
@@ -78,13 +90,20 @@ async def test_agent_phone_rings_before_hold_music_and_listeners(tmp_path: Path)
 async def test_answer_during_the_offer_waits_for_it_so_events_keep_their_order(
     tmp_path: Path,
 ) -> None:
-    slow = SlowListener(0.1)
+    slow = SlowListener()
+    slow.gate.set()
     acd, tel = _acd(tmp_path, listeners=[slow])
     await acd.agent_login("a1")
+    slow.gate.clear()
     enqueue = asyncio.create_task(acd.enqueue("c1", "chan-c1", {"menu": "1"}))
-    await asyncio.sleep(0.01)  # rung, and the listener still busy: the agent answers now
-    (leg,) = acd._leg_by_channel  # the channel the ACD originated for the agent
-    await acd.on_agent_channel_answered(leg)
+    await settle()  # rung, and the listener still busy: the agent answers now
+    (leg,) = acd.calls.by_channel  # the channel the ACD originated for the agent
+    answer = asyncio.create_task(acd.on_agent_channel_answered(leg))
+    await settle()
+    assert not answer.done()  # it waits for the offer's own commands
+    assert "stop_moh" not in tel.names()
+    slow.gate.set()
+    await answer
     assert enqueue.done()  # the answer was handled after the offer's own commands
     kinds = [type(e) for e in slow.items]
     assert kinds.index(CallOffered) < kinds.index(CallConnected)
@@ -96,14 +115,16 @@ async def test_answer_during_the_offer_waits_for_it_so_events_keep_their_order(
 async def test_decisions_and_events_are_stored_in_batches_off_the_call_path(
     tmp_path: Path,
 ) -> None:
-    store = Store(delay_s=0.05)
+    store = Store()
     events = Events()
     acd, _tel = _acd(tmp_path, listeners=[events], sink=store)
     for agent in ("a1", "a2"):
         await acd.agent_login(agent)
     await acd.enqueue("c1", "chan-c1", {"menu": "1"})
+    await settle()
     await acd.enqueue("c2", "chan-c2", {"menu": "1"})
-    assert sum(len(b) for b in store.batches) < 4  # the store is slow; routing did not wait
+    assert store.batches == []  # the store is slow; routing did not wait for it
+    store.gate.set()
     await acd.flush_records()
     stored = [item for batch in store.batches for item in batch]
     decisions = [d for d in stored if isinstance(d, tuple)]

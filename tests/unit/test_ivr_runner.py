@@ -4,7 +4,7 @@ audits land in the database, the agent's hang-up goes through the procedure."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -19,6 +19,7 @@ from cti.features.procedures.audit import ProcedureAudit
 from cti.platform.clock import FakeClock
 from cti.platform.db.base import Base, make_engine, make_sessionmaker
 from cti.platform.errors import ChannelGone
+from cti.platform.scheduler import ManualScheduler
 
 
 class FakeTelephony:
@@ -56,29 +57,6 @@ class Prompts:
         return [f"sound:custom/{phrase_id}__{lang}"]
 
 
-class FakeTimers:
-    def __init__(self, clock: FakeClock) -> None:
-        self.clock = clock
-        self.pending: list[list[Any]] = []  # [due, callback, cancelled]
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> Any:
-        entry = [self.clock.monotonic() + delay, callback, False]
-        self.pending.append(entry)
-        return SimpleNamespace(cancel=lambda: entry.__setitem__(2, True))
-
-    def live(self) -> list[list[Any]]:
-        return [t for t in self.pending if not t[2]]
-
-    def advance(self, seconds: float) -> None:
-        target = self.clock.monotonic() + seconds
-        for entry in sorted(self.live(), key=lambda t: t[0]):
-            if entry[0] <= target:
-                self.clock.advance(entry[0] - self.clock.monotonic())
-                entry[2] = True
-                entry[1]()
-        self.clock.advance(target - self.clock.monotonic())
-
-
 @pytest.fixture
 async def audit(tmp_path: Path) -> AsyncIterator[ProcedureAudit]:
     engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'ivr.db'}")
@@ -95,9 +73,11 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-def make_runner(audit: ProcedureAudit) -> tuple[IvrRunner, FakeTelephony, FakeTimers, FakeClock]:
+def make_runner(
+    audit: ProcedureAudit,
+) -> tuple[IvrRunner, FakeTelephony, ManualScheduler, FakeClock]:
     clock = FakeClock()
-    timers = FakeTimers(clock)
+    timers = ManualScheduler(clock)
     tel = FakeTelephony()
     runner = IvrRunner(tel, clock, audit, Prompts(), SimpleNamespace(flows=_FLOWS),  # type: ignore[arg-type]
                        timers=timers)
@@ -116,14 +96,14 @@ async def test_silent_call_through_the_driver_with_audit_timeline(audit: Procedu
     await settle()
     assert tel.plays()[0][1] == ["sound:custom/greeting_answer__zh"]
     await finish_prompt(runner, tel)
-    assert [round(t[0], 3) for t in timers.live()] == [5.0]  # the silence watch
+    assert [round(t, 3) for t in timers.pending()] == [5.0]  # the silence watch
     timers.advance(5.0)
     await settle()
     for expected in ("silent_call_first", "silent_call_second", "silent_call_goodbye"):
         assert tel.plays()[-1][1] == [f"sound:custom/{expected}__zh"]
         await finish_prompt(runner, tel)
-        assert len(timers.live()) == 1
-        assert timers.live()[0][0] - timers.clock.monotonic() == pytest.approx(5.0)
+        assert len(timers.pending()) == 1
+        assert timers.pending()[0] - timers.clock.monotonic() == pytest.approx(5.0)
         timers.advance(5.0)
         await settle()
     state = await asyncio.wait_for(task, 1)
@@ -201,7 +181,7 @@ class BrokenSink:
 
 async def test_a_failing_audit_sink_neither_stops_the_procedure_nor_strands_the_agent() -> None:
     clock = FakeClock()
-    timers = FakeTimers(clock)
+    timers = ManualScheduler(clock)
     tel = FakeTelephony()
     runner = IvrRunner(tel, clock, BrokenSink(), Prompts(),  # type: ignore[arg-type]
                        SimpleNamespace(flows=_FLOWS), timers=timers)  # type: ignore[arg-type]

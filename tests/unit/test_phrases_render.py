@@ -3,13 +3,22 @@ silence, recorded files override and are trimmed the same way."""
 
 from __future__ import annotations
 
+import subprocess
 import wave
 from pathlib import Path
 
 import numpy as np
 
 from cti.domain.phrases import RenderItem
-from cti.platform.audio.render import render_all
+from cti.platform.audio.render import (
+    ACTIVE_LEVEL_DBFS,
+    SILENCE_DBFS,
+    active_level,
+    convert_and_trim,
+    espeak_args,
+    read_band_limited,
+    render_all,
+)
 
 
 def read(path: Path) -> tuple[wave._wave_params, np.ndarray]:  # type: ignore[name-defined]
@@ -57,10 +66,6 @@ def test_recorded_file_overrides_and_is_trimmed(tmp_path: Path) -> None:
 
 
 def phonemes(text: str, lang: str) -> str:
-    import subprocess
-
-    from cti.platform.audio.render import espeak_args
-
     out = subprocess.run(["espeak-ng", "-x", "-q", *espeak_args(text, lang)],
                          capture_output=True, text=True, check=True)
     return out.stdout
@@ -80,3 +85,65 @@ def test_latin_words_inside_chinese_are_spoken_in_english() -> None:
     after = phonemes("您好,欢迎致电ACME客户服务热线", "zh").split("'akmi", 1)[1]
     assert "(en)" not in after  # back in Mandarin after the English run
     assert "51" in after
+
+
+def tone(rate: int, seconds: float, dbfs: float) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return 10 ** (dbfs / 20) * np.sin(2 * np.pi * 440 * t)
+
+
+def write(path: Path, samples: np.ndarray, rate: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(np.round(samples * 32767).astype("<i2").tobytes())
+
+
+def test_trim_keeps_a_soft_onset_and_cuts_only_silence(tmp_path: Path) -> None:
+    """A sound that swells from -80 to -10 dBFS over 200 ms: everything from where it is 30 dB
+    below the level of the whole (the audible threshold) is kept, nothing after it is cut."""
+    rate = 16000
+    ramp_s = 0.2
+    swell = tone(rate, ramp_s, 0.0) * 10 ** (np.linspace(-80, -10, int(ramp_s * rate)) / 20)
+    silence = np.zeros(rate // 2)
+    source = tmp_path / "recorded" / "soft.wav"
+    write(source, np.concatenate([silence, swell, tone(rate, 0.5, -10), silence]), rate)
+    target = tmp_path / "soft.wav"
+    convert_and_trim(source, target)
+    _, out = read(target)
+    # The active level is about the steady tone's RMS (-13 dBFS; a little lower with the swell),
+    # the threshold 30 dB below it on samples: the swell's peaks reach -43 dBFS 106 ms in.
+    kept_swell = ramp_s - (80 - 43) / 70 * ramp_s
+    assert 0.5 + kept_swell - 0.005 <= len(out) / 8000 <= 0.5 + kept_swell + 0.025
+    first_20ms = out[:160] / 32768
+    assert 20 * np.log10(np.abs(first_20ms).max()) >= SILENCE_DBFS  # audible in its first frame
+
+
+def test_trim_keeps_the_first_syllable_of_the_silent_call_goodbye(tmp_path: Path) -> None:
+    """The goodbye of row 4 starts softly (对: a closure before the burst; Sorry: a faint s at
+    8 kHz). Trimmed, it keeps all of it: what went was below the audible threshold, and the file
+    is audible from its first 20-ms frame."""
+    for lang, text in (("zh", "对不起,您的电话没有声音,请您换一部电话再次打来,好吗?再见!"),
+                       ("en", "Sorry, there is no sound on your line. Goodbye!")):
+        raw = tmp_path / f"{lang}.wav"
+        args = espeak_args(text, lang)
+        subprocess.run(["espeak-ng", *args[:-1], "-w", str(raw), args[-1]], check=True)
+        x = read_band_limited(raw)
+        threshold = 10 ** ((active_level(x) + SILENCE_DBFS - ACTIVE_LEVEL_DBFS) / 20)
+        onset = int(np.flatnonzero(np.abs(x) >= threshold)[0])
+        target = tmp_path / f"{lang}-trimmed.wav"
+        convert_and_trim(raw, target)
+        _, y = read(target)
+        y /= 32768
+        first = int(np.flatnonzero(np.abs(y) >= 10 ** (SILENCE_DBFS / 20))[0])
+        assert first <= 160, f"{lang}: {first / 8} ms of silence left"
+        # Where the file starts in the untrimmed sound: the best match of its first 200 ms
+        # (past the 2-ms fade-in) near the onset.
+        b = y[16:1616]
+        start = max(range(onset - 40, onset + 40),
+                    key=lambda s: float(np.dot(x[s + 16:s + 1616], b)))
+        assert np.corrcoef(x[start + 16:start + 1616], b)[0, 1] > 0.99  # levelled, peaks limited
+        assert start <= onset  # the onset is in the file
+        assert np.abs(x[:start]).max() < threshold  # nothing audible cut before it

@@ -55,7 +55,7 @@ class Wired:
         self.envelopes.extend(batch)
 
     def ringing_leg(self, but: str | None = None) -> str:
-        return next(c for c, leg in self.acd._leg_by_channel.items()
+        return next(c for c, leg in self.acd.calls.by_channel.items()
                     if c != but and not leg.answered)
 
     async def lines(self) -> list[tuple[str, str, str, tuple[str, ...]]]:

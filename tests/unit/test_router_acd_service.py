@@ -1,9 +1,10 @@
 """The ACD service's wiring against a fake PBX: ring, answer, bridge, no-answer, hang-up,
-wrap-up, hot reload (good and bad file). Timers use tiny real delays."""
+wrap-up, hot reload (good and bad file). Time passes on a ManualScheduler, not the wall."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,11 @@ import pytest
 from routing_fixtures import BASIC
 
 from cti.domain.routing.events import CallConnected, CallOffered, OfferWithdrawn, RoutingEvent
+from cti.events import RulesReloaded
 from cti.features.routing.acd import Acd
 from cti.platform.clock import FakeClock
 from cti.platform.ports import ChannelInfo
+from cti.platform.scheduler import ManualScheduler
 
 
 class FakeTelephony:
@@ -56,6 +59,14 @@ def write(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")  # sync on purpose: a tiny test fixture file
 
 
+def edit(path: Path, text: str, later_s: float) -> None:
+    """Rewrite the file, its mtime `later_s` past what it was (however coarse the filesystem's
+    timestamps)."""
+    mtime = path.stat().st_mtime
+    write(path, text)
+    os.utime(path, (mtime + later_s, mtime + later_s))
+
+
 @pytest.fixture
 def rules_file(tmp_path: Path) -> Path:
     p = tmp_path / "routing.yaml"
@@ -63,21 +74,25 @@ def rules_file(tmp_path: Path) -> Path:
     return p
 
 
-async def make(rules_file: Path) -> tuple[Acd, FakeTelephony, Events]:
+async def make(rules_file: Path) -> tuple[Acd, FakeTelephony, Events, ManualScheduler]:
     tel = FakeTelephony()
     ev = Events()
-    acd = Acd.from_file(tel, rules_file, clock=FakeClock(), listeners=[ev], watch_s=0)
-    return acd, tel, ev
+    clock = FakeClock()
+    scheduler = ManualScheduler(clock)
+    acd = Acd.from_file(
+        tel, rules_file, clock=clock, scheduler=scheduler, listeners=[ev], watch_s=0
+    )
+    return acd, tel, ev, scheduler
 
 
 async def test_offer_rings_agent_then_answer_bridges_caller_and_agent(rules_file: Path) -> None:
-    acd, tel, ev = await make(rules_file)
+    acd, tel, ev, _ = await make(rules_file)
     await acd.agent_login("a1")
     await acd.enqueue("c1", "chan-c1", {"menu": "1"})
     assert ("start_moh", ("chan-c1", "default")) in tel.calls
     [offered] = [e for e in ev.items if isinstance(e, CallOffered)]
     assert (offered.agent_id, offered.queue) == ("a1", "billing")
-    leg = next(iter(acd._leg_by_channel))
+    leg = next(iter(acd.calls.by_channel))
     await acd.on_agent_channel_answered(leg)
     assert "create_bridge" in tel.names()
     assert ("add_to_bridge", ("acd-c1", ["chan-c1", leg])) in tel.calls
@@ -87,25 +102,27 @@ async def test_offer_rings_agent_then_answer_bridges_caller_and_agent(rules_file
 
 
 async def test_ring_no_answer_offers_the_call_to_the_next_agent(rules_file: Path) -> None:
-    acd, _tel, ev = await make(rules_file)
+    acd, _tel, ev, scheduler = await make(rules_file)
     await acd.agent_login("a1")
     await acd.agent_login("a2")
     await acd.enqueue("c1", "chan-c1", {"menu": "1"})
-    await asyncio.sleep(0.15)  # ring timeout 0.05 s
+    await scheduler.pass_time(0.04)
+    assert not [e for e in ev.items if isinstance(e, OfferWithdrawn)]
+    await scheduler.pass_time(0.01)  # ring timeout 0.05 s
     withdrawn = [e for e in ev.items if isinstance(e, OfferWithdrawn)]
-    assert withdrawn[0].reason == "no_answer"
+    assert [(e.agent_id, e.reason) for e in withdrawn] == [("a1", "no_answer")]
     offered = [e.agent_id for e in ev.items if isinstance(e, CallOffered)]
-    assert offered[:2] == ["a1", "a2"]
+    assert offered == ["a1", "a2"]
     await acd.aclose()
 
 
 async def test_caller_hangup_while_ringing_cancels_the_offer_and_frees_agent(
     rules_file: Path,
 ) -> None:
-    acd, tel, ev = await make(rules_file)
+    acd, tel, ev, _ = await make(rules_file)
     await acd.agent_login("a1")
     await acd.enqueue("c1", "chan-c1", {"menu": "1"})
-    leg = next(iter(acd._leg_by_channel))
+    leg = next(iter(acd.calls.by_channel))
     await acd.on_caller_hangup("c1")
     assert ("hangup", (leg,)) in tel.calls
     assert [e.reason for e in ev.items if isinstance(e, OfferWithdrawn)] == ["caller_hangup"]
@@ -114,15 +131,17 @@ async def test_caller_hangup_while_ringing_cancels_the_offer_and_frees_agent(
 
 
 async def test_agent_hangup_puts_agent_in_wrap_up_then_available(rules_file: Path) -> None:
-    acd, tel, _ev = await make(rules_file)
+    acd, tel, _ev, scheduler = await make(rules_file)
     await acd.agent_login("a1")
     await acd.enqueue("c1", "chan-c1", {"menu": "1"})
-    leg = next(iter(acd._leg_by_channel))
+    leg = next(iter(acd.calls.by_channel))
     await acd.on_agent_channel_answered(leg)
     await acd.on_agent_channel_ended(leg)
     assert acd.agent_status("a1").state.value == "wrap_up"
     assert ("hangup", ("chan-c1",)) in tel.calls
-    await asyncio.sleep(0.15)
+    await scheduler.pass_time(0.04)
+    assert acd.agent_status("a1").state.value == "wrap_up"
+    await scheduler.pass_time(0.01)  # wrap-up 0.05 s
     assert acd.agent_status("a1").state.value == "available"
     await acd.aclose()
 
@@ -130,7 +149,7 @@ async def test_agent_hangup_puts_agent_in_wrap_up_then_available(rules_file: Pat
 async def test_reload_keeps_old_rules_on_a_bad_file_and_applies_a_good_one(
     rules_file: Path,
 ) -> None:
-    acd, _tel, _ev = await make(rules_file)
+    acd, _tel, _ev, _ = await make(rules_file)
     write(rules_file, "queues: [oops")
     st = await acd.reload()
     assert st.last_error is not None
@@ -140,4 +159,45 @@ async def test_reload_keeps_old_rules_on_a_bad_file_and_applies_a_good_one(
     st = await acd.reload()
     assert st.last_error is None
     assert acd.core.rules.queues["billing"].ring_timeout_s == 7
+    await acd.aclose()
+
+
+class ReloadBus:
+    """Keeps what the ACD publishes; `reloaded` is set by each RulesReloaded."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+        self.reloaded = asyncio.Event()
+
+    def publish(self, event: Any) -> int:
+        self.events.append(event)
+        if isinstance(event, RulesReloaded):
+            self.reloaded.set()
+        return len(self.events)
+
+
+async def test_an_edited_rules_file_is_noticed_on_the_next_watch(rules_file: Path) -> None:
+    bus = ReloadBus()
+    clock = FakeClock()
+    scheduler = ManualScheduler(clock)
+    acd = Acd.from_file(FakeTelephony(), rules_file, clock=clock, scheduler=scheduler, bus=bus,
+                        watch_s=2)
+    await acd.start()
+    edit(rules_file, ring_timeout_rules(7), later_s=1)
+    await scheduler.pass_time(1.9)
+    assert not bus.reloaded.is_set()
+    await scheduler.pass_time(0.1)
+    await asyncio.wait_for(bus.reloaded.wait(), 5)  # the file is read in a thread
+    [good] = [e for e in bus.events if isinstance(e, RulesReloaded)]
+    assert good.ok
+    assert acd.core.rules.queues["billing"].ring_timeout_s == 7
+
+    bus.reloaded.clear()
+    edit(rules_file, "queues: [oops", later_s=2)
+    await scheduler.pass_time(2)  # the next check: 2 s after the last one ended
+    await asyncio.wait_for(bus.reloaded.wait(), 5)
+    bad = [e for e in bus.events if isinstance(e, RulesReloaded)][-1]
+    assert not bad.ok
+    assert acd.rules_status.last_error == bad.error
+    assert acd.core.rules.queues["billing"].ring_timeout_s == 7  # still in force
     await acd.aclose()

@@ -87,6 +87,8 @@ class CallState:
     caller_spoke: bool = False
     audio_kind: str | None = None
     audio_run: int = 0
+    # The latest classified window's features (AudioClassified.detail), for the audit.
+    audio_detail: dict[str, Any] | None = None
     auto_starts: dict[str, int] = field(default_factory=dict)
     volume_gain: int = 0
     run_seq: int = 0
@@ -255,7 +257,7 @@ class _Step:
         elif isinstance(node, MenuNode):
             self.menu_retry(node, "no_input")
         elif isinstance(node, ListenNode) and s.procedure is None:
-            self.auto_start(SILENT_CALL)
+            self.auto_start(SILENT_CALL, self.s.audio_detail)
         elif isinstance(node, RecordNode) and s.recording:
             self.audit("recording_timeout", name=s.recording)
             self.goto(node.next)  # leaving stops the recording
@@ -284,9 +286,9 @@ class _Step:
         else:
             self.trigger("dtmf")
 
-    def speech(self) -> None:
+    def speech(self, audio: dict[str, Any] | None = None) -> None:
         self.s.caller_spoke = True
-        if self.trigger("speech"):
+        if self.trigger("speech", audio):
             return
         _, _, node = self.current()
         if isinstance(node, ListenNode) and self.s.timer_live:
@@ -294,23 +296,24 @@ class _Step:
 
     def audio(self, event: e.AudioClassified) -> None:
         s = self.s
+        s.audio_detail = event.detail()
         if event.kind == s.audio_kind:
             s.audio_run += 1
         else:
             s.audio_kind, s.audio_run = event.kind, 1
         if event.kind in ("quiet", "normal"):
-            self.speech()
+            self.speech(s.audio_detail)
             if s.phase is not Phase.ACTIVE:
                 return
         if s.audio_run < self.m.detection.consecutive_windows:
             return
-        if self.trigger(f"audio:{event.kind}"):
+        if self.trigger(f"audio:{event.kind}", s.audio_detail):
             s.audio_run = 0
             return
         _, _, node = self.current()
         listening = s.procedure is None and isinstance(node, ListenNode)
         if listening and event.kind in ("quiet", "noisy"):
-            self.auto_start(QUIET if event.kind == "quiet" else NOISY)
+            self.auto_start(QUIET if event.kind == "quiet" else NOISY, s.audio_detail)
 
     def agent_command(self, command: str, agent_id: str | None) -> None:
         if command == "hangup":
@@ -378,15 +381,16 @@ class _Step:
 
     # -- procedures ---------------------------------------------------------------------------
 
-    def auto_start(self, name: str) -> None:
+    def auto_start(self, name: str, audio: dict[str, Any] | None = None) -> None:
         det = self.m.detection
         if not det.auto_start or self.s.auto_starts.get(name, 0) >= det.max_auto_starts:
             return
         self.s.auto_starts[name] = self.s.auto_starts.get(name, 0) + 1
-        self.start_procedure(name, "auto")
+        self.start_procedure(name, "auto", audio=audio)
 
     def start_procedure(
-        self, name: str, by: str, *, agent_id: str | None = None, via_hangup: bool = False
+        self, name: str, by: str, *, agent_id: str | None = None, via_hangup: bool = False,
+        audio: dict[str, Any] | None = None,
     ) -> None:
         s = self.s
         flow = self.m.procedures.get(name)
@@ -401,7 +405,10 @@ class _Step:
         s.run_seq += 1
         start = flow.agent_hangup if via_hangup and flow.agent_hangup else flow.start
         s.procedure = ProcedureRun(name, f"{s.ctx.call_id}-r{s.run_seq}", by, start)
-        self.audit("procedure_started", started_by=by, agent_id=agent_id, via_hangup=via_hangup)
+        # An automatic start records the caller's audio that led to it (the last window).
+        extra = {"audio": audio} if audio else {}
+        self.audit("procedure_started", started_by=by, agent_id=agent_id, via_hangup=via_hangup,
+                   **extra)
         self.goto(start)
 
     def abort_procedure(self, reason: str) -> None:
@@ -432,13 +439,14 @@ class _Step:
             s.recording = None
         s.menu_reprompt = False
 
-    def trigger(self, name: str) -> bool:
+    def trigger(self, name: str, audio: dict[str, Any] | None = None) -> bool:
         _, _, node = self.current()
         target = node.on.get(name)
         if target is None:
             return False
         if self.s.procedure:
-            self.audit("trigger", trigger=name)
+            extra = {"audio": audio} if audio else {}  # the window that fired it, if any
+            self.audit("trigger", trigger=name, **extra)
         self.goto(target)
         return True
 

@@ -38,11 +38,25 @@ class SpeechStopped:
 
 @dataclass(frozen=True, slots=True)
 class AudioClassified:
-    """One analysis window of the caller's audio, classified (see cti.domain.audio_classifier)."""
+    """One analysis window of the caller's audio, classified (see cti.domain.audio_classifier),
+    with the features that decided, for the procedure audit to explain what it did."""
 
     kind: AudioKind
     level_dbfs: float = -100.0
     snr_db: float = 0.0
+    floor_dbfs: float = -100.0
+    voicing: float = 0.0  # pitch strength, 0..1
+    flatness: float = 1.0  # spectral flatness against the floor's spectrum (noise ~0.55)
+    modulation_db: float = 0.0  # syllabic (2-8 Hz) modulation of the level
+
+    def detail(self) -> dict[str, float | str]:
+        """The window's class and features, rounded: what an audit entry records."""
+        return {
+            "kind": self.kind, "level_dbfs": round(self.level_dbfs, 1),
+            "floor_dbfs": round(self.floor_dbfs, 1), "snr_db": round(self.snr_db, 1),
+            "voicing": round(self.voicing, 2), "flatness": round(self.flatness, 2),
+            "modulation_db": round(self.modulation_db, 1),
+        }
 
 
 @dataclass(frozen=True, slots=True)

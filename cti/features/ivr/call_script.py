@@ -33,6 +33,15 @@ log = get_logger(__name__)
 GREETING_MEDIA = "sound:custom/greeting_answer"
 
 
+def audio_classified(w: WindowFeatures) -> ivr_events.AudioClassified:
+    """A classified window as the IVR engine takes it: the class, and the features that decided
+    it (the procedure audit records them with what the window made happen)."""
+    return ivr_events.AudioClassified(
+        w.kind, w.level_dbfs, w.snr_db, floor_dbfs=w.floor_dbfs, voicing=w.voicing,
+        flatness=w.flatness, modulation_db=w.modulation_db,
+    )
+
+
 class IvrCallScript:
     def __init__(
         self,
@@ -138,7 +147,7 @@ class IvrCallScript:
 
     async def _start_tap(self, tap: CallerAudioTap, call_id: str, channel_id: str) -> None:
         def on_window(w: WindowFeatures) -> None:
-            self.runner.feed(call_id, ivr_events.AudioClassified(w.kind, w.level_dbfs, w.snr_db))
+            self.runner.feed(call_id, audio_classified(w))
 
         try:
             await tap.start(call_id, channel_id, on_window)

@@ -1,7 +1,8 @@
 """The thin asyncio driver of the IVR engine: one task and one event queue per call.
 
 It feeds events to the pure `IvrMachine.step`, then carries out the commands through the
-Telephony port, a timer scheduler (loop.call_later, or a fake in tests) and the audit writer.
+Telephony port, a timer scheduler (cti.platform.scheduler: the loop's, or a manual one in
+tests) and the audit writer.
 Timers carry generation numbers; a late TimerFired is dropped by the engine.
 
 Wiring (the call lifecycle service): `await runner.run_call(CallContext(...), "agent_greeting",
@@ -31,6 +32,7 @@ from cti.platform.clock import Clock
 from cti.platform.errors import ChannelGone, CtiError, NotFound, TelephonyError
 from cti.platform.log import get_logger
 from cti.platform.ports import Telephony
+from cti.platform.scheduler import LoopScheduler, Scheduler, TimerHandle
 
 log = get_logger(__name__)
 
@@ -40,21 +42,6 @@ ALIASES = {"silent": "silent_call", "noisy_line": "noisy", "volume_up": "agent_q
 
 class AuditSink(Protocol):
     def submit(self, entry: AuditEntry) -> None: ...
-
-
-class TimerHandle(Protocol):
-    def cancel(self) -> None: ...
-
-
-class TimerScheduler(Protocol):
-    def call_later(self, delay: float, callback: Callable[[], None]) -> TimerHandle: ...
-
-
-class LoopTimers:
-    """Timers on the running asyncio loop."""
-
-    def call_later(self, delay: float, callback: Callable[[], None]) -> TimerHandle:
-        return asyncio.get_running_loop().call_later(delay, callback)
 
 
 class FlowSource(Protocol):
@@ -103,7 +90,7 @@ class IvrRunner:
         *,
         procedures: ProcedureSettings | None = None,
         detection: DetectionSettings | None = None,
-        timers: TimerScheduler | None = None,
+        timers: Scheduler | None = None,
         bus: Bus | None = None,
         recordings: RecordingSink | None = None,
     ) -> None:
@@ -114,7 +101,7 @@ class IvrRunner:
         self.flow_source = flows
         self.procedures = build_procedures(procedures or ProcedureSettings())
         self.detection = detection or DetectionSettings()
-        self.timers = timers or LoopTimers()
+        self.timers = timers or LoopScheduler()
         self.bus = bus  # CallRouted goes there: the routing feature takes the call
         self.recordings = recordings
         self.calls: dict[str, _CallRun] = {}

@@ -1,5 +1,5 @@
 """Stores routing decisions and agent-state events
-(implements cti.features.routing.acd.DecisionSink)."""
+(implements cti.features.routing.decision_log.DecisionSink)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,13 @@
 """Render the phrase library to sound files Asterisk plays as `sound:custom/<file>`.
 
-espeak-ng speaks the text (Mandarin voice `cmn-latn-pinyin`, English `en-us`); sox converts
-it to 8 kHz 16-bit mono WAV, trims leading and trailing silence (the waits of the procedures
-are what the caller hears, so a prompt carries no silence of its own) and normalises the level.
-A file in scripts_lib/audio/recorded/<file>.wav replaces the rendered one and is trimmed the
-same way. Only changed items are rendered again (a manifest keeps each file's text hash).
+espeak-ng speaks the text at a natural pace (see docs/prompts.md): Mandarin with the
+`cmn-latn-pinyin` voice, English with `en-us`, each run of the other script inside a text in
+the other voice (SSML). sox band-limits it for the telephone (gentle high-pass and low-pass,
+`rate -v` to 8 kHz); then the samples are trimmed to the first and last audible sample (the
+waits of the procedures are what the caller hears, so a prompt carries no silence of its own)
+and set to an active speech level of -20 dBFS with peaks below -1 dBFS. A file in
+scripts_lib/audio/recorded/<file>.wav replaces the rendered one and goes through the same chain
+from sox on. Only changed items are rendered again (a manifest keeps each file's text hash).
 """
 
 from __future__ import annotations
@@ -15,25 +18,77 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+import wave
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+import numpy as np
+import numpy.typing as npt
+
 from cti.domain.phrases import RenderItem
 from cti.platform.errors import CtiError
 
+Samples = npt.NDArray[np.float64]
+
 # Mandarin: `cmn` of espeak-ng 1.51 (Debian 12) reads most characters as pinyin with tone
 # numbers in its English voice ("nin two hao three"); `cmn-latn-pinyin` speaks them in Mandarin
-# but would read Latin words as pinyin too, so those go to the English voice (SSML, below).
+# but would read Latin words as pinyin too, so those go to the English voice (SSML, below); and
+# the English voice says "Chinese letter" for a Han character, so Han runs in an English text
+# go to the Mandarin voice.
 VOICES = {"zh": "cmn-latn-pinyin", "en": "en-us"}
-ENGLISH_IN_CHINESE = "en-us"
 _LATIN_RUN = re.compile(r"[A-Za-z][A-Za-z0-9 .,'!?&-]*[A-Za-z.!?]|[A-Za-z]")
+_HAN = r"\u3400-\u4dbf\u4e00-\u9fff"
+_HAN_RUN = re.compile(rf"[{_HAN}][{_HAN}0-9\u3000-\u303f\uff01-\uff5e,!?;:]*")
+# Inside Mandarin, ASCII punctuation glued to a character is no clause boundary for espeak-ng
+# (no pause, no phrase-final tone); the full-width forms are.
+_TO_FULL_WIDTH = {",": "，", "!": "！", "?": "？", ";": "；", ":": "：", ".": "。"}
+_ZH_ASCII_PUNCT = re.compile(r"[,!?;:]|\.(?![0-9])")
+_CLAUSE_END = {"zh": re.compile(r"[，、；：]"), "en": re.compile(r"[,;:](?=\s)")}
+_SENTENCE_END = {"zh": re.compile(r"[。！？]"), "en": re.compile(r"[.!?](?=\s+[A-Z]|\s*$)")}
+
+
+@dataclass(frozen=True, slots=True)
+class Pace:
+    """How one language is spoken: espeak-ng's speed `-s` (its own words-per-minute scale,
+    not comparable across languages) and the pauses added to espeak-ng's own at a comma and at
+    the end of a sentence."""
+
+    speed: int
+    comma_ms: int
+    stop_ms: int
+
+
+# Tuned against a person's time (docs/prompts.md, cti/platform/audio/pace.py): over the library,
+# pauses included, Mandarin 4.8 syllables/s and English 166 words per minute. The pauses add
+# to espeak-ng's own clause pauses (~70 ms at these speeds).
+PACE = {"zh": Pace(speed=235, comma_ms=110, stop_ms=220),
+        "en": Pace(speed=148, comma_ms=60, stop_ms=160)}
+# The agent's greeting (docs/phrases.md#row-1) is said at an agent's routine pace, as agents
+# say it on every call (~5 s in Mandarin): its own words only; the company name and the agent
+# id's characters (files of their own) keep the ordinary pace, so the id stays clear.
+BRISK = {"zh": Pace(speed=340, comma_ms=40, stop_ms=80),
+         "en": Pace(speed=220, comma_ms=30, stop_ms=80)}
+BRISK_FILES = re.compile(r"^greeting_answer__")
+# Pitch range (SSML prosody range, % of the voice's own). espeak-ng's Mandarin tones span only
+# ~4 semitones (5th-95th percentile of F0 over a prompt; natural speech and the neural voice
+# evaluated in docs/prompts.md: 10-12): doubled, ~8, the tones are told apart more easily.
+PITCH_RANGE = {"zh": 200, "en": 100}
+
 SAMPLE_RATE = 8000
-# sox `silence`: drop audio below 0.3% of full scale at the start; reversed, at the end.
-TRIM = ["silence", "1", "0.02", "0.3%", "reverse", "silence", "1", "0.02", "0.3%", "reverse"]
-RENDER_VERSION = "2"
+# Telephone band: gentle (2-pole) high-pass and low-pass; `rate -v` is sox's steepest
+# anti-aliasing filter for the step down to 8 kHz.
+BAND = ["highpass", "150", "lowpass", "3400", "rate", "-v", str(SAMPLE_RATE)]
+ACTIVE_LEVEL_DBFS = -20.0
+PEAK_CEILING_DBFS = -1.0
+# Audible: a sample at most 30 dB below the speech's active level. Trimming keeps everything
+# from the first such sample to the last, plus EDGE_MS on either side faded in and out.
+SILENCE_DBFS = ACTIVE_LEVEL_DBFS - 30.0
+EDGE_MS = 2
+LIMIT_MS = 2
+RENDER_VERSION = "3"
 
 
 class RenderError(CtiError):
@@ -55,49 +110,195 @@ def _tool(name: str) -> str:
     return path
 
 
-def _run(args: Sequence[str]) -> None:
-    proc = subprocess.run(list(args), capture_output=True, text=True, check=False)
+def _run(args: Sequence[str]) -> bytes:
+    proc = subprocess.run(list(args), capture_output=True, check=False)
     if proc.returncode != 0:
-        raise RenderError(f"{' '.join(args[:3])} ... failed: {proc.stderr.strip()[:300]}")
+        err = proc.stderr.decode(errors="replace").strip()[:300]
+        raise RenderError(f"{' '.join(args[:3])} ... failed: {err}")
+    return proc.stdout
 
 
-def convert_and_trim(source: Path, target: Path) -> None:
-    """Any audio sox reads -> 8 kHz 16-bit mono WAV without leading/trailing silence."""
+# ----- the text: which voice says what, at which pace ------------------------------------------
+
+
+def paces_for(file: str) -> Mapping[str, Pace]:
+    return BRISK if BRISK_FILES.match(file) else PACE
+
+
+def runs(text: str, lang: str) -> list[tuple[str, str]]:
+    """The text cut into (language, text) runs, each said by that language's voice."""
+    if lang not in VOICES:
+        raise RenderError(f"no espeak-ng voice for language {lang!r}")
+    other, pattern = ("en", _LATIN_RUN) if lang == "zh" else ("zh", _HAN_RUN)
+    out: list[tuple[str, str]] = []
+    last = 0
+    for m in pattern.finditer(text):
+        out += [(lang, text[last:m.start()]), (other, m.group())]
+        last = m.end()
+    out.append((lang, text[last:]))
+    return [(run_lang, part) for run_lang, part in out if part.strip()]
+
+
+def _with_pauses(text: str, lang: str, pace: Pace, *, last: bool) -> str:
+    """Escaped SSML text of one run: full-width punctuation in Mandarin, a break after each
+    clause and sentence end but the prompt's last (the end of the prompt is trimmed anyway)."""
+    if lang == "zh":
+        text = _ZH_ASCII_PUNCT.sub(lambda m: _TO_FULL_WIDTH[m.group()], text)
+    out, done = [], 0
+    marks = sorted([(m.end(), pace.comma_ms) for m in _CLAUSE_END[lang].finditer(text)]
+                   + [(m.end(), pace.stop_ms) for m in _SENTENCE_END[lang].finditer(text)])
+    for end, ms in marks:
+        out.append(escape(text[done:end]))
+        if (text[end:].strip() or not last) and ms > 0:
+            out.append(f'<break time="{ms}ms"/>')
+        done = end
+    out.append(escape(text[done:]))
+    return "".join(out)
+
+
+def espeak_args(text: str, lang: str, paces: Mapping[str, Pace] = PACE) -> list[str]:
+    """espeak-ng's arguments (after the program name, before `-w FILE`) that say `text`;
+    the SSML document is the last one."""
+    main = paces[lang]
+    parts = []
+    # Every run in its own voice element: after a closing </voice> espeak-ng falls back to
+    # plain `cmn`, not the voice it was started with. Each language keeps its own pace.
+    cut = runs(text, lang)
+    for index, (run_lang, part) in enumerate(cut):
+        run_pace = paces[run_lang]
+        body = _with_pauses(part, run_lang, run_pace, last=index == len(cut) - 1)
+        prosody = []
+        if run_pace.speed != main.speed:
+            prosody.append(f'rate="{round(100 * run_pace.speed / main.speed)}%"')
+        if PITCH_RANGE[run_lang] != 100:
+            prosody.append(f'range="{PITCH_RANGE[run_lang]}%"')
+        if prosody:
+            body = f'<prosody {" ".join(prosody)}>{body}</prosody>'
+        parts.append(f'<voice name="{VOICES[run_lang]}">{body}</voice>')
+    ssml = f"<speak>{''.join(parts)}</speak>"
+    return ["-m", "-z", "-v", VOICES[lang], "-s", str(main.speed), ssml]
+
+
+# ----- the sound: telephone band, trimmed, levelled ----------------------------------------------
+
+
+def read_band_limited(source: Path) -> Samples:
+    """Any audio sox reads -> mono float samples at 8 kHz in the telephone band."""
+    raw = _run([_tool("sox"), str(source), "-t", "raw", "-e", "floating-point", "-b", "32",
+                "-c", "1", "-", *BAND])
+    return np.frombuffer(raw, "<f4").astype(np.float64)
+
+
+def active_level(x: Samples, rate: int = SAMPLE_RATE) -> float:
+    """Active speech level in dBFS, after ITU-T P.56 method B on 10-ms frames: the level over
+    the frames whose envelope (with a 200-ms hang-over) is above a threshold, the threshold
+    being where that level is 15.9 dB above it."""
+    frame = rate // 100
+    n = len(x) // frame
+    if n == 0:
+        return -np.inf
+    energy = (x[: n * frame].reshape(n, frame) ** 2).sum(axis=1)
+    envelope = np.sqrt(energy / frame)
+    hang = 20
+    held = np.lib.stride_tricks.sliding_window_view(
+        np.concatenate([np.zeros(hang), envelope]), hang + 1).max(axis=1)
+    previous: tuple[float, float] | None = None
+    for threshold_db in np.arange(-100.0, 1.0, 1.0):
+        active = held >= 10 ** (threshold_db / 20)
+        if not active.any():
+            break
+        level = 10 * np.log10(energy[active].sum() / (active.sum() * frame) + 1e-30)
+        margin = level - threshold_db
+        if margin <= 15.9:
+            if previous is None:
+                return float(level)
+            prev_level, prev_margin = previous
+            w = (prev_margin - 15.9) / (prev_margin - margin)
+            return float(prev_level + w * (level - prev_level))
+        previous = (float(level), float(margin))
+    return float(previous[0]) if previous else -np.inf
+
+
+def trim_bounds(x: Samples, silence_dbfs: float, rate: int = SAMPLE_RATE) -> tuple[int, int]:
+    """[start, end) from EDGE_MS before the first audible sample to EDGE_MS after the last."""
+    audible = np.flatnonzero(np.abs(x) >= 10 ** (silence_dbfs / 20))
+    if audible.size == 0:
+        return 0, 0
+    edge = rate * EDGE_MS // 1000
+    return max(int(audible[0]) - edge, 0), min(int(audible[-1]) + 1 + edge, len(x))
+
+
+def limit(x: Samples, ceiling_dbfs: float, rate: int = SAMPLE_RATE) -> Samples:
+    """A look-ahead peak limiter: the gain each sample needs to stay under the ceiling, held
+    over LIMIT_MS either side and smoothed over as long (so it is never above what any sample
+    needs, and has no step): a few plosive peaks come down, the rest is untouched."""
+    ceiling = 10 ** (ceiling_dbfs / 20)
+    need = np.minimum(1.0, ceiling / np.maximum(np.abs(x), 1e-12))
+    if need.min() >= 1.0:
+        return x
+    half = rate * LIMIT_MS // 1000
+    padded = np.pad(need, half, constant_values=1.0)
+    held = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1).min(axis=1)
+    smooth = np.convolve(np.pad(held, half, constant_values=1.0),
+                         np.full(2 * half + 1, 1 / (2 * half + 1)), mode="valid")
+    limited: Samples = x * np.minimum(smooth, held)
+    return limited
+
+
+def finish(x: Samples, rate: int = SAMPLE_RATE) -> Samples:
+    """Trimmed to the audible part (30 dB below the active level), set to the active level
+    with peaks limited below the ceiling, the edges faded over EDGE_MS (no click where a quiet
+    tail is cut)."""
+    level = active_level(x, rate)
+    if not np.isfinite(level):
+        return x[:0]
+    start, end = trim_bounds(x, level + SILENCE_DBFS - ACTIVE_LEVEL_DBFS, rate)
+    x = x[start:end]
+    gain = 10 ** ((ACTIVE_LEVEL_DBFS - active_level(x, rate)) / 20)
+    x = limit(x * gain, PEAK_CEILING_DBFS - 0.1, rate)
+    edge = min(rate * EDGE_MS // 1000, len(x) // 2)
+    if edge:
+        ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(edge) + 0.5) / edge)
+        x[:edge] *= ramp
+        x[-edge:] *= ramp[::-1]
+    return x
+
+
+def write_wav(x: Samples, target: Path, rate: int = SAMPLE_RATE) -> None:
+    pcm = np.clip(np.round(x * 32768), -32768, 32767).astype("<i2")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp.wav")
-    _run([_tool("sox"), str(source), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16",
-          "-e", "signed-integer", str(tmp), *TRIM, "norm", "-3"])
+    with wave.open(str(tmp), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
     tmp.replace(target)
 
 
-def espeak_args(text: str, lang: str) -> list[str]:
-    """espeak-ng's arguments (after the program name, before `-w FILE`) that say `text`."""
-    voice = VOICES.get(lang)
-    if voice is None:
-        raise RenderError(f"no espeak-ng voice for language {lang!r}")
-    if lang != "zh" or not _LATIN_RUN.search(text):
-        return ["-v", voice, "-s", "150", text]
-    # Every run in its own voice element: after a closing </voice> espeak-ng falls back to
-    # plain `cmn`, not the voice it was started with.
-    runs, last = [], 0
-    for m in _LATIN_RUN.finditer(text):
-        runs += [(voice, text[last:m.start()]), (ENGLISH_IN_CHINESE, m.group())]
-        last = m.end()
-    runs.append((voice, text[last:]))
-    parts = [f'<voice name="{v}">{escape(t)}</voice>' for v, t in runs if t]
-    return ["-m", "-v", voice, "-s", "150", f"<speak>{''.join(parts)}</speak>"]
+def convert_and_trim(source: Path, target: Path) -> None:
+    """Any audio sox reads -> 8 kHz 16-bit mono WAV, telephone band, levelled, trimmed."""
+    write_wav(finish(read_band_limited(source)), target)
 
 
 def speak(item: RenderItem, target: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.wav"
-        args = espeak_args(item.text, item.lang)
+        args = espeak_args(item.text, item.lang, paces_for(item.file))
         _run([_tool("espeak-ng"), *args[:-1], "-w", str(raw), args[-1]])
         convert_and_trim(raw, target)
 
 
+# ----- the library -------------------------------------------------------------------------------
+
+
+def _settings_hash() -> str:
+    return repr((RENDER_VERSION, VOICES, PACE, BRISK, PITCH_RANGE, BAND, ACTIVE_LEVEL_DBFS,
+                 PEAK_CEILING_DBFS, SILENCE_DBFS, EDGE_MS, LIMIT_MS))
+
+
 def _key(item: RenderItem, recorded: Path | None) -> str:
-    h = hashlib.sha1(f"{RENDER_VERSION}|{item.lang}|{item.text}".encode())
+    h = hashlib.sha1(f"{_settings_hash()}|{item.file}|{item.lang}|{item.text}".encode())
     if recorded is not None:
         h.update(recorded.read_bytes())
     return h.hexdigest()
@@ -125,18 +326,36 @@ def render_all(
             continue
         todo.append((item, rec, key))
 
-    def work(job: tuple[RenderItem, Path | None, str]) -> tuple[str, str]:
+    # The same words in the same voice and pace are rendered once ("8" is a position, a
+    # number of minutes and a character of agent ids), then copied.
+    same: dict[tuple[str, str, str], list[tuple[RenderItem, str]]] = {}
+    jobs: list[tuple[RenderItem, Path | None, str]] = []
+    for item, rec, key in todo:
+        if rec is not None:
+            jobs.append((item, rec, key))
+            continue
+        group = same.setdefault((item.lang, item.text, repr(paces_for(item.file))), [])
+        if not group:
+            jobs.append((item, rec, key))
+        group.append((item, key))
+
+    def work(job: tuple[RenderItem, Path | None, str]) -> list[tuple[str, str]]:
         item, rec, key = job
         target = out_dir / f"{item.file}.wav"
         if rec is not None:
             convert_and_trim(rec, target)
-        else:
-            speak(item, target)
-        return item.file, key
+            return [(item.file, key)]
+        speak(item, target)
+        done = []
+        for other, other_key in same[(item.lang, item.text, repr(paces_for(item.file)))]:
+            if other.file != item.file:
+                shutil.copyfile(target, out_dir / f"{other.file}.wav")
+            done.append((other.file, other_key))
+        return done
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for file, key in pool.map(work, todo):
-            manifest[file] = key
+        for done in pool.map(work, jobs):
+            manifest.update(done)
     manifest_path.write_text(json.dumps(manifest, indent=0, sort_keys=True), encoding="utf-8")
     return RenderResult(len(todo), reused, recorded_count, len(items))
 

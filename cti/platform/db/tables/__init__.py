@@ -8,5 +8,7 @@ from cti.platform.db.tables import ivr as ivr
 from cti.platform.db.tables import recordings as recordings
 from cti.platform.db.tables import routing as routing
 from cti.platform.db.tables import users as users
+from cti.platform.db.tables import work_orders as work_orders
 
-__all__ = ["calls", "crm", "events", "fallback", "ivr", "recordings", "routing", "users"]
+__all__ = ["calls", "crm", "events", "fallback", "ivr", "recordings", "routing", "users",
+           "work_orders"]
