@@ -40,7 +40,8 @@ __all__ = [
     "CallHeld", "CallLeftQueue", "CallMuted", "CallOffered", "CallQueued", "CallResumed",
     "CallRouted", "CallTransferred", "CustomerIdentified", "DomainEvent", "Envelope",
     "FallbackReached", "IvrNoted", "MenuKeyPressed", "OfferWithdrawn", "ProcedureEnded",
-    "ProcedureStarted", "ProcedureStepped", "RecordingStarted", "RecordingStopped",
+    "ProcedureStarted", "ProcedureStepped", "RecordingPaused", "RecordingResumed",
+    "RecordingStarted", "RecordingStopped",
     "RulesReloaded", "TransferCancelled", "TransferStarted", "event_from_record",
     "event_record",
 ]
@@ -171,10 +172,15 @@ class TransferCancelled:
 
 @dataclass(frozen=True, slots=True)
 class RecordingStarted:
+    """A recording began: a voicemail, or a segment of a call's recording (`purpose` "call":
+    one segment per bridge the call talks in, `segment` counting from 1)."""
+
     call_id: str
     at: datetime
     name: str
     purpose: str = "voicemail"
+    agent_id: str | None = None
+    segment: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +191,28 @@ class RecordingStopped:
     duration_s: float | None = None
     failed: bool = False
     purpose: str = "voicemail"
+    reason: str | None = None  # why it failed (the PBX's cause, an ARI error)
+    agent_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingPaused:
+    """The call's recording was paused (the agent's button): the stretch stays silent."""
+
+    call_id: str
+    at: datetime
+    name: str
+    agent_id: str | None = None
+    by: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingResumed:
+    call_id: str
+    at: datetime
+    name: str
+    agent_id: str | None = None
+    by: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,7 +295,8 @@ DomainEvent = (
     CallArrived | CallAnswered | CustomerIdentified | MenuKeyPressed | CallRouted
     | CallQueued | CallOffered | OfferWithdrawn | CallConnected | CallLeftQueue
     | FallbackReached | CallHeld | CallResumed | CallMuted | TransferStarted | CallTransferred
-    | TransferCancelled | RecordingStarted | RecordingStopped | CallEnded | ProcedureStarted
+    | TransferCancelled | RecordingStarted | RecordingStopped | RecordingPaused
+    | RecordingResumed | CallEnded | ProcedureStarted
     | ProcedureStepped | ProcedureEnded | IvrNoted | AgentStateChanged | RulesReloaded
     | WorkOrderCreated | WorkOrderAssigned | WorkOrderStatusChanged | WorkOrderEscalated
     | WorkOrderReminded
@@ -277,13 +306,18 @@ _CLASSES: tuple[type[Any], ...] = (
     CallArrived, CallAnswered, CustomerIdentified, MenuKeyPressed, CallRouted, CallQueued,
     CallOffered, OfferWithdrawn, CallConnected, CallLeftQueue, FallbackReached, CallHeld,
     CallResumed, CallMuted, TransferStarted, CallTransferred, TransferCancelled,
-    RecordingStarted, RecordingStopped, CallEnded, ProcedureStarted, ProcedureStepped,
+    RecordingStarted, RecordingStopped, RecordingPaused, RecordingResumed, CallEnded,
+    ProcedureStarted, ProcedureStepped,
     ProcedureEnded, IvrNoted, AgentStateChanged, RulesReloaded, WorkOrderCreated,
     WorkOrderAssigned, WorkOrderStatusChanged, WorkOrderEscalated, WorkOrderReminded,
 )
 EVENT_CLASSES: dict[str, type[Any]] = {cls.__name__: cls for cls in _CLASSES}
 # The shape version of each kept event; bump on a change of fields.
-VERSIONS: dict[str, int] = dict.fromkeys(EVENT_CLASSES, 1)
+VERSIONS: dict[str, int] = {
+    **dict.fromkeys(EVENT_CLASSES, 1),
+    # 2: call recordings (agent_id, segment; reason on a failure)
+    "RecordingStarted": 2, "RecordingStopped": 2,
+}
 
 
 # ----- keeping events ------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from cti.features.ivr.prompts import PromptSource
 from cti.features.ivr.runner import IvrRunner
 from cti.features.procedures.audit import ProcedureAudit
 from cti.features.procedures.events import AuditPublisher
+from cti.features.recordings.service import CallRecordings
 from cti.features.reports.live import LiveStats
 from cti.features.routing.acd import AGENT_LEG_ARG, Acd
 from cti.features.routing.call_routing import CallRouting
@@ -88,6 +89,7 @@ class Service:
     live: LiveStats
     work_orders: WorkOrders
     work_order_timers: WorkOrderDriver
+    recordings: CallRecordings
     _ari_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -179,6 +181,12 @@ class Service:
         )
         WorkOrderNotifier(bus, desk.hub, work_orders.store)
         work_order_timers = WorkOrderDriver(work_orders, clock)
+        # call recording: queues with `record: true` (the running rules, reloads included)
+        recordings = CallRecordings(
+            sessions, telephony, clock, bus, lambda: acd.core.rules,
+            retention_days=settings.recordings.retention_days,
+            sweep_every_s=settings.recordings.sweep_every_s,
+        )
 
         # the calls' lifecycle: each answered call runs its IVR script
         def script_factory(session: CallSession) -> CallScript:
@@ -207,6 +215,7 @@ class Service:
         dispatcher.listen(announcement_ended)
         dispatcher.listen(voicemails.on_ari_event)
         dispatcher.listen(transfers.on_ari_event)
+        dispatcher.listen(recordings.on_ari_event)
         return cls(
             settings=settings, clock=clock, engine=engine, sessions=sessions, bus=bus,
             events=events, calls_repo=repo, ari=ari, telephony=telephony, registry=registry,
@@ -214,6 +223,7 @@ class Service:
             ivr=runner, audit=audit, acd=acd, desk=desk, customers=customers, routing=routing,
             transfers=transfers, fallback=fallback, voicemails=voicemails, live=live,
             work_orders=work_orders, work_order_timers=work_order_timers,
+            recordings=recordings,
         )
 
     async def _on_connect(self, generation: int) -> None:
@@ -257,6 +267,7 @@ class Service:
             ) from None
         await self.acd.start()
         self.work_order_timers.start()
+        self.recordings.start()  # the retention sweep
         # The start-up heap (libraries, rules, phrase library, flows) never becomes garbage:
         # moved out of the collector's reach, a full collection no longer walks it. Walking
         # it paused the event loop ~100 ms, the p99 of arrival-to-ring at 20 calls/s.
@@ -274,6 +285,7 @@ class Service:
         await self.ivr.cancel_all()
         await self.acd.aclose()
         await self.work_order_timers.aclose()
+        await self.recordings.aclose()
         await self.customers.aclose()
         await self.desk.aclose()
         await self.bus.aclose()

@@ -197,6 +197,14 @@ function wireCard(card, callId) {
     btn.addEventListener("click", () => run(async () => {
       const action = btn.dataset.call;
       if (action === "answer" && softphone?.answer(callId)) return;
+      if (action === "recording") {  // pause / resume the call's recording
+        const paused = Boolean(btn.dataset.paused);
+        const res = await api("POST",
+          `/calls/${encodeURIComponent(callId)}/recording/${paused ? "resume" : "pause"}`);
+        btn.dataset.paused = res?.recording === "paused" ? "1" : "";
+        btn.textContent = t(btn.dataset.paused ? "resumeRecording" : "pauseRecording");
+        return;
+      }
       if (action === "mute") {
         const on = !btn.dataset.on;
         softphone?.mute(on);

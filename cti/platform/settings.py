@@ -63,6 +63,15 @@ class HttpSettings(BaseModel):
     metrics_token: str | None = Field(default=None, min_length=16)
 
 
+class RecordingSettings(BaseModel):
+    """Call recording (queues with `record: true`): how long recordings are kept, and how
+    often the expired ones are deleted (from the PBX, and marked on their row)."""
+
+    model_config = ConfigDict(extra="forbid")
+    retention_days: float = Field(default=90, gt=0, le=36500)
+    sweep_every_s: float = Field(default=3600, ge=1, le=86400)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CTI_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
@@ -100,6 +109,7 @@ class Settings(BaseSettings):
     rules_file: Path = REPO_ROOT / "config" / "routing.yaml"
     # Work order types, severities, SLAs, status flow, escalations (docs/work_orders.md).
     work_orders_file: Path = REPO_ROOT / "config" / "work_orders.yaml"
+    recordings: RecordingSettings = RecordingSettings()
     # What the PBX dials for an agent's transfer to an outside number: through your trunk in
     # production, e.g. "PJSIP/{number}@provider" (the sandbox dials its own endpoints).
     transfer_dial: str = Field(default="PJSIP/{number}", pattern=r"^[^{}]*\{number\}[^{}]*$")

@@ -560,18 +560,21 @@ async def register_agent(
     ring_ms: int = 1000,
     password: str | None = None,
     timeout: float = 10.0,
+    pcap: Path | None = None,
 ) -> AgentPhone:
     """Start agent `agent`'s phone: REGISTER (digest auth), then answer each call after ring_ms
     and echo its audio ("answer"), ring until cancelled ("noanswer"), or refuse 486 ("busy").
     Returns once the registration is accepted; stop it with `await phone.stop()` or `async with`."""
     scenario = _scenario_path("agent_register")
-    ooc = pbx.stage(_scenario_path(f"agent_{mode}"))
+    # with a pcap, an answering phone sends that audio instead of echoing the caller's
+    playing = pcap is not None and mode == "answer"
+    ooc = pbx.stage(_scenario_path("agent_answer_play" if playing else f"agent_{mode}"))
     sip_port, media_port = free_port("udp"), free_port("udp", count=4, align=2)
     args, trace, errors = _sipp_args(
         pbx,
         scenario,
         f"agent-{agent}-{sip_port}",
-        keys={"agent": agent},
+        keys={"agent": agent, **({"pcap": pbx.stage(pcap)} if playing and pcap else {})},
         # ring_ms exists only in agent_answer.xml (sipp refuses to -set an undeclared global)
         variables={
             "hold_ms": 24 * 3600 * 1000,
@@ -582,7 +585,7 @@ async def register_agent(
         extra=[
             "-oocsf",
             ooc,
-            "-rtp_echo",
+            *(() if playing else ("-rtp_echo",)),
             "-au",
             agent,
             "-ap",

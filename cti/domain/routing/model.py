@@ -110,6 +110,7 @@ class Queue:
     moh_class: str = "default"
     announce: Announcements = Announcements()
     aht_s: float = 180.0  # average handling time assumed until the queue has history
+    record: bool = False  # calls answered from this queue are recorded (both parties)
 
     @property
     def announce_position(self) -> bool:

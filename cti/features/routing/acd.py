@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -52,7 +53,7 @@ from cti.domain.routing.acd import (
     StartWrapUpTimer,
     StopRinging,
 )
-from cti.domain.routing.events import RoutingEvent, RoutingListener
+from cti.domain.routing.events import CallConnected, RoutingEvent, RoutingListener
 from cti.domain.routing.model import CallAttributes, RoutingRules
 from cti.domain.stats import QueueTargets
 from cti.events import Bus, FallbackReached
@@ -436,6 +437,11 @@ class Acd:
     async def _emit(self, event: RoutingEvent) -> None:
         if self.transfers.hold_back(event):
             return
+        if isinstance(event, CallConnected) and not event.bridge_id:
+            call = self.calls.by_id.get(event.call_id)
+            if call is not None and call.bridge_id:
+                # the bridge the caller talks in now (recording follows the call by it)
+                event = dataclasses.replace(event, bridge_id=call.bridge_id)
         self.decision_log.record(event)
         if self._bus is not None:
             self._bus.publish(event)

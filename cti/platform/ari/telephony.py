@@ -154,6 +154,16 @@ class AriTelephony:
     async def stop_recording(self, name: str) -> None:
         await self.client.request("POST", f"recordings/live/{name}/stop")
 
+    async def pause_recording(self, name: str) -> None:
+        await self.client.request("POST", f"recordings/live/{name}/pause")
+
+    async def unpause_recording(self, name: str) -> None:
+        await self.client.request("DELETE", f"recordings/live/{name}/pause")
+
+    async def delete_stored_recording(self, name: str) -> None:
+        """Delete the PBX's stored file (ChannelGone, a 404, when it is gone already)."""
+        await self.client.request("DELETE", f"recordings/stored/{name}")
+
     async def record(
         self, channel_id: str, name: str, *, fmt: str = "wav", max_duration_s: float = 0,
         max_silence_s: float = 0, beep: bool = False, terminate_on: str = "none",

@@ -332,6 +332,7 @@ def _queue(name: str, q: QueueSpec) -> Queue:
             q.announce.every_s,
         ),
         q.aht_s,
+        q.record,
     )
 
 

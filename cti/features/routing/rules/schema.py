@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, time
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from cti.domain.routing.model import MAX_PROFICIENCY, MIN_PROFICIENCY, Strategy
 
@@ -97,6 +97,7 @@ class QueueSpec(Strict):
     announce: AnnounceSpec = AnnounceSpec()
     announce_position: bool | None = None  # older spelling of announce.position
     aht_s: float = Field(default=180.0, gt=0, le=86400)  # for the wait estimate, until history
+    record: StrictBool = False  # record its calls, both parties, bridge-up to hang-up
 
     @model_validator(mode="after")
     def _check(self) -> QueueSpec:
