@@ -11,6 +11,12 @@ Invariants (tested with hypothesis):
 - an offer goes only to an agent in a pool of the call's stage at that moment's wait;
 - after every method returns, no available agent is qualified for a waiting call (except
   between ticks, when a relaxation step has come due and `tick` has not yet run).
+
+Picking the agent does not scan the candidates: each pool keeps its available members in one
+sorted list per strategy ordering (`_Ordered`, built on first use, then kept in step with the
+available sets), so the best agent is the head of a list, and the runner-up the next one
+(docs/routing_index.md). `Router(rules, indexed=False)` keeps the plain scan as the reference
+the property tests compare against.
 """
 
 from __future__ import annotations
@@ -19,7 +25,10 @@ import math
 from bisect import bisect_left, insort
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
+
+from sortedcontainers import SortedList
 
 from cti.domain.routing.decisions import Candidate, Decision, Trigger
 from cti.domain.routing.expressions import lookup
@@ -38,6 +47,34 @@ from cti.domain.routing.strategies import AgentStats, explain, sort_key
 from cti.platform.errors import Conflict, NotFound
 
 CallKey = tuple[int, float, int]
+# An index ordering: a strategy's key family ("idle", "calls", "load", "rr") or, for best
+# proficiency, the requirement whose levels are scored.
+Kind = str | SkillRequirement
+
+
+class _Ordered:
+    """The available members of one pool in one strategy's order: a sorted list of
+    (key, agent_id), and each member's key so it can be removed in O(log n)."""
+
+    __slots__ = ("entries", "key_of")
+
+    def __init__(self) -> None:
+        self.entries: SortedList = SortedList()
+        self.key_of: dict[str, tuple[Any, ...]] = {}
+
+    def add(self, agent_id: str, key: tuple[Any, ...]) -> None:
+        old = self.key_of.get(agent_id)
+        if old is not None:
+            if old == key:
+                return
+            self.entries.remove((old, agent_id))
+        self.entries.add((key, agent_id))
+        self.key_of[agent_id] = key
+
+    def discard(self, agent_id: str) -> None:
+        old = self.key_of.pop(agent_id, None)
+        if old is not None:
+            self.entries.remove((old, agent_id))
 
 
 @dataclass(slots=True)
@@ -82,7 +119,9 @@ class _Skills:
 
 
 class Router:
-    def __init__(self, rules: RoutingRules) -> None:
+    def __init__(self, rules: RoutingRules, *, indexed: bool = True) -> None:
+        self._indexed = indexed
+        self._ix: dict[Pool, dict[Kind, _Ordered]] = {}
         self._seq = 0
         self._offer_seq = 0
         self._decision_seq = 0
@@ -152,6 +191,7 @@ class Router:
         self._agent_pools: dict[str, list[Pool]] = {a: [] for a in self._rules.agents}
         self._agent_pids: dict[str, list[int]] = {a: [] for a in self._rules.agents}
         self._scores: dict[SkillRequirement, dict[str, int]] = {}
+        self._ix = {}
         for agent_id in self._rules.agents:
             self._index_agent(agent_id)
 
@@ -176,11 +216,13 @@ class Router:
         self._agent_pools[agent_id] = mine
         self._agent_pids[agent_id] = sorted({pid for p in mine for pid in self._pool_pids[p]})
         self._scores = {}  # proficiency scores are cached per queue; skills changed
+        self._ix = {}  # and so are the orderings: rebuilt on first use
 
     def _unindex_agent(self, agent_id: str) -> None:
         for pool in self._agent_pools.get(agent_id, ()):
             self._members[pool].discard(agent_id)
             self._avail[pool].discard(agent_id)
+        self._ix = {}
         self._agent_pools[agent_id] = []
         self._agent_pids[agent_id] = []
 
@@ -237,9 +279,38 @@ class Router:
             stats.idle_since = now
         self._available.add(agent_id)
         self._set_keys(agent_id, stats)
+        ix = self._ix
         for pool in self._agent_pools[agent_id]:
             self._avail[pool].add(agent_id)
+            kinds = ix.get(pool)
+            if kinds:
+                for kind, ordered in kinds.items():
+                    ordered.add(agent_id, self._index_key(kind, agent_id))
         return self._find_call_for(agent_id, now)
+
+    def _index_key(self, kind: Kind, agent_id: str) -> tuple[Any, ...]:
+        """The key an ordering sorts by; equal to `_key_function`'s up to a rotation (round
+        robin) so the head of the list is the agent `min()` over the candidates would pick."""
+        if kind == "idle":
+            return self._k_idle[agent_id]
+        if kind == "calls":
+            return self._k_calls[agent_id]
+        if kind == "load":
+            return self._k_load[agent_id]
+        if kind == "rr":
+            return (self._stats[agent_id].order,)
+        assert isinstance(kind, SkillRequirement)
+        skills = self._stats[agent_id].skills
+        return (-sum(skills.get(s, 0) for s, _ in kind.levels), self._k_idle[agent_id])
+
+    def _ordered(self, pool: Pool, kind: Kind) -> _Ordered:
+        kinds = self._ix.setdefault(pool, {})
+        ordered = kinds.get(kind)
+        if ordered is None:
+            ordered = kinds[kind] = _Ordered()
+            for a in self._avail[pool]:
+                ordered.add(a, self._index_key(kind, a))
+        return ordered
 
     def _set_keys(self, agent_id: str, stats: AgentStats) -> None:
         # While an agent is available its strategy keys do not change, so they are computed
@@ -269,8 +340,13 @@ class Router:
         if agent_id not in self._available:
             return
         self._available.discard(agent_id)
+        ix = self._ix
         for pool in self._agent_pools.get(agent_id, ()):
             self._avail[pool].discard(agent_id)
+            kinds = ix.get(pool)
+            if kinds:
+                for ordered in kinds.values():
+                    ordered.discard(agent_id)
 
     def agent_call_started(self, agent_id: str, now: float) -> None:
         stats = self._stats[agent_id]
@@ -531,24 +607,6 @@ class Router:
     def _offer_call(self, call: WaitingCall, now: float, trigger: Trigger) -> Decision:
         """Best available agent for this call, by its queue's strategy; reserve atomically."""
         stage = call.plan.stages[call.stage_index]
-        pools = stage.pools
-        if len(pools) == 1:
-            cands: set[str] = self._avail[pools[0]]
-        else:
-            cands = set().union(*[self._avail[p] for p in pools])
-        excluded: tuple[str, ...] = ()
-        if call.tried and cands:
-            fresh = cands - call.tried
-            if fresh:
-                excluded = tuple(sorted(cands & call.tried))
-                cands = fresh
-            else:
-                call.tried.clear()  # everyone qualified has missed it: start a new round
-        if not cands:
-            return self._decision(
-                trigger, "queued", call, now, stage=stage, reason="no qualified agent available"
-            )
-        n_cands = len(cands)  # before reserving: `cands` may be the live available set
         queue = self._rules.queues[stage.queue]
         stats = self._stats
         window = self._rules.occupancy_window_s
@@ -556,11 +614,17 @@ class Router:
         n = len(stats)
         strategy = queue.strategy
         primary = stage.primary
-        key = self._key_function(strategy, primary, rr, n)
-        chosen = min(cands, key=key)
-        ranked = [chosen]
-        if n_cands > 1:
-            ranked.append(min(cands - {chosen}, key=key))
+        picked = (
+            self._pick_indexed(call, stage, strategy, rr, n)
+            if self._indexed
+            else self._pick_scan(call, stage, self._key_function(strategy, primary, rr, n))
+        )
+        if picked is None:
+            return self._decision(
+                trigger, "queued", call, now, stage=stage, reason="no qualified agent available"
+            )
+        ranked, n_cands, excluded = picked
+        chosen = ranked[0]
         considered = tuple(
             Candidate(
                 a,
@@ -593,6 +657,85 @@ class Router:
             strategy=strategy.value,
             reason=f"{strategy.value}: {considered[0].why} among {n_cands} qualified",
         )
+
+    def _pick_scan(
+        self, call: WaitingCall, stage: Stage, key: Callable[[str], Any]
+    ) -> tuple[list[str], int, tuple[str, ...]] | None:
+        """The reference: union the pools' available sets and take `min()` by the key (what
+        the router did before the orderings; kept for the equivalence property test)."""
+        pools = stage.pools
+        if len(pools) == 1:
+            cands: set[str] = self._avail[pools[0]]
+        else:
+            cands = set().union(*[self._avail[p] for p in pools])
+        excluded: tuple[str, ...] = ()
+        if call.tried and cands:
+            fresh = cands - call.tried
+            if fresh:
+                excluded = tuple(sorted(cands & call.tried))
+                cands = fresh
+            else:
+                call.tried.clear()  # everyone qualified has missed it: start a new round
+        if not cands:
+            return None
+        n_cands = len(cands)
+        chosen = min(cands, key=key)
+        ranked = [chosen]
+        if n_cands > 1:
+            ranked.append(min(cands - {chosen}, key=key))
+        return ranked, n_cands, excluded
+
+    def _pick_indexed(
+        self, call: WaitingCall, stage: Stage, strategy: Strategy, rr: int, n: int
+    ) -> tuple[list[str], int, tuple[str, ...]] | None:
+        """Same answer as `_pick_scan` without scanning: the head (and runner-up) of each
+        pool's ordering for the strategy, skipping agents that already missed this call."""
+        pools = stage.pools
+        sets = [self._avail[p] for p in pools]
+        n_union = _union_size(sets)
+        if n_union == 0:
+            return None
+        excluded: tuple[str, ...] = ()
+        skip: set[str] = set()
+        tried = call.tried
+        if tried:
+            hit = {a for a in tried if any(a in s for s in sets)}
+            if hit and len(hit) == n_union:
+                tried.clear()  # everyone qualified has missed it: start a new round
+            else:
+                excluded = tuple(sorted(hit))
+                skip = hit
+        n_cands = n_union - len(skip)
+        kind = _kind_of(strategy, stage.primary)
+        rot = rr % n if n else 0
+        best: set[str] = set()
+        for pool in pools:
+            if not self._avail[pool]:
+                continue
+            entries = self._ordered(pool, kind).entries
+            if kind == "rr":
+                i = entries.bisect_left(((rot,),))
+                it = chain(entries.islice(i), entries.islice(0, i))
+            else:
+                it = iter(entries)
+            got = 0
+            for _key, a in it:
+                if a in skip:
+                    continue
+                best.add(a)
+                got += 1
+                if got == 2:
+                    break
+        key = self._merge_key(strategy, stage.primary, rr, n)
+        ranked = sorted(best, key=key)[:2]
+        return ranked, n_cands, excluded
+
+    def _merge_key(
+        self, strategy: Strategy, primary: SkillRequirement, rr: int, n: int
+    ) -> Callable[[str], Any]:
+        if strategy is Strategy.BEST_PROFICIENCY:
+            return lambda a: self._index_key(primary, a)
+        return self._key_function(strategy, primary, rr, n)
 
     def _key_function(
         self, strategy: Strategy, primary: SkillRequirement, rr: int, n: int
@@ -763,3 +906,28 @@ class Router:
             return False
         stage = call.plan.stage_at(now - call.enqueued_at)
         return any(agent_id in self._members[p] for p in stage.pools)
+
+
+def _kind_of(strategy: Strategy, primary: SkillRequirement) -> Kind:
+    if strategy is Strategy.LONGEST_IDLE:
+        return "idle"
+    if strategy is Strategy.FEWEST_CALLS:
+        return "calls"
+    if strategy is Strategy.LEAST_OCCUPIED:
+        return "load"
+    if strategy is Strategy.BEST_PROFICIENCY:
+        return primary
+    return "rr"
+
+
+def _union_size(sets: list[set[str]]) -> int:
+    """Members of the union, counted without building it: the largest set, plus members of
+    the others not already in a larger one (one pool, the common case, is just its size)."""
+    if len(sets) == 1:
+        return len(sets[0])
+    ordered = sorted(sets, key=len, reverse=True)
+    total = len(ordered[0])
+    for i in range(1, len(ordered)):
+        bigger = ordered[:i]
+        total += sum(1 for a in ordered[i] if not any(a in b for b in bigger))
+    return total
