@@ -13,10 +13,10 @@ Invariants (tested with hypothesis):
   between ticks, when a relaxation step has come due and `tick` has not yet run).
 
 Picking the agent does not scan the candidates: each pool keeps its available members in one
-sorted list per strategy ordering (`_Ordered`, built on first use, then kept in step with the
-available sets), so the best agent is the head of a list, and the runner-up the next one
-(docs/routing_index.md). `Router(rules, indexed=False)` keeps the plain scan as the reference
-the property tests compare against.
+sorted list per strategy ordering its stages use (`_Ordered`, built with the pools, then kept
+in step with the available sets), so the best agent is the head of a list and the runner-up
+the next one (docs/routing_index.md). `Router(rules, indexed=False)` keeps the plain scan as
+the reference the property tests compare against.
 """
 
 from __future__ import annotations
@@ -167,6 +167,13 @@ class Router:
             for pool in plan.pools:
                 self._pool_pids.setdefault(pool, set()).add(pid)
         self._pools = set(self._pool_pids)
+        # The orderings each pool needs: one per (strategy, primary) of the stages using it.
+        self._kinds: dict[Pool, set[Kind]] = {}
+        for plan in self._all_plans:
+            for stage in plan.stages:
+                kind = _kind_of(self._rules.queues[stage.queue].strategy, stage.primary)
+                for pool in stage.pools:
+                    self._kinds.setdefault(pool, set()).add(kind)
         self._plan_keys: list[list[CallKey]] = [[] for _ in self._all_plans]
         old_skills = self._skills
         self._skills = {}
@@ -191,7 +198,11 @@ class Router:
         self._agent_pools: dict[str, list[Pool]] = {a: [] for a in self._rules.agents}
         self._agent_pids: dict[str, list[int]] = {a: [] for a in self._rules.agents}
         self._scores: dict[SkillRequirement, dict[str, int]] = {}
-        self._ix = {}
+        self._ix = (
+            {p: {k: _Ordered() for k in kinds} for p, kinds in self._kinds.items()}
+            if self._indexed
+            else {}
+        )
         for agent_id in self._rules.agents:
             self._index_agent(agent_id)
 
@@ -213,16 +224,18 @@ class Router:
             self._members[pool].add(agent_id)
             if agent_id in self._available:
                 self._avail[pool].add(agent_id)
+                for kind, ordered in self._ix.get(pool, {}).items():
+                    ordered.add(agent_id, self._index_key(kind, agent_id))
         self._agent_pools[agent_id] = mine
         self._agent_pids[agent_id] = sorted({pid for p in mine for pid in self._pool_pids[p]})
         self._scores = {}  # proficiency scores are cached per queue; skills changed
-        self._ix = {}  # and so are the orderings: rebuilt on first use
 
     def _unindex_agent(self, agent_id: str) -> None:
         for pool in self._agent_pools.get(agent_id, ()):
             self._members[pool].discard(agent_id)
             self._avail[pool].discard(agent_id)
-        self._ix = {}
+            for ordered in self._ix.get(pool, {}).values():
+                ordered.discard(agent_id)
         self._agent_pools[agent_id] = []
         self._agent_pids[agent_id] = []
 
@@ -304,6 +317,8 @@ class Router:
         return (-sum(skills.get(s, 0) for s, _ in kind.levels), self._k_idle[agent_id])
 
     def _ordered(self, pool: Pool, kind: Kind) -> _Ordered:
+        # Every ordering a stage needs is built in `_rebuild_membership`; this only fills in
+        # one that is somehow missing, from the pool's available set.
         kinds = self._ix.setdefault(pool, {})
         ordered = kinds.get(kind)
         if ordered is None:
