@@ -25,6 +25,7 @@ import math
 from bisect import bisect_left, insort
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from heapq import heapify, heappop, heappush
 from itertools import chain
 from typing import Any
 
@@ -52,9 +53,65 @@ CallKey = tuple[int, float, int]
 Kind = str | SkillRequirement
 
 
+class _Heap:
+    """The available members of one pool in one strategy's order, as a binary heap of
+    (key, agent_id) with lazy invalidation: an entry is live while its agent is in the pool's
+    available set and `key_of` still holds that key. Becoming unavailable costs nothing here;
+    stale entries are dropped when they reach the top, and the heap is compacted when stale
+    ones outnumber the live (amortised O(1) per push)."""
+
+    __slots__ = ("heap", "key_of")
+
+    def __init__(self) -> None:
+        self.heap: list[tuple[tuple[Any, ...], str]] = []
+        self.key_of: dict[str, tuple[Any, ...]] = {}
+
+    def add(self, agent_id: str, key: tuple[Any, ...], avail: set[str]) -> None:
+        if self.key_of.get(agent_id) == key:
+            return  # its entry is still in the heap, live again
+        self.key_of[agent_id] = key
+        heappush(self.heap, (key, agent_id))
+        if len(self.heap) > 2 * len(avail) + 32:
+            self.compact(avail)
+
+    def discard(self, agent_id: str) -> None:
+        pass  # lazy: the entry goes stale with the available set
+
+    def compact(self, avail: set[str]) -> None:
+        key_of = self.key_of
+        live = {a: k for a, k in key_of.items() if a in avail}
+        self.key_of = live
+        self.heap = [(k, a) for a, k in live.items()]
+        heapify(self.heap)
+
+    def top(self, avail: set[str], skip: set[str], want: int = 2) -> list[str]:
+        """The first `want` live agents not in `skip`, best first; the heap is left as it was
+        minus stale entries."""
+        heap, key_of = self.heap, self.key_of
+        out: list[str] = []
+        taken: list[tuple[tuple[Any, ...], str]] = []
+        while heap and len(out) < want:
+            key, a = heap[0]
+            if a not in avail or key_of.get(a) != key:
+                heappop(heap)
+                if a not in avail and key_of.get(a) == key:
+                    del key_of[a]
+                continue
+            item = heappop(heap)
+            if a in out:
+                continue  # a duplicate entry (same key pushed again): dropped
+            taken.append(item)
+            if a not in skip:
+                out.append(a)
+        for item in taken:
+            heappush(heap, item)
+        return out
+
+
 class _Ordered:
-    """The available members of one pool in one strategy's order: a sorted list of
-    (key, agent_id), and each member's key so it can be removed in O(log n)."""
+    """The available members of one pool by configured order (round robin, which starts
+    anywhere): a sorted list of (key, agent_id) kept exact, and each member's key so it can be
+    removed in O(log n)."""
 
     __slots__ = ("entries", "key_of")
 
@@ -62,7 +119,7 @@ class _Ordered:
         self.entries: SortedList = SortedList()
         self.key_of: dict[str, tuple[Any, ...]] = {}
 
-    def add(self, agent_id: str, key: tuple[Any, ...]) -> None:
+    def add(self, agent_id: str, key: tuple[Any, ...], avail: set[str]) -> None:
         old = self.key_of.get(agent_id)
         if old is not None:
             if old == key:
@@ -121,7 +178,7 @@ class _Skills:
 class Router:
     def __init__(self, rules: RoutingRules, *, indexed: bool = True) -> None:
         self._indexed = indexed
-        self._ix: dict[Pool, dict[Kind, _Ordered]] = {}
+        self._ix: dict[Pool, dict[Kind, _Heap | _Ordered]] = {}
         self._seq = 0
         self._offer_seq = 0
         self._decision_seq = 0
@@ -199,7 +256,7 @@ class Router:
         self._agent_pids: dict[str, list[int]] = {a: [] for a in self._rules.agents}
         self._scores: dict[SkillRequirement, dict[str, int]] = {}
         self._ix = (
-            {p: {k: _Ordered() for k in kinds} for p, kinds in self._kinds.items()}
+            {p: {k: _new_ordering(k) for k in kinds} for p, kinds in self._kinds.items()}
             if self._indexed
             else {}
         )
@@ -225,7 +282,7 @@ class Router:
             if agent_id in self._available:
                 self._avail[pool].add(agent_id)
                 for kind, ordered in self._ix.get(pool, {}).items():
-                    ordered.add(agent_id, self._index_key(kind, agent_id))
+                    ordered.add(agent_id, self._index_key(kind, agent_id), self._avail[pool])
         self._agent_pools[agent_id] = mine
         self._agent_pids[agent_id] = sorted({pid for p in mine for pid in self._pool_pids[p]})
         self._scores = {}  # proficiency scores are cached per queue; skills changed
@@ -293,12 +350,14 @@ class Router:
         self._available.add(agent_id)
         self._set_keys(agent_id, stats)
         ix = self._ix
+        avail = self._avail
         for pool in self._agent_pools[agent_id]:
-            self._avail[pool].add(agent_id)
+            members = avail[pool]
+            members.add(agent_id)
             kinds = ix.get(pool)
             if kinds:
                 for kind, ordered in kinds.items():
-                    ordered.add(agent_id, self._index_key(kind, agent_id))
+                    ordered.add(agent_id, self._index_key(kind, agent_id), members)
         return self._find_call_for(agent_id, now)
 
     def _index_key(self, kind: Kind, agent_id: str) -> tuple[Any, ...]:
@@ -316,15 +375,15 @@ class Router:
         skills = self._stats[agent_id].skills
         return (-sum(skills.get(s, 0) for s, _ in kind.levels), self._k_idle[agent_id])
 
-    def _ordered(self, pool: Pool, kind: Kind) -> _Ordered:
+    def _ordered(self, pool: Pool, kind: Kind) -> _Heap | _Ordered:
         # Every ordering a stage needs is built in `_rebuild_membership`; this only fills in
         # one that is somehow missing, from the pool's available set.
         kinds = self._ix.setdefault(pool, {})
         ordered = kinds.get(kind)
         if ordered is None:
-            ordered = kinds[kind] = _Ordered()
+            ordered = kinds[kind] = _new_ordering(kind)
             for a in self._avail[pool]:
-                ordered.add(a, self._index_key(kind, a))
+                ordered.add(a, self._index_key(kind, a), self._avail[pool])
         return ordered
 
     def _set_keys(self, agent_id: str, stats: AgentStats) -> None:
@@ -727,14 +786,14 @@ class Router:
         for pool in pools:
             if not self._avail[pool]:
                 continue
-            entries = self._ordered(pool, kind).entries
-            if kind == "rr":
-                i = entries.bisect_left(((rot,),))
-                it = chain(entries.islice(i), entries.islice(0, i))
-            else:
-                it = iter(entries)
+            ordered = self._ordered(pool, kind)
+            if isinstance(ordered, _Heap):
+                best.update(ordered.top(self._avail[pool], skip))
+                continue
+            entries = ordered.entries
+            i = entries.bisect_left(((rot,),))
             got = 0
-            for _key, a in it:
+            for _key, a in chain(entries.islice(i), entries.islice(0, i)):
                 if a in skip:
                     continue
                 best.add(a)
@@ -921,6 +980,10 @@ class Router:
             return False
         stage = call.plan.stage_at(now - call.enqueued_at)
         return any(agent_id in self._members[p] for p in stage.pools)
+
+
+def _new_ordering(kind: Kind) -> _Heap | _Ordered:
+    return _Ordered() if kind == "rr" else _Heap()
 
 
 def _kind_of(strategy: Strategy, primary: SkillRequirement) -> Kind:
