@@ -254,6 +254,9 @@ class Router:
         self._avail: dict[Pool, set[str]] = {p: set() for p in self._pools}
         self._agent_pools: dict[str, list[Pool]] = {a: [] for a in self._rules.agents}
         self._agent_pids: dict[str, list[int]] = {a: [] for a in self._rules.agents}
+        # Per agent, for each of its pools: the pool's available set and its orderings, so
+        # becoming (un)available touches them without hashing a Pool.
+        self._slots: dict[str, list[tuple[set[str], list[tuple[Kind, _Heap | _Ordered]]]]] = {}
         self._scores: dict[SkillRequirement, dict[str, int]] = {}
         self._ix = (
             {p: {k: _new_ordering(k) for k in kinds} for p, kinds in self._kinds.items()}
@@ -284,6 +287,9 @@ class Router:
                 for kind, ordered in self._ix.get(pool, {}).items():
                     ordered.add(agent_id, self._index_key(kind, agent_id), self._avail[pool])
         self._agent_pools[agent_id] = mine
+        self._slots[agent_id] = [
+            (self._avail[pool], list(self._ix.get(pool, {}).items())) for pool in mine
+        ]
         self._agent_pids[agent_id] = sorted({pid for p in mine for pid in self._pool_pids[p]})
         self._scores = {}  # proficiency scores are cached per queue; skills changed
 
@@ -294,6 +300,7 @@ class Router:
             for ordered in self._ix.get(pool, {}).values():
                 ordered.discard(agent_id)
         self._agent_pools[agent_id] = []
+        self._slots[agent_id] = []
         self._agent_pids[agent_id] = []
 
     def load_rules(self, rules: RoutingRules, now: float) -> list[Decision]:
@@ -349,15 +356,11 @@ class Router:
             stats.idle_since = now
         self._available.add(agent_id)
         self._set_keys(agent_id, stats)
-        ix = self._ix
-        avail = self._avail
-        for pool in self._agent_pools[agent_id]:
-            members = avail[pool]
+        index_key = self._index_key
+        for members, orderings in self._slots[agent_id]:
             members.add(agent_id)
-            kinds = ix.get(pool)
-            if kinds:
-                for kind, ordered in kinds.items():
-                    ordered.add(agent_id, self._index_key(kind, agent_id), members)
+            for kind, ordered in orderings:
+                ordered.add(agent_id, index_key(kind, agent_id), members)
         return self._find_call_for(agent_id, now)
 
     def _index_key(self, kind: Kind, agent_id: str) -> tuple[Any, ...]:
@@ -376,15 +379,8 @@ class Router:
         return (-sum(skills.get(s, 0) for s, _ in kind.levels), self._k_idle[agent_id])
 
     def _ordered(self, pool: Pool, kind: Kind) -> _Heap | _Ordered:
-        # Every ordering a stage needs is built in `_rebuild_membership`; this only fills in
-        # one that is somehow missing, from the pool's available set.
-        kinds = self._ix.setdefault(pool, {})
-        ordered = kinds.get(kind)
-        if ordered is None:
-            ordered = kinds[kind] = _new_ordering(kind)
-            for a in self._avail[pool]:
-                ordered.add(a, self._index_key(kind, a), self._avail[pool])
-        return ordered
+        # Every ordering a stage needs is built with the pools in `_rebuild_membership`.
+        return self._ix[pool][kind]
 
     def _set_keys(self, agent_id: str, stats: AgentStats) -> None:
         # While an agent is available its strategy keys do not change, so they are computed
@@ -414,13 +410,10 @@ class Router:
         if agent_id not in self._available:
             return
         self._available.discard(agent_id)
-        ix = self._ix
-        for pool in self._agent_pools.get(agent_id, ()):
-            self._avail[pool].discard(agent_id)
-            kinds = ix.get(pool)
-            if kinds:
-                for ordered in kinds.values():
-                    ordered.discard(agent_id)
+        for members, orderings in self._slots.get(agent_id, ()):
+            members.discard(agent_id)
+            for _kind, ordered in orderings:
+                ordered.discard(agent_id)  # a no-op for the lazy heaps
 
     def agent_call_started(self, agent_id: str, now: float) -> None:
         stats = self._stats[agent_id]
