@@ -175,6 +175,11 @@ class _Skills:
         return dict(self.override if self.override is not None else self.yaml)
 
 
+# One ordering an agent's pool has: (kind code, kind, structure); codes 0-3 for idle, calls,
+# load, rr and 4 for a proficiency requirement.
+_Slot = tuple[int, Kind, "_Heap | _Ordered"]
+
+
 class Router:
     def __init__(self, rules: RoutingRules, *, indexed: bool = True) -> None:
         self._indexed = indexed
@@ -256,7 +261,7 @@ class Router:
         self._agent_pids: dict[str, list[int]] = {a: [] for a in self._rules.agents}
         # Per agent, for each of its pools: the pool's available set and its orderings, so
         # becoming (un)available touches them without hashing a Pool.
-        self._slots: dict[str, list[tuple[set[str], list[tuple[Kind, _Heap | _Ordered]]]]] = {}
+        self._slots: dict[str, list[tuple[set[str], list[_Slot]]]] = {}
         self._scores: dict[SkillRequirement, dict[str, int]] = {}
         self._ix = (
             {p: {k: _new_ordering(k) for k in kinds} for p, kinds in self._kinds.items()}
@@ -288,7 +293,8 @@ class Router:
                     ordered.add(agent_id, self._index_key(kind, agent_id), self._avail[pool])
         self._agent_pools[agent_id] = mine
         self._slots[agent_id] = [
-            (self._avail[pool], list(self._ix.get(pool, {}).items())) for pool in mine
+            (self._avail[pool], [(_code(k), k, o) for k, o in self._ix.get(pool, {}).items()])
+            for pool in mine
         ]
         self._agent_pids[agent_id] = sorted({pid for p in mine for pid in self._pool_pids[p]})
         self._scores = {}  # proficiency scores are cached per queue; skills changed
@@ -356,11 +362,27 @@ class Router:
             stats.idle_since = now
         self._available.add(agent_id)
         self._set_keys(agent_id, stats)
-        index_key = self._index_key
+        # The keys, once per kind (the same as `_index_key`, inlined: this runs per ordering).
+        k_idle = self._k_idle[agent_id]
+        k_calls = self._k_calls[agent_id]
+        k_load = self._k_load[agent_id]
+        k_rr = (stats.order,)
+        skills = stats.skills
         for members, orderings in self._slots[agent_id]:
             members.add(agent_id)
-            for kind, ordered in orderings:
-                ordered.add(agent_id, index_key(kind, agent_id), members)
+            for code, kind, ordered in orderings:
+                if code == 0:
+                    key: tuple[Any, ...] = k_idle
+                elif code == 1:
+                    key = k_calls
+                elif code == 2:
+                    key = k_load
+                elif code == 3:
+                    key = k_rr
+                else:
+                    assert isinstance(kind, SkillRequirement)
+                    key = (-sum(skills.get(s, 0) for s, _ in kind.levels), k_idle)
+                ordered.add(agent_id, key, members)
         return self._find_call_for(agent_id, now)
 
     def _index_key(self, kind: Kind, agent_id: str) -> tuple[Any, ...]:
@@ -412,8 +434,9 @@ class Router:
         self._available.discard(agent_id)
         for members, orderings in self._slots.get(agent_id, ()):
             members.discard(agent_id)
-            for _kind, ordered in orderings:
-                ordered.discard(agent_id)  # a no-op for the lazy heaps
+            for code, _kind, ordered in orderings:
+                if code == 3:  # the lazy heaps need nothing
+                    ordered.discard(agent_id)
 
     def agent_call_started(self, agent_id: str, now: float) -> None:
         stats = self._stats[agent_id]
@@ -973,6 +996,13 @@ class Router:
             return False
         stage = call.plan.stage_at(now - call.enqueued_at)
         return any(agent_id in self._members[p] for p in stage.pools)
+
+
+_CODES = {"idle": 0, "calls": 1, "load": 2, "rr": 3}
+
+
+def _code(kind: Kind) -> int:
+    return _CODES.get(kind, 4) if isinstance(kind, str) else 4
 
 
 def _new_ordering(kind: Kind) -> _Heap | _Ordered:
