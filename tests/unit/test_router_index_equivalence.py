@@ -145,10 +145,16 @@ def _state(r: Router) -> tuple[Any, ...]:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(rules=rules_st(), ops=OPS)
-def test_indexed_router_decides_like_the_scan(rules: RoutingRules, ops: list[Any]) -> None:
+@given(rules=rules_st(), ready=st.lists(st.integers(0, 15), max_size=12), ops=OPS)
+def test_indexed_router_decides_like_the_scan(
+    rules: RoutingRules, ready: list[int], ops: list[Any]
+) -> None:
     indexed, scan = Router(rules), Router(rules, indexed=False)
-    now = 0.0
+    agents = list(rules.agents)
+    for j, i in enumerate(ready):  # many available at once: the orderings have depth
+        for r in (indexed, scan):
+            r.agent_ready(agents[i % len(agents)], float(j))
+    now = float(len(ready))
     for k, op in enumerate(ops):
         now += op[2]
         assert _step(indexed, op, now, k) == _step(scan, op, now, k), (k, op)
@@ -169,3 +175,29 @@ def test_indexed_router_decides_like_the_scan_across_a_reload(
         now += op[2]
         assert _step(indexed, op, now, k) == _step(scan, op, now, k), (k, op)
         assert _state(indexed) == _state(scan), (k, op)
+
+
+def test_round_robin_resumes_after_the_cursor_with_earlier_agents_back() -> None:
+    """Agents before the cursor coming back must not jump the turn: the ordering starts at
+    the cursor and wraps, as the scan's key (order - cursor) mod n does."""
+    agents = {f"a{i}": AgentProfile(f"a{i}", f"PJSIP/{i}", {"s0": 3}) for i in range(6)}
+    q = Queue("q0", SkillRequirement.of({"s0": 1}), strategy=Strategy.ROUND_ROBIN)
+    flt = Filter("f0", None, (Target("q0"),))
+    rules = RoutingRules(SKILLS, {"q0": q}, {}, agents, (flt,), "q0")
+    chosen: list[list[str | None]] = []
+    for r in (Router(rules), Router(rules, indexed=False)):
+        for i in range(6):
+            r.agent_ready(f"a{i}", float(i))
+        picks = []
+        for k in range(3):
+            d = r.enqueue(f"c{k}", {}, 10.0 + k)
+            assert d.offer_id is not None
+            assert d.agent_id is not None
+            r.offer_answered(d.offer_id, 10.0 + k)
+            picks.append(d.agent_id)
+        for a in ("a0", "a1"):
+            r.agent_call_ended(a, 20.0)
+            r.agent_ready(a, 20.0, after_call=True)
+        picks += [r.enqueue(f"c{k}", {}, 30.0 + k).agent_id for k in range(3, 7)]
+        chosen.append(picks)
+    assert chosen[0] == chosen[1] == ["a0", "a1", "a2", "a3", "a4", "a5", "a0"]
