@@ -149,16 +149,20 @@ def _state(r: Router) -> tuple[Any, ...]:
 def test_indexed_router_decides_like_the_scan(
     rules: RoutingRules, ready: list[int], ops: list[Any]
 ) -> None:
-    indexed, scan = Router(rules), Router(rules, indexed=False)
+    # every pool indexed; pools of 4+ members indexed, smaller ones scanned; the scan
+    indexed, mixed = Router(rules, index_min_members=0), Router(rules, index_min_members=4)
+    scan = Router(rules, indexed=False)
     agents = list(rules.agents)
     for j, i in enumerate(ready):  # many available at once: the orderings have depth
-        for r in (indexed, scan):
+        for r in (indexed, mixed, scan):
             r.agent_ready(agents[i % len(agents)], float(j))
     now = float(len(ready))
     for k, op in enumerate(ops):
         now += op[2]
-        assert _step(indexed, op, now, k) == _step(scan, op, now, k), (k, op)
-        assert _state(indexed) == _state(scan), (k, op)
+        expected = _step(scan, op, now, k)
+        assert _step(indexed, op, now, k) == expected, (k, op)
+        assert _step(mixed, op, now, k) == expected, (k, op)
+        assert _state(indexed) == _state(mixed) == _state(scan), (k, op)
 
 
 @settings(max_examples=50, deadline=None)
@@ -166,7 +170,7 @@ def test_indexed_router_decides_like_the_scan(
 def test_indexed_router_decides_like_the_scan_across_a_reload(
     rules: RoutingRules, other: RoutingRules, ops: list[Any]
 ) -> None:
-    indexed, scan = Router(rules), Router(rules, indexed=False)
+    indexed, scan = Router(rules, index_min_members=0), Router(rules, indexed=False)
     now = 0.0
     half = len(ops) // 2
     for k, op in enumerate(ops):
@@ -185,7 +189,7 @@ def test_round_robin_resumes_after_the_cursor_with_earlier_agents_back() -> None
     flt = Filter("f0", None, (Target("q0"),))
     rules = RoutingRules(SKILLS, {"q0": q}, {}, agents, (flt,), "q0")
     chosen: list[list[str | None]] = []
-    for r in (Router(rules), Router(rules, indexed=False)):
+    for r in (Router(rules, index_min_members=0), Router(rules, indexed=False)):
         for i in range(6):
             r.agent_ready(f"a{i}", float(i))
         picks = []

@@ -181,8 +181,13 @@ _Slot = tuple[int, Kind, "_Heap | _Ordered"]
 
 
 class Router:
-    def __init__(self, rules: RoutingRules, *, indexed: bool = True) -> None:
+    def __init__(
+        self, rules: RoutingRules, *, indexed: bool = True, index_min_members: int = 128
+    ) -> None:
         self._indexed = indexed
+        # Pools with fewer members than this are scanned: below ~100 agents keeping orderings
+        # on every ready costs more than a scan of the pool's available set saves.
+        self._index_min = index_min_members
         self._ix: dict[Pool, dict[Kind, _Heap | _Ordered]] = {}
         self._seq = 0
         self._offer_seq = 0
@@ -263,13 +268,21 @@ class Router:
         # becoming (un)available touches them without hashing a Pool.
         self._slots: dict[str, list[tuple[set[str], list[_Slot]]]] = {}
         self._scores: dict[SkillRequirement, dict[str, int]] = {}
-        self._ix = (
-            {p: {k: _new_ordering(k) for k in kinds} for p, kinds in self._kinds.items()}
-            if self._indexed
-            else {}
-        )
+        self._ix = {}
         for agent_id in self._rules.agents:
             self._index_agent(agent_id)
+        if not self._indexed:
+            return
+        for pool, kinds in self._kinds.items():
+            if len(self._members[pool]) < self._index_min:
+                continue
+            orderings = self._ix[pool] = {k: _new_ordering(k) for k in kinds}
+            members = self._avail[pool]
+            for kind, ordered in orderings.items():
+                for a in members:
+                    ordered.add(a, self._index_key(kind, a), members)
+        for agent_id in self._rules.agents:
+            self._slots[agent_id] = self._slots_of(self._agent_pools[agent_id])
 
     def _index_agent(self, agent_id: str) -> None:
         profile = self._rules.agents[agent_id]
@@ -292,12 +305,15 @@ class Router:
                 for kind, ordered in self._ix.get(pool, {}).items():
                     ordered.add(agent_id, self._index_key(kind, agent_id), self._avail[pool])
         self._agent_pools[agent_id] = mine
-        self._slots[agent_id] = [
-            (self._avail[pool], [(_code(k), k, o) for k, o in self._ix.get(pool, {}).items()])
-            for pool in mine
-        ]
+        self._slots[agent_id] = self._slots_of(mine)
         self._agent_pids[agent_id] = sorted({pid for p in mine for pid in self._pool_pids[p]})
         self._scores = {}  # proficiency scores are cached per queue; skills changed
+
+    def _slots_of(self, pools: list[Pool]) -> list[tuple[set[str], list[_Slot]]]:
+        return [
+            (self._avail[pool], [(_code(k), k, o) for k, o in self._ix.get(pool, {}).items()])
+            for pool in pools
+        ]
 
     def _unindex_agent(self, agent_id: str) -> None:
         for pool in self._agent_pools.get(agent_id, ()):
@@ -400,9 +416,11 @@ class Router:
         skills = self._stats[agent_id].skills
         return (-sum(skills.get(s, 0) for s, _ in kind.levels), self._k_idle[agent_id])
 
-    def _ordered(self, pool: Pool, kind: Kind) -> _Heap | _Ordered:
-        # Every ordering a stage needs is built with the pools in `_rebuild_membership`.
-        return self._ix[pool][kind]
+    def _ordered(self, pool: Pool, kind: Kind) -> _Heap | _Ordered | None:
+        # Every ordering a stage needs is built with the pools in `_rebuild_membership`,
+        # except for pools too small to index (None: scan them).
+        orderings = self._ix.get(pool)
+        return orderings[kind] if orderings is not None else None
 
     def _set_keys(self, agent_id: str, stats: AgentStats) -> None:
         # While an agent is available its strategy keys do not change, so they are computed
@@ -799,10 +817,20 @@ class Router:
         kind = _kind_of(strategy, stage.primary)
         rot = rr % n if n else 0
         best: set[str] = set()
+        key = self._merge_key(strategy, stage.primary, rr, n)
         for pool in pools:
-            if not self._avail[pool]:
+            members = self._avail[pool]
+            if not members:
                 continue
             ordered = self._ordered(pool, kind)
+            if ordered is None:  # a small pool: its two best by a scan
+                cand = members - skip if skip else members
+                if cand:
+                    first = min(cand, key=key)
+                    best.add(first)
+                    if len(cand) > 1:
+                        best.add(min((a for a in cand if a != first), key=key))
+                continue
             if isinstance(ordered, _Heap):
                 best.update(ordered.top(self._avail[pool], skip))
                 continue
@@ -816,7 +844,6 @@ class Router:
                 got += 1
                 if got == 2:
                     break
-        key = self._merge_key(strategy, stage.primary, rr, n)
         ranked = sorted(best, key=key)[:2]
         return ranked, n_cands, excluded
 
@@ -824,7 +851,19 @@ class Router:
         self, strategy: Strategy, primary: SkillRequirement, rr: int, n: int
     ) -> Callable[[str], Any]:
         if strategy is Strategy.BEST_PROFICIENCY:
-            return lambda a: self._index_key(primary, a)
+            # Scores cached per requirement as they are needed (reset when skills change),
+            # not for every agent at once as `_score_of` does for the scan.
+            scores = self._scores.setdefault(primary, {})
+            idle, stats = self._k_idle, self._stats
+
+            def prof_key(a: str) -> tuple[Any, ...]:
+                score = scores.get(a)
+                if score is None:
+                    skills = stats[a].skills
+                    score = scores[a] = sum(skills.get(s, 0) for s, _ in primary.levels)
+                return (-score, idle[a])
+
+            return prof_key
         return self._key_function(strategy, primary, rr, n)
 
     def _key_function(
