@@ -12,7 +12,8 @@ Two situations, both with 500 calls waiting:
 p50/p99 are over every decision of both kinds; the target is p99 <= 500 µs.
 
 Sizes: --agents, --skills, --waiting (e.g. `--agents 20000 --skills 1000 --waiting 5000
---target-us 100` for the scale-out figures); --rounds; --no-sim skips the simulator run. The
+--target-us 100` for the scale-out figures); --rounds; --index-min (the router's
+index_min_members); --no-sim skips the simulator run. The
 last tenth of the skills belongs only to the first twentieth of the agents ("specialists"),
 which at the defaults is exactly the original s90..s99 / a0..a99 layout.
 """
@@ -44,6 +45,7 @@ from cti.domain.routing.router import Router
 
 N_AGENTS, N_SKILLS, N_WAITING = 2000, 100, 500
 TARGET_P99_US = 500.0
+INDEX_MIN = 128  # pools with at least this many members keep orderings (Router's default)
 STRATEGIES = list(Strategy)
 
 
@@ -96,7 +98,7 @@ def pct(values: list[float], p: float) -> float:
 
 
 def bench_busy(rules: RoutingRules, rounds: int, rng: random.Random) -> list[float]:
-    r = Router(rules)
+    r = Router(rules, index_min_members=INDEX_MIN)
     now = 0.0
     for n in range(N_WAITING):
         r.enqueue(f"w{n}", {"queue": f"q{rng.randrange(N_SKILLS)}", "tier": "x"}, now)
@@ -130,7 +132,7 @@ def bench_busy(rules: RoutingRules, rounds: int, rng: random.Random) -> list[flo
 def bench_idle(
     rules: RoutingRules, rounds: int, rng: random.Random
 ) -> tuple[list[float], list[float]]:
-    r = Router(rules)
+    r = Router(rules, index_min_members=INDEX_MIN)
     now = 0.0
     for n in range(N_WAITING):  # waiting for specialist skills; specialists are all busy
         r.enqueue(f"w{n}", {"queue": f"q{n_common() + rng.randrange(9)}"}, now)
@@ -156,7 +158,7 @@ def bench_idle(
 
 
 def bench_tick(rules: RoutingRules, rng: random.Random) -> float:
-    r = Router(rules)
+    r = Router(rules, index_min_members=INDEX_MIN)
     for n in range(N_WAITING):
         r.enqueue(f"w{n}", {"queue": f"q{n_common() + rng.randrange(9)}"}, rng.random() * 100)
     t0 = time.perf_counter()
@@ -194,17 +196,20 @@ def bench_simulator() -> tuple[int, float]:
 
 
 def main() -> None:
-    global N_AGENTS, N_SKILLS, N_WAITING, TARGET_P99_US
+    global N_AGENTS, N_SKILLS, N_WAITING, TARGET_P99_US, INDEX_MIN
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--agents", type=int, default=N_AGENTS)
     ap.add_argument("--skills", type=int, default=N_SKILLS)
     ap.add_argument("--waiting", type=int, default=N_WAITING)
     ap.add_argument("--rounds", type=int, default=4000)
     ap.add_argument("--target-us", type=float, default=TARGET_P99_US)
+    ap.add_argument("--index-min", type=int, default=INDEX_MIN,
+                    help="index pools of at least this many members (0: all)")
     ap.add_argument("--no-sim", action="store_true", help="skip the simulator run")
     args = ap.parse_args()
     N_AGENTS, N_SKILLS, N_WAITING = args.agents, args.skills, args.waiting
     TARGET_P99_US = args.target_us
+    INDEX_MIN = args.index_min
     rng = random.Random(11)
     t0 = time.perf_counter()
     rules = make_rules()
