@@ -10,10 +10,17 @@ Two situations, both with 500 calls waiting:
   queue's strategy, and each freed agent finds none of the 500 waiting calls fits (the worst
   case for that search).
 p50/p99 are over every decision of both kinds; the target is p99 <= 500 µs.
+
+Sizes: --agents, --skills, --waiting (e.g. `--agents 20000 --skills 1000 --waiting 5000
+--target-us 100` for the scale-out figures); --rounds; --index-min (the router's
+index_min_members); --no-sim skips the simulator run. The
+last tenth of the skills belongs only to the first twentieth of the agents ("specialists"),
+which at the defaults is exactly the original s90..s99 / a0..a99 layout.
 """
 
 from __future__ import annotations
 
+import argparse
 import random
 import sys
 import time
@@ -38,6 +45,7 @@ from cti.domain.routing.router import Router
 
 N_AGENTS, N_SKILLS, N_WAITING = 2000, 100, 500
 TARGET_P99_US = 500.0
+INDEX_MIN = 128  # pools with at least this many members keep orderings (Router's default)
 STRATEGIES = list(Strategy)
 
 
@@ -62,8 +70,8 @@ def make_rules(seed: int = 7) -> RoutingRules:
     agents = {}
     for a in range(N_AGENTS):
         # Skills s90..s99 belong only to agents 0..99 ("specialists"), so the idle case can
-        # hold 500 calls no available agent qualifies for.
-        pool = range(90, 100) if a < 100 else range(90)
+        # hold 500 calls no available agent qualifies for (scaled with --agents/--skills).
+        pool = range(n_common(), N_SKILLS) if a < n_specialists() else range(n_common())
         chosen = rng.sample(list(pool), 5)
         agents[f"a{a}"] = AgentProfile(
             f"a{a}", f"PJSIP/{a}", {f"s{s}": rng.randint(1, 5) for s in chosen}, team=f"t{a % 20}"
@@ -76,13 +84,21 @@ def make_rules(seed: int = 7) -> RoutingRules:
     return RoutingRules(skills, queues, tiers, agents, filters, "q0")
 
 
+def n_common() -> int:
+    return N_SKILLS - max(N_SKILLS // 10, 5)
+
+
+def n_specialists() -> int:
+    return max(N_AGENTS // 20, 1)
+
+
 def pct(values: list[float], p: float) -> float:
     s = sorted(values)
     return s[min(int(len(s) * p), len(s) - 1)]
 
 
 def bench_busy(rules: RoutingRules, rounds: int, rng: random.Random) -> list[float]:
-    r = Router(rules)
+    r = Router(rules, index_min_members=INDEX_MIN)
     now = 0.0
     for n in range(N_WAITING):
         r.enqueue(f"w{n}", {"queue": f"q{rng.randrange(N_SKILLS)}", "tier": "x"}, now)
@@ -116,11 +132,11 @@ def bench_busy(rules: RoutingRules, rounds: int, rng: random.Random) -> list[flo
 def bench_idle(
     rules: RoutingRules, rounds: int, rng: random.Random
 ) -> tuple[list[float], list[float]]:
-    r = Router(rules)
+    r = Router(rules, index_min_members=INDEX_MIN)
     now = 0.0
     for n in range(N_WAITING):  # waiting for specialist skills; specialists are all busy
-        r.enqueue(f"w{n}", {"queue": f"q{90 + rng.randrange(9)}"}, now)
-    for i in range(100, N_AGENTS):
+        r.enqueue(f"w{n}", {"queue": f"q{n_common() + rng.randrange(9)}"}, now)
+    for i in range(n_specialists(), N_AGENTS):
         r.agent_ready(f"a{i}", now - rng.random() * 100)
     arrivals: list[float] = []
     freed: list[float] = []
@@ -128,7 +144,7 @@ def bench_idle(
     for k in range(rounds):
         now += 0.05
         t0 = clock()
-        d = r.enqueue(f"n{k}", {"queue": f"q{rng.randrange(89)}"}, now)
+        d = r.enqueue(f"n{k}", {"queue": f"q{rng.randrange(n_common() - 1)}"}, now)
         arrivals.append((clock() - t0) / 1000)
         if d.offer_id and d.agent_id:
             r.offer_answered(d.offer_id, now)
@@ -142,9 +158,9 @@ def bench_idle(
 
 
 def bench_tick(rules: RoutingRules, rng: random.Random) -> float:
-    r = Router(rules)
+    r = Router(rules, index_min_members=INDEX_MIN)
     for n in range(N_WAITING):
-        r.enqueue(f"w{n}", {"queue": f"q{90 + rng.randrange(9)}"}, rng.random() * 100)
+        r.enqueue(f"w{n}", {"queue": f"q{n_common() + rng.randrange(9)}"}, rng.random() * 100)
     t0 = time.perf_counter()
     for i in range(200):
         r.tick(100 + i * 1.0)
@@ -180,13 +196,27 @@ def bench_simulator() -> tuple[int, float]:
 
 
 def main() -> None:
+    global N_AGENTS, N_SKILLS, N_WAITING, TARGET_P99_US, INDEX_MIN
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--agents", type=int, default=N_AGENTS)
+    ap.add_argument("--skills", type=int, default=N_SKILLS)
+    ap.add_argument("--waiting", type=int, default=N_WAITING)
+    ap.add_argument("--rounds", type=int, default=4000)
+    ap.add_argument("--target-us", type=float, default=TARGET_P99_US)
+    ap.add_argument("--index-min", type=int, default=INDEX_MIN,
+                    help="index pools of at least this many members (0: all)")
+    ap.add_argument("--no-sim", action="store_true", help="skip the simulator run")
+    args = ap.parse_args()
+    N_AGENTS, N_SKILLS, N_WAITING = args.agents, args.skills, args.waiting
+    TARGET_P99_US = args.target_us
+    INDEX_MIN = args.index_min
     rng = random.Random(11)
     t0 = time.perf_counter()
     rules = make_rules()
     build_s = time.perf_counter() - t0
     Router(rules)  # warm caches
-    busy = bench_busy(rules, 4000, rng)
-    arrivals, freed = bench_idle(rules, 4000, rng)
+    busy = bench_busy(rules, args.rounds, rng)
+    arrivals, freed = bench_idle(rules, args.rounds, rng)
     all_times = busy + arrivals + freed
     p50, p99 = pct(all_times, 0.50), pct(all_times, 0.99)
     print(
@@ -210,7 +240,9 @@ def main() -> None:
         f"  target p99 <= {TARGET_P99_US:.0f} µs: ratio p99/target = {p99 / TARGET_P99_US:.2f} "
         f"({'met' if p99 <= TARGET_P99_US else 'MISSED'})"
     )
-    print(f"  tick (re-evaluate 500 waiting calls): {bench_tick(rules, rng):.0f} µs")
+    print(f"  tick (re-evaluate {N_WAITING} waiting calls): {bench_tick(rules, rng):.0f} µs")
+    if args.no_sim:
+        return
     n, rate = bench_simulator()
     print(
         f"simulator: {n} calls through config/routing.yaml at {rate:,.0f} simulated calls / wall s"

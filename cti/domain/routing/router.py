@@ -11,6 +11,12 @@ Invariants (tested with hypothesis):
 - an offer goes only to an agent in a pool of the call's stage at that moment's wait;
 - after every method returns, no available agent is qualified for a waiting call (except
   between ticks, when a relaxation step has come due and `tick` has not yet run).
+
+Picking the agent does not scan the candidates: each pool keeps its available members in one
+sorted list per strategy ordering its stages use (`_Ordered`, built with the pools, then kept
+in step with the available sets), so the best agent is the head of a list and the runner-up
+the next one (docs/routing_index.md). `Router(rules, indexed=False)` keeps the plain scan as
+the reference the property tests compare against.
 """
 
 from __future__ import annotations
@@ -19,7 +25,11 @@ import math
 from bisect import bisect_left, insort
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from heapq import heapify, heappop, heappush
+from itertools import chain
 from typing import Any
+
+from sortedcontainers import SortedList
 
 from cti.domain.routing.decisions import Candidate, Decision, Trigger
 from cti.domain.routing.expressions import lookup
@@ -38,6 +48,90 @@ from cti.domain.routing.strategies import AgentStats, explain, sort_key
 from cti.platform.errors import Conflict, NotFound
 
 CallKey = tuple[int, float, int]
+# An index ordering: a strategy's key family ("idle", "calls", "load", "rr") or, for best
+# proficiency, the requirement whose levels are scored.
+Kind = str | SkillRequirement
+
+
+class _Heap:
+    """The available members of one pool in one strategy's order, as a binary heap of
+    (key, agent_id) with lazy invalidation: an entry is live while its agent is in the pool's
+    available set and `key_of` still holds that key. Becoming unavailable costs nothing here;
+    stale entries are dropped when they reach the top, and the heap is compacted when stale
+    ones outnumber the live (amortised O(1) per push)."""
+
+    __slots__ = ("heap", "key_of")
+
+    def __init__(self) -> None:
+        self.heap: list[tuple[tuple[Any, ...], str]] = []
+        self.key_of: dict[str, tuple[Any, ...]] = {}
+
+    def add(self, agent_id: str, key: tuple[Any, ...], avail: set[str]) -> None:
+        if self.key_of.get(agent_id) == key:
+            return  # its entry is still in the heap, live again
+        self.key_of[agent_id] = key
+        heappush(self.heap, (key, agent_id))
+        if len(self.heap) > 2 * len(avail) + 32:
+            self.compact(avail)
+
+    def discard(self, agent_id: str) -> None:
+        pass  # lazy: the entry goes stale with the available set
+
+    def compact(self, avail: set[str]) -> None:
+        key_of = self.key_of
+        live = {a: k for a, k in key_of.items() if a in avail}
+        self.key_of = live
+        self.heap = [(k, a) for a, k in live.items()]
+        heapify(self.heap)
+
+    def top(self, avail: set[str], skip: set[str], want: int = 2) -> list[str]:
+        """The first `want` live agents not in `skip`, best first; the heap is left as it was
+        minus stale entries."""
+        heap, key_of = self.heap, self.key_of
+        out: list[str] = []
+        taken: list[tuple[tuple[Any, ...], str]] = []
+        while heap and len(out) < want:
+            key, a = heap[0]
+            if a not in avail or key_of.get(a) != key:
+                heappop(heap)
+                if a not in avail and key_of.get(a) == key:
+                    del key_of[a]
+                continue
+            item = heappop(heap)
+            if a in out:
+                continue  # a duplicate entry (same key pushed again): dropped
+            taken.append(item)
+            if a not in skip:
+                out.append(a)
+        for item in taken:
+            heappush(heap, item)
+        return out
+
+
+class _Ordered:
+    """The available members of one pool by configured order (round robin, which starts
+    anywhere): a sorted list of (key, agent_id) kept exact, and each member's key so it can be
+    removed in O(log n)."""
+
+    __slots__ = ("entries", "key_of")
+
+    def __init__(self) -> None:
+        self.entries: SortedList = SortedList()
+        self.key_of: dict[str, tuple[Any, ...]] = {}
+
+    def add(self, agent_id: str, key: tuple[Any, ...], avail: set[str]) -> None:
+        old = self.key_of.get(agent_id)
+        if old is not None:
+            if old == key:
+                return
+            self.entries.remove((old, agent_id))
+        self.entries.add((key, agent_id))
+        self.key_of[agent_id] = key
+
+    def discard(self, agent_id: str) -> None:
+        old = self.key_of.pop(agent_id, None)
+        if old is not None:
+            self.entries.remove((old, agent_id))
 
 
 @dataclass(slots=True)
@@ -81,8 +175,20 @@ class _Skills:
         return dict(self.override if self.override is not None else self.yaml)
 
 
+# One ordering an agent's pool has: (kind code, kind, structure); codes 0-3 for idle, calls,
+# load, rr and 4 for a proficiency requirement.
+_Slot = tuple[int, Kind, "_Heap | _Ordered"]
+
+
 class Router:
-    def __init__(self, rules: RoutingRules) -> None:
+    def __init__(
+        self, rules: RoutingRules, *, indexed: bool = True, index_min_members: int = 128
+    ) -> None:
+        self._indexed = indexed
+        # Pools with fewer members than this are scanned: below ~100 agents keeping orderings
+        # on every ready costs more than a scan of the pool's available set saves.
+        self._index_min = index_min_members
+        self._ix: dict[Pool, dict[Kind, _Heap | _Ordered]] = {}
         self._seq = 0
         self._offer_seq = 0
         self._decision_seq = 0
@@ -128,6 +234,13 @@ class Router:
             for pool in plan.pools:
                 self._pool_pids.setdefault(pool, set()).add(pid)
         self._pools = set(self._pool_pids)
+        # The orderings each pool needs: one per (strategy, primary) of the stages using it.
+        self._kinds: dict[Pool, set[Kind]] = {}
+        for plan in self._all_plans:
+            for stage in plan.stages:
+                kind = _kind_of(self._rules.queues[stage.queue].strategy, stage.primary)
+                for pool in stage.pools:
+                    self._kinds.setdefault(pool, set()).add(kind)
         self._plan_keys: list[list[CallKey]] = [[] for _ in self._all_plans]
         old_skills = self._skills
         self._skills = {}
@@ -151,9 +264,25 @@ class Router:
         self._avail: dict[Pool, set[str]] = {p: set() for p in self._pools}
         self._agent_pools: dict[str, list[Pool]] = {a: [] for a in self._rules.agents}
         self._agent_pids: dict[str, list[int]] = {a: [] for a in self._rules.agents}
+        # Per agent, for each of its pools: the pool's available set and its orderings, so
+        # becoming (un)available touches them without hashing a Pool.
+        self._slots: dict[str, list[tuple[set[str], list[_Slot]]]] = {}
         self._scores: dict[SkillRequirement, dict[str, int]] = {}
+        self._ix = {}
         for agent_id in self._rules.agents:
             self._index_agent(agent_id)
+        if not self._indexed:
+            return
+        for pool, kinds in self._kinds.items():
+            if len(self._members[pool]) < self._index_min:
+                continue
+            orderings = self._ix[pool] = {k: _new_ordering(k) for k in kinds}
+            members = self._avail[pool]
+            for kind, ordered in orderings.items():
+                for a in members:
+                    ordered.add(a, self._index_key(kind, a), members)
+        for agent_id in self._rules.agents:
+            self._slots[agent_id] = self._slots_of(self._agent_pools[agent_id])
 
     def _index_agent(self, agent_id: str) -> None:
         profile = self._rules.agents[agent_id]
@@ -173,15 +302,27 @@ class Router:
             self._members[pool].add(agent_id)
             if agent_id in self._available:
                 self._avail[pool].add(agent_id)
+                for kind, ordered in self._ix.get(pool, {}).items():
+                    ordered.add(agent_id, self._index_key(kind, agent_id), self._avail[pool])
         self._agent_pools[agent_id] = mine
+        self._slots[agent_id] = self._slots_of(mine)
         self._agent_pids[agent_id] = sorted({pid for p in mine for pid in self._pool_pids[p]})
         self._scores = {}  # proficiency scores are cached per queue; skills changed
+
+    def _slots_of(self, pools: list[Pool]) -> list[tuple[set[str], list[_Slot]]]:
+        return [
+            (self._avail[pool], [(_code(k), k, o) for k, o in self._ix.get(pool, {}).items()])
+            for pool in pools
+        ]
 
     def _unindex_agent(self, agent_id: str) -> None:
         for pool in self._agent_pools.get(agent_id, ()):
             self._members[pool].discard(agent_id)
             self._avail[pool].discard(agent_id)
+            for ordered in self._ix.get(pool, {}).values():
+                ordered.discard(agent_id)
         self._agent_pools[agent_id] = []
+        self._slots[agent_id] = []
         self._agent_pids[agent_id] = []
 
     def load_rules(self, rules: RoutingRules, now: float) -> list[Decision]:
@@ -237,9 +378,49 @@ class Router:
             stats.idle_since = now
         self._available.add(agent_id)
         self._set_keys(agent_id, stats)
-        for pool in self._agent_pools[agent_id]:
-            self._avail[pool].add(agent_id)
+        # The keys, once per kind (the same as `_index_key`, inlined: this runs per ordering).
+        k_idle = self._k_idle[agent_id]
+        k_calls = self._k_calls[agent_id]
+        k_load = self._k_load[agent_id]
+        k_rr = (stats.order,)
+        skills = stats.skills
+        for members, orderings in self._slots[agent_id]:
+            members.add(agent_id)
+            for code, kind, ordered in orderings:
+                if code == 0:
+                    key: tuple[Any, ...] = k_idle
+                elif code == 1:
+                    key = k_calls
+                elif code == 2:
+                    key = k_load
+                elif code == 3:
+                    key = k_rr
+                else:
+                    assert isinstance(kind, SkillRequirement)
+                    key = (-sum(skills.get(s, 0) for s, _ in kind.levels), k_idle)
+                ordered.add(agent_id, key, members)
         return self._find_call_for(agent_id, now)
+
+    def _index_key(self, kind: Kind, agent_id: str) -> tuple[Any, ...]:
+        """The key an ordering sorts by; equal to `_key_function`'s up to a rotation (round
+        robin) so the head of the list is the agent `min()` over the candidates would pick."""
+        if kind == "idle":
+            return self._k_idle[agent_id]
+        if kind == "calls":
+            return self._k_calls[agent_id]
+        if kind == "load":
+            return self._k_load[agent_id]
+        if kind == "rr":
+            return (self._stats[agent_id].order,)
+        assert isinstance(kind, SkillRequirement)
+        skills = self._stats[agent_id].skills
+        return (-sum(skills.get(s, 0) for s, _ in kind.levels), self._k_idle[agent_id])
+
+    def _ordered(self, pool: Pool, kind: Kind) -> _Heap | _Ordered | None:
+        # Every ordering a stage needs is built with the pools in `_rebuild_membership`,
+        # except for pools too small to index (None: scan them).
+        orderings = self._ix.get(pool)
+        return orderings[kind] if orderings is not None else None
 
     def _set_keys(self, agent_id: str, stats: AgentStats) -> None:
         # While an agent is available its strategy keys do not change, so they are computed
@@ -269,8 +450,11 @@ class Router:
         if agent_id not in self._available:
             return
         self._available.discard(agent_id)
-        for pool in self._agent_pools.get(agent_id, ()):
-            self._avail[pool].discard(agent_id)
+        for members, orderings in self._slots.get(agent_id, ()):
+            members.discard(agent_id)
+            for code, _kind, ordered in orderings:
+                if code == 3:  # the lazy heaps need nothing
+                    ordered.discard(agent_id)
 
     def agent_call_started(self, agent_id: str, now: float) -> None:
         stats = self._stats[agent_id]
@@ -531,24 +715,6 @@ class Router:
     def _offer_call(self, call: WaitingCall, now: float, trigger: Trigger) -> Decision:
         """Best available agent for this call, by its queue's strategy; reserve atomically."""
         stage = call.plan.stages[call.stage_index]
-        pools = stage.pools
-        if len(pools) == 1:
-            cands: set[str] = self._avail[pools[0]]
-        else:
-            cands = set().union(*[self._avail[p] for p in pools])
-        excluded: tuple[str, ...] = ()
-        if call.tried and cands:
-            fresh = cands - call.tried
-            if fresh:
-                excluded = tuple(sorted(cands & call.tried))
-                cands = fresh
-            else:
-                call.tried.clear()  # everyone qualified has missed it: start a new round
-        if not cands:
-            return self._decision(
-                trigger, "queued", call, now, stage=stage, reason="no qualified agent available"
-            )
-        n_cands = len(cands)  # before reserving: `cands` may be the live available set
         queue = self._rules.queues[stage.queue]
         stats = self._stats
         window = self._rules.occupancy_window_s
@@ -556,11 +722,17 @@ class Router:
         n = len(stats)
         strategy = queue.strategy
         primary = stage.primary
-        key = self._key_function(strategy, primary, rr, n)
-        chosen = min(cands, key=key)
-        ranked = [chosen]
-        if n_cands > 1:
-            ranked.append(min(cands - {chosen}, key=key))
+        picked = (
+            self._pick_indexed(call, stage, strategy, rr, n)
+            if self._indexed
+            else self._pick_scan(call, stage, self._key_function(strategy, primary, rr, n))
+        )
+        if picked is None:
+            return self._decision(
+                trigger, "queued", call, now, stage=stage, reason="no qualified agent available"
+            )
+        ranked, n_cands, excluded = picked
+        chosen = ranked[0]
         considered = tuple(
             Candidate(
                 a,
@@ -593,6 +765,106 @@ class Router:
             strategy=strategy.value,
             reason=f"{strategy.value}: {considered[0].why} among {n_cands} qualified",
         )
+
+    def _pick_scan(
+        self, call: WaitingCall, stage: Stage, key: Callable[[str], Any]
+    ) -> tuple[list[str], int, tuple[str, ...]] | None:
+        """The reference: union the pools' available sets and take `min()` by the key (what
+        the router did before the orderings; kept for the equivalence property test)."""
+        pools = stage.pools
+        if len(pools) == 1:
+            cands: set[str] = self._avail[pools[0]]
+        else:
+            cands = set().union(*[self._avail[p] for p in pools])
+        excluded: tuple[str, ...] = ()
+        if call.tried and cands:
+            fresh = cands - call.tried
+            if fresh:
+                excluded = tuple(sorted(cands & call.tried))
+                cands = fresh
+            else:
+                call.tried.clear()  # everyone qualified has missed it: start a new round
+        if not cands:
+            return None
+        n_cands = len(cands)
+        chosen = min(cands, key=key)
+        ranked = [chosen]
+        if n_cands > 1:
+            ranked.append(min(cands - {chosen}, key=key))
+        return ranked, n_cands, excluded
+
+    def _pick_indexed(
+        self, call: WaitingCall, stage: Stage, strategy: Strategy, rr: int, n: int
+    ) -> tuple[list[str], int, tuple[str, ...]] | None:
+        """Same answer as `_pick_scan` without scanning: the head (and runner-up) of each
+        pool's ordering for the strategy, skipping agents that already missed this call."""
+        pools = stage.pools
+        sets = [self._avail[p] for p in pools]
+        n_union = _union_size(sets)
+        if n_union == 0:
+            return None
+        excluded: tuple[str, ...] = ()
+        skip: set[str] = set()
+        tried = call.tried
+        if tried:
+            hit = {a for a in tried if any(a in s for s in sets)}
+            if hit and len(hit) == n_union:
+                tried.clear()  # everyone qualified has missed it: start a new round
+            else:
+                excluded = tuple(sorted(hit))
+                skip = hit
+        n_cands = n_union - len(skip)
+        kind = _kind_of(strategy, stage.primary)
+        rot = rr % n if n else 0
+        best: set[str] = set()
+        key = self._merge_key(strategy, stage.primary, rr, n)
+        for pool in pools:
+            members = self._avail[pool]
+            if not members:
+                continue
+            ordered = self._ordered(pool, kind)
+            if ordered is None:  # a small pool: its two best by a scan
+                cand = members - skip if skip else members
+                if cand:
+                    first = min(cand, key=key)
+                    best.add(first)
+                    if len(cand) > 1:
+                        best.add(min((a for a in cand if a != first), key=key))
+                continue
+            if isinstance(ordered, _Heap):
+                best.update(ordered.top(self._avail[pool], skip))
+                continue
+            entries = ordered.entries
+            i = entries.bisect_left(((rot,),))
+            got = 0
+            for _key, a in chain(entries.islice(i), entries.islice(0, i)):
+                if a in skip:
+                    continue
+                best.add(a)
+                got += 1
+                if got == 2:
+                    break
+        ranked = sorted(best, key=key)[:2]
+        return ranked, n_cands, excluded
+
+    def _merge_key(
+        self, strategy: Strategy, primary: SkillRequirement, rr: int, n: int
+    ) -> Callable[[str], Any]:
+        if strategy is Strategy.BEST_PROFICIENCY:
+            # Scores cached per requirement as they are needed (reset when skills change),
+            # not for every agent at once as `_score_of` does for the scan.
+            scores = self._scores.setdefault(primary, {})
+            idle, stats = self._k_idle, self._stats
+
+            def prof_key(a: str) -> tuple[Any, ...]:
+                score = scores.get(a)
+                if score is None:
+                    skills = stats[a].skills
+                    score = scores[a] = sum(skills.get(s, 0) for s, _ in primary.levels)
+                return (-score, idle[a])
+
+            return prof_key
+        return self._key_function(strategy, primary, rr, n)
 
     def _key_function(
         self, strategy: Strategy, primary: SkillRequirement, rr: int, n: int
@@ -763,3 +1035,39 @@ class Router:
             return False
         stage = call.plan.stage_at(now - call.enqueued_at)
         return any(agent_id in self._members[p] for p in stage.pools)
+
+
+_CODES = {"idle": 0, "calls": 1, "load": 2, "rr": 3}
+
+
+def _code(kind: Kind) -> int:
+    return _CODES.get(kind, 4) if isinstance(kind, str) else 4
+
+
+def _new_ordering(kind: Kind) -> _Heap | _Ordered:
+    return _Ordered() if kind == "rr" else _Heap()
+
+
+def _kind_of(strategy: Strategy, primary: SkillRequirement) -> Kind:
+    if strategy is Strategy.LONGEST_IDLE:
+        return "idle"
+    if strategy is Strategy.FEWEST_CALLS:
+        return "calls"
+    if strategy is Strategy.LEAST_OCCUPIED:
+        return "load"
+    if strategy is Strategy.BEST_PROFICIENCY:
+        return primary
+    return "rr"
+
+
+def _union_size(sets: list[set[str]]) -> int:
+    """Members of the union, counted without building it: the largest set, plus members of
+    the others not already in a larger one (one pool, the common case, is just its size)."""
+    if len(sets) == 1:
+        return len(sets[0])
+    ordered = sorted(sets, key=len, reverse=True)
+    total = len(ordered[0])
+    for i in range(1, len(ordered)):
+        bigger = ordered[:i]
+        total += sum(1 for a in ordered[i] if not any(a in b for b in bigger))
+    return total
