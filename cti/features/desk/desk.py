@@ -141,5 +141,6 @@ class AgentDesk:
     async def aclose(self) -> None:
         await self.bus.drain()
         await self.screen_pop.drain()
+        await self.auth.revocations.aclose()
         if self.external_crm is not None:
             await self.external_crm.aclose()

@@ -19,7 +19,6 @@ is answered with {"type": "error"} and the socket stays open.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any, Literal
 
 from fastapi import APIRouter, WebSocket
@@ -49,9 +48,6 @@ from cti.platform.log import get_logger
 from cti.platform.provide import provide
 
 log = get_logger(__name__)
-
-# However short the revocation cache, an idle socket re-checks its token at most this often.
-MIN_RECHECK_S = 1.0
 
 router = APIRouter(tags=["agent-desk"], responses=error_responses(401, 422))
 
@@ -127,12 +123,10 @@ def _closing(done: set[asyncio.Task[Any]], who: Principal) -> tuple[int, str] | 
 
 async def _until_revoked(desk: AgentDesk, token: VerifiedToken, watch: Watch) -> None:
     """Raise CloseSocket(4401) once the token is no longer good: woken at once by this
-    process's logout / deactivation, else re-checked every revocation-cache period."""
-    period = max(desk.auth.revocations.cache_s, MIN_RECHECK_S)
+    process's logout / deactivation, and by the revocations' periodic refresh of every open
+    socket's token (changes made by other instances, expiry)."""
     while True:
-        # A timeout is the periodic re-check, for changes made by other instances.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(watch.changed.wait(), period)
+        await watch.changed.wait()
         watch.changed.clear()
         reason = await desk.auth.still_valid(token)
         if reason is not None:
