@@ -32,6 +32,11 @@ pytestmark = [
     pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
 ]
 
+# After the answer: nothing said, no line watch (the test tones would be a "noisy line"); a
+# timed wait, as flows must have (a wait on nothing would be dead air after a procedure).
+QUIET_FLOW = ("name: agent_quiet\nstart: talk\nnodes:\n"
+              "  talk: {type: wait, seconds: 3600, next: talk}\n")
+
 CALLER_HZ, AGENT_HZ, SECRET_HZ = 600.0, 1400.0, 2200.0
 # The caller's line, from its answer: the 2200 Hz stretch is SECRET_FROM..SECRET_TO.
 SECRET_FROM, SECRET_TO, LINE_S = 10.0, 14.0, 40.0
@@ -70,8 +75,7 @@ async def test_a_recorded_call_holds_both_parties_and_not_the_paused_stretch(
     # After the answer the call just talks: the product's agent_greeting would play a prompt
     # to the caller (out of the mix meanwhile) and its line watch would take a pure tone for
     # a noisy line and run that procedure.
-    (flows / "agent_quiet.yaml").write_text(
-        "name: agent_quiet\nstart: talk\nnodes:\n  talk: {type: wait}\n", encoding="utf-8")
+    (flows / "agent_quiet.yaml").write_text(QUIET_FLOW, encoding="utf-8")
     settings = service_settings(pbx, database_url, inbound_flow="routing_direct",
                                 flows_dir=flows, rules_file=rules_file, agent_flow="agent_quiet")
     service = Service.build(settings)
@@ -166,8 +170,7 @@ async def test_a_transfer_continues_the_recording_as_a_new_segment(
     media.write_rtp_pcap(a_pcap, media.tone(AGENT_HZ, LINE_S))
     media.write_rtp_pcap(b_pcap, media.tone(b_hz, LINE_S))
     flows = flows_dir(tmp_path)
-    (flows / "agent_quiet.yaml").write_text(
-        "name: agent_quiet\nstart: talk\nnodes:\n  talk: {type: wait}\n", encoding="utf-8")
+    (flows / "agent_quiet.yaml").write_text(QUIET_FLOW, encoding="utf-8")
     settings = service_settings(pbx, database_url, inbound_flow="routing_direct",
                                 flows_dir=flows, rules_file=rules_file, agent_flow="agent_quiet")
     service = Service.build(settings)

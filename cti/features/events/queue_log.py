@@ -385,8 +385,8 @@ class QueueLog:
         ringtime = int((_utc(answered) - _utc(offer.at)).total_seconds()) if offer else 0
         holdtime = _seconds(stay.entered_at, e.at)
         out.append(QueueLogLine(epoch(e.at), e.call_id, stay.queue, agent_field(e.agent_id),
-                                "CONNECT", (str(holdtime), e.bridge_id or (
-                                    offer.offer_id if offer else ""), str(max(0, ringtime)))))
+                                "CONNECT", (str(holdtime), (offer.offer_id if offer else "")
+                                    or e.bridge_id, str(max(0, ringtime)))))
         stay.offer = None
         stay.connection = _Connection(e.agent_id, e.at, holdtime)
         self._unlist(stay)
