@@ -5,7 +5,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -94,7 +93,7 @@ print(json.dumps({"s": time.perf_counter() - t0, "peak": tracemalloc.get_traced_
 """
 
 
-def test_billion_laughs_is_refused_within_a_second_in_bounded_memory(tmp_path: Path) -> None:
+def test_billion_laughs_is_refused_in_bounded_memory(tmp_path: Path) -> None:
     bomb = tmp_path / "routing.yaml"
     bomb.write_text(alias_bomb(9), encoding="utf-8")  # 10**9 strings once expanded
     # A child process: were the protection gone, the expansion would be killed by its own
@@ -106,7 +105,9 @@ def test_billion_laughs_is_refused_within_a_second_in_bounded_memory(tmp_path: P
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout)
     assert re.match(re.escape(str(bomb)) + BOMB_ERROR, result["error"])
-    assert result["s"] < 1.0
+    # How fast is a figure, not a pass mark (a slow machine must not fail this): the bound on
+    # memory is what tells a refused expansion from a performed one.
+    print(f"billion laughs refused in {result['s'] * 1000:.1f} ms")
     assert result["peak"] < 5 * 1024 * 1024  # bytes allocated at the peak, while refusing it
 
 
@@ -149,12 +150,10 @@ ENTRY_POINTS = ["rules", "flow", "flow_scan", "phrases", "forbidden", "settings"
 
 
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
-def test_every_yaml_entry_point_refuses_an_alias_bomb_quickly(entry: str, tmp_path: Path) -> None:
+def test_every_yaml_entry_point_refuses_an_alias_bomb(entry: str, tmp_path: Path) -> None:
     path, load = _load_through(entry, tmp_path, BOMB)
-    started = time.perf_counter()
     with pytest.raises(ConfigError) as info:
         load()
-    assert time.perf_counter() - started < 1.0
     assert re.match(re.escape(str(path)) + BOMB_ERROR, info.value.message)
 
 
