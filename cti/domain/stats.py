@@ -144,6 +144,8 @@ class _Call:
     hold_s: float = 0.0
     transferred_from: str | None = None
     ended: bool = False
+    queued_at: datetime | None = None  # when it joined its current queue
+    left: bool = False  # left the queue without an agent (abandoned, fallback)
 
 
 @dataclass
@@ -191,10 +193,11 @@ class StatsFold:
         b = self.origin if bucket is None else bucket
         return self.agents[b].setdefault(agent_id, AgentFigures())
 
-    def waiting_since(self) -> dict[str, datetime]:
-        """Calls waiting now (offered, not answered or gone), with their offer time."""
-        return {cid: c.bucket for cid, c in self._calls.items()
-                if c.queue and not c.answered and c.bucket is not None}
+    def waiting_since(self, queue: str) -> list[datetime]:
+        """When each call waiting in `queue` now (offered, not answered, not gone) joined it."""
+        return [c.queued_at for c in self._calls.values()
+                if c.queue == queue and c.queued_at is not None and not c.answered
+                and not c.left]
 
     # ----- folding --------------------------------------------------------------------------
 
@@ -212,7 +215,7 @@ class StatsFold:
             if e.queue not in call.offered_in:  # a requeue after a missed ring is one offer
                 call.offered_in.add(e.queue)
                 self._q(call, e.queue).offered += 1
-            call.queue = e.queue
+            call.queue, call.queued_at, call.left = e.queue, e.at, False
         elif isinstance(e, CallConnected):
             call = self._calls.setdefault(e.call_id, _Call(queue=e.queue))
             if call.bucket is None:
@@ -232,6 +235,7 @@ class StatsFold:
             self._a(e.agent_id, e.at).calls += 1
         elif isinstance(e, CallLeftQueue):
             call = self._calls.get(e.call_id) or _Call(queue=e.queue, bucket=self._bucket(e.at))
+            call.left = True
             q = self._q(call, e.queue)
             t = self.targets(e.queue)
             if e.outcome == "abandoned":

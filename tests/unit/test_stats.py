@@ -130,3 +130,14 @@ def test_intervals_split_agent_time_and_count_calls_where_their_offer_began() ->
 def test_no_state_is_kept_for_finished_calls() -> None:
     fold = day()
     assert not fold._calls  # every call ended and was wrapped up: nothing lingers
+
+
+def test_who_waits_now_follows_the_calls() -> None:
+    fold = StatsFold()
+    events = scripted_day()
+    fold.apply_all(events[:18])  # C has just abandoned; A and B are with agents
+    assert fold.waiting_since("sales") == []
+    fold.apply_all(events[18:21])  # D and E join
+    assert fold.waiting_since("sales") == [t(70), t(80)]
+    fold.apply(events[21])  # D abandons
+    assert fold.waiting_since("sales") == [t(80)]

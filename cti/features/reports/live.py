@@ -13,9 +13,6 @@ from zoneinfo import ZoneInfo
 from cti.domain.stats import QueueTargets, StatsFold
 from cti.events import (
     Bus,
-    CallConnected,
-    CallLeftQueue,
-    CallQueued,
     Envelope,
 )
 from cti.features.events.store import EventLog
@@ -43,7 +40,6 @@ class LiveStats:
         self._day = day_start(clock.now(), self.tz)
         self.fold = StatsFold(targets, None, self._day)
         self._loaded_seq = 0
-        self._waiting: dict[str, dict[str, datetime]] = {}  # queue -> call -> since
         bus.subscribe_batches("reports.live", self._on_batch)
 
     async def start(self) -> None:
@@ -63,7 +59,6 @@ class LiveStats:
             day = day_start(event.at, self.tz)
             if day > self._day:  # a new day: a new board
                 self._day, self.fold = day, StatsFold(self.targets, None, day)
-                self._waiting.clear()
             self._apply(event)
             queue = getattr(event, "queue", None)
             if queue:
@@ -82,15 +77,11 @@ class LiveStats:
 
     def _apply(self, event: Any) -> None:
         self.fold.apply(event)
-        if isinstance(event, CallQueued):
-            self._waiting.setdefault(event.queue, {})[event.call_id] = event.at
-        elif isinstance(event, CallConnected | CallLeftQueue):
-            self._waiting.get(event.queue, {}).pop(event.call_id, None)
 
     def queue_tile(self, queue: str, now: datetime) -> dict[str, Any]:
         q = self.fold.queue(queue)
-        waiting = self._waiting.get(queue, {})
-        longest = max(((now - t).total_seconds() for t in waiting.values()), default=0.0)
+        waiting = self.fold.waiting_since(queue)
+        longest = max(((now - t).total_seconds() for t in waiting), default=0.0)
         target = self.targets(queue)
         mode = target.sl_mode
         return {"type": "wallboard.queue", "key": f"wallboard:queue:{queue}", "queue": queue,
