@@ -34,6 +34,7 @@ from cti.features.procedures.audit import ProcedureAudit
 from cti.features.procedures.events import AuditPublisher
 from cti.features.recordings.service import CallRecordings
 from cti.features.reports.live import LiveStats
+from cti.features.reports.rollups import Rollups
 from cti.features.routing.acd import AGENT_LEG_ARG, Acd
 from cti.features.routing.call_routing import CallRouting
 from cti.features.routing.storage import RoutingLog
@@ -87,6 +88,7 @@ class Service:
     fallback: QueueFallback
     voicemails: Voicemails
     live: LiveStats
+    rollups: Rollups
     work_orders: WorkOrders
     work_order_timers: WorkOrderDriver
     recordings: CallRecordings
@@ -173,6 +175,7 @@ class Service:
         hours = rules.business_hours
         live = LiveStats(bus, events, desk.hub, clock, acd.queue_targets,
                          hours.timezone if hours else "UTC")
+        rollups = Rollups(sessions, events, acd.queue_targets, bus)  # quarter hours kept
         bus.subscribe("fallback.flows", fallback.on_fallback_reached, (FallbackReached,))
         # work orders (docs/work_orders.md): the owner and the supervisors hear on the desk
         work_orders = WorkOrders(
@@ -222,7 +225,7 @@ class Service:
             dispatcher=dispatcher, inbound=inbound, resync=resync, prompts=prompts, flows=flows,
             ivr=runner, audit=audit, acd=acd, desk=desk, customers=customers, routing=routing,
             transfers=transfers, fallback=fallback, voicemails=voicemails, live=live,
-            work_orders=work_orders, work_order_timers=work_order_timers,
+            rollups=rollups, work_orders=work_orders, work_order_timers=work_order_timers,
             recordings=recordings,
         )
 
@@ -253,6 +256,7 @@ class Service:
         except (SQLAlchemyError, OSError) as exc:  # e.g. auto_migrate off and no schema yet
             raise ConfigError(describe_db_error(self.settings.database_url, exc)) from None
         await self.live.start()  # today's figures again, before anything new happens
+        await self.rollups.start()  # the quarter hours kept, caught up with the events
         await self.acd.restore_agents(states)
         self.ari.set_handlers(self._on_event, self._on_connect)
         self._ari_task = asyncio.create_task(self._run_ari(), name="ari-events")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from dataclasses import dataclass
 
 
 def erlang_c(agents: int, traffic_erlangs: float) -> float:
@@ -80,3 +81,35 @@ class RunningAverage:
     @property
     def value(self) -> float | None:
         return self._sum / len(self._values) if self._values else None
+
+
+@dataclass(frozen=True, slots=True)
+class IntervalStaffing:
+    """Erlang C for one interval: the agents needed to answer `goal` of the calls within
+    `target_s`, given the calls offered in the interval and their handling time."""
+
+    offered: int
+    interval_s: float
+    aht_s: float
+    traffic_erlangs: float  # arrival rate × AHT
+    agents_needed: int
+    predicted_sl: float  # with `agents_needed` agents
+    predicted_asa_s: float
+
+
+def staffing_for_interval(
+    offered: int, interval_s: float, aht_s: float, target_s: float, goal: float,
+) -> IntervalStaffing:
+    """`goal` a share (0.8 = 80 %). No calls need no agents; a call needs at least one."""
+    if interval_s <= 0 or aht_s <= 0:
+        raise ValueError("interval and handling time must be positive")
+    traffic = offered * aht_s / interval_s
+    if offered == 0:
+        return IntervalStaffing(0, interval_s, aht_s, 0.0, 0, 1.0, 0.0)
+    # the goal in percent, nudged down so 0.8 × 100 = 80.00000000000001 does not ask for more
+    needed = agents_for_service_level(traffic, aht_s, target_s, goal * 100 - 1e-9)
+    return IntervalStaffing(
+        offered, interval_s, aht_s, traffic, needed,
+        service_level(needed, traffic, aht_s, target_s),
+        average_speed_of_answer(needed, traffic, aht_s),
+    )

@@ -8,12 +8,15 @@ split at interval boundaries.
 
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from cti.domain.periods import FixedPeriods, Periods, WholePeriod
+from cti.domain.routing.model import Thresholds
 from cti.events import (
     AgentStateChanged,
     CallConnected,
@@ -37,6 +40,8 @@ class QueueTargets:
     short_abandon_s: float = 5.0
     sl_mode: Literal["sl", "sl2"] = "sl"
     sl_goal: float = 0.8  # the share of calls to answer within sl_s (colours the wallboard)
+    aht_s: float = 180.0  # assumed where an interval handled no call (staffing)
+    thresholds: Thresholds = Thresholds()  # the wallboard tiles' colours
 
 
 @dataclass
@@ -88,6 +93,15 @@ class QueueFigures:
         total = self.answered + self.abandoned
         return self.abandoned / total if total else None
 
+    def add(self, other: QueueFigures) -> QueueFigures:
+        """Add `other`'s counts and times (the figures of two intervals make their union's)."""
+        _add(self, other, maxed=("longest_wait_answered_s",))
+        return self
+
+    def record(self) -> dict[str, Any]:
+        """The counts and times alone (what a roll-up keeps; the ratios follow from them)."""
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
     def as_dict(self, mode: str = "sl") -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self.__dataclass_fields__}
         out.update(sl=self.sl, sl2=self.sl2, asa_s=self.asa_s, aht_s=self.aht_s,
@@ -126,10 +140,29 @@ class AgentFigures:
         busy = self.talk_s + self.hold_s + self.wrap_s
         return busy / base if base > 0 else None
 
+    def add(self, other: AgentFigures) -> AgentFigures:
+        _add(self, other)
+        return self
+
+    def record(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
     def as_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self.__dataclass_fields__}
         out.update(talk_s=self.talk_s, paused_s=self.paused_s, occupancy=self.occupancy)
         return out
+
+
+def _add(into: Any, other: Any, maxed: tuple[str, ...] = ()) -> None:
+    for name in into.__dataclass_fields__:
+        mine, theirs = getattr(into, name), getattr(other, name)
+        if isinstance(mine, dict):
+            for key, value in theirs.items():
+                mine[key] = mine.get(key, 0) + value
+        elif name in maxed:
+            setattr(into, name, max(mine, theirs))
+        else:
+            setattr(into, name, mine + theirs)
 
 
 @dataclass
@@ -168,16 +201,20 @@ class StatsFold:
     """Fold events (in stream order) into figures per interval, queue and agent.
 
     `interval=None`: one bucket for the whole period. `origin`: where intervals start (a local
-    midnight for business-day reports: pass it in the report's time zone)."""
+    midnight for business-day reports: pass it in the report's time zone). `periods`, when
+    given, instead: calendar days, weeks or months (cti/domain/periods.py)."""
 
     def __init__(
         self, targets: Callable[[str], QueueTargets] | None = None,
         interval: timedelta | None = None,
         origin: datetime = datetime(2000, 1, 1, tzinfo=UTC),
+        periods: Periods | None = None,
     ) -> None:
         self.targets = targets or (lambda _q: QueueTargets())
         self.interval = interval
         self.origin = origin
+        self.periods: Periods = periods or (
+            WholePeriod(origin) if interval is None else FixedPeriods(interval, origin))
         self.queues: dict[datetime, dict[str, QueueFigures]] = defaultdict(dict)
         self.agents: dict[datetime, dict[str, AgentFigures]] = defaultdict(dict)
         self._calls: dict[str, _Call] = {}
@@ -304,10 +341,26 @@ class StatsFold:
                 st.since = at
         return self
 
+    def open_part(self, at: datetime) -> StatsFold:
+        """What `close(at)` would add (agents' states and holds still open), in a new fold;
+        this one unchanged. Figures kept so far plus these are the figures up to `at`."""
+        other = StatsFold(self.targets, self.interval, self.origin, self.periods)
+        other._calls = copy.deepcopy(self._calls)
+        other._agents = copy.deepcopy(self._agents)
+        return other.close(at)
+
+    def take(self) -> tuple[dict[datetime, dict[str, QueueFigures]],
+                            dict[datetime, dict[str, AgentFigures]]]:
+        """The figures added since the last take, leaving the calls' and agents' states (a
+        roll-up keeps these and the fold goes on)."""
+        queues, agents = self.queues, self.agents
+        self.queues, self.agents = defaultdict(dict), defaultdict(dict)
+        return queues, agents
+
     # ----- inside ---------------------------------------------------------------------------
 
     def _bucket(self, at: datetime) -> datetime:
-        return bucket_of(at, self.interval, self.origin)
+        return self.periods.start(at)
 
     def _q(self, call: _Call, queue: str) -> QueueFigures:
         return self.queue(queue, call.bucket)
@@ -353,7 +406,7 @@ class StatsFold:
         t = start
         while t < end:
             b = self._bucket(t)
-            edge = end if self.interval is None else min(end, b + self.interval)
+            edge = min(end, self.periods.next(b))
             secs = (edge - t).total_seconds()
             a = self.agent(agent_id, b)
             if st.state != "logged_out":

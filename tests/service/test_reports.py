@@ -93,7 +93,7 @@ async def test_report_intervals_and_csv(database_url: str) -> None:
         assert report.queues[0]["interval_start"] == T0.isoformat()
         text = to_csv(report.agents)
         header, *lines = text.splitlines()
-        assert header.startswith("interval_start,agent_id,calls")
+        assert header.startswith("interval_start,agent_id,team,calls")
         assert any(line.split(",")[1] == "1001" and "lunch=100.0" in line for line in lines)
     finally:
         await engine.dispose()

@@ -95,6 +95,17 @@ class Announcements:
 
 
 @dataclass(frozen=True, slots=True)
+class Thresholds:
+    """Where a queue's wallboard tiles turn amber and red: (amber, red) pairs, shares for
+    rates; the service level is amber within `sl_warn` below its goal, red under that."""
+
+    sl_warn: float = 0.1
+    asa_s: tuple[float, float] | None = None
+    abandonment: tuple[float, float] | None = None
+    longest_wait_s: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Queue:
     name: str
     skills: SkillRequirement
@@ -111,6 +122,7 @@ class Queue:
     announce: Announcements = Announcements()
     aht_s: float = 180.0  # average handling time assumed until the queue has history
     record: bool = False  # calls answered from this queue are recorded (both parties)
+    thresholds: Thresholds = Thresholds()  # the wallboard's tile colours
 
     @property
     def announce_position(self) -> bool:

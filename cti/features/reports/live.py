@@ -5,8 +5,9 @@ the wallboard is right from the first message."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -24,6 +25,9 @@ from cti.platform.ports import Publisher
 log = get_logger(__name__)
 
 TOPIC = "supervisors"
+SERIES_STEP = timedelta(minutes=15)
+SERIES_FIELDS = ("offered", "answered", "abandoned", "service_level", "asa_s", "aht_s",
+                 "abandonment_rate")
 _STATS_TYPES = frozenset(STATS_EVENTS)
 
 
@@ -39,6 +43,7 @@ class LiveStats:
         self.tz = ZoneInfo(timezone)
         self._day = day_start(clock.now(), self.tz)
         self.fold = StatsFold(targets, None, self._day)
+        self.by_interval = StatsFold(targets, SERIES_STEP, self._day)  # today's charts
         self._loaded_seq = 0
         bus.subscribe_batches("reports.live", self._on_batch)
 
@@ -59,6 +64,7 @@ class LiveStats:
             day = day_start(event.at, self.tz)
             if day > self._day:  # a new day: a new board
                 self._day, self.fold = day, StatsFold(self.targets, None, day)
+                self.by_interval = StatsFold(self.targets, SERIES_STEP, day)
             self._apply(event)
             queue = getattr(event, "queue", None)
             if queue:
@@ -74,9 +80,32 @@ class LiveStats:
             await self.publisher.publish(TOPIC, self.queue_tile(q, now))
         for a in sorted(agents):
             await self.publisher.publish(TOPIC, self.agent_tile(a))
+        for q in sorted(queues):  # the charts after the tiles: the tiles come first
+            await self.publisher.publish(TOPIC, self.queue_series(q))
 
     def _apply(self, event: Any) -> None:
         self.fold.apply(event)
+        self.by_interval.apply(event)
+
+    def series(self, queue: str) -> list[dict[str, Any]]:
+        """Today's figures per quarter hour for the queue's charts (calls, SL, ASA, AHT,
+        abandonment)."""
+        mode = self.targets(queue).sl_mode
+        points = []
+        for bucket in sorted(self.by_interval.queues):
+            q = self.by_interval.queues[bucket].get(queue)
+            if q is None:
+                continue
+            d = q.as_dict(mode)
+            points.append({"t": bucket.astimezone(self.tz).isoformat(),
+                           **{k: (round(d[k], 3) if isinstance(d[k], float) else d[k])
+                              for k in SERIES_FIELDS}})
+        return points
+
+    def queue_series(self, queue: str) -> dict[str, Any]:
+        return {"type": "wallboard.series", "key": f"wallboard:series:{queue}", "queue": queue,
+                "day": self._day.isoformat(), "step_s": SERIES_STEP.total_seconds(),
+                "points": self.series(queue)}
 
     def queue_tile(self, queue: str, now: datetime) -> dict[str, Any]:
         q = self.fold.queue(queue)
@@ -87,6 +116,7 @@ class LiveStats:
         return {"type": "wallboard.queue", "key": f"wallboard:queue:{queue}", "queue": queue,
                 "day": self._day.isoformat(), "waiting": len(waiting),
                 "sl_goal": target.sl_goal, "sl_threshold_s": target.sl_s,
+                "thresholds": dataclasses.asdict(target.thresholds),
                 "longest_wait_now_s": round(longest, 1), **_rounded(q.as_dict(mode))}
 
     def agent_tile(self, agent_id: str) -> dict[str, Any]:
@@ -102,6 +132,7 @@ class LiveStats:
             "queues": [self.queue_tile(q, now)
                        for q in sorted(self.fold.queues.get(self._day, {}))],
             "agents": [self.agent_tile(a) for a in sorted(self.fold.agents.get(self._day, {}))],
+            "series": {q: self.series(q) for q in sorted(self.fold.queues.get(self._day, {}))},
         }
 
 

@@ -1,31 +1,71 @@
 """Historical reports: the kept events of a period folded into the figures of docs/metrics.md,
-per interval (15/30/60 minutes, day), queue and agent, in the report's time zone. The same fold
-(cti/domain/stats.py) serves the live wallboard, so both give the same numbers."""
+per interval (15/30/60 minutes), day, week or month, per queue, agent and team, in the
+report's time zone, all hours or business hours only, with the staffing Erlang C asks for
+beside the agents who were there. The same fold (cti/domain/stats.py) serves the live
+wallboard, so both give the same numbers.
+
+Every report is made from quarter hours (UTC-aligned, so they fit any time zone's hours): the
+fold's figures add up (docs/metrics.md), so a quarter hour kept in the roll-ups
+(`rollups.py`) or folded from the events just now sums into the same day or month.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Literal
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
-from cti.domain.stats import QueueTargets, StatsFold
+from cti.domain.periods import CalendarPeriods, FixedPeriods, Periods, WholePeriod
+from cti.domain.routing.hours import is_open
+from cti.domain.routing.model import RoutingRules
+from cti.domain.staffing import staffing_for_interval
+from cti.domain.stats import AgentFigures, QueueFigures, QueueTargets, StatsFold
 from cti.features.events.store import EventLog
 
-Interval = Literal["15m", "30m", "60m", "day", "all"]
+Interval = Literal["15m", "30m", "60m", "day", "week", "month", "all"]
 INTERVALS: dict[str, timedelta | None] = {
     "15m": timedelta(minutes=15), "30m": timedelta(minutes=30), "60m": timedelta(hours=1),
-    "day": timedelta(days=1), "all": None,
+    "day": timedelta(days=1), "week": timedelta(days=7), "month": timedelta(days=31),
+    "all": None,
 }
+Of = Literal["queues", "agents", "teams"]
 # The events the figures are made of (the rest are not read for a report).
 STATS_EVENTS = (
     "CallQueued", "CallConnected", "CallLeftQueue", "CallHeld", "CallResumed", "CallTransferred",
     "CallEnded", "OfferWithdrawn", "ProcedureStarted", "AgentStateChanged",
 )
 READ_BATCH = 50_000
+QUARTER = timedelta(minutes=15)
+EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # quarter hours are counted from here
+# Events read before a period's start, so a call offered just before it is known as such (and
+# not counted again as answered in the period) and agents' states are known at its start.
+WARM_UP = timedelta(days=1)
+
+
+def quarter_hours() -> FixedPeriods:
+    return FixedPeriods(QUARTER, EPOCH)
+
+
+@dataclass
+class Quarter:
+    """One quarter hour's figures per queue and agent."""
+
+    queues: dict[str, QueueFigures] = field(default_factory=dict)
+    agents: dict[str, AgentFigures] = field(default_factory=dict)
+
+
+Quarters = dict[datetime, Quarter]
+
+
+class QuarterSource(Protocol):
+    async def quarters(self, since: datetime, until: datetime) -> Quarters:
+        """The quarter hours starting in [since, until)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +76,9 @@ class Report:
     timezone: str
     queues: list[dict[str, Any]]  # one row per interval and queue
     agents: list[dict[str, Any]]  # one row per interval and agent
+    teams: list[dict[str, Any]] = field(default_factory=list)  # per interval and team
+    business_hours_only: bool = False
+    source: str = "events"
 
 
 def day_start(at: datetime, tz: ZoneInfo) -> datetime:
@@ -43,11 +86,21 @@ def day_start(at: datetime, tz: ZoneInfo) -> datetime:
     return local.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+def periods_for(interval: str, since: datetime, tz: ZoneInfo) -> Periods:
+    if interval in ("day", "week", "month"):
+        return CalendarPeriods(interval, tz)  # type: ignore[arg-type]
+    step = INTERVALS[interval]
+    if step is None:
+        return WholePeriod(since)
+    return FixedPeriods(step, day_start(since, tz))
+
+
 async def fold_period(
     log: EventLog, since: datetime, until: datetime, *,
-    targets: Callable[[str], QueueTargets], interval: timedelta | None, origin: datetime,
+    targets: Callable[[str], QueueTargets], interval: timedelta | None = None,
+    origin: datetime | None = None, periods: Periods | None = None,
 ) -> StatsFold:
-    fold = StatsFold(targets, interval, origin)
+    fold = StatsFold(targets, interval, origin or since, periods)
     after: int | None = None
     while True:
         rows = await log.read(since=since, until=until, after_seq=after, types=STATS_EVENTS,
@@ -60,26 +113,114 @@ async def fold_period(
     return fold.close(until)
 
 
+class EventQuarters:
+    """Quarter hours folded from the kept events just now (a day of warm-up before)."""
+
+    def __init__(self, log: EventLog, targets: Callable[[str], QueueTargets]) -> None:
+        self.log, self.targets = log, targets
+
+    async def quarters(self, since: datetime, until: datetime) -> Quarters:
+        fold = await fold_period(self.log, since - WARM_UP, until, targets=self.targets,
+                                 periods=quarter_hours())
+        return quarters_of(fold, since, until)
+
+
+def quarters_of(fold: StatsFold, since: datetime, until: datetime) -> Quarters:
+    out: Quarters = {}
+    for bucket in set(fold.queues) | set(fold.agents):
+        if since <= bucket < until:
+            out[bucket] = Quarter(dict(fold.queues.get(bucket, {})),
+                                  dict(fold.agents.get(bucket, {})))
+    return out
+
+
+def _sum_into(quarters: Iterable[tuple[datetime, Quarter]], periods: Periods,
+              ) -> dict[datetime, Quarter]:
+    out: dict[datetime, Quarter] = defaultdict(Quarter)
+    for bucket, quarter in sorted(quarters, key=lambda kv: kv[0]):
+        into = out[periods.start(bucket)]
+        for name, q in quarter.queues.items():
+            into.queues.setdefault(name, QueueFigures()).add(q)
+        for agent_id, a in quarter.agents.items():
+            into.agents.setdefault(agent_id, AgentFigures()).add(a)
+    return out
+
+
+def _open_quarter(rules: RoutingRules | None, bucket: datetime) -> bool:
+    return is_open(rules.business_hours if rules else None, bucket)
+
+
 async def build_report(
-    log: EventLog, since: datetime, until: datetime, *, interval: str = "60m",
+    log: EventLog | None, since: datetime, until: datetime, *, interval: str = "60m",
     timezone: str = "UTC", targets: Callable[[str], QueueTargets] | None = None,
+    rules: RoutingRules | None = None, business_hours_only: bool = False,
+    source: QuarterSource | None = None,
 ) -> Report:
+    """The figures of [since, until) per `interval`; `source` the quarter hours' (default:
+    fold the kept events now). Business hours and holidays, the agents' teams and the queues'
+    eligible agents come from `rules`."""
     tz = ZoneInfo(timezone)
+    targets = targets or (lambda _q: QueueTargets())
+    if source is None:
+        if log is None:
+            raise ValueError("a report needs the event log or a source of quarter hours")
+        source = EventQuarters(log, targets)
+    quarters = await source.quarters(since, until)
+    if business_hours_only:
+        quarters = {b: q for b, q in quarters.items() if _open_quarter(rules, b)}
+    periods = periods_for(interval, since, tz)
+    grouped = _sum_into(quarters.items(), periods)
+    teams_of = {a.id: a.team or "-" for a in rules.agents.values()} if rules else {}
     step = INTERVALS[interval]
-    origin = day_start(since, tz) if step is not None else since
-    fold = await fold_period(
-        log, since, until, targets=targets or (lambda _q: QueueTargets()), interval=step,
-        origin=origin,
-    )
-    queues, agents = [], []
-    for bucket in sorted(set(fold.queues) | set(fold.agents)):
+    queues, agents, teams = [], [], []
+    for bucket in sorted(grouped):
+        g = grouped[bucket]
         start = bucket.astimezone(tz).isoformat()
-        for name, q in sorted(fold.queues.get(bucket, {}).items()):
-            mode = (targets(name).sl_mode if targets else "sl")
-            queues.append({"interval_start": start, "queue": name, **q.as_dict(mode)})
-        for agent_id, a in sorted(fold.agents.get(bucket, {}).items()):
-            agents.append({"interval_start": start, "agent_id": agent_id, **a.as_dict()})
-    return Report(since, until, interval, timezone, queues, agents)
+        end = min(periods.next(bucket), until) if step is not None else until
+        length = (end - max(bucket, since)).total_seconds()
+        for name, q in sorted(g.queues.items()):
+            target = targets(name)
+            row: dict[str, Any] = {"interval_start": start, "queue": name,
+                                   **q.as_dict(target.sl_mode)}
+            row.update(_staffing(name, q, g.agents, length, target, rules))
+            queues.append(row)
+        by_team: dict[str, AgentFigures] = {}
+        members: dict[str, int] = defaultdict(int)
+        for agent_id, a in sorted(g.agents.items()):
+            team = teams_of.get(agent_id, "-")
+            agents.append({"interval_start": start, "agent_id": agent_id, "team": team,
+                           **a.as_dict()})
+            by_team.setdefault(team, AgentFigures()).add(a)
+            members[team] += a.logged_in_s > 0
+        for team, a in sorted(by_team.items()):
+            teams.append({"interval_start": start, "team": team, "agents_logged_in":
+                          members[team], **a.as_dict()})
+    kind = "rollups" if not isinstance(source, EventQuarters) else "events"
+    return Report(since, until, interval, timezone, queues, agents, teams, business_hours_only,
+                  kind)
+
+
+def _staffing(
+    queue: str, q: QueueFigures, agents: dict[str, AgentFigures], length_s: float,
+    target: QueueTargets, rules: RoutingRules | None,
+) -> dict[str, Any]:
+    """Erlang C's agents for the queue's goal from the interval's arrivals and AHT (the
+    queue's configured AHT where no call was handled), beside its eligible agents who were
+    logged in (how many, and their logged-in time as agents present on average)."""
+    spec = rules.queues.get(queue) if rules else None
+    eligible = [a for a in rules.agents.values() if spec is not None and spec.skills.matches(
+        a.skills)] if rules else []
+    present = [agents[a.id] for a in eligible if a.id in agents and agents[a.id].logged_in_s > 0]
+    aht = q.aht_s or target.aht_s
+    need = staffing_for_interval(q.offered, length_s, aht, target.sl_s, target.sl_goal) \
+        if length_s > 0 else None
+    return {
+        "traffic_erlangs": need.traffic_erlangs if need else None,
+        "agents_needed": need.agents_needed if need else None,
+        "agents_logged_in": len(present),
+        "agents_present_avg": (sum(a.logged_in_s for a in present) / length_s
+                               if length_s > 0 else None),
+    }
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:

@@ -174,7 +174,8 @@ class Acd:
         q = self.core.rules.queues.get(queue)
         if q is None:
             return QueueTargets()
-        return QueueTargets(sl_s=q.service_level_s, sl_goal=q.service_level_percent / 100)
+        return QueueTargets(sl_s=q.service_level_s, sl_goal=q.service_level_percent / 100,
+                            aht_s=q.aht_s, thresholds=q.thresholds)
 
     # ----- calls -----------------------------------------------------------------------
 

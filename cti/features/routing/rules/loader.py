@@ -29,6 +29,7 @@ from cti.domain.routing.model import (
     RoutingRules,
     SkillRequirement,
     Target,
+    Thresholds,
     Tier,
     WeeklyHours,
 )
@@ -333,6 +334,13 @@ def _queue(name: str, q: QueueSpec) -> Queue:
         ),
         q.aht_s,
         q.record,
+        Thresholds(
+            q.wallboard.sl_warn_points / 100, q.wallboard.asa_s,
+            None if q.wallboard.abandonment_percent is None else (
+                q.wallboard.abandonment_percent[0] / 100,
+                q.wallboard.abandonment_percent[1] / 100),
+            q.wallboard.longest_wait_s,
+        ),
     )
 
 

@@ -82,6 +82,23 @@ class AnnounceSpec(Strict):
         return self
 
 
+class WallboardSpec(Strict):
+    """Where the queue's wallboard tiles turn amber and red (docs/reports.md)."""
+
+    sl_warn_points: float = Field(default=10.0, ge=0, le=100)  # amber this far below the goal
+    asa_s: tuple[float, float] | None = None  # amber, red: ASA at or above
+    abandonment_percent: tuple[float, float] | None = None  # amber, red
+    longest_wait_s: tuple[float, float] | None = None  # amber, red: the longest wait now
+
+    @model_validator(mode="after")
+    def _check(self) -> WallboardSpec:
+        for name in ("asa_s", "abandonment_percent", "longest_wait_s"):
+            pair = getattr(self, name)
+            if pair is not None and not 0 <= pair[0] <= pair[1]:
+                raise ValueError(f"{name}: [amber, red] with 0 <= amber <= red, got {list(pair)}")
+        return self
+
+
 class QueueSpec(Strict):
     description: str = ""
     skills: dict[str, int] = Field(default_factory=dict)
@@ -98,6 +115,7 @@ class QueueSpec(Strict):
     announce_position: bool | None = None  # older spelling of announce.position
     aht_s: float = Field(default=180.0, gt=0, le=86400)  # for the wait estimate, until history
     record: StrictBool = False  # record its calls, both parties, bridge-up to hang-up
+    wallboard: WallboardSpec = WallboardSpec()  # tile colours
 
     @model_validator(mode="after")
     def _check(self) -> QueueSpec:

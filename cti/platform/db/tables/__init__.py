@@ -6,9 +6,10 @@ from cti.platform.db.tables import events as events
 from cti.platform.db.tables import fallback as fallback
 from cti.platform.db.tables import ivr as ivr
 from cti.platform.db.tables import recordings as recordings
+from cti.platform.db.tables import report_rollups as report_rollups
 from cti.platform.db.tables import routing as routing
 from cti.platform.db.tables import users as users
 from cti.platform.db.tables import work_orders as work_orders
 
-__all__ = ["calls", "crm", "events", "fallback", "ivr", "recordings", "routing", "users",
-           "work_orders"]
+__all__ = ["calls", "crm", "events", "fallback", "ivr", "recordings", "report_rollups",
+           "routing", "users", "work_orders"]
