@@ -41,7 +41,7 @@ class QueueTargets:
     sl_mode: Literal["sl", "sl2"] = "sl"
     sl_goal: float = 0.8  # the share of calls to answer within sl_s (colours the wallboard)
     aht_s: float = 180.0  # assumed where an interval handled no call (staffing)
-    thresholds: Thresholds = Thresholds()  # the wallboard tiles' colours
+    thresholds: Thresholds = field(default_factory=Thresholds)  # the wallboard tiles' colours
 
 
 @dataclass
