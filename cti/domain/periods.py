@@ -1,5 +1,8 @@
 """Report periods: where an instant's interval starts and where the next one begins.
 
+Every instant returned is in UTC: Python subtracts and compares two datetimes of the same
+zone by their wall clocks, which is wrong across a daylight-saving change.
+
 Fixed steps (15/30/60 minutes, counted from an origin such as a local midnight) and calendar
 periods in a time zone (day, week from Monday, month), so a day is the local day even across a
 daylight-saving change and a month is a month. Pure: instants in, instants out.
@@ -7,7 +10,7 @@ daylight-saving change and a month is a month. Pure: instants in, instants out.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Literal, Protocol
 
 CalendarKind = Literal["day", "week", "month"]
@@ -27,7 +30,7 @@ class FixedPeriods:
     """Steps of a fixed length counted from `origin` (before it too)."""
 
     def __init__(self, step: timedelta, origin: datetime) -> None:
-        self.step, self.origin = step, origin
+        self.step, self.origin = step, origin.astimezone(UTC)
 
     def start(self, at: datetime) -> datetime:
         return self.origin + ((at - self.origin) // self.step) * self.step
@@ -50,7 +53,7 @@ class CalendarPeriods:
         return day
 
     def _at(self, day: date) -> datetime:
-        return datetime.combine(day, time(0), tzinfo=self.tz)
+        return datetime.combine(day, time(0), tzinfo=self.tz).astimezone(UTC)
 
     def start(self, at: datetime) -> datetime:
         return self._at(self._first_day(at.astimezone(self.tz).date()))
@@ -68,10 +71,10 @@ class WholePeriod:
     """One period from `origin` on (a report's "all")."""
 
     def __init__(self, origin: datetime) -> None:
-        self.origin = origin
+        self.origin = origin.astimezone(UTC)
 
     def start(self, at: datetime) -> datetime:
         return self.origin
 
     def next(self, start: datetime) -> datetime:
-        return datetime.max.replace(tzinfo=start.tzinfo)
+        return datetime.max.replace(tzinfo=UTC)

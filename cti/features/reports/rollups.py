@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, bindparam, delete, insert, select, update
+from sqlalchemy import Table, and_, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cti.domain.stats import AgentFigures, QueueFigures, QueueTargets, StatsFold
@@ -163,13 +163,13 @@ class Rollups:
                                         "b_key": row.key,
                                         "figures": base.add(delta).record()})
                 if changed:
+                    table = cast(Table, ReportRollupRow.__table__)
                     await session.execute(
-                        update(ReportRollupRow).where(and_(
-                            ReportRollupRow.bucket == bindparam("b_bucket"),
-                            ReportRollupRow.kind == bindparam("b_kind"),
-                            ReportRollupRow.key == bindparam("b_key")))
-                        .values(figures=bindparam("figures")).execution_options(
-                            synchronize_session=None),
+                        update(table).where(and_(
+                            table.c.bucket == bindparam("b_bucket"),
+                            table.c.kind == bindparam("b_kind"),
+                            table.c.key == bindparam("b_key")))
+                        .values(figures=bindparam("figures")),
                         changed)
                 if deltas:
                     await session.execute(insert(ReportRollupRow), [
