@@ -403,14 +403,15 @@ class StatsFold:
 
     def _segment(self, agent_id: str, st: _Agent, start: datetime, end: datetime) -> None:
         """Add [start, end) in state `st` to the agent's figures, split at interval edges."""
+        if st.state == "logged_out":  # nothing is counted (and no empty rows made)
+            return
         t = start
         while t < end:
             b = self._bucket(t)
             edge = min(end, self.periods.next(b))
             secs = (edge - t).total_seconds()
             a = self.agent(agent_id, b)
-            if st.state != "logged_out":
-                a.logged_in_s += secs
+            a.logged_in_s += secs
             if st.state == "on_call":
                 a.on_call_s += secs
             elif st.state == "wrap_up":

@@ -13,11 +13,12 @@ stopped, then the events after it are rolled up.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, delete, insert, select, update
+from sqlalchemy import Table, and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cti.domain.stats import AgentFigures, QueueFigures, QueueTargets, StatsFold
@@ -32,19 +33,57 @@ from cti.features.reports.service import (
     quarter_hours,
     quarters_of,
 )
-from cti.platform.db.tables.report_rollups import ReportRollupRow, ReportRollupState
+from cti.platform.db.tables.report_rollups import (
+    AGENT_COUNTS,
+    AGENT_TIMES,
+    QUEUE_COUNTS,
+    QUEUE_MAX,
+    QUEUE_TIMES,
+    AgentQuarterRow,
+    QueueQuarterRow,
+    ReportRollupState,
+)
 from cti.platform.log import get_logger
 
 log = get_logger(__name__)
 _STATS_TYPES = frozenset(STATS_EVENTS)
 
 
-def _queue(record: dict[str, Any]) -> QueueFigures:
-    return QueueFigures(**record)
+_Q_COLUMNS = QUEUE_COUNTS + QUEUE_TIMES + QUEUE_MAX
+_A_COLUMNS = AGENT_COUNTS + AGENT_TIMES
 
 
-def _agent(record: dict[str, Any]) -> AgentFigures:
-    return AgentFigures(**record)
+def _queue(values: dict[str, Any], extras: dict[str, Any] | None) -> QueueFigures:
+    q = QueueFigures(**{c: values[c] for c in _Q_COLUMNS})
+    if extras:
+        q.procedures = dict(extras.get("procedures", {}))
+    return q
+
+
+def _agent(values: dict[str, Any], extras: dict[str, Any] | None) -> AgentFigures:
+    a = AgentFigures(**{c: values[c] for c in _A_COLUMNS})
+    if extras:
+        a.pause_s = dict(extras.get("pause_s", {}))
+        a.procedures = dict(extras.get("procedures", {}))
+    return a
+
+
+def _queue_row(q: QueueFigures) -> dict[str, Any]:
+    row = {c: getattr(q, c) for c in _Q_COLUMNS}
+    row["extras"] = {"procedures": q.procedures} if q.procedures else None
+    return row
+
+
+def _agent_row(a: AgentFigures) -> dict[str, Any]:
+    row = {c: getattr(a, c) for c in _A_COLUMNS}
+    extras = {k: v for k, v in (("pause_s", a.pause_s), ("procedures", a.procedures)) if v}
+    row["extras"] = extras or None
+    return row
+
+
+_TABLES: dict[str, tuple[Any, str, Callable[..., Any], Callable[..., dict[str, Any]]]] = {
+    "q": (QueueQuarterRow, "queue", _queue, _queue_row),
+           "a": (AgentQuarterRow, "agent_id", _agent, _agent_row)}
 
 
 class Rollups:
@@ -96,7 +135,8 @@ class Rollups:
     async def rebuild(self) -> None:
         """Forget the roll-ups and make them again from every kept event."""
         async with self.sessions.begin() as session:
-            await session.execute(delete(ReportRollupRow))
+            await session.execute(delete(QueueQuarterRow))
+            await session.execute(delete(AgentQuarterRow))
             await session.execute(delete(ReportRollupState))
         self.fold = StatsFold(self.targets, periods=quarter_hours())
         self.seq, self.at = 0, None
@@ -149,32 +189,35 @@ class Rollups:
     async def _write(self, deltas: dict[tuple[datetime, str, str], Any], seq: int,
                      at: datetime) -> None:
         async with self.sessions.begin() as session:
-            if deltas:
-                buckets = [k[0] for k in deltas]
-                kept = (await session.execute(select(ReportRollupRow).where(and_(
-                    ReportRollupRow.bucket >= min(buckets),
-                    ReportRollupRow.bucket <= max(buckets))))).scalars().all()
+            for kind, (model, key_name, load, dump) in _TABLES.items():
+                mine = {(b, key): f for (b, k, key), f in deltas.items() if k == kind}
+                if not mine:
+                    continue
+                buckets = [b for b, _ in mine]
+                key_col = getattr(model, key_name)
+                kept = (await session.execute(select(model).where(and_(
+                    model.bucket >= min(buckets), model.bucket <= max(buckets),
+                    key_col.in_({key for _, key in mine}))))).scalars().all()
                 changed = []
                 for row in kept:
-                    delta = deltas.pop((row.bucket, row.kind, row.key), None)
+                    delta = mine.pop((row.bucket, getattr(row, key_name)), None)
                     if delta is not None:
-                        base = _queue(row.figures) if row.kind == "q" else _agent(row.figures)
-                        changed.append({"b_bucket": row.bucket, "b_kind": row.kind,
-                                        "b_key": row.key,
-                                        "figures": base.add(delta).record()})
+                        values = {c.key: getattr(row, c.key) for c in model.__table__.columns}
+                        merged = load(values, row.extras).add(delta)
+                        changed.append({"b_bucket": row.bucket, "b_key": getattr(row, key_name),
+                                        **dump(merged)})
                 if changed:
-                    table = cast(Table, ReportRollupRow.__table__)
+                    table = cast(Table, model.__table__)
+                    names = [c for c in changed[0] if not c.startswith("b_")]
                     await session.execute(
                         update(table).where(and_(
                             table.c.bucket == bindparam("b_bucket"),
-                            table.c.kind == bindparam("b_kind"),
-                            table.c.key == bindparam("b_key")))
-                        .values(figures=bindparam("figures")),
+                            table.c[key_name] == bindparam("b_key")))
+                        .values({n: bindparam(n) for n in names}),
                         changed)
-                if deltas:
-                    await session.execute(insert(ReportRollupRow), [
-                        {"bucket": b, "kind": k, "key": key, "figures": f.record()}
-                        for (b, k, key), f in deltas.items()])
+                if mine:
+                    await session.execute(insert(model), [
+                        {"bucket": b, key_name: key, **dump(f)} for (b, key), f in mine.items()])
             state = await session.get(ReportRollupState, 1)
             if state is None:
                 session.add(ReportRollupState(id=1, seq=seq, at=at))
@@ -185,30 +228,83 @@ class Rollups:
 
     async def quarters(self, since: datetime, until: datetime) -> Quarters:
         """The kept quarter hours of [since, until), with what is still open up to `until`."""
-        async with self.sessions() as session:
-            rows = (await session.execute(
-                select(ReportRollupRow.bucket, ReportRollupRow.kind, ReportRollupRow.key,
-                       ReportRollupRow.figures)
-                .where(ReportRollupRow.bucket >= since, ReportRollupRow.bucket < until))).all()
         out: Quarters = {}
-        for bucket, kind, key, figures in rows:
-            quarter = out.get(bucket)
-            if quarter is None:
-                quarter = out[bucket] = Quarter()
-            if kind == "q":
-                quarter.queues[key] = _queue(figures)
-            else:
-                quarter.agents[key] = _agent(figures)
-        # not yet kept: states still open, and figures a failed write left in the fold
+        async with self.sessions() as session:
+            for kind, (model, key_name, load, _dump) in _TABLES.items():
+                result = await session.execute(select(model.__table__).where(
+                    model.bucket >= since, model.bucket < until))
+                for values in result.mappings():
+                    quarter = out.get(values["bucket"])
+                    if quarter is None:
+                        quarter = out[values["bucket"]] = Quarter()
+                    into = quarter.queues if kind == "q" else quarter.agents
+                    into[values[key_name]] = load(dict(values), values["extras"])
+        self._add_pending(out, since, until, lambda b: b)
+        return out
+
+    async def period_sums(self, ranges: Sequence[tuple[datetime, datetime]],
+                          ) -> dict[datetime, Quarter]:
+        """Each range's figures (keyed by its start), summed by the database from the kept
+        quarter hours: one query per range and table, the counts and times added, the longest
+        wait the longest, the per-reason figures added here from the few rows that have them."""
+        out: dict[datetime, Quarter] = {start: Quarter() for start, _ in ranges}
+        if not ranges:
+            return out
+        async with self.sessions() as session:
+            for kind, (model, key_name, load, _dump) in _TABLES.items():
+                key_col = getattr(model, key_name)
+                summed = [func.sum(getattr(model, c)).label(c) for c in (
+                    QUEUE_COUNTS + QUEUE_TIMES if kind == "q" else _A_COLUMNS)]
+                if kind == "q":
+                    summed += [func.max(getattr(model, c)).label(c) for c in QUEUE_MAX]
+                for start, end in ranges:
+                    result = await session.execute(
+                        select(key_col.label("key"), *summed)
+                        .where(model.bucket >= start, model.bucket < end).group_by(key_col))
+                    into = out[start].queues if kind == "q" else out[start].agents
+                    for values in result.mappings():
+                        into[values["key"]] = load(  # counts come back as numbers of any kind
+                            {k: (int(v) if k in QUEUE_COUNTS + AGENT_COUNTS else float(v))
+                             for k, v in values.items() if k != "key"}, None)
+                lo, hi = ranges[0][0], ranges[-1][1]
+                extras = await session.execute(
+                    select(model.bucket, key_col, model.extras)
+                    .where(model.bucket >= lo, model.bucket < hi, model.extras.is_not(None)))
+                for bucket, key, extra in extras:
+                    first = _range_of(ranges, bucket)
+                    if first is None or not extra:
+                        continue
+                    into = out[first].queues if kind == "q" else out[first].agents
+                    figures = into.get(key)
+                    if figures is not None:
+                        for name, values in extra.items():
+                            mine = getattr(figures, name)
+                            for k, v in values.items():
+                                mine[k] = mine.get(k, 0) + v
+        self._add_pending(out, ranges[0][0], ranges[-1][1],
+                          lambda b: _range_of(ranges, b))
+        return out
+
+    def _add_pending(self, out: dict[datetime, Quarter], since: datetime, until: datetime,
+                     where: Callable[[datetime], datetime | None]) -> None:
+        """What is not kept yet: states still open, and figures a failed write left in the
+        fold."""
         pending = list(quarters_of(self.fold.open_part(until), since, until).items())
         pending += quarters_of(self.fold, since, until).items()
         for bucket, extra in pending:
-            quarter = out.setdefault(bucket, Quarter())
+            key = where(bucket)
+            if key is None:
+                continue
+            quarter = out.setdefault(key, Quarter())
             for name, q in extra.queues.items():
                 quarter.queues.setdefault(name, QueueFigures()).add(q)
             for agent_id, a in extra.agents.items():
                 quarter.agents.setdefault(agent_id, AgentFigures()).add(a)
-        return out
+
+
+def _range_of(ranges: Sequence[tuple[datetime, datetime]], at: datetime) -> datetime | None:
+    i = bisect.bisect_right([start for start, _ in ranges], at) - 1
+    return ranges[i][0] if i >= 0 and at < ranges[i][1] else None
 
 
 __all__ = ["Rollups"]

@@ -14,10 +14,10 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
 from cti.domain.periods import CalendarPeriods, FixedPeriods, Periods, WholePeriod
@@ -66,6 +66,27 @@ class QuarterSource(Protocol):
     async def quarters(self, since: datetime, until: datetime) -> Quarters:
         """The quarter hours starting in [since, until)."""
         ...
+
+
+@runtime_checkable
+class PeriodSource(Protocol):
+    async def period_sums(self, ranges: Sequence[tuple[datetime, datetime]],
+                          ) -> dict[datetime, Quarter]:
+        """Each range's figures, keyed by its start."""
+        ...
+
+
+def period_ranges(periods: Periods, since: datetime, until: datetime,
+                  ) -> list[tuple[datetime, datetime]]:
+    """The report's periods cut to [since, until) (the quarter hours before `since` in a first
+    period are not in the report)."""
+    out = []
+    start = periods.start(since)
+    while start < until:
+        nxt = periods.next(start)
+        out.append((max(start, since), min(nxt, until)))
+        start = nxt
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,11 +186,17 @@ async def build_report(
         if log is None:
             raise ValueError("a report needs the event log or a source of quarter hours")
         source = EventQuarters(log, targets)
-    quarters = await source.quarters(since, until)
-    if business_hours_only:
-        quarters = {b: q for b, q in quarters.items() if _open_quarter(rules, b)}
     periods = periods_for(interval, since, tz)
-    grouped = _sum_into(quarters.items(), periods)
+    if isinstance(source, PeriodSource) and not business_hours_only \
+            and interval in ("day", "week", "month", "all"):
+        # long periods: the database adds the kept quarter hours up
+        summed = await source.period_sums(period_ranges(periods, since, until))
+        grouped = {periods.start(lo): g for lo, g in summed.items() if g.queues or g.agents}
+    else:
+        quarters = await source.quarters(since, until)
+        if business_hours_only:
+            quarters = {b: q for b, q in quarters.items() if _open_quarter(rules, b)}
+        grouped = _sum_into(quarters.items(), periods)
     teams_of = {a.id: a.team or "-" for a in rules.agents.values()} if rules else {}
     step = INTERVALS[interval]
     queues, agents, teams = [], [], []
