@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import Table, and_, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cti.domain.stats import AgentFigures, QueueFigures, QueueTargets, StatsFold
@@ -244,9 +244,10 @@ class Rollups:
 
     async def period_sums(self, ranges: Sequence[tuple[datetime, datetime]],
                           ) -> dict[datetime, Quarter]:
-        """Each range's figures (keyed by its start), summed by the database from the kept
-        quarter hours: one query per range and table, the counts and times added, the longest
-        wait the longest, the per-reason figures added here from the few rows that have them."""
+        """Each range's figures (keyed by its start; the ranges follow each other), summed by
+        the database from the kept quarter hours: one query per table, the counts and times
+        added, the longest wait the longest; the per-reason figures added here from the few
+        rows that have them."""
         out: dict[datetime, Quarter] = {start: Quarter() for start, _ in ranges}
         if not ranges:
             return out
@@ -257,15 +258,21 @@ class Rollups:
                     QUEUE_COUNTS + QUEUE_TIMES if kind == "q" else _A_COLUMNS)]
                 if kind == "q":
                     summed += [func.max(getattr(model, c)).label(c) for c in QUEUE_MAX]
-                for start, end in ranges:
-                    result = await session.execute(
-                        select(key_col.label("key"), *summed)
-                        .where(model.bucket >= start, model.bucket < end).group_by(key_col))
+                # the ranges follow each other: one query, each row's range by a CASE
+                which = case(*[(model.bucket < end, i) for i, (_s, end) in enumerate(ranges)],
+                             else_=-1).label("which")
+                result = await session.execute(
+                    select(which, key_col.label("key"), *summed)
+                    .where(model.bucket >= ranges[0][0], model.bucket < ranges[-1][1])
+                    .group_by(which, key_col))
+                for values in result.mappings():
+                    if values["which"] < 0:
+                        continue
+                    start = ranges[values["which"]][0]
                     into = out[start].queues if kind == "q" else out[start].agents
-                    for values in result.mappings():
-                        into[values["key"]] = load(  # counts come back as numbers of any kind
-                            {k: (int(v) if k in QUEUE_COUNTS + AGENT_COUNTS else float(v))
-                             for k, v in values.items() if k != "key"}, None)
+                    into[values["key"]] = load(  # sums come back as numbers of any kind
+                        {k: (int(v) if k in QUEUE_COUNTS + AGENT_COUNTS else float(v))
+                         for k, v in values.items() if k not in ("key", "which")}, None)
                 lo, hi = ranges[0][0], ranges[-1][1]
                 extras = await session.execute(
                     select(model.bucket, key_col, model.extras)
