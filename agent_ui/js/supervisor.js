@@ -2,6 +2,7 @@
 // what callers left when nobody answered: call-back requests and voicemails (polled over REST).
 import { api, apiBlob, logout, me, setToken, token } from "./api.js";
 import { lang, setLang, t, translatePage } from "./i18n.js";
+import { drawChart } from "./minichart.js";
 import { DeskSocket } from "./socket.js";
 
 const $ = (sel) => document.querySelector(sel);
@@ -131,11 +132,39 @@ async function play(vm) {
 const pct = (x) => (x === null || x === undefined ? "–" : `${Math.round(x * 100)}%`);
 const secs = (x) => (x === null || x === undefined ? "–" : duration(x));
 
-// A service level below its goal is red, within 10 points of it amber (docs/metrics.md).
-function slClass(sl, goal) {
+// A service level below its goal is red, within the queue's warning points of it amber
+// (docs/reports.md); the queue's other thresholds are [amber, red] pairs.
+function slClass(sl, goal, warn = 0.1) {
   if (sl === null || sl === undefined) return "";
   if (sl >= goal) return "ok";
-  return sl >= goal - 0.1 ? "warn" : "bad";
+  return sl >= goal - warn ? "warn" : "bad";
+}
+
+function overClass(value, pair) {
+  if (!pair || value === null || value === undefined) return "";
+  if (value >= pair[1]) return "bad";
+  return value >= pair[0] ? "warn" : "ok";
+}
+
+function renderCharts(items) {
+  const series = items.filter((m) => m.type === "wallboard.series");
+  const select = $("#chart-queue");
+  const names = series.map((m) => m.queue).sort();
+  if (select.options.length !== names.length) {
+    const chosen = select.value;
+    select.replaceChildren(...names.map((n) => { const o = document.createElement("option"); o.value = n; o.textContent = n; return o; }));
+    if (names.includes(chosen)) select.value = chosen;
+  }
+  const s = series.find((m) => m.queue === select.value);
+  const tile = items.find((m) => m.type === "wallboard.queue" && m.queue === select.value);
+  const pts = s ? s.points : [];
+  const of = (f, k = 1) => pts.map((p) => ({ t: p.t, value: p[f] === null ? null : p[f] * k }));
+  drawChart($("#live-calls"), of("offered"), { kind: "bar" });
+  drawChart($("#live-sl"), of("service_level", 100), { max: 100, unit: "%",
+    goal: tile ? tile.sl_goal * 100 : null });
+  drawChart($("#live-asa"), of("asa_s"), { unit: "s" });
+  drawChart($("#live-aht"), of("aht_s"), { unit: "s" });
+  drawChart($("#live-abandon"), of("abandonment_rate", 100), { max: 100, unit: "%" });
 }
 
 function renderWallboard(items) {
@@ -147,8 +176,11 @@ function renderWallboard(items) {
       String(q.answered), `${q.abandoned} (+${q.short_abandoned})`, pct(level), secs(q.asa_s),
       secs(q.aht_s), pct(q.abandonment_rate)]);
     tr.dataset.queue = q.queue;
-    const cls = slClass(level, q.sl_goal);
-    if (cls) tr.children[6].classList.add(`sl-${cls}`);
+    const th = q.thresholds || {};
+    const marks = [[6, slClass(level, q.sl_goal, th.sl_warn ?? 0.1)],
+      [2, overClass(q.longest_wait_now_s, th.longest_wait_s)], [7, overClass(q.asa_s, th.asa_s)],
+      [9, overClass(q.abandonment_rate, th.abandonment)]];
+    for (const [i, cls] of marks) if (cls) tr.children[i].classList.add(`sl-${cls}`);
     return tr;
   }));
   const agents = items.filter((m) => m.type === "wallboard.agent")
@@ -173,8 +205,11 @@ async function start() {
       .sort((a, b) => a.agent_id.localeCompare(b.agent_id))
       .map((a) => row([a.agent_id, t(`states.${a.state}`), a.reason ?? ""])));
     $("#calls").replaceChildren(...items.filter((m) => m.type === "call.state" && m.state !== "ended")
-      .map((c) => row([c.call_id, c.state, c.agent_id ?? "", c.queue ?? ""])));    renderWallboard(items);
+      .map((c) => row([c.call_id, c.state, c.agent_id ?? "", c.queue ?? ""])));
+    renderWallboard(items);
+    renderCharts(items);
   };
+  $("#chart-queue").addEventListener("change", render);
   socket.addEventListener("snapshot", render);
   socket.addEventListener("delta", render);
   let online = false;

@@ -60,12 +60,13 @@ MAX_LOC_ITEMS = 10
 
 # The pages (agent_ui) load their scripts, styles and JsSIP from this origin and talk to the
 # API and the desk socket here; the softphone's SIP socket goes to the PBX (another origin:
-# ws:/wss:); the supervisor page plays voicemails from blob: URLs.
+# ws:/wss:); the supervisor page plays voicemails from blob: URLs, and the reports page shows
+# the report's chart images (fetched with the bearer token) from blob: URLs.
 PAGE_POLICY = "; ".join((
     "default-src 'self'",
     "script-src 'self'",
     "style-src 'self'",
-    "img-src 'self' data:",
+    "img-src 'self' data: blob:",
     "media-src 'self' blob:",
     "connect-src 'self' ws: wss:",
     "font-src 'self'",

@@ -60,3 +60,38 @@ def test_bad_report_input_is_one_line(args: list[str], says: str) -> None:
     assert says in result.output
     assert "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_report_by_team_with_a_chart_image(tmp_path: Path) -> None:
+    url = _seeded(tmp_path)
+    png, svg = tmp_path / "day.png", tmp_path / "day.svg"
+    base = ["report", "--since", "2026-12-01T08:00", "--until", "2026-12-01T10:00",
+            "--interval", "60m"]
+    result = runner.invoke(app, [*base, "--of", "teams", "--chart", str(png)],
+                           env={"CTI_DATABASE_URL": url})
+    assert result.exit_code == 0, result.output
+    header, *rows = result.output.strip().splitlines()
+    assert header.startswith("interval_start,team,agents_logged_in,calls")
+    teams = {row.split(",")[1] for row in rows}
+    assert teams == {"north"}  # 1001 and 1002 are both in team north (config/routing.yaml)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    result = runner.invoke(app, [*base, "--chart", str(svg), "--metric", "sl"],
+                           env={"CTI_DATABASE_URL": url})
+    assert result.exit_code == 0, result.output
+    text = svg.read_text()
+    assert text.lstrip().startswith("<?xml")
+    assert "<svg" in text
+    assert "Service level" in text
+    assert "agents_needed" in result.output.splitlines()[0]
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--of", "floors"], "--of must be queues, agents or teams"),
+    (["--hours", "nights"], "--hours must be all or business"),
+    (["--chart", "out.gif"], "--chart must name a .svg or .png file"),
+    (["--metric", "mood"], "--metric must be"),
+])
+def test_bad_new_report_options_are_one_line(args: list[str], says: str) -> None:
+    result = runner.invoke(app, ["report", "--since", "2026-12-01", *args])
+    assert result.exit_code == 2
+    assert says in result.output
