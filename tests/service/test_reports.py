@@ -97,3 +97,39 @@ async def test_report_intervals_and_csv(database_url: str) -> None:
         assert any(line.split(",")[1] == "1001" and "lunch=100.0" in line for line in lines)
     finally:
         await engine.dispose()
+
+
+async def test_the_wallboard_pushes_todays_series_and_each_queues_thresholds() -> None:
+    """Charts: after the tiles, the queue's figures per quarter hour of today; the tile says
+    where its colours change (the queue's settings)."""
+    from cti.domain.routing.model import Thresholds
+    from cti.features.events.store import EventLog as Log
+
+    def with_thresholds(_queue: str) -> QueueTargets:
+        return QueueTargets(sl_s=20, short_abandon_s=5,
+                            thresholds=Thresholds(0.05, (20.0, 40.0), (0.05, 0.1), None))
+
+    class NoLog(Log):
+        def __init__(self) -> None:  # the board is not started here: nothing is read
+            pass
+
+    bus, pages, clock = InProcessBus(), Pages(), Clock()
+    LiveStats(bus, NoLog(), pages, clock, with_thresholds, "UTC")  # type: ignore[arg-type]
+    for event in scripted_day():
+        bus.publish(event)
+    await bus.drain()
+    series = [m for m in pages.sent if m["type"] == "wallboard.series"]
+    last = series[-1]
+    assert last["queue"] == "sales"
+    assert last["step_s"] == 900
+    (point,) = last["points"]  # every call of the scripted day came in 09:00-09:15
+    assert point["t"] == T0.isoformat()
+    assert (point["offered"], point["answered"], point["abandoned"]) == (5, 2, 1)
+    assert point["asa_s"] == pytest.approx(17.5)
+    tile = [m for m in pages.sent if m["type"] == "wallboard.queue"][-1]
+    assert tile["thresholds"] == {"sl_warn": 0.05, "asa_s": (20.0, 40.0),
+                                  "abandonment": (0.05, 0.1), "longest_wait_s": None}
+    # the tiles of a batch go out before its charts
+    kinds = [m["type"] for m in pages.sent]
+    assert kinds.index("wallboard.queue") < kinds.index("wallboard.series")
+    await bus.aclose()
