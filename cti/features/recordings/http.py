@@ -187,4 +187,4 @@ async def audio_link(
     await _may_hear(token.principal, store, row.call_id)
     issued = desk.auth.tokens.issue_scoped(token, audio_scope(recording_id), AUDIO_LINK_TTL)
     return AudioLinkOut(url=f"/recordings/{recording_id}/audio?key={issued.token}",
-                        expires_at=issued.expires_at)
+                        expires_at=issued.expires_at.isoformat())
