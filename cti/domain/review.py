@@ -232,6 +232,8 @@ def _describe(f: Fact) -> tuple[str, str, str] | None:
     if t == "IvrNoted":
         d = p.get("detail") or {}
         kind = _s(p.get("kind"))
+        if kind == "routed":  # the IVR's own note of what CallRouted says
+            return None
         if kind == "departure":
             return "departure", _s(d.get("what")), f"departure: {_s(d.get('what'))}"
         if kind == "ivr_node":

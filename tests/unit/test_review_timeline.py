@@ -101,6 +101,7 @@ def test_a_whole_call_on_one_time_line() -> None:
         IvrNoted(CALL, at(0.3), 1000.3, "ivr_node", detail={"node": "menu", "type": "menu",
                                                             "phrase": "main_menu"}),
         MenuKeyPressed(CALL, at(4), "2"),
+        IvrNoted(CALL, at(4.1), 1004.1, "routed", detail={"queue": "billing"}),  # said twice
         CallRouted(CALL, at(4.1), "billing", "zh"),
         CallQueued(CALL, "billing", 0, 1, at(4.2)),
         CallOffered(CALL, "1001", "billing", 1.0, {}, at(5.2)),
