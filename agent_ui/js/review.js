@@ -21,7 +21,7 @@ const LANES = ["call", "ivr", "routing", "procedure", "recording", "transfer", "
 const LANE_NAMES = { call: "通话 call", ivr: "IVR", routing: "路由 routing", procedure: "规程 procedure",
   recording: "录音 recording", transfer: "转接 transfer", hold: "保持 hold", departure: "偏离 departure" };
 
-const state = { calls: [], review: null, forms: [], segment: null, linkRetried: false };
+const state = { calls: [], review: null, forms: [], segment: null, linkRetried: false, total: 1 };
 
 function when(iso) {
   return iso ? new Date(iso).toLocaleString("zh-CN", { dateStyle: "short", timeStyle: "medium" }) : "";
@@ -115,6 +115,7 @@ function renderLanes() {
   const ends = [r.duration_s ?? 0, ...r.entries.map((e) => e.offset_s),
     ...r.stretches.map((s) => s.end_s ?? s.start_s)];
   const total = Math.max(1, ...ends);
+  state.total = total;
   const pct = (s) => `${(100 * s / total).toFixed(3)}%`;
   $("#lanes").replaceChildren(...LANES.map((lane) => {
     const row = el("div", { className: "lane", dataset: { lane } }, el("span", { className: "lane-name" }, LANE_NAMES[lane]));
@@ -181,8 +182,33 @@ function seek(recordingId, at) {
   audio.play().catch(() => { /* autoplay refused: the position is set */ });
 }
 
+// Where the player is, on the call's axis: the segment's start plus the file's time, plus the
+// pauses before it (the file holds none of them). Drawn in the recording lane.
+function callTimeOf(recordingId, fileTime) {
+  const r = state.review;
+  const seg = r.stretches.find((s) => s.kind === "segment" && s.recording_id === recordingId);
+  if (!seg) return null;
+  let t = seg.start_s + fileTime;
+  for (const p of r.stretches.filter((s) => s.kind === "pause" && s.recording_id === recordingId)
+    .sort((a, b) => a.start_s - b.start_s)) {
+    if (p.start_s <= t && p.end_s != null) t += p.end_s - p.start_s;
+  }
+  return t;
+}
+
+function drawCursor() {
+  const lane = document.querySelector(".lane[data-lane=recording]");
+  if (!lane || state.segment == null) return;
+  const t = callTimeOf(state.segment, $("#review-audio").currentTime);
+  let cursor = lane.querySelector(".cursor");
+  if (!cursor) { cursor = el("div", { className: "cursor", dataset: { testid: "play-cursor" } }); lane.append(cursor); }
+  cursor.style.left = `${(100 * (t ?? 0) / state.total).toFixed(3)}%`;
+}
+
 function wirePlayer() {
   const audio = $("#review-audio");
+  audio.addEventListener("timeupdate", drawCursor);
+  audio.addEventListener("seeked", drawCursor);
   audio.addEventListener("error", async () => {
     // An expired link (30 min) or a logout: ask a new one once, at the same place.
     if (state.segment == null || state.linkRetried) {
