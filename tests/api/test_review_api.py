@@ -178,6 +178,9 @@ async def test_review_evaluations_and_audio_links(database_url: str, tmp_path: P
                                  params={"since": later, "until": later})
             assert r.status_code == 422
             assert "until must be after since" in r.text
+            r = await client.get("/evaluations", headers=boss,
+                                 params={"until": "9999-12-31T23:59:59-23:59"})
+            assert (r.status_code, r.json()["detail"][0]["msg"]) == (422, "time out of range")
             await bus.drain()
             assert [(e.call_id, e.agent_id, e.auto_failed) for e in seen] == [
                 ("c1", "1001", False), ("c1", "1001", True), ("c2", "1002", False)]

@@ -211,8 +211,14 @@ async def evaluate(
     return EvaluationOut.model_validate(row)
 
 
-def _utc(t: datetime | None) -> datetime | None:
-    return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
+def _utc(t: datetime | None, name: str) -> datetime | None:
+    if t is None:
+        return None
+    try:
+        return t.astimezone(UTC) if t.tzinfo is not None else t.replace(tzinfo=UTC)
+    except OverflowError:  # 9999-12-31T23:59-23:00 is past the last UTC instant
+        raise invalid(("query", name), "time out of range", "value_error",
+                      t.isoformat()) from None
 
 
 @router.get("/evaluations")
@@ -225,7 +231,7 @@ async def evaluations(
 ) -> EvaluationsOut:
     """Evaluations (oldest first; `since` inclusive, `until` exclusive; a time without zone is
     UTC) with the mean score per agent and per team over them."""
-    since, until = _utc(since), _utc(until)
+    since, until = _utc(since, "since"), _utc(until, "until")
     if since is not None and until is not None and since >= until:
         raise invalid(("query", "until"), "until must be after since", "value_error",
                       until.isoformat())
