@@ -17,6 +17,7 @@ from cti.features.fallback import http as fallback_http
 from cti.features.procedures import http as procedures_http
 from cti.features.recordings import http as recordings_http
 from cti.features.reports import http as reports_http
+from cti.features.review import http as review_http
 from cti.features.routing import http as routing_http
 from cti.features.work_orders import http as work_orders_http
 from cti.platform.errors import CtiError
@@ -37,7 +38,7 @@ def create_app(service: Service) -> FastAPI:
         app, service.registry, service.calls_repo, service.ari, service.resync, service.acd,
         service.ivr, service.audit, service.voicemails, service.bus, service.events, service.live,
         service.work_orders,
-        service.recordings, service.rollups,
+        service.recordings, service.rollups, service.reviews, service.reviews.forms,
     )
     app.include_router(calls_http.router)
     install_agent_desk(app, service.desk)
@@ -48,6 +49,7 @@ def create_app(service: Service) -> FastAPI:
     app.include_router(reports_http.router)
     app.include_router(work_orders_http.router)
     app.include_router(recordings_http.router)
+    app.include_router(review_http.router)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

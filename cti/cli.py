@@ -128,6 +128,17 @@ def _register_work_order_commands() -> None:
 
 
 _register_work_order_commands()
+
+
+def _register_review_commands() -> None:
+    from cti.features.review.cli import register
+
+    register(app)
+
+
+_register_review_commands()
+
+
 def _usage_error(exc: Exception) -> tuple[str, int] | None:
     """(message, exit code) of a command-line usage error, else None. Duck-typed: newer Typer
     raises its own vendored copy of click's exceptions, older Typer click's."""

@@ -36,13 +36,39 @@ from cti.domain.work_orders import (
 )
 
 __all__ = [
-    "AgentStateChanged", "Bus", "CallAnswered", "CallArrived", "CallConnected", "CallEnded",
-    "CallHeld", "CallLeftQueue", "CallMuted", "CallOffered", "CallQueued", "CallResumed",
-    "CallRouted", "CallTransferred", "CustomerIdentified", "DomainEvent", "Envelope",
-    "FallbackReached", "IvrNoted", "MenuKeyPressed", "OfferWithdrawn", "ProcedureEnded",
-    "ProcedureStarted", "ProcedureStepped", "RecordingPaused", "RecordingResumed",
-    "RecordingStarted", "RecordingStopped",
-    "RulesReloaded", "TransferCancelled", "TransferStarted", "event_from_record",
+    "AgentStateChanged",
+    "Bus",
+    "CallAnswered",
+    "CallArrived",
+    "CallConnected",
+    "CallEnded",
+    "CallEvaluated",
+    "CallHeld",
+    "CallLeftQueue",
+    "CallMuted",
+    "CallOffered",
+    "CallQueued",
+    "CallResumed",
+    "CallRouted",
+    "CallTransferred",
+    "CustomerIdentified",
+    "DomainEvent",
+    "Envelope",
+    "FallbackReached",
+    "IvrNoted",
+    "MenuKeyPressed",
+    "OfferWithdrawn",
+    "ProcedureEnded",
+    "ProcedureStarted",
+    "ProcedureStepped",
+    "RecordingPaused",
+    "RecordingResumed",
+    "RecordingStarted",
+    "RecordingStopped",
+    "RulesReloaded",
+    "TransferCancelled",
+    "TransferStarted",
+    "event_from_record",
     "event_record",
 ]
 
@@ -277,6 +303,25 @@ class IvrNoted:
     detail: Mapping[str, Any] = field(default_factory=dict)
 
 
+# ----- quality review ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CallEvaluated:
+    """A supervisor scored the call with an evaluation form (cti/features/review/)."""
+
+    call_id: str
+    at: datetime
+    agent_id: str | None
+    team: str | None
+    evaluation_id: int
+    form_id: str
+    form_version: int
+    score: float
+    auto_failed: bool
+    evaluator: str
+
+
 # ----- configuration -------------------------------------------------------------------------
 
 
@@ -299,7 +344,7 @@ DomainEvent = (
     | RecordingResumed | CallEnded | ProcedureStarted
     | ProcedureStepped | ProcedureEnded | IvrNoted | AgentStateChanged | RulesReloaded
     | WorkOrderCreated | WorkOrderAssigned | WorkOrderStatusChanged | WorkOrderEscalated
-    | WorkOrderReminded
+    | WorkOrderReminded | CallEvaluated
 )
 
 _CLASSES: tuple[type[Any], ...] = (
@@ -310,6 +355,7 @@ _CLASSES: tuple[type[Any], ...] = (
     ProcedureStarted, ProcedureStepped,
     ProcedureEnded, IvrNoted, AgentStateChanged, RulesReloaded, WorkOrderCreated,
     WorkOrderAssigned, WorkOrderStatusChanged, WorkOrderEscalated, WorkOrderReminded,
+    CallEvaluated,
 )
 EVENT_CLASSES: dict[str, type[Any]] = {cls.__name__: cls for cls in _CLASSES}
 # The shape version of each kept event; bump on a change of fields.

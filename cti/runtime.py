@@ -35,6 +35,9 @@ from cti.features.procedures.events import AuditPublisher
 from cti.features.recordings.service import CallRecordings
 from cti.features.reports.live import LiveStats
 from cti.features.reports.rollups import Rollups
+from cti.features.review.forms import EvaluationForms
+from cti.features.review.service import CallReviews
+from cti.features.review.storage import EvaluationStore
 from cti.features.routing.acd import AGENT_LEG_ARG, Acd
 from cti.features.routing.call_routing import CallRouting
 from cti.features.routing.storage import RoutingLog
@@ -92,6 +95,7 @@ class Service:
     work_orders: WorkOrders
     work_order_timers: WorkOrderDriver
     recordings: CallRecordings
+    reviews: CallReviews
     _ari_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -190,6 +194,12 @@ class Service:
             retention_days=settings.recordings.retention_days,
             sweep_every_s=settings.recordings.sweep_every_s,
         )
+        # quality review (docs/quality_review.md): the time line and evaluations per form
+        reviews = CallReviews(
+            events, recordings, RoutingLog(sessions),
+            EvaluationForms(settings.evaluation_forms_dir), EvaluationStore(sessions), clock,
+            bus, lambda agent: _team_of(acd, agent),
+        )
 
         # the calls' lifecycle: each answered call runs its IVR script
         def script_factory(session: CallSession) -> CallScript:
@@ -226,7 +236,7 @@ class Service:
             ivr=runner, audit=audit, acd=acd, desk=desk, customers=customers, routing=routing,
             transfers=transfers, fallback=fallback, voicemails=voicemails, live=live,
             rollups=rollups, work_orders=work_orders, work_order_timers=work_order_timers,
-            recordings=recordings,
+            recordings=recordings, reviews=reviews,
         )
 
     async def _on_connect(self, generation: int) -> None:
@@ -301,6 +311,11 @@ class Service:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ari_task
         await self.engine.dispose()
+
+
+def _team_of(acd: Acd, agent_id: str) -> str | None:
+    profile = acd.core.rules.agents.get(agent_id)
+    return profile.team or None if profile is not None else None
 
 
 def _fallback_flows(settings: Settings, flows: FlowStore) -> dict[str, str | None]:

@@ -2,7 +2,7 @@
 kept for fast reports
 
 Revision ID: 0016
-Revises: 0012
+Revises: 0013
 """
 from collections.abc import Sequence
 
@@ -12,7 +12,7 @@ import cti.platform.db.base
 from alembic import op
 
 revision: str = "0016"
-down_revision: str | Sequence[str] | None = "0012"
+down_revision: str | Sequence[str] | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -35,6 +35,13 @@ class PhraseError(CtiError):
     http_status = 422
 
 
+class ForbiddenPhraseRefused(PhraseError):
+    """The filled phrase would say a forbidden phrase (e.g. through a slot value): refused, and
+    recorded as a departure from the script where a call was to hear it."""
+
+    error_id = "forbidden_phrase"
+
+
 @dataclass(frozen=True, slots=True)
 class Phrase:
     id: str
@@ -116,7 +123,7 @@ class PhraseLibrary:
         text = template.format_map(values)
         violation = self.forbidden.check(text, f"prompt {phrase_id} ({lang})")
         if violation:
-            raise PhraseError(violation.message())
+            raise ForbiddenPhraseRefused(violation.message())
         return text
 
     def parts(self, phrase_id: str, lang: str) -> list[Part]:
@@ -184,4 +191,4 @@ class PhraseLibrary:
     def forbidden_check_value(self, slot: str, lang: str, value: str) -> None:
         violation = self.forbidden.check(value, f"slot {slot} ({lang})")
         if violation:
-            raise PhraseError(violation.message())
+            raise ForbiddenPhraseRefused(violation.message())

@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     # Work order types, severities, SLAs, status flow, escalations (docs/work_orders.md).
     work_orders_file: Path = REPO_ROOT / "config" / "work_orders.yaml"
     recordings: RecordingSettings = RecordingSettings()
+    # Quality review's evaluation forms, one YAML file each (docs/quality_review.md).
+    evaluation_forms_dir: Path = REPO_ROOT / "config" / "evaluation_forms"
     # What the PBX dials for an agent's transfer to an outside number: through your trunk in
     # production, e.g. "PJSIP/{number}@provider" (the sandbox dials its own endpoints).
     transfer_dial: str = Field(default="PJSIP/{number}", pattern=r"^[^{}]*\{number\}[^{}]*$")

@@ -4,6 +4,7 @@ audits land in the database, the agent's hang-up goes through the procedure."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -403,3 +404,32 @@ def test_migration_0003_creates_the_ivr_tables(tmp_path: Path) -> None:
     finally:
         engine.dispose()
     assert {"ivr_procedure_runs", "ivr_procedure_steps", "ivr_script_departures"} <= names
+
+
+async def test_a_prompt_whose_text_is_forbidden_is_not_played_and_is_a_departure(
+    audit: ProcedureAudit,
+) -> None:
+    """A slot value can make a phrase say a forbidden phrase (the library refuses it when it
+    is filled): nothing is played, the flow goes on, and quality review sees the refusal."""
+    from cti.domain.phrases import ForbiddenPhraseRefused
+
+    class Refusing(Prompts):
+        async def media(self, phrase_id: str, slots: Mapping[str, str], lang: str) -> list[str]:
+            if phrase_id == "greeting_answer":
+                raise ForbiddenPhraseRefused("prompt greeting_answer (zh): forbidden phrase")
+            return await super().media(phrase_id, slots, lang)
+
+    runner, tel, timers, _ = make_runner(audit)
+    runner.prompts = Refusing()
+    task = asyncio.create_task(runner.run_call(CallContext("c1", "zh", SLOTS), "agent_greeting",
+                                               "chan-1"))
+    await settle()
+    assert tel.plays() == []  # the greeting was refused, not played
+    assert [round(t, 3) for t in timers.pending()] == [5.0]  # the flow went on: silence watch
+    await audit.flush()
+    (departure,) = (await audit.runs_for_call("c1"))["departures"]
+    assert departure["what"] == "forbidden_phrase_blocked"
+    assert departure["detail"]["phrase"] == "greeting_answer"
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -522,6 +522,10 @@ class _Step:
     def enter(self, node_id: str, node: Node) -> None:
         s = self.s
         det = self.m.detection
+        if s.procedure is None:  # the caller's path through the menus, for quality review
+            phrase = getattr(node, "phrase", None) or getattr(node, "prompt", None)
+            self.audit("ivr_node", flow=s.flow, node=node_id, type=node.type,
+                       **({"phrase": phrase} if phrase else {}))
         match node:
             case PlayNode():
                 self.play(node.phrase)

@@ -36,6 +36,7 @@ log = get_logger(__name__)
 
 TOKEN_ALGORITHM = "HS256"
 DEFAULT_TOKEN_TTL = timedelta(hours=12)  # one shift
+SCOPED_AUDIENCE = "cti-scoped"  # scoped keys (issue_scoped) are never bearer tokens
 
 
 class Role(StrEnum):
@@ -141,6 +142,41 @@ class Tokens:
         }
         return IssuedToken(jwt.encode(claims, self._secret, TOKEN_ALGORITHM), expires, who)
 
+    def issue_scoped(self, verified: VerifiedToken, scope: str, ttl: timedelta) -> IssuedToken:
+        """A short-lived token for one thing (`scope`, e.g. one recording's audio) that a page
+        may put in a URL where it cannot send a header (an <audio> element's src, which asks
+        byte ranges itself). It carries the login token's id and epoch, so logging out or a
+        deactivation ends it too; it expires with the login token at the latest; it is no
+        bearer token (its audience differs) and fits no other scope."""
+        who, ref = verified.principal, verified.ref
+        now = self._clock.now()
+        expires = min(now + ttl, ref.expires_at)
+        claims = {
+            "aud": SCOPED_AUDIENCE, "scope": scope, "jti": ref.jti, "ep": ref.epoch,
+            "texp": int(ref.expires_at.timestamp()), "sub": str(who.user_id),
+            "usr": who.username, "role": who.role.value, "agent": who.agent_id,
+            "name": who.display_name, "lang": who.language,
+            "iat": int(now.timestamp()), "exp": int(expires.timestamp()),
+        }
+        return IssuedToken(jwt.encode(claims, self._secret, TOKEN_ALGORITHM), expires, who)
+
+    def decode_scoped(self, token: str, scope: str) -> VerifiedToken:
+        """The login behind a scoped token; Unauthorized when forged, expired or for another
+        scope. Revocation is not checked here: see AuthService.verify_scoped."""
+        try:
+            claims = jwt.decode(
+                token, self._secret, algorithms=[TOKEN_ALGORITHM], audience=SCOPED_AUDIENCE,
+                options={"require": ["exp", "sub", "jti", "scope", "texp"],
+                         "verify_exp": False},
+            )
+        except jwt.PyJWTError as exc:
+            raise Unauthorized(f"invalid key: {exc}") from None
+        if claims["scope"] != scope:
+            raise Unauthorized("this key is for something else")
+        if int(claims["exp"]) <= int(self._clock.now().timestamp()):
+            raise Unauthorized("key expired; ask for a new one")
+        return self._verified(claims, expires=int(claims["texp"]))
+
     def verify(self, token: str) -> Principal:
         """The principal the token names; Unauthorized when forged, malformed or expired.
         Revocation is not checked here: see AuthService.check."""
@@ -161,6 +197,10 @@ class Tokens:
         # Expiry is checked against the injected clock, not the library's own time.time().
         if int(claims["exp"]) <= int(self._clock.now().timestamp()):
             raise Unauthorized("token expired; log in again")
+        return self._verified(claims, expires=int(claims["exp"]))
+
+    @staticmethod
+    def _verified(claims: dict[str, Any], *, expires: int) -> VerifiedToken:
         try:
             who = Principal(
                 user_id=int(claims["sub"]),
@@ -174,7 +214,7 @@ class Tokens:
                 jti=str(claims["jti"]),
                 user_id=who.user_id,
                 epoch=int(claims.get("ep", 0)),
-                expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
+                expires_at=datetime.fromtimestamp(expires, UTC),
             )
         except (KeyError, ValueError, TypeError):
             raise Unauthorized("invalid token: bad claims") from None
@@ -338,6 +378,14 @@ class AuthService:
         if not token:
             raise Unauthorized("not logged in: a bearer token is required")
         verified = self.tokens.decode(token)
+        reason = await self.revocations.reason_revoked(verified.ref)
+        if reason is not None:
+            raise Unauthorized(reason)
+        return verified
+
+    async def verify_scoped(self, token: str, scope: str) -> VerifiedToken:
+        """A scoped key's login: signature, expiry, scope, and the login not revoked."""
+        verified = self.tokens.decode_scoped(token, scope)
         reason = await self.revocations.reason_revoked(verified.ref)
         if reason is not None:
             raise Unauthorized(reason)

@@ -30,6 +30,7 @@ from cti.domain.ivr.engine import CallContext, CallState, IvrMachine, Phase
 from cti.domain.ivr.flow import Flow
 from cti.domain.ivr.presence import CallerAudioMemory
 from cti.domain.ivr.procedures import build_procedures
+from cti.domain.phrases import ForbiddenPhraseRefused
 from cti.events import Bus, CallRouted
 from cti.features.ivr.prompts import PromptSource
 from cti.features.procedures.audit import AuditEntry
@@ -270,10 +271,13 @@ class IvrRunner:
             # the flow and its waits continue instead of hanging silent.
             log.error("ivr_prompt_failed", call_id=run.ctx.call_id, phrase=command.phrase_id,
                       error=exc.message)
+            # A forbidden result (a slot value, say) is a departure of its own for review.
+            what = ("forbidden_phrase_blocked" if isinstance(exc, ForbiddenPhraseRefused)
+                    else "prompt_failed")
             self._submit(AuditEntry(
                 run.ctx.call_id,
                 c.Audit("departure", run.state.procedure.run_id if run.state.procedure else None,
-                        None, {"what": "prompt_failed", "phrase": command.phrase_id,
+                        None, {"what": what, "phrase": command.phrase_id,
                                "error": exc.message}),
                 self.clock.now(), self.clock.monotonic(),
             ))

@@ -69,6 +69,9 @@ class ProcedureAudit:
     async def _on_event(
         self, event: ProcedureStarted | ProcedureStepped | ProcedureEnded | IvrNoted
     ) -> None:
+        if isinstance(event, IvrNoted) and event.kind not in ("callback_requested", "departure") \
+                and not (event.run_id and event.kind in TIMELINE_KINDS):
+            return  # not stored here (e.g. the IVR path's nodes, kept in the event log only)
         self.submit(AuditEntry(
             event.call_id, Audit(event.kind, event.run_id, event.procedure, dict(event.detail)),
             event.at, event.mono,

@@ -5,14 +5,16 @@ the browser's audio element: 206 with Content-Range, 416 for a range the file do
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from cti.features.auth.http import CurrentUser
-from cti.features.auth.service import Principal, require_agent_access
+from cti.features.auth.http import CurrentUser, Desk, current_token
+from cti.features.auth.service import Principal, VerifiedToken, require_agent_access
 from cti.features.recordings.model import RangeNotSatisfiable, parse_range
 from cti.features.recordings.service import CallRecordings
 from cti.platform.errors import Forbidden
@@ -54,6 +56,39 @@ class RecordingOut(BaseModel):
     duration_s: float | None
     deleted_at: IsoTime | None = Field(description="when retention deleted its file")
     pauses: list[PauseRecordOut]
+
+
+# How long an audio link works: a review session's listening (seeking re-asks ranges with
+# the same URL); the page asks a new one when it stops working. Never past the login's end.
+AUDIO_LINK_TTL = timedelta(minutes=30)
+_bearer = HTTPBearer(auto_error=False)
+
+
+def audio_scope(recording_id: int) -> str:
+    return f"recording-audio:{recording_id}"
+
+
+class AudioLinkOut(BaseModel):
+    """A URL an <audio> element can play (and seek: it asks byte ranges itself), with a key
+    for this recording only, ended by the login's logout or expiry."""
+
+    url: str
+    expires_at: IsoTime
+
+
+async def _listener(
+    recording_id: IdPath, desk: Desk,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    key: Annotated[str | None, Query(max_length=2048, description="from POST .../audio-link")]
+    = None,
+) -> Principal:
+    """The bearer token's user, or the user of the audio link's key for this recording."""
+    if key is not None:
+        return (await desk.auth.verify_scoped(key, audio_scope(recording_id))).principal
+    return (await desk.auth.verify(credentials.credentials if credentials else None)).principal
+
+
+Listener = Annotated[Principal, Depends(_listener)]
 
 
 def _may_control(who: Principal, store: CallRecordings, call_id: str) -> None:
@@ -112,11 +147,12 @@ _AUDIO = {"schema": {"type": "string", "format": "binary"}}
     },
 )
 async def recording_audio(
-    recording_id: IdPath, who: CurrentUser, store: Recordings,
+    recording_id: IdPath, who: Listener, store: Recordings,
     range_: Annotated[str | None, Header(alias="Range", max_length=200)] = None,
 ) -> Response:
     """The recording's WAV (from the PBX's stored recordings), whole or the byte range asked
-    by a `Range: bytes=a-b` header (206). Supervisors, and the agent of the call."""
+    by a `Range: bytes=a-b` header (206). Supervisors, and the agent of the call; with the
+    bearer token, or `?key=` of an audio link (for the page's <audio> element)."""
     row = await store.get(recording_id)
     await _may_hear(who, store, row.call_id)
     data = await store.audio(recording_id)
@@ -137,3 +173,18 @@ async def recording_audio(
         data[first:last + 1], status_code=206, media_type="audio/wav",
         headers={**headers, "Content-Range": f"bytes {first}-{last}/{len(data)}"},
     )
+
+
+@router.post("/recordings/{recording_id}/audio-link")
+async def audio_link(
+    recording_id: IdPath, token: Annotated[VerifiedToken, Depends(current_token)],
+    store: Recordings, desk: Desk,
+) -> AudioLinkOut:
+    """A link to the recording's audio for an <audio> element, which cannot send the bearer
+    token: its key works for this recording only, for 30 minutes at most, and ends with the
+    login (logout, deactivation). Same permission as the audio itself."""
+    row = await store.get(recording_id)
+    await _may_hear(token.principal, store, row.call_id)
+    issued = desk.auth.tokens.issue_scoped(token, audio_scope(recording_id), AUDIO_LINK_TTL)
+    return AudioLinkOut(url=f"/recordings/{recording_id}/audio?key={issued.token}",
+                        expires_at=issued.expires_at.isoformat())

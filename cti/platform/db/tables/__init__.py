@@ -2,6 +2,7 @@
 
 from cti.platform.db.tables import calls as calls
 from cti.platform.db.tables import crm as crm
+from cti.platform.db.tables import evaluations as evaluations
 from cti.platform.db.tables import events as events
 from cti.platform.db.tables import fallback as fallback
 from cti.platform.db.tables import ivr as ivr
@@ -11,5 +12,5 @@ from cti.platform.db.tables import routing as routing
 from cti.platform.db.tables import users as users
 from cti.platform.db.tables import work_orders as work_orders
 
-__all__ = ["calls", "crm", "events", "fallback", "ivr", "recordings", "report_rollups",
-           "routing", "users", "work_orders"]
+__all__ = ["calls", "crm", "evaluations", "events", "fallback", "ivr", "recordings",
+           "report_rollups", "routing", "users", "work_orders"]
