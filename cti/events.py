@@ -39,7 +39,8 @@ __all__ = [
     "AgentStateChanged", "Bus", "CallAnswered", "CallArrived", "CallConnected", "CallEnded",
     "CallHeld", "CallLeftQueue", "CallMuted", "CallOffered", "CallQueued", "CallResumed",
     "CallRouted", "CallTransferred", "CustomerIdentified", "DomainEvent", "Envelope",
-    "FallbackReached", "IvrNoted", "MenuKeyPressed", "OfferWithdrawn", "ProcedureEnded",
+    "FallbackReached", "IvrNoted", "MenuKeyPressed", "MonitorModeChanged", "MonitorStarted",
+    "MonitorStopped", "OfferWithdrawn", "ProcedureEnded",
     "ProcedureStarted", "ProcedureStepped", "RecordingPaused", "RecordingResumed",
     "RecordingStarted", "RecordingStopped",
     "RulesReloaded", "TransferCancelled", "TransferStarted", "event_from_record",
@@ -277,6 +278,46 @@ class IvrNoted:
     detail: Mapping[str, Any] = field(default_factory=dict)
 
 
+# ----- supervisors on live calls: listen, whisper, barge (docs/monitoring.md) -----------------
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorStarted:
+    """The supervisor's phone answered and hears the call in `mode`."""
+
+    call_id: str
+    at: datetime
+    monitor_id: str
+    supervisor: str
+    agent_id: str | None
+    mode: str
+    endpoint: str
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorModeChanged:
+    call_id: str
+    at: datetime
+    monitor_id: str
+    supervisor: str
+    agent_id: str | None
+    mode: str
+    previous: str
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorStopped:
+    """Monitoring ended: `reason` stopped, supervisor_hung_up, no_answer, call_ended, failed."""
+
+    call_id: str
+    at: datetime
+    monitor_id: str
+    supervisor: str
+    agent_id: str | None
+    reason: str
+    detail: str = ""
+
+
 # ----- configuration -------------------------------------------------------------------------
 
 
@@ -296,7 +337,8 @@ DomainEvent = (
     | CallQueued | CallOffered | OfferWithdrawn | CallConnected | CallLeftQueue
     | FallbackReached | CallHeld | CallResumed | CallMuted | TransferStarted | CallTransferred
     | TransferCancelled | RecordingStarted | RecordingStopped | RecordingPaused
-    | RecordingResumed | CallEnded | ProcedureStarted
+    | RecordingResumed | CallEnded | ProcedureStarted | MonitorStarted | MonitorModeChanged
+    | MonitorStopped
     | ProcedureStepped | ProcedureEnded | IvrNoted | AgentStateChanged | RulesReloaded
     | WorkOrderCreated | WorkOrderAssigned | WorkOrderStatusChanged | WorkOrderEscalated
     | WorkOrderReminded
@@ -307,7 +349,7 @@ _CLASSES: tuple[type[Any], ...] = (
     CallOffered, OfferWithdrawn, CallConnected, CallLeftQueue, FallbackReached, CallHeld,
     CallResumed, CallMuted, TransferStarted, CallTransferred, TransferCancelled,
     RecordingStarted, RecordingStopped, RecordingPaused, RecordingResumed, CallEnded,
-    ProcedureStarted, ProcedureStepped,
+    ProcedureStarted, ProcedureStepped, MonitorStarted, MonitorModeChanged, MonitorStopped,
     ProcedureEnded, IvrNoted, AgentStateChanged, RulesReloaded, WorkOrderCreated,
     WorkOrderAssigned, WorkOrderStatusChanged, WorkOrderEscalated, WorkOrderReminded,
 )
