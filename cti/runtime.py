@@ -238,6 +238,7 @@ class Service:
         ARI_RECONNECTS.inc()
         try:
             await self.resync(generation)
+            await self.monitoring.on_connect()
         except TelephonyError as exc:
             log.error("ari.resync_failed", error=exc.message)
 

@@ -20,7 +20,7 @@ from cti.platform.ari.events import parse_event
 from cti.platform.bus import InProcessBus
 from cti.platform.clock import FakeClock
 from cti.platform.errors import TelephonyError
-from cti.platform.ports import ChannelInfo
+from cti.platform.ports import BridgeInfo, ChannelInfo
 from cti.platform.provide import register
 from tests.api.desk_app import desk_app
 
@@ -32,6 +32,8 @@ class FakePbx:
         self.log: list[tuple[Any, ...]] = []
         self.monitoring: Monitoring | None = None
         self.refuse_dial = False
+        self.in_app: set[str] = set()
+        self.bridges: list[BridgeInfo] = []
 
     async def originate(self, endpoint: str, **kw: Any) -> ChannelInfo:
         if self.refuse_dial:
@@ -60,6 +62,13 @@ class FakePbx:
 
     async def destroy_bridge(self, bridge_id: str) -> None:
         self.log.append(("destroy", bridge_id))
+
+
+    async def application_channel_ids(self) -> set[str]:
+        return self.in_app
+
+    async def list_bridges(self) -> list[BridgeInfo]:
+        return self.bridges
 
 
 class FakeAcd:
@@ -220,5 +229,30 @@ async def test_the_monitor_ends_with_the_call_the_supervisor_or_a_failed_dial() 
         raise AssertionError("a refused dial must raise")
     await bus.drain()
     assert stopped[-1].reason == "failed"
+    assert monitoring.active() == []
+    await bus.aclose()
+
+
+async def test_after_a_reconnect_leftover_monitor_channels_and_bridges_go() -> None:
+    """Legs, snoops and bridges with the monitor prefix this process does not hold (an earlier
+    process's) are removed; a held monitor whose leg vanished meanwhile is ended."""
+    clock, bus, pbx, acd = FakeClock(), InProcessBus(), FakePbx(), FakeAcd()
+    monitoring = Monitoring(pbx, acd, bus, clock)
+    pbx.monitoring = monitoring
+    acd.calls["c1"] = ConnectedLegs("1001", "agent-ch", "acd-c1")
+    v = await monitoring.start("c1", Mode.LISTEN, "PJSIP/1003", "sup")
+    leg = f"mon-{v.monitor_id}"
+    await monitoring.on_stasis_start(start_event(leg, "monitor,x"))
+    await settle()
+    pbx.in_app = {leg, f"{leg}-s1", "mon-old", "mon-old-s3", "caller-1", "acd-c1-leg"}
+    pbx.bridges = [BridgeInfo(leg, "mixing", (leg,), ""), BridgeInfo("mon-old", "mixing", (), ""),
+                   BridgeInfo("acd-c1", "mixing", (), "")]
+    pbx.log.clear()
+    await monitoring.on_connect()
+    assert sorted(pbx.log) == [("destroy", "mon-old"), ("hangup", "mon-old"),
+                               ("hangup", "mon-old-s3")]
+    assert monitoring.get("c1").state.value == "active"
+    pbx.in_app = set()  # the supervisor hung up while the socket was down
+    await monitoring.on_connect()
     assert monitoring.active() == []
     await bus.aclose()

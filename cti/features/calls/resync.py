@@ -26,7 +26,7 @@ log = get_logger(__name__)
 
 # Channels the service originates (ACD agent legs, outside transfer legs): never callers.
 ORIGINATED_PREFIXES = ("acd-", "xfer-")
-# Supervisors' monitor legs and snoops: their feature hangs up those it does not know.
+# Supervisors' monitor legs and snoops: left to their feature (Monitoring.on_connect).
 MONITOR_PREFIX = "mon-"
 # Bridges the service creates; an empty one is left over from an earlier process.
 OUR_BRIDGE_PREFIXES = ("cti-", "acd-", "consult-", "xfer-", MONITOR_PREFIX)

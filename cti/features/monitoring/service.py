@@ -36,7 +36,7 @@ from cti.platform.ari.events import AriEvent, ChannelDestroyed, StasisEnd, Stasi
 from cti.platform.clock import Clock
 from cti.platform.errors import ChannelGone, Conflict, NotFound, TelephonyError
 from cti.platform.log import get_logger
-from cti.platform.ports import ChannelInfo, Direction
+from cti.platform.ports import BridgeInfo, ChannelInfo, Direction
 
 log = get_logger(__name__)
 
@@ -74,6 +74,8 @@ class MonitorPbx(Protocol):
     async def add_to_bridge(self, bridge_id: str, channel_ids: Sequence[str]) -> None: ...
     async def remove_from_bridge(self, bridge_id: str, channel_ids: Sequence[str]) -> None: ...
     async def destroy_bridge(self, bridge_id: str) -> None: ...
+    async def application_channel_ids(self) -> set[str]: ...
+    async def list_bridges(self) -> list[BridgeInfo]: ...
 
 
 class ConnectedCalls(Protocol):
@@ -337,6 +339,23 @@ class Monitoring:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def on_connect(self) -> None:
+        """After every (re)connect: legs, snoops and bridges of monitors this process does not
+        hold (an earlier process's, or ended while the socket was down) are removed."""
+        in_app = await self.pbx.application_channel_ids()
+        for channel_id in in_app:
+            if channel_id.startswith(PREFIX) and channel_id not in self._channels:
+                with contextlib.suppress(TelephonyError):
+                    await self.pbx.hangup(channel_id)
+        for s in list(self._by_call.values()):  # its end was not heard
+            if s.leg not in in_app:
+                await self._leg_gone(s, "supervisor_hung_up")
+        ours = {s.bridge for s in self._by_call.values()}
+        for bridge in await self.pbx.list_bridges():
+            if bridge.id.startswith(PREFIX) and bridge.id not in ours:
+                with contextlib.suppress(TelephonyError):
+                    await self.pbx.destroy_bridge(bridge.id)
 
     async def aclose(self) -> None:
         """Hang up every supervisor's leg (the service is stopping)."""
