@@ -26,14 +26,19 @@ from typing import Any
 
 import numpy as np
 import pytest
+from playwright.async_api import async_playwright, expect
 
+from cti.app import create_app
 from cti.domain.monitoring import Mode
 from cti.events import MonitorModeChanged, MonitorStarted, MonitorStopped
+from cti.features.auth.service import NewUser, Role
 from cti.runtime import Service
+from tests.api.desk_app import served
 from tests.e2e import media
 from tests.e2e.conftest import DATA, call_from, flows_dir, service_settings, wait_until
 from tests.e2e.pbx import Pbx, register_agent, run_sipp
 from tests.e2e.rtp_capture import RtpCapture
+from tests.e2e.test_agent_page import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, csp_violations
 
 pytestmark = [
     pytest.mark.e2e,
@@ -166,6 +171,97 @@ async def test_listen_whisper_barge_each_reach_exactly_the_right_ears(
         # the call goes on without the supervisor
         assert service.acd.connected(call_id) == legs
         await tel.hangup(call_id)
+        result = await caller
+        caller = None
+        assert result.ok, result.describe()
+    finally:
+        if caller is not None:
+            caller.cancel()
+        await agent.stop()
+        await supervisor.stop()
+        await service.stop()
+
+
+@pytest.mark.browser
+async def test_the_supervisor_page_listens_whispers_barges_and_stops(
+    pbx: Pbx, database_url: str, tmp_path: Path
+) -> None:
+    """The buttons beside a connected call on the supervisor page (chromium): the phone typed
+    in "my phone" is dialled once, the pressed mode is the monitor's, and Stop hangs it up."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    line = tmp_path / "page-caller.pcap"
+    media.write_rtp_pcap(line, media.tone(CALLER_HZ, LINE_S))
+    flows = flows_dir(tmp_path)
+    (flows / "agent_quiet.yaml").write_text(QUIET_FLOW, encoding="utf-8")
+    settings = service_settings(pbx, database_url, inbound_flow="routing_direct",
+                                flows_dir=flows, rules_file=DATA / "routing_rules.yaml",
+                                agent_flow="agent_quiet")
+    service = Service.build(settings)
+    seen: list[Any] = []
+
+    async def note(event: Any) -> None:
+        seen.append(event)
+
+    service.bus.subscribe("test.monitoring", note,
+                          (MonitorStarted, MonitorModeChanged, MonitorStopped))
+    await service.start()
+    agent = await register_agent(pbx, "1004", ring_ms=300)
+    supervisor = await register_agent(pbx, "1007", ring_ms=300)
+    caller = None
+    try:
+        await service.desk.auth.users.create(NewUser("boss", "boss-e2e-pw", Role.SUPERVISOR))
+        await service.acd.agent_login("1004")
+        caller = asyncio.create_task(run_sipp(
+            pbx, "caller_wait_bye", service="4000", caller="+8613800000992", pcap=line,
+            max_wait_s=80, timeout=90))
+        call_id = await call_from(service, "+8613800000992")
+        await wait_until(lambda: service.acd.connected(call_id) is not None, 15,
+                         "the agent to answer")
+        async with served(create_app(service)) as base, async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = await browser.new_page(viewport={"width": 1280, "height": 900})
+                refused = csp_violations(page)
+                await page.goto(f"{base}/desk/")
+                await page.fill("#username", "boss")
+                await page.fill("#password", "boss-e2e-pw")
+                await page.click("#login-btn")
+                await page.wait_for_url("**/supervisor.html")
+                row = page.locator(f"[data-testid=call-row][data-call-id='{call_id}']")
+                await expect(row).to_be_visible(timeout=5000)
+                await row.locator("[data-action=listen]").click()
+                await expect(page.locator("#monitor-error")).to_have_text("请先填写您的话机")
+                await page.fill("#monitor-endpoint", "1007")
+                await row.locator("[data-action=listen]").click()
+                await wait_until(lambda: any(isinstance(e, MonitorStarted) for e in seen), 15,
+                                 "the supervisor's phone to answer")
+                await expect(row.locator("[data-action=listen]")).to_have_attribute(
+                    "aria-pressed", "true")
+                await row.locator("[data-action=whisper]").click()
+                await expect(row.locator("[data-action=whisper]")).to_have_attribute(
+                    "aria-pressed", "true", timeout=5000)
+                assert service.monitoring.get(call_id).mode is Mode.WHISPER
+                await row.locator("[data-action=barge]").click()
+                await expect(row.locator("[data-action=barge]")).to_have_attribute(
+                    "aria-pressed", "true", timeout=5000)
+                assert service.monitoring.get(call_id).mode is Mode.BARGE
+                await page.screenshot(path=str(ARTIFACTS / "supervisor_monitor.png"),
+                                      full_page=True)
+                await row.locator("[data-action=stop-monitor]").click()
+                await expect(row.locator("[data-action=stop-monitor]")).to_have_count(
+                    0, timeout=5000)
+                await expect(page.locator("#monitor-error")).to_have_text("")
+                assert refused == []
+            finally:
+                await browser.close()
+        await service.bus.drain()
+        assert [(type(e).__name__, getattr(e, "mode", None)) for e in seen] == [
+            ("MonitorStarted", "listen"), ("MonitorModeChanged", "whisper"),
+            ("MonitorModeChanged", "barge"), ("MonitorStopped", None)]
+        assert seen[0].endpoint == "PJSIP/1007"
+        assert seen[0].supervisor == "boss"
+        assert len(supervisor.invites()) == 1
+        await service.telephony.hangup(call_id)
         result = await caller
         caller = None
         assert result.ok, result.describe()
