@@ -57,6 +57,9 @@ __all__ = [
     "FallbackReached",
     "IvrNoted",
     "MenuKeyPressed",
+    "MonitorModeChanged",
+    "MonitorStarted",
+    "MonitorStopped",
     "OfferWithdrawn",
     "ProcedureEnded",
     "ProcedureStarted",
@@ -322,6 +325,46 @@ class CallEvaluated:
     evaluator: str
 
 
+# ----- supervisors on live calls: listen, whisper, barge (docs/monitoring.md) -----------------
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorStarted:
+    """The supervisor's phone answered and hears the call in `mode`."""
+
+    call_id: str
+    at: datetime
+    monitor_id: str
+    supervisor: str
+    agent_id: str | None
+    mode: str
+    endpoint: str
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorModeChanged:
+    call_id: str
+    at: datetime
+    monitor_id: str
+    supervisor: str
+    agent_id: str | None
+    mode: str
+    previous: str
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorStopped:
+    """Monitoring ended: `reason` stopped, supervisor_hung_up, no_answer, call_ended, failed."""
+
+    call_id: str
+    at: datetime
+    monitor_id: str
+    supervisor: str
+    agent_id: str | None
+    reason: str
+    detail: str = ""
+
+
 # ----- configuration -------------------------------------------------------------------------
 
 
@@ -341,7 +384,8 @@ DomainEvent = (
     | CallQueued | CallOffered | OfferWithdrawn | CallConnected | CallLeftQueue
     | FallbackReached | CallHeld | CallResumed | CallMuted | TransferStarted | CallTransferred
     | TransferCancelled | RecordingStarted | RecordingStopped | RecordingPaused
-    | RecordingResumed | CallEnded | ProcedureStarted
+    | RecordingResumed | CallEnded | ProcedureStarted | MonitorStarted | MonitorModeChanged
+    | MonitorStopped
     | ProcedureStepped | ProcedureEnded | IvrNoted | AgentStateChanged | RulesReloaded
     | WorkOrderCreated | WorkOrderAssigned | WorkOrderStatusChanged | WorkOrderEscalated
     | WorkOrderReminded | CallEvaluated
@@ -352,7 +396,7 @@ _CLASSES: tuple[type[Any], ...] = (
     CallOffered, OfferWithdrawn, CallConnected, CallLeftQueue, FallbackReached, CallHeld,
     CallResumed, CallMuted, TransferStarted, CallTransferred, TransferCancelled,
     RecordingStarted, RecordingStopped, RecordingPaused, RecordingResumed, CallEnded,
-    ProcedureStarted, ProcedureStepped,
+    ProcedureStarted, ProcedureStepped, MonitorStarted, MonitorModeChanged, MonitorStopped,
     ProcedureEnded, IvrNoted, AgentStateChanged, RulesReloaded, WorkOrderCreated,
     WorkOrderAssigned, WorkOrderStatusChanged, WorkOrderEscalated, WorkOrderReminded,
     CallEvaluated,

@@ -30,6 +30,8 @@ from cti.features.ivr.call_script import IvrCallScript
 from cti.features.ivr.caller_audio import CallerAudioTap
 from cti.features.ivr.prompts import PromptSource
 from cti.features.ivr.runner import IvrRunner
+from cti.features.monitoring.service import ROLE as MONITOR_ROLE
+from cti.features.monitoring.service import Monitoring
 from cti.features.procedures.audit import ProcedureAudit
 from cti.features.procedures.events import AuditPublisher
 from cti.features.recordings.service import CallRecordings
@@ -96,6 +98,7 @@ class Service:
     work_order_timers: WorkOrderDriver
     recordings: CallRecordings
     reviews: CallReviews
+    monitoring: Monitoring
     _ari_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -200,6 +203,8 @@ class Service:
             EvaluationForms(settings.evaluation_forms_dir), EvaluationStore(sessions), clock,
             bus, lambda agent: _team_of(acd, agent),
         )
+        # supervisors' listen / whisper / barge on connected calls (docs/monitoring.md)
+        monitoring = Monitoring(telephony, acd, bus, clock)
 
         # the calls' lifecycle: each answered call runs its IVR script
         def script_factory(session: CallSession) -> CallScript:
@@ -219,6 +224,7 @@ class Service:
         dispatcher.on_start("inbound", inbound.on_stasis_start)
         dispatcher.on_start(AGENT_LEG_ARG, routing.on_agent_leg_start)
         dispatcher.on_start(TRANSFER_LEG_ARG, transfers.on_outside_leg_start)
+        dispatcher.on_start(MONITOR_ROLE, monitoring.on_stasis_start)
         dispatcher.listen(routing.on_ari_event)
 
         async def announcement_ended(event: AriEvent) -> None:
@@ -229,6 +235,7 @@ class Service:
         dispatcher.listen(voicemails.on_ari_event)
         dispatcher.listen(transfers.on_ari_event)
         dispatcher.listen(recordings.on_ari_event)
+        dispatcher.listen(monitoring.on_ari_event)
         return cls(
             settings=settings, clock=clock, engine=engine, sessions=sessions, bus=bus,
             events=events, calls_repo=repo, ari=ari, telephony=telephony, registry=registry,
@@ -236,7 +243,7 @@ class Service:
             ivr=runner, audit=audit, acd=acd, desk=desk, customers=customers, routing=routing,
             transfers=transfers, fallback=fallback, voicemails=voicemails, live=live,
             rollups=rollups, work_orders=work_orders, work_order_timers=work_order_timers,
-            recordings=recordings, reviews=reviews,
+            recordings=recordings, reviews=reviews, monitoring=monitoring,
         )
 
     async def _on_connect(self, generation: int) -> None:
@@ -244,6 +251,7 @@ class Service:
         ARI_RECONNECTS.inc()
         try:
             await self.resync(generation)
+            await self.monitoring.on_connect()
         except TelephonyError as exc:
             log.error("ari.resync_failed", error=exc.message)
 
@@ -297,6 +305,7 @@ class Service:
     async def stop(self) -> None:
         await self.inbound.shutdown()
         await self.ivr.cancel_all()
+        await self.monitoring.aclose()
         await self.acd.aclose()
         await self.work_order_timers.aclose()
         await self.recordings.aclose()

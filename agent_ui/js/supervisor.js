@@ -129,6 +129,75 @@ async function play(vm) {
   }
 }
 
+// Listen / whisper / barge (docs/monitoring.md): the supervisor's phone (a desk phone or the
+// softphone's endpoint) is dialled once; the buttons switch mode on that same call.
+const ENDPOINT_KEY = "supervisor.monitorEndpoint";
+const monitors = new Map();  // call id -> the monitor as the server last answered
+const MODES = ["listen", "whisper", "barge"];
+
+function callRow(c) {
+  const tr = row([c.call_id, c.state, c.agent_id ?? "", c.queue ?? ""]);
+  tr.dataset.testid = "call-row";
+  tr.dataset.callId = c.call_id;
+  const td = document.createElement("td");
+  const mon = monitors.get(c.call_id);
+  if (c.agent_id && (c.state === "connected" || mon)) {
+    for (const mode of MODES) {
+      const b = button(t(mode), () => monitor(c.call_id, mode), { action: mode });
+      if (mon?.mode === mode) b.classList.add("active");
+      b.setAttribute("aria-pressed", String(mon?.mode === mode));
+      td.append(b);
+    }
+    if (mon) {
+      td.append(button(t("stopMonitor"), () => stopMonitor(c.call_id), { action: "stop-monitor" }));
+      if (mon.state === "dialling") td.append(document.createTextNode(` ${t("monitorDialling")}`));
+    }
+  }
+  tr.append(td);
+  return tr;
+}
+
+let rerender = () => {};
+
+async function monitor(callId, mode) {
+  const endpoint = $("#monitor-endpoint").value.trim();
+  try {
+    let answer;
+    if (monitors.has(callId)) {
+      answer = await api("PATCH", `/calls/${encodeURIComponent(callId)}/monitor`, { mode });
+    } else {
+      if (!endpoint) { $("#monitor-error").textContent = t("needPhone"); return; }
+      localStorage.setItem(ENDPOINT_KEY, endpoint);
+      answer = await api("POST", `/calls/${encodeURIComponent(callId)}/monitor`, { mode, endpoint });
+    }
+    monitors.set(callId, answer);
+    $("#monitor-error").textContent = "";
+  } catch (err) {
+    $("#monitor-error").textContent = err.message;
+  }
+  await loadMonitors();
+}
+
+async function stopMonitor(callId) {
+  try {
+    await api("DELETE", `/calls/${encodeURIComponent(callId)}/monitor`);
+  } catch (err) {
+    $("#monitor-error").textContent = err.message;
+  }
+  await loadMonitors();
+}
+
+async function loadMonitors() {
+  try {
+    const list = await api("GET", "/monitors");
+    monitors.clear();
+    for (const m of list) monitors.set(m.call_id, m);
+  } catch (err) {
+    $("#monitor-error").textContent = err.message;
+  }
+  rerender();
+}
+
 const pct = (x) => (x === null || x === undefined ? "–" : `${Math.round(x * 100)}%`);
 const secs = (x) => (x === null || x === undefined ? "–" : duration(x));
 
@@ -205,11 +274,13 @@ async function start() {
       .sort((a, b) => a.agent_id.localeCompare(b.agent_id))
       .map((a) => row([a.agent_id, t(`states.${a.state}`), a.reason ?? ""])));
     $("#calls").replaceChildren(...items.filter((m) => m.type === "call.state" && m.state !== "ended")
-      .map((c) => row([c.call_id, c.state, c.agent_id ?? "", c.queue ?? ""])));
+      .map(callRow));
     renderWallboard(items);
     renderCharts(items);
   };
+  rerender = render;
   $("#chart-queue").addEventListener("change", render);
+  $("#monitor-endpoint").value = localStorage.getItem(ENDPOINT_KEY) ?? "";
   socket.addEventListener("snapshot", render);
   socket.addEventListener("delta", render);
   let online = false;
@@ -226,6 +297,8 @@ async function start() {
   $("#fallback-refresh").addEventListener("click", loadFallback);
   loadFallback();
   setInterval(loadFallback, POLL_MS);
+  loadMonitors();
+  setInterval(loadMonitors, 2000);  // a dialling phone becomes active, or hangs up
   $("#back").addEventListener("click", async (ev) => {
     ev.preventDefault(); // first end the token on the server, then leave
     socket.close();

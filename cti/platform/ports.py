@@ -75,7 +75,7 @@ class Telephony(Protocol):
     async def recording_file(self, name: str) -> bytes: ...
     async def snoop(
         self, channel_id: str, *, spy: Direction = "in", app_args: str = "",
-        snoop_id: str | None = None,
+        snoop_id: str | None = None, whisper: Direction | Literal["none"] = "none",
     ) -> ChannelInfo: ...
     async def external_media(
         self, *, external_host: str, fmt: str = "slin16", channel_id: str | None = None,

@@ -26,8 +26,10 @@ log = get_logger(__name__)
 
 # Channels the service originates (ACD agent legs, outside transfer legs): never callers.
 ORIGINATED_PREFIXES = ("acd-", "xfer-")
+# Supervisors' monitor legs and snoops: left to their feature (Monitoring.on_connect).
+MONITOR_PREFIX = "mon-"
 # Bridges the service creates; an empty one is left over from an earlier process.
-OUR_BRIDGE_PREFIXES = ("cti-", "acd-", "consult-", "xfer-")
+OUR_BRIDGE_PREFIXES = ("cti-", "acd-", "consult-", "xfer-", MONITOR_PREFIX)
 
 
 class AdoptedCalls(Protocol):
@@ -113,7 +115,7 @@ class Resync:
         known = {ch for s in self.registry.sessions() for ch in s.channels}
         for channel_id in in_app - known - ours:
             info = channels.get(channel_id)
-            if info is None or channel_id.startswith(ORIGINATED_PREFIXES):
+            if info is None or channel_id.startswith((*ORIGINATED_PREFIXES, MONITOR_PREFIX)):
                 continue
             if is_tap_channel(channel_id):
                 # An audio tap left by an earlier process: its call gets a new one if needed.

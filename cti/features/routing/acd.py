@@ -63,6 +63,7 @@ from cti.features.routing.acd_calls import (
     AcdCall,
     AcdCalls,
     AgentLeg,
+    ConnectedLegs,
     destroy_bridge_quietly,
     fresh_bridge_id,
     hang_up_quietly,
@@ -339,6 +340,10 @@ class Acd:
     def agent_channel_of(self, call_id: str) -> str | None:
         """The answered agent leg of a connected call (the consulting agent's in a consult)."""
         return self.calls.agent_channel_of(call_id)
+
+    def connected(self, call_id: str) -> ConnectedLegs | None:
+        """The call's agent, the agent's channel and the call's bridge while they talk."""
+        return self.calls.connected(call_id)
 
     def consult_state(self, call_id: str) -> str | None:
         """None (no consultation), "ringing" or "talking"."""

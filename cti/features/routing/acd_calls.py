@@ -77,6 +77,15 @@ class Announcement:
     playback_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ConnectedLegs:
+    """A call talking with its agent: who, the agent's channel, and the bridge mixing them."""
+
+    agent_id: str
+    agent_channel: str
+    bridge_id: str
+
+
 @dataclass
 class AcdCall:
     channel_id: str
@@ -113,6 +122,15 @@ class AcdCalls:
     def consult_of(self, call_id: str) -> Consultation | None:
         call = self.by_id.get(call_id)
         return call.consult if call else None
+
+    def connected(self, call_id: str) -> ConnectedLegs | None:
+        """The call's agent leg and bridge while they talk (None otherwise)."""
+        call = self.by_id.get(call_id)
+        leg = call.leg if call is not None else None
+        if call is None or leg is None or not leg.answered or not leg.channel_id \
+                or not call.bridge_id:
+            return None
+        return ConnectedLegs(leg.agent_id, leg.channel_id, call.bridge_id)
 
     def agent_channel_of(self, call_id: str) -> str | None:
         """The answered agent leg of a connected call (the consulting agent's in a consult)."""

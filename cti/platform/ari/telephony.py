@@ -184,11 +184,12 @@ class AriTelephony:
 
     async def snoop(
         self, channel_id: str, *, spy: Direction = "in", app_args: str = "",
-        snoop_id: str | None = None,
+        snoop_id: str | None = None, whisper: Direction | Literal["none"] = "none",
     ) -> ChannelInfo:
         data = await self.client.request(
             "POST", f"channels/{channel_id}/snoop",
-            params={"spy": spy, "app": self.app, "appArgs": app_args, "snoopId": snoop_id},
+            params={"spy": spy, "whisper": whisper, "app": self.app, "appArgs": app_args,
+                    "snoopId": snoop_id},
         )
         return _channel(data)
 

@@ -1,0 +1,1 @@
+"""Listen, whisper, barge: supervisors on live calls (docs/monitoring.md)."""
