@@ -4,6 +4,9 @@ import { api, login, logout, me, setToken, token } from "./api.js";
 import { lang, setLang, t, translatePage } from "./i18n.js";
 import { DeskSocket } from "./socket.js";
 import { Softphone, saveSoftphoneSettings, softphoneSettings } from "./softphone.js";
+import {
+  fillCardOrders, loadWorkOrderTypes, onWorkOrderMessage, refreshMyOrders, wireCardOrders,
+} from "./work_orders.js";
 
 const $ = (sel, root = document) => root.querySelector(sel);
 let user = null;
@@ -33,6 +36,7 @@ async function start() {
   $("#search-form").addEventListener("submit", onSearch);
   $("#softphone-form").addEventListener("submit", onSoftphoneSave);
   $("#softphone-off").addEventListener("click", () => { saveSoftphoneSettings(null); stopSoftphone(); });
+  $("#orders-refresh").addEventListener("click", () => refreshMyOrders());
   if (token()) {
     try { user = await me(); } catch { setToken(null); }
   }
@@ -81,6 +85,7 @@ function openDesk() {
   socket = new DeskSocket(token);
   socket.addEventListener("snapshot", render);
   socket.addEventListener("delta", render);
+  socket.addEventListener("delta", (ev) => onWorkOrderMessage(ev.detail.message));
   socket.addEventListener("status", (ev) => {
     const el = $("#connection");
     el.textContent = ev.detail.online ? t("online") : t("offline");
@@ -90,6 +95,7 @@ function openDesk() {
   socket.open();
   window.deskDebug = { socket, user };
   ticker = ticker ?? setInterval(renderTimer, 1000);
+  loadWorkOrderTypes().then(refreshMyOrders).catch((e) => { $("#orders-error").textContent = e.message; });
   const sp = softphoneSettings();
   if (sp) startSoftphone(sp); else $("#softphone-status").textContent = t("softphoneOff");
 }
@@ -129,6 +135,7 @@ function render() {
       container.prepend(card);
     }
     fillCard(card, pop, all.get(`call:${pop.call_id}`), all.get(`procedure:${pop.call_id}`), stateName);
+    fillCardOrders(card, all.get(`work_orders:${pop.call_id}`));
   }
   for (const card of container.querySelectorAll(".pop")) {
     if (!seen.has(card.dataset.callId)) card.remove();
@@ -188,6 +195,7 @@ function fillCard(card, pop, call, procedure, agentState) {
 
 function wireCard(card, callId) {
   translatePage(card);
+  wireCardOrders(card, callId, () => items().get(`pop:${callId}`));
   const err = $(".call-error", card);
   const run = async (fn) => {
     err.textContent = "";

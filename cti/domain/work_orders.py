@@ -204,11 +204,20 @@ class Acknowledge:
 
 
 @dataclass(frozen=True, slots=True)
+class AddNote:
+    """A line on the history without a change: the agent's note, or what the system did for
+    the order (a call-back attempt and its outcome: action "callback")."""
+
+    note: str
+    action: str = "note"
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """Time passed: send due reminders, the overdue alert, time-based escalations."""
 
 
-Command = Assign | Transition | Acknowledge | Tick
+Command = Assign | Transition | Acknowledge | AddNote | Tick
 
 
 class InvalidCommand(ValueError):
@@ -387,6 +396,11 @@ def step(
         return _assign(order, command, at, actor)
     if isinstance(command, Transition):
         return _transition(config, order, command, at, actor)
+    if isinstance(command, AddNote):
+        if not command.note.strip():
+            raise InvalidCommand(f"work order {order.id}: the note is empty")
+        entry = HistoryEntry(at, actor, command.action, (), command.note.strip())
+        return replace(order, history=(*order.history, entry)), []
     return _acknowledge(order, command, at, actor)
 
 
