@@ -39,7 +39,8 @@ __all__ = [
     "AgentStateChanged", "Bus", "CallAnswered", "CallArrived", "CallConnected", "CallEnded",
     "CallHeld", "CallLeftQueue", "CallMuted", "CallOffered", "CallQueued", "CallResumed",
     "CallRouted", "CallTransferred", "CustomerIdentified", "DomainEvent", "Envelope",
-    "FallbackReached", "IvrNoted", "MenuKeyPressed", "OfferWithdrawn", "ProcedureEnded",
+    "FallbackReached", "IvrNoted", "MenuKeyPressed", "OfferWithdrawn", "OutboundCallOutcome",
+    "OutboundCallPlaced", "ProcedureEnded",
     "ProcedureStarted", "ProcedureStepped", "RecordingPaused", "RecordingResumed",
     "RecordingStarted", "RecordingStopped",
     "RulesReloaded", "TransferCancelled", "TransferStarted", "event_from_record",
@@ -277,6 +278,37 @@ class IvrNoted:
     detail: Mapping[str, Any] = field(default_factory=dict)
 
 
+# ----- calls placed by agents and call-backs (cti.features.outbound) -----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundCallPlaced:
+    """An agent places a call (or the system places a call-back through them): their phone
+    is rung first, the customer's `number` when they answer. `purpose`: "agent" (the page),
+    "callback" (a complaint's call-back)."""
+
+    call_id: str
+    at: datetime
+    agent_id: str
+    number: str
+    purpose: str = "agent"
+    customer_id: int | None = None
+    work_order_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundCallOutcome:
+    """How a placed call went: "connected" (agent and customer bridged), "agent_no_answer",
+    "busy", "no_answer", "failed" (with the PBX's cause)."""
+
+    call_id: str
+    at: datetime
+    agent_id: str
+    outcome: str
+    cause: str = ""
+    work_order_id: int | None = None
+
+
 # ----- configuration -------------------------------------------------------------------------
 
 
@@ -299,7 +331,7 @@ DomainEvent = (
     | RecordingResumed | CallEnded | ProcedureStarted
     | ProcedureStepped | ProcedureEnded | IvrNoted | AgentStateChanged | RulesReloaded
     | WorkOrderCreated | WorkOrderAssigned | WorkOrderStatusChanged | WorkOrderEscalated
-    | WorkOrderReminded
+    | WorkOrderReminded | OutboundCallPlaced | OutboundCallOutcome
 )
 
 _CLASSES: tuple[type[Any], ...] = (
@@ -310,6 +342,7 @@ _CLASSES: tuple[type[Any], ...] = (
     ProcedureStarted, ProcedureStepped,
     ProcedureEnded, IvrNoted, AgentStateChanged, RulesReloaded, WorkOrderCreated,
     WorkOrderAssigned, WorkOrderStatusChanged, WorkOrderEscalated, WorkOrderReminded,
+    OutboundCallPlaced, OutboundCallOutcome,
 )
 EVENT_CLASSES: dict[str, type[Any]] = {cls.__name__: cls for cls in _CLASSES}
 # The shape version of each kept event; bump on a change of fields.

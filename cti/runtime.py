@@ -30,6 +30,9 @@ from cti.features.ivr.call_script import IvrCallScript
 from cti.features.ivr.caller_audio import CallerAudioTap
 from cti.features.ivr.prompts import PromptSource
 from cti.features.ivr.runner import IvrRunner
+from cti.features.outbound.service import AGENT_ARG as OUTBOUND_AGENT_ARG
+from cti.features.outbound.service import CUSTOMER_ARG as OUTBOUND_CUSTOMER_ARG
+from cti.features.outbound.service import OutboundCalls
 from cti.features.procedures.audit import ProcedureAudit
 from cti.features.procedures.events import AuditPublisher
 from cti.features.recordings.service import CallRecordings
@@ -90,6 +93,7 @@ class Service:
     work_orders: WorkOrders
     work_order_timers: WorkOrderDriver
     recordings: CallRecordings
+    outbound: OutboundCalls
     _ari_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -201,11 +205,16 @@ class Service:
             talk_detect=(det.talk_detect_silence_ms, det.talk_detect_threshold), bus=bus,
         )
         resync = Resync(telephony, registry, repo, inbound, clock, routing)
+        # calls the agents place from the page (docs/outbound_calls.md)
+        outbound = OutboundCalls(telephony, registry, repo, acd, inbound, bus, clock,
+                                 settings.outbound)
 
         # ARI events by channel role: callers, agent legs, outside transfer legs
         dispatcher.on_start("inbound", inbound.on_stasis_start)
         dispatcher.on_start(AGENT_LEG_ARG, routing.on_agent_leg_start)
         dispatcher.on_start(TRANSFER_LEG_ARG, transfers.on_outside_leg_start)
+        dispatcher.on_start(OUTBOUND_AGENT_ARG, outbound.on_stray)
+        dispatcher.on_start(OUTBOUND_CUSTOMER_ARG, outbound.on_stray)
         dispatcher.listen(routing.on_ari_event)
 
         async def announcement_ended(event: AriEvent) -> None:
@@ -223,7 +232,7 @@ class Service:
             ivr=runner, audit=audit, acd=acd, desk=desk, customers=customers, routing=routing,
             transfers=transfers, fallback=fallback, voicemails=voicemails, live=live,
             work_orders=work_orders, work_order_timers=work_order_timers,
-            recordings=recordings,
+            recordings=recordings, outbound=outbound,
         )
 
     async def _on_connect(self, generation: int) -> None:

@@ -5,7 +5,8 @@ import { lang, setLang, t, translatePage } from "./i18n.js";
 import { DeskSocket } from "./socket.js";
 import { Softphone, saveSoftphoneSettings, softphoneSettings } from "./softphone.js";
 import {
-  fillCardOrders, loadWorkOrderTypes, onWorkOrderMessage, refreshMyOrders, wireCardOrders,
+  fillCardOrders, loadWorkOrderTypes, onWorkOrderMessage, refreshMyOrders, setDialer,
+  wireCardOrders,
 } from "./work_orders.js";
 
 const $ = (sel, root = document) => root.querySelector(sel);
@@ -37,6 +38,11 @@ async function start() {
   $("#softphone-form").addEventListener("submit", onSoftphoneSave);
   $("#softphone-off").addEventListener("click", () => { saveSoftphoneSettings(null); stopSoftphone(); });
   $("#orders-refresh").addEventListener("click", () => refreshMyOrders());
+  $("#dial-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    placeCall({ number: $("#dial-number").value.trim() }).catch(() => {});
+  });
+  setDialer(placeCall);
   if (token()) {
     try { user = await me(); } catch { setToken(null); }
   }
@@ -252,6 +258,22 @@ function wireCard(card, callId) {
   });
 }
 
+// Click-to-dial (dial pad, a search result, a work order): the agent's own phone rings first,
+// then the customer is dialled; the call pops on this page like any other.
+async function placeCall(target) {
+  const status = $("#dial-status");
+  status.classList.remove("error");
+  try {
+    const placed = await api("POST", "/calls/outbound", target);
+    status.textContent = t("dialing", { number: placed.number });
+    status.dataset.callId = placed.call_id;
+  } catch (err) {
+    status.classList.add("error");
+    status.textContent = err.message;
+    throw err;
+  }
+}
+
 async function onSearch(ev) {
   ev.preventDefault();
   const list = $("#search-results");
@@ -259,6 +281,14 @@ async function onSearch(ev) {
   list.replaceChildren(...found.map((c) => {
     const li = document.createElement("li");
     li.textContent = `${c.name || c.surname} · ${c.tier} · ${c.numbers.join(", ")}${c.company ? ` · ${c.company}` : ""}`;
+    if (c.numbers.length) {
+      const call = document.createElement("button");
+      call.type = "button";
+      call.dataset.dialCustomer = c.id;
+      call.textContent = t("call");
+      call.addEventListener("click", () => placeCall({ customer_id: c.id }).catch(() => {}));
+      li.append(call);
+    }
     return li;
   }));
   if (!found.length) list.innerHTML = `<li class="muted">${t("noResults")}</li>`;

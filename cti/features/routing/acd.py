@@ -227,6 +227,37 @@ class Acd:
         self.calls.add_leg(leg)
         await self._run(self.core.adopt_connected(call_id, agent_id, queue, *self._now()))
 
+    # ----- calls the agents place (cti.features.outbound) ---------------------------------
+
+    def agent_endpoint(self, agent_id: str) -> str:
+        agent = self.core.rules.agents.get(agent_id)
+        if agent is None:
+            raise NotFound(f"unknown agent {agent_id!r}")
+        return agent.endpoint
+
+    async def start_outbound(
+        self, call_id: str, customer_channel: str, agent_id: str, agent_channel: str,
+        queue: str | None, attributes: CallAttributes,
+    ) -> None:
+        """The agent places a call: they are on it now (no offers meanwhile). The agent leg
+        and the customer's channel are the ACD's from here, as an answered agent leg and its
+        caller: either side's end ends the other and brings the wrap-up; transfers work.
+        IllegalTransition (409) when the agent is not available or paused."""
+        commands = self.core.outbound_started(call_id, agent_id, queue, *self._now())
+        leg = AgentLeg(f"out-{call_id}", call_id, agent_id, agent_channel, answered=True)
+        leg.settled.set()
+        self.calls.by_id[call_id] = AcdCall(customer_channel, leg=leg,
+                                            attributes=dict(attributes))
+        self.calls.add_leg(leg)
+        await self._run(commands)
+
+    def outbound_bridged(self, call_id: str, bridge_id: str) -> None:
+        call = self.calls.get(call_id)
+        if call is not None:
+            call.bridge_id = bridge_id
+            if call.leg is not None:
+                call.leg.bridge_id = bridge_id
+
     async def requeue(
         self, call_id: str, channel_id: str, attributes: CallAttributes, queue: str | None
     ) -> None:
