@@ -18,6 +18,7 @@ from cti.features.calls.inbound import CallScript, InboundCalls
 from cti.features.calls.registry import CallRegistry, CallSession
 from cti.features.calls.resync import Resync
 from cti.features.calls.storage import CallRepository
+from cti.features.complaint_callbacks.service import ComplaintCallbacks
 from cti.features.crm.caller_lookup import CallerLookup
 from cti.features.desk.desk import AgentDesk
 from cti.features.desk.screen_pop import CompanyNames
@@ -94,6 +95,7 @@ class Service:
     work_order_timers: WorkOrderDriver
     recordings: CallRecordings
     outbound: OutboundCalls
+    complaint_callbacks: ComplaintCallbacks
     _ari_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -208,6 +210,8 @@ class Service:
         # calls the agents place from the page (docs/outbound_calls.md)
         outbound = OutboundCalls(telephony, registry, repo, acd, inbound, bus, clock,
                                  settings.outbound)
+        # a resolved complaint's call-back, through the owner agent (docs/complaint_callbacks.md)
+        complaint_callbacks = ComplaintCallbacks(work_orders, outbound, acd, bus, clock)
 
         # ARI events by channel role: callers, agent legs, outside transfer legs
         dispatcher.on_start("inbound", inbound.on_stasis_start)
@@ -233,6 +237,7 @@ class Service:
             transfers=transfers, fallback=fallback, voicemails=voicemails, live=live,
             work_orders=work_orders, work_order_timers=work_order_timers,
             recordings=recordings, outbound=outbound,
+            complaint_callbacks=complaint_callbacks,
         )
 
     async def _on_connect(self, generation: int) -> None:
@@ -276,6 +281,7 @@ class Service:
             ) from None
         await self.acd.start()
         self.work_order_timers.start()
+        self.complaint_callbacks.start()
         self.recordings.start()  # the retention sweep
         # The start-up heap (libraries, rules, phrase library, flows) never becomes garbage:
         # moved out of the collector's reach, a full collection no longer walks it. Walking
@@ -294,6 +300,7 @@ class Service:
         await self.ivr.cancel_all()
         await self.acd.aclose()
         await self.work_order_timers.aclose()
+        await self.complaint_callbacks.aclose()
         await self.recordings.aclose()
         await self.customers.aclose()
         await self.desk.aclose()

@@ -24,6 +24,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
+from cti.domain.callbacks import CallbackPolicy
+
 # ----- the model -----------------------------------------------------------------------------
 
 
@@ -118,6 +120,8 @@ class WorkOrderConfig:
     targets: Mapping[str, str]  # escalation target -> team
     escalations: tuple[EscalationRule, ...] = ()
     flow: Mapping[Status, frozenset[Status]] = field(default_factory=lambda: dict(DEFAULT_FLOW))
+    # a resolved complaint's call-back (cti/domain/callbacks.py); None: no call-backs
+    callback: CallbackPolicy | None = None
 
     def sla(self, type_name: str, severity: str) -> Sla:
         try:
