@@ -39,7 +39,8 @@ __all__ = [
     "AgentStateChanged", "Bus", "CallAnswered", "CallArrived", "CallConnected", "CallEnded",
     "CallHeld", "CallLeftQueue", "CallMuted", "CallOffered", "CallQueued", "CallResumed",
     "CallRouted", "CallTransferred", "CustomerIdentified", "DomainEvent", "Envelope",
-    "FallbackReached", "IvrNoted", "MenuKeyPressed", "OfferWithdrawn", "OutboundCallOutcome",
+    "FallbackReached", "HandoverItemAcknowledged", "HandoverReminded", "HandoverWritten",
+    "IvrNoted", "MenuKeyPressed", "OfferWithdrawn", "OutboundCallOutcome",
     "OutboundCallPlaced", "ProcedureEnded",
     "ProcedureStarted", "ProcedureStepped", "RecordingPaused", "RecordingResumed",
     "RecordingStarted", "RecordingStopped",
@@ -309,6 +310,42 @@ class OutboundCallOutcome:
     work_order_id: int | None = None
 
 
+# ----- the shift handover log (cti.features.handover) ----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HandoverWritten:
+    entry_id: int
+    at: datetime
+    shift: str
+    next_shift: str
+    written_by: str
+    items: int
+    work_order_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HandoverItemAcknowledged:
+    entry_id: int
+    item_id: int
+    at: datetime
+    by: str
+    work_order_id: int | None = None
+    open_items: int = 0  # what the entry still has to be picked up
+
+
+@dataclass(frozen=True, slots=True)
+class HandoverReminded:
+    """An item the next shift has not acknowledged yet (`reminders`: how many so far)."""
+
+    entry_id: int
+    item_id: int
+    at: datetime
+    next_shift: str
+    reminders: int
+    work_order_id: int | None = None
+
+
 # ----- configuration -------------------------------------------------------------------------
 
 
@@ -331,7 +368,8 @@ DomainEvent = (
     | RecordingResumed | CallEnded | ProcedureStarted
     | ProcedureStepped | ProcedureEnded | IvrNoted | AgentStateChanged | RulesReloaded
     | WorkOrderCreated | WorkOrderAssigned | WorkOrderStatusChanged | WorkOrderEscalated
-    | WorkOrderReminded | OutboundCallPlaced | OutboundCallOutcome
+    | WorkOrderReminded | OutboundCallPlaced | OutboundCallOutcome | HandoverWritten
+    | HandoverItemAcknowledged | HandoverReminded
 )
 
 _CLASSES: tuple[type[Any], ...] = (
@@ -342,7 +380,8 @@ _CLASSES: tuple[type[Any], ...] = (
     ProcedureStarted, ProcedureStepped,
     ProcedureEnded, IvrNoted, AgentStateChanged, RulesReloaded, WorkOrderCreated,
     WorkOrderAssigned, WorkOrderStatusChanged, WorkOrderEscalated, WorkOrderReminded,
-    OutboundCallPlaced, OutboundCallOutcome,
+    OutboundCallPlaced, OutboundCallOutcome, HandoverWritten, HandoverItemAcknowledged,
+    HandoverReminded,
 )
 EVENT_CLASSES: dict[str, type[Any]] = {cls.__name__: cls for cls in _CLASSES}
 # The shape version of each kept event; bump on a change of fields.

@@ -6,11 +6,14 @@ import asyncio
 import contextlib
 import gc
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from cti.domain.agents.state import AgentState
+from cti.domain.handover import ReminderPolicy
 from cti.domain.ivr.loader import FlowRefs, FlowStore
 from cti.events import FallbackReached
 from cti.features.calls.dispatch import StasisDispatcher
@@ -27,6 +30,8 @@ from cti.features.events.queue_log_file import QueueLogFile
 from cti.features.events.store import EventLog
 from cti.features.fallback.service import QueueFallback
 from cti.features.fallback.voicemail import Voicemails
+from cti.features.handover.service import HandoverNotifier, HandoverReminders, Handovers
+from cti.features.handover.storage import HandoverStore
 from cti.features.ivr.call_script import IvrCallScript
 from cti.features.ivr.caller_audio import CallerAudioTap
 from cti.features.ivr.prompts import PromptSource
@@ -96,6 +101,8 @@ class Service:
     recordings: CallRecordings
     outbound: OutboundCalls
     complaint_callbacks: ComplaintCallbacks
+    handovers: Handovers
+    handover_reminders: HandoverReminders
     _ari_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -187,6 +194,16 @@ class Service:
         )
         WorkOrderNotifier(bus, desk.hub, work_orders.store)
         work_order_timers = WorkOrderDriver(work_orders, clock)
+        # the shift handover log (docs/shift_handover.md): reminded to those on shift
+        handovers = Handovers(
+            HandoverStore(sessions), bus, clock, ReminderPolicy(
+                timedelta(minutes=settings.handover.remind_after_min),
+                timedelta(minutes=settings.handover.remind_every_min)),
+            orders=work_orders.store,
+        )
+        HandoverNotifier(bus, desk.hub, handovers.store, lambda: [
+            a for a, st in acd.core.agents.items() if st.state is not AgentState.LOGGED_OUT])
+        handover_reminders = HandoverReminders(handovers, clock)
         # call recording: queues with `record: true` (the running rules, reloads included)
         recordings = CallRecordings(
             sessions, telephony, clock, bus, lambda: acd.core.rules,
@@ -237,7 +254,8 @@ class Service:
             transfers=transfers, fallback=fallback, voicemails=voicemails, live=live,
             work_orders=work_orders, work_order_timers=work_order_timers,
             recordings=recordings, outbound=outbound,
-            complaint_callbacks=complaint_callbacks,
+            complaint_callbacks=complaint_callbacks, handovers=handovers,
+            handover_reminders=handover_reminders,
         )
 
     async def _on_connect(self, generation: int) -> None:
@@ -282,6 +300,7 @@ class Service:
         await self.acd.start()
         self.work_order_timers.start()
         self.complaint_callbacks.start()
+        self.handover_reminders.start()
         self.recordings.start()  # the retention sweep
         # The start-up heap (libraries, rules, phrase library, flows) never becomes garbage:
         # moved out of the collector's reach, a full collection no longer walks it. Walking
@@ -301,6 +320,7 @@ class Service:
         await self.acd.aclose()
         await self.work_order_timers.aclose()
         await self.complaint_callbacks.aclose()
+        await self.handover_reminders.aclose()
         await self.recordings.aclose()
         await self.customers.aclose()
         await self.desk.aclose()

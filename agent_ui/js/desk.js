@@ -5,9 +5,10 @@ import { lang, setLang, t, translatePage } from "./i18n.js";
 import { DeskSocket } from "./socket.js";
 import { Softphone, saveSoftphoneSettings, softphoneSettings } from "./softphone.js";
 import {
-  fillCardOrders, loadWorkOrderTypes, onWorkOrderMessage, refreshMyOrders, setDialer,
+  fillCardOrders, loadWorkOrderTypes, notify, onWorkOrderMessage, refreshMyOrders, setDialer,
   wireCardOrders,
 } from "./work_orders.js";
+import { onHandoverMessage, refreshHandovers, wireHandover } from "./handover.js";
 
 const $ = (sel, root = document) => root.querySelector(sel);
 let user = null;
@@ -43,6 +44,7 @@ async function start() {
     placeCall({ number: $("#dial-number").value.trim() }).catch(() => {});
   });
   setDialer(placeCall);
+  wireHandover();
   if (token()) {
     try { user = await me(); } catch { setToken(null); }
   }
@@ -92,6 +94,7 @@ function openDesk() {
   socket.addEventListener("snapshot", render);
   socket.addEventListener("delta", render);
   socket.addEventListener("delta", (ev) => onWorkOrderMessage(ev.detail.message));
+  socket.addEventListener("delta", (ev) => onHandoverMessage(ev.detail.message, notify));
   socket.addEventListener("status", (ev) => {
     const el = $("#connection");
     el.textContent = ev.detail.online ? t("online") : t("offline");
@@ -101,6 +104,7 @@ function openDesk() {
   socket.open();
   window.deskDebug = { socket, user };
   ticker = ticker ?? setInterval(renderTimer, 1000);
+  refreshHandovers();
   loadWorkOrderTypes().then(refreshMyOrders).catch((e) => { $("#orders-error").textContent = e.message; });
   const sp = softphoneSettings();
   if (sp) startSoftphone(sp); else $("#softphone-status").textContent = t("softphoneOff");

@@ -156,6 +156,13 @@ export function onWorkOrderMessage(msg) {
   refreshMyOrders();
 }
 
+// Any other feature's notification line (a handover reminder, say).
+export function notify(text) {
+  notes.unshift({ at: new Date().toISOString(), text });
+  notes.length = Math.min(notes.length, 20);
+  renderNotifications();
+}
+
 export function renderNotifications() {
   const list = $("#wo-notifications");
   if (!list) return;

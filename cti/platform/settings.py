@@ -92,6 +92,15 @@ class OutboundSettings(BaseModel):
     customer_ring_s: int = Field(default=45, ge=5, le=180)
 
 
+class HandoverSettings(BaseModel):
+    """Reminders of shift-handover items nobody of the next shift acknowledged
+    (docs/shift_handover.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+    remind_after_min: float = Field(default=30, gt=0, le=24 * 60)
+    remind_every_min: float = Field(default=30, gt=0, le=24 * 60)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CTI_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
@@ -134,6 +143,7 @@ class Settings(BaseSettings):
     # production, e.g. "PJSIP/{number}@provider" (the sandbox dials its own endpoints).
     transfer_dial: str = Field(default="PJSIP/{number}", pattern=r"^[^{}]*\{number\}[^{}]*$")
     outbound: OutboundSettings = OutboundSettings()
+    handover: HandoverSettings = HandoverSettings()
     # Append every queue event to this file as it happens, in Asterisk's queue_log format
     # (docs/queue_log.md), e.g. /var/log/asterisk/queue_log for the reporting tools reading it.
     queue_log_file: Path | None = None
