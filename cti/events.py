@@ -41,8 +41,8 @@ __all__ = [
     "CallRouted", "CallTransferred", "CustomerIdentified", "DomainEvent", "Envelope",
     "FallbackReached", "HandoverItemAcknowledged", "HandoverReminded", "HandoverWritten",
     "IvrNoted", "MenuKeyPressed", "OfferWithdrawn", "OutboundCallOutcome",
-    "OutboundCallPlaced", "ProcedureEnded",
-    "ProcedureStarted", "ProcedureStepped", "RecordingPaused", "RecordingResumed",
+    "OutboundCallPlaced", "ProcedureEnded", "ProcedureStarted", "ProcedureStepped",
+    "QueueCallbackRequested", "RecordingPaused", "RecordingResumed",
     "RecordingStarted", "RecordingStopped",
     "RulesReloaded", "TransferCancelled", "TransferStarted", "event_from_record",
     "event_record",
@@ -310,6 +310,17 @@ class OutboundCallOutcome:
     work_order_id: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class QueueCallbackRequested:
+    """A waiting caller pressed the call-back key: they left, their call keeps its place in
+    `queue` and `number` is called back when an agent takes it (docs/queue_callbacks.md)."""
+
+    call_id: str
+    at: datetime
+    queue: str
+    number: str
+
+
 # ----- the shift handover log (cti.features.handover) ----------------------------------------
 
 
@@ -369,7 +380,7 @@ DomainEvent = (
     | ProcedureStepped | ProcedureEnded | IvrNoted | AgentStateChanged | RulesReloaded
     | WorkOrderCreated | WorkOrderAssigned | WorkOrderStatusChanged | WorkOrderEscalated
     | WorkOrderReminded | OutboundCallPlaced | OutboundCallOutcome | HandoverWritten
-    | HandoverItemAcknowledged | HandoverReminded
+    | HandoverItemAcknowledged | HandoverReminded | QueueCallbackRequested
 )
 
 _CLASSES: tuple[type[Any], ...] = (
@@ -381,7 +392,7 @@ _CLASSES: tuple[type[Any], ...] = (
     ProcedureEnded, IvrNoted, AgentStateChanged, RulesReloaded, WorkOrderCreated,
     WorkOrderAssigned, WorkOrderStatusChanged, WorkOrderEscalated, WorkOrderReminded,
     OutboundCallPlaced, OutboundCallOutcome, HandoverWritten, HandoverItemAcknowledged,
-    HandoverReminded,
+    HandoverReminded, QueueCallbackRequested,
 )
 EVENT_CLASSES: dict[str, type[Any]] = {cls.__name__: cls for cls in _CLASSES}
 # The shape version of each kept event; bump on a change of fields.

@@ -43,8 +43,9 @@ from cti.features.procedures.audit import ProcedureAudit
 from cti.features.procedures.events import AuditPublisher
 from cti.features.recordings.service import CallRecordings
 from cti.features.reports.live import LiveStats
-from cti.features.routing.acd import AGENT_LEG_ARG, Acd
+from cti.features.routing.acd import AGENT_LEG_ARG, CALLBACK_LEG_ARG, Acd
 from cti.features.routing.call_routing import CallRouting
+from cti.features.routing.queue_callbacks import QueueCallbacks
 from cti.features.routing.storage import RoutingLog
 from cti.features.transfers.service import TRANSFER_LEG_ARG, TransferControl
 from cti.features.work_orders.config import WorkOrderRules
@@ -166,6 +167,9 @@ class Service:
             telephony, rules, rules_path=settings.rules_file, bus=bus,
             sink=RoutingLog(sessions), clock=clock, prompts=prompts,
             language=settings.company.language,
+            callback_dial=settings.outbound.dial,
+            callback_caller_id=settings.outbound.caller_id or None,
+            callback_ring_s=settings.outbound.customer_ring_s,
         )
         QueueLogFile.install(bus, settings.queue_log_file, lambda: acd.core.rules)
         transfers = TransferControl(
@@ -181,6 +185,7 @@ class Service:
         )
         customers = CallerLookup(desk.crm, bus, clock)
         routing = CallRouting(acd, runner, registry, repo, customers, bus, settings.agent_flow)
+        QueueCallbacks(acd, registry, telephony, bus, clock, settings.queue_callback_key)
         fallback = QueueFallback(telephony, runner, registry, repo, fallback_flows)
         # supervisors' live figures (docs/metrics.md), from the same stream
         hours = rules.business_hours
@@ -233,6 +238,7 @@ class Service:
         # ARI events by channel role: callers, agent legs, outside transfer legs
         dispatcher.on_start("inbound", inbound.on_stasis_start)
         dispatcher.on_start(AGENT_LEG_ARG, routing.on_agent_leg_start)
+        dispatcher.on_start(CALLBACK_LEG_ARG, routing.on_callback_leg_start)
         dispatcher.on_start(TRANSFER_LEG_ARG, transfers.on_outside_leg_start)
         dispatcher.on_start(OUTBOUND_AGENT_ARG, outbound.on_stray)
         dispatcher.on_start(OUTBOUND_CUSTOMER_ARG, outbound.on_stray)

@@ -143,6 +143,9 @@ class Settings(BaseSettings):
     # production, e.g. "PJSIP/{number}@provider" (the sandbox dials its own endpoints).
     transfer_dial: str = Field(default="PJSIP/{number}", pattern=r"^[^{}]*\{number\}[^{}]*$")
     outbound: OutboundSettings = OutboundSettings()
+    # The key a waiting caller presses to leave the queue and be called back in their turn
+    # (docs/queue_callbacks.md; dialled like outbound calls); null: no call-backs.
+    queue_callback_key: str | None = Field(default=None, pattern=r"^[0-9*#]$")
     handover: HandoverSettings = HandoverSettings()
     # Append every queue event to this file as it happens, in Asterisk's queue_log format
     # (docs/queue_log.md), e.g. /var/log/asterisk/queue_log for the reporting tools reading it.

@@ -308,6 +308,15 @@ class AcdCore:
         self._connected[call_id] = _Connected(call_id, agent_id, name, wrap, now)
         return self._take()
 
+    def keep_place(self, call_id: str) -> bool:
+        """The waiting caller left the queue for a call-back (docs/queue_callbacks.md): the
+        call keeps its place (entry time, order) in the router; only the announcements to a
+        channel that is gone stop. False when it is not waiting (offered, connected, gone)."""
+        if self.router.queue_of(call_id) is None or self.router.offer_of_call(call_id) is not None:
+            return False
+        self._announcing.pop(call_id, None)
+        return True
+
     def requeue(
         self, call_id: str, attributes: CallAttributes, queue: str | None, now: float,
         at: datetime,
