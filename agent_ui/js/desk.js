@@ -172,9 +172,13 @@ function fillCard(card, pop, call, procedure, agentState) {
   $(".customer-name", card).textContent = c ? (c.name || pop.script?.address_as?.[l] || c.surname) : t("unknownCaller");
   $(".tier", card).textContent = c ? c.tier : "";
   const state = call?.state === "ended" || pop.state === "ended" ? "ended" : (call?.state ?? pop.state);
-  $(".call-state", card).textContent = t(state) !== state ? t(state) : state;
+  $(".call-state", card).textContent = (pop.direction === "outbound" ? `${t("outboundCall")} · ` : "")
+    + (t(state) !== state ? t(state) : state);
   card.dataset.state = state;
-  $(".script", card).textContent = pop.script?.text?.[l] ?? "";
+  const outbound = pop.direction === "outbound";
+  card.dataset.direction = outbound ? "outbound" : "inbound";
+  $(".script", card).hidden = outbound;  // the inbound greeting does not fit a call we placed
+  $(".script", card).textContent = outbound ? "" : (pop.script?.text?.[l] ?? "");
   $(".number", card).textContent = pop.caller?.number ?? "";
   $(".queue", card).textContent = pop.queue ?? "";
   $(".menu-path", card).textContent = (pop.menu_path ?? []).join(" › ");

@@ -110,6 +110,8 @@ async def test_agent_dials_from_the_page_and_is_bridged_with_the_customer(
 
             card = page.get_by_test_id("pop-card")
             await expect(card).to_have_attribute("data-state", "connected", timeout=15000)
+            await expect(card).to_have_attribute("data-direction", "outbound")
+            await expect(card.locator(".call-state")).to_contain_text("外呼")
             # the agent's phone first (showing whom it calls), then the customer's
             (agent_invite,) = agent_phone.invites()
             (customer_invite,) = customer_phone.invites()

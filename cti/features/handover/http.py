@@ -21,7 +21,7 @@ ShiftName = Annotated[str, Field(min_length=1, max_length=64)]
 class ItemIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(min_length=1, max_length=2000)
+    text: str = Field(min_length=1, max_length=1000)
     work_order_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
 
 
@@ -31,14 +31,14 @@ class EntryIn(BaseModel):
     shift: ShiftName = Field(description='the shift handing over, e.g. "2026-12-01 day"')
     next_shift: ShiftName = Field(description="the shift taking over")
     note: str = Field(default="", max_length=8000)
-    items: list[ItemIn] = Field(default_factory=list, max_length=100)
+    items: list[ItemIn] = Field(default_factory=list, max_length=30)
 
 
 class AcknowledgeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     item_ids: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] | None = Field(
-        default=None, max_length=100, description="default: every open item of the entry")
+        default=None, max_length=30, description="default: every open item of the entry")
     note: str = Field(default="", max_length=2000)
 
 
@@ -90,7 +90,7 @@ async def list_handovers(
     log: Log, _who: CurrentUser,
     open: Annotated[bool, Query(description="only entries with items to pick up")] = False,
     next_shift: Annotated[str | None, Query(max_length=64)] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> list[EntryOut]:
     """Newest first."""
     return [EntryOut.of(e) for e in await log.recent(open_only=open, next_shift=next_shift,
