@@ -24,6 +24,7 @@ INTERVALS: dict[str, timedelta | None] = {
 STATS_EVENTS = (
     "CallQueued", "CallConnected", "CallLeftQueue", "CallHeld", "CallResumed", "CallTransferred",
     "CallEnded", "OfferWithdrawn", "ProcedureStarted", "AgentStateChanged",
+    "OutboundCallPlaced",  # calls agents placed: the agents' figures, not the queues'
 )
 READ_BATCH = 50_000
 
