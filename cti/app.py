@@ -15,6 +15,8 @@ from cti.features.desk.http import install_agent_desk
 from cti.features.events import http as events_http
 from cti.features.fallback import http as fallback_http
 from cti.features.monitoring import http as monitoring_http
+from cti.features.handover import http as handover_http
+from cti.features.outbound import http as outbound_http
 from cti.features.procedures import http as procedures_http
 from cti.features.recordings import http as recordings_http
 from cti.features.reports import http as reports_http
@@ -40,7 +42,7 @@ def create_app(service: Service) -> FastAPI:
         service.ivr, service.audit, service.voicemails, service.bus, service.events, service.live,
         service.work_orders,
         service.recordings, service.rollups, service.reviews, service.reviews.forms,
-        service.monitoring,
+        service.monitoring, service.outbound, service.handovers,
     )
     app.include_router(calls_http.router)
     install_agent_desk(app, service.desk)
@@ -53,6 +55,8 @@ def create_app(service: Service) -> FastAPI:
     app.include_router(recordings_http.router)
     app.include_router(review_http.router)
     app.include_router(monitoring_http.router)
+    app.include_router(outbound_http.router)
+    app.include_router(handover_http.router)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

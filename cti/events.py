@@ -55,15 +55,21 @@ __all__ = [
     "DomainEvent",
     "Envelope",
     "FallbackReached",
+    "HandoverItemAcknowledged",
+    "HandoverReminded",
+    "HandoverWritten",
     "IvrNoted",
     "MenuKeyPressed",
     "MonitorModeChanged",
     "MonitorStarted",
     "MonitorStopped",
     "OfferWithdrawn",
+    "OutboundCallOutcome",
+    "OutboundCallPlaced",
     "ProcedureEnded",
     "ProcedureStarted",
     "ProcedureStepped",
+    "QueueCallbackRequested",
     "RecordingPaused",
     "RecordingResumed",
     "RecordingStarted",
@@ -365,6 +371,84 @@ class MonitorStopped:
     detail: str = ""
 
 
+# ----- calls placed by agents and call-backs (cti.features.outbound) -----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundCallPlaced:
+    """An agent places a call (or the system places a call-back through them): their phone
+    is rung first, the customer's `number` when they answer. `purpose`: "agent" (the page),
+    "callback" (a complaint's call-back)."""
+
+    call_id: str
+    at: datetime
+    agent_id: str
+    number: str
+    purpose: str = "agent"
+    customer_id: int | None = None
+    work_order_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundCallOutcome:
+    """How a placed call went: "connected" (agent and customer bridged), "agent_no_answer",
+    "busy", "no_answer", "failed" (with the PBX's cause)."""
+
+    call_id: str
+    at: datetime
+    agent_id: str
+    outcome: str
+    cause: str = ""
+    work_order_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCallbackRequested:
+    """A waiting caller pressed the call-back key: they left, their call keeps its place in
+    `queue` and `number` is called back when an agent takes it (docs/queue_callbacks.md)."""
+
+    call_id: str
+    at: datetime
+    queue: str
+    number: str
+
+
+# ----- the shift handover log (cti.features.handover) ----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HandoverWritten:
+    entry_id: int
+    at: datetime
+    shift: str
+    next_shift: str
+    written_by: str
+    items: int
+    work_order_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HandoverItemAcknowledged:
+    entry_id: int
+    item_id: int
+    at: datetime
+    by: str
+    work_order_id: int | None = None
+    open_items: int = 0  # what the entry still has to be picked up
+
+
+@dataclass(frozen=True, slots=True)
+class HandoverReminded:
+    """An item the next shift has not acknowledged yet (`reminders`: how many so far)."""
+
+    entry_id: int
+    item_id: int
+    at: datetime
+    next_shift: str
+    reminders: int
+    work_order_id: int | None = None
+
+
 # ----- configuration -------------------------------------------------------------------------
 
 
@@ -388,7 +472,8 @@ DomainEvent = (
     | MonitorStopped
     | ProcedureStepped | ProcedureEnded | IvrNoted | AgentStateChanged | RulesReloaded
     | WorkOrderCreated | WorkOrderAssigned | WorkOrderStatusChanged | WorkOrderEscalated
-    | WorkOrderReminded | CallEvaluated
+    | WorkOrderReminded | CallEvaluated | OutboundCallPlaced | OutboundCallOutcome
+    | HandoverWritten | HandoverItemAcknowledged | HandoverReminded | QueueCallbackRequested
 )
 
 _CLASSES: tuple[type[Any], ...] = (
@@ -399,7 +484,8 @@ _CLASSES: tuple[type[Any], ...] = (
     ProcedureStarted, ProcedureStepped, MonitorStarted, MonitorModeChanged, MonitorStopped,
     ProcedureEnded, IvrNoted, AgentStateChanged, RulesReloaded, WorkOrderCreated,
     WorkOrderAssigned, WorkOrderStatusChanged, WorkOrderEscalated, WorkOrderReminded,
-    CallEvaluated,
+    CallEvaluated, OutboundCallPlaced, OutboundCallOutcome, HandoverWritten,
+    HandoverItemAcknowledged, HandoverReminded, QueueCallbackRequested,
 )
 EVENT_CLASSES: dict[str, type[Any]] = {cls.__name__: cls for cls in _CLASSES}
 # The shape version of each kept event; bump on a change of fields.

@@ -6,11 +6,14 @@ import asyncio
 import contextlib
 import gc
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from cti.domain.agents.state import AgentState
+from cti.domain.handover import ReminderPolicy
 from cti.domain.ivr.loader import FlowRefs, FlowStore
 from cti.events import FallbackReached
 from cti.features.calls.dispatch import StasisDispatcher
@@ -18,6 +21,7 @@ from cti.features.calls.inbound import CallScript, InboundCalls
 from cti.features.calls.registry import CallRegistry, CallSession
 from cti.features.calls.resync import Resync
 from cti.features.calls.storage import CallRepository
+from cti.features.complaint_callbacks.service import ComplaintCallbacks
 from cti.features.crm.caller_lookup import CallerLookup
 from cti.features.desk.desk import AgentDesk
 from cti.features.desk.screen_pop import CompanyNames
@@ -26,12 +30,17 @@ from cti.features.events.queue_log_file import QueueLogFile
 from cti.features.events.store import EventLog
 from cti.features.fallback.service import QueueFallback
 from cti.features.fallback.voicemail import Voicemails
+from cti.features.handover.service import HandoverNotifier, HandoverReminders, Handovers
+from cti.features.handover.storage import HandoverStore
 from cti.features.ivr.call_script import IvrCallScript
 from cti.features.ivr.caller_audio import CallerAudioTap
 from cti.features.ivr.prompts import PromptSource
 from cti.features.ivr.runner import IvrRunner
 from cti.features.monitoring.service import ROLE as MONITOR_ROLE
 from cti.features.monitoring.service import Monitoring
+from cti.features.outbound.service import AGENT_ARG as OUTBOUND_AGENT_ARG
+from cti.features.outbound.service import CUSTOMER_ARG as OUTBOUND_CUSTOMER_ARG
+from cti.features.outbound.service import OutboundCalls
 from cti.features.procedures.audit import ProcedureAudit
 from cti.features.procedures.events import AuditPublisher
 from cti.features.recordings.service import CallRecordings
@@ -40,8 +49,9 @@ from cti.features.reports.rollups import Rollups
 from cti.features.review.forms import EvaluationForms
 from cti.features.review.service import CallReviews
 from cti.features.review.storage import EvaluationStore
-from cti.features.routing.acd import AGENT_LEG_ARG, Acd
+from cti.features.routing.acd import AGENT_LEG_ARG, CALLBACK_LEG_ARG, Acd
 from cti.features.routing.call_routing import CallRouting
+from cti.features.routing.queue_callbacks import QueueCallbacks
 from cti.features.routing.storage import RoutingLog
 from cti.features.transfers.service import TRANSFER_LEG_ARG, TransferControl
 from cti.features.work_orders.config import WorkOrderRules
@@ -99,6 +109,10 @@ class Service:
     recordings: CallRecordings
     reviews: CallReviews
     monitoring: Monitoring
+    outbound: OutboundCalls
+    complaint_callbacks: ComplaintCallbacks
+    handovers: Handovers
+    handover_reminders: HandoverReminders
     _ari_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -162,6 +176,9 @@ class Service:
             telephony, rules, rules_path=settings.rules_file, bus=bus,
             sink=RoutingLog(sessions), clock=clock, prompts=prompts,
             language=settings.company.language,
+            callback_dial=settings.outbound.dial,
+            callback_caller_id=settings.outbound.caller_id or None,
+            callback_ring_s=settings.outbound.customer_ring_s,
         )
         QueueLogFile.install(bus, settings.queue_log_file, lambda: acd.core.rules)
         transfers = TransferControl(
@@ -177,6 +194,7 @@ class Service:
         )
         customers = CallerLookup(desk.crm, bus, clock)
         routing = CallRouting(acd, runner, registry, repo, customers, bus, settings.agent_flow)
+        QueueCallbacks(acd, registry, telephony, bus, clock, settings.queue_callback_key)
         fallback = QueueFallback(telephony, runner, registry, repo, fallback_flows)
         # supervisors' live figures (docs/metrics.md), from the same stream
         hours = rules.business_hours
@@ -191,6 +209,16 @@ class Service:
         )
         WorkOrderNotifier(bus, desk.hub, work_orders.store)
         work_order_timers = WorkOrderDriver(work_orders, clock)
+        # the shift handover log (docs/shift_handover.md): reminded to those on shift
+        handovers = Handovers(
+            HandoverStore(sessions), bus, clock, ReminderPolicy(
+                timedelta(minutes=settings.handover.remind_after_min),
+                timedelta(minutes=settings.handover.remind_every_min)),
+            orders=work_orders.store,
+        )
+        HandoverNotifier(bus, desk.hub, handovers.store, lambda: [
+            a for a, st in acd.core.agents.items() if st.state is not AgentState.LOGGED_OUT])
+        handover_reminders = HandoverReminders(handovers, clock)
         # call recording: queues with `record: true` (the running rules, reloads included)
         recordings = CallRecordings(
             sessions, telephony, clock, bus, lambda: acd.core.rules,
@@ -219,12 +247,20 @@ class Service:
             talk_detect=(det.talk_detect_silence_ms, det.talk_detect_threshold), bus=bus,
         )
         resync = Resync(telephony, registry, repo, inbound, clock, routing)
+        # calls the agents place from the page (docs/outbound_calls.md)
+        outbound = OutboundCalls(telephony, registry, repo, acd, inbound, bus, clock,
+                                 settings.outbound)
+        # a resolved complaint's call-back, through the owner agent (docs/complaint_callbacks.md)
+        complaint_callbacks = ComplaintCallbacks(work_orders, outbound, acd, bus, clock)
 
         # ARI events by channel role: callers, agent legs, outside transfer legs
         dispatcher.on_start("inbound", inbound.on_stasis_start)
         dispatcher.on_start(AGENT_LEG_ARG, routing.on_agent_leg_start)
+        dispatcher.on_start(CALLBACK_LEG_ARG, routing.on_callback_leg_start)
         dispatcher.on_start(TRANSFER_LEG_ARG, transfers.on_outside_leg_start)
         dispatcher.on_start(MONITOR_ROLE, monitoring.on_stasis_start)
+        dispatcher.on_start(OUTBOUND_AGENT_ARG, outbound.on_stray)
+        dispatcher.on_start(OUTBOUND_CUSTOMER_ARG, outbound.on_stray)
         dispatcher.listen(routing.on_ari_event)
 
         async def announcement_ended(event: AriEvent) -> None:
@@ -243,7 +279,9 @@ class Service:
             ivr=runner, audit=audit, acd=acd, desk=desk, customers=customers, routing=routing,
             transfers=transfers, fallback=fallback, voicemails=voicemails, live=live,
             rollups=rollups, work_orders=work_orders, work_order_timers=work_order_timers,
-            recordings=recordings, reviews=reviews, monitoring=monitoring,
+            recordings=recordings, reviews=reviews, monitoring=monitoring, outbound=outbound,
+            complaint_callbacks=complaint_callbacks, handovers=handovers,
+            handover_reminders=handover_reminders,
         )
 
     async def _on_connect(self, generation: int) -> None:
@@ -289,6 +327,8 @@ class Service:
             ) from None
         await self.acd.start()
         self.work_order_timers.start()
+        self.complaint_callbacks.start()
+        self.handover_reminders.start()
         self.recordings.start()  # the retention sweep
         # The start-up heap (libraries, rules, phrase library, flows) never becomes garbage:
         # moved out of the collector's reach, a full collection no longer walks it. Walking
@@ -308,6 +348,8 @@ class Service:
         await self.monitoring.aclose()
         await self.acd.aclose()
         await self.work_order_timers.aclose()
+        await self.complaint_callbacks.aclose()
+        await self.handover_reminders.aclose()
         await self.recordings.aclose()
         await self.customers.aclose()
         await self.desk.aclose()

@@ -4,6 +4,11 @@ import { api, login, logout, me, setToken, token } from "./api.js";
 import { lang, setLang, t, translatePage } from "./i18n.js";
 import { DeskSocket } from "./socket.js";
 import { Softphone, saveSoftphoneSettings, softphoneSettings } from "./softphone.js";
+import {
+  fillCardOrders, loadWorkOrderTypes, notify, onWorkOrderMessage, refreshMyOrders, setDialer,
+  wireCardOrders,
+} from "./work_orders.js";
+import { onHandoverMessage, refreshHandovers, wireHandover } from "./handover.js";
 
 const $ = (sel, root = document) => root.querySelector(sel);
 let user = null;
@@ -33,6 +38,13 @@ async function start() {
   $("#search-form").addEventListener("submit", onSearch);
   $("#softphone-form").addEventListener("submit", onSoftphoneSave);
   $("#softphone-off").addEventListener("click", () => { saveSoftphoneSettings(null); stopSoftphone(); });
+  $("#orders-refresh").addEventListener("click", () => refreshMyOrders());
+  $("#dial-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    placeCall({ number: $("#dial-number").value.trim() }).catch(() => {});
+  });
+  setDialer(placeCall);
+  wireHandover();
   if (token()) {
     try { user = await me(); } catch { setToken(null); }
   }
@@ -81,6 +93,8 @@ function openDesk() {
   socket = new DeskSocket(token);
   socket.addEventListener("snapshot", render);
   socket.addEventListener("delta", render);
+  socket.addEventListener("delta", (ev) => onWorkOrderMessage(ev.detail.message));
+  socket.addEventListener("delta", (ev) => onHandoverMessage(ev.detail.message, notify));
   socket.addEventListener("status", (ev) => {
     const el = $("#connection");
     el.textContent = ev.detail.online ? t("online") : t("offline");
@@ -90,6 +104,8 @@ function openDesk() {
   socket.open();
   window.deskDebug = { socket, user };
   ticker = ticker ?? setInterval(renderTimer, 1000);
+  refreshHandovers();
+  loadWorkOrderTypes().then(refreshMyOrders).catch((e) => { $("#orders-error").textContent = e.message; });
   const sp = softphoneSettings();
   if (sp) startSoftphone(sp); else $("#softphone-status").textContent = t("softphoneOff");
 }
@@ -129,6 +145,7 @@ function render() {
       container.prepend(card);
     }
     fillCard(card, pop, all.get(`call:${pop.call_id}`), all.get(`procedure:${pop.call_id}`), stateName);
+    fillCardOrders(card, all.get(`work_orders:${pop.call_id}`));
   }
   for (const card of container.querySelectorAll(".pop")) {
     if (!seen.has(card.dataset.callId)) card.remove();
@@ -155,9 +172,13 @@ function fillCard(card, pop, call, procedure, agentState) {
   $(".customer-name", card).textContent = c ? (c.name || pop.script?.address_as?.[l] || c.surname) : t("unknownCaller");
   $(".tier", card).textContent = c ? c.tier : "";
   const state = call?.state === "ended" || pop.state === "ended" ? "ended" : (call?.state ?? pop.state);
-  $(".call-state", card).textContent = t(state) !== state ? t(state) : state;
+  $(".call-state", card).textContent = (pop.direction === "outbound" ? `${t("outboundCall")} · ` : "")
+    + (t(state) !== state ? t(state) : state);
   card.dataset.state = state;
-  $(".script", card).textContent = pop.script?.text?.[l] ?? "";
+  const outbound = pop.direction === "outbound";
+  card.dataset.direction = outbound ? "outbound" : "inbound";
+  $(".script", card).hidden = outbound;  // the inbound greeting does not fit a call we placed
+  $(".script", card).textContent = outbound ? "" : (pop.script?.text?.[l] ?? "");
   $(".number", card).textContent = pop.caller?.number ?? "";
   $(".queue", card).textContent = pop.queue ?? "";
   $(".menu-path", card).textContent = (pop.menu_path ?? []).join(" › ");
@@ -188,6 +209,7 @@ function fillCard(card, pop, call, procedure, agentState) {
 
 function wireCard(card, callId) {
   translatePage(card);
+  wireCardOrders(card, callId, () => items().get(`pop:${callId}`));
   const err = $(".call-error", card);
   const run = async (fn) => {
     err.textContent = "";
@@ -244,6 +266,22 @@ function wireCard(card, callId) {
   });
 }
 
+// Click-to-dial (dial pad, a search result, a work order): the agent's own phone rings first,
+// then the customer is dialled; the call pops on this page like any other.
+async function placeCall(target) {
+  const status = $("#dial-status");
+  status.classList.remove("error");
+  try {
+    const placed = await api("POST", "/calls/outbound", target);
+    status.textContent = t("dialing", { number: placed.number });
+    status.dataset.callId = placed.call_id;
+  } catch (err) {
+    status.classList.add("error");
+    status.textContent = err.message;
+    throw err;
+  }
+}
+
 async function onSearch(ev) {
   ev.preventDefault();
   const list = $("#search-results");
@@ -251,6 +289,14 @@ async function onSearch(ev) {
   list.replaceChildren(...found.map((c) => {
     const li = document.createElement("li");
     li.textContent = `${c.name || c.surname} · ${c.tier} · ${c.numbers.join(", ")}${c.company ? ` · ${c.company}` : ""}`;
+    if (c.numbers.length) {
+      const call = document.createElement("button");
+      call.type = "button";
+      call.dataset.dialCustomer = c.id;
+      call.textContent = t("call");
+      call.addEventListener("click", () => placeCall({ customer_id: c.id }).catch(() => {}));
+      li.append(call);
+    }
     return li;
   }));
   if (!found.length) list.innerHTML = `<li class="muted">${t("noResults")}</li>`;

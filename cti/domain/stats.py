@@ -28,6 +28,7 @@ from cti.events import (
     CallTransferred,
     DomainEvent,
     OfferWithdrawn,
+    OutboundCallPlaced,
     ProcedureStarted,
 )
 
@@ -219,6 +220,8 @@ class StatsFold:
         self.agents: dict[datetime, dict[str, AgentFigures]] = defaultdict(dict)
         self._calls: dict[str, _Call] = {}
         self._agents: dict[str, _Agent] = {}
+        # calls agents placed: the agent's figures count them, no queue's do
+        self._outbound: set[str] = set()
 
     # ----- reading --------------------------------------------------------------------------
 
@@ -253,12 +256,17 @@ class StatsFold:
                 call.offered_in.add(e.queue)
                 self._q(call, e.queue).offered += 1
             call.queue, call.queued_at, call.left = e.queue, e.at, False
+        elif isinstance(e, OutboundCallPlaced):
+            self._outbound.add(e.call_id)
         elif isinstance(e, CallConnected):
-            call = self._calls.setdefault(e.call_id, _Call(queue=e.queue))
+            outbound = e.call_id in self._outbound
+            call = self._calls.setdefault(e.call_id, _Call(queue=None if outbound else e.queue))
             if call.bucket is None:
                 call.bucket = self._bucket(e.at)
             if call.transferred_from is not None:
                 self._a(e.agent_id, e.at).transfers_in += 1
+            elif outbound:
+                pass
             elif not call.answered:
                 q = self._q(call, e.queue)
                 q.answered += 1
@@ -267,7 +275,7 @@ class StatsFold:
                 if e.waited_s <= self.targets(e.queue).sl_s:
                     q.answered_in_sl += 1
             call.answered = True
-            call.queue = call.queue or e.queue
+            call.queue = call.queue or (None if outbound else e.queue)
             call.agent, call.connected_at, call.transferred_from = e.agent_id, e.at, None
             self._a(e.agent_id, e.at).calls += 1
         elif isinstance(e, CallLeftQueue):
@@ -304,6 +312,7 @@ class StatsFold:
             if e.agent_id:
                 self._a(e.agent_id, e.at).transfers_out += 1
         elif isinstance(e, CallEnded):
+            self._outbound.discard(e.call_id)
             call = self._calls.get(e.call_id)
             if call is not None:
                 call.ended = True

@@ -24,6 +24,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
+from cti.domain.callbacks import CallbackPolicy
+
 # ----- the model -----------------------------------------------------------------------------
 
 
@@ -118,6 +120,8 @@ class WorkOrderConfig:
     targets: Mapping[str, str]  # escalation target -> team
     escalations: tuple[EscalationRule, ...] = ()
     flow: Mapping[Status, frozenset[Status]] = field(default_factory=lambda: dict(DEFAULT_FLOW))
+    # a resolved complaint's call-back (cti/domain/callbacks.py); None: no call-backs
+    callback: CallbackPolicy | None = None
 
     def sla(self, type_name: str, severity: str) -> Sla:
         try:
@@ -204,11 +208,20 @@ class Acknowledge:
 
 
 @dataclass(frozen=True, slots=True)
+class AddNote:
+    """A line on the history without a change: the agent's note, or what the system did for
+    the order (a call-back attempt and its outcome: action "callback")."""
+
+    note: str
+    action: str = "note"
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
     """Time passed: send due reminders, the overdue alert, time-based escalations."""
 
 
-Command = Assign | Transition | Acknowledge | Tick
+Command = Assign | Transition | Acknowledge | AddNote | Tick
 
 
 class InvalidCommand(ValueError):
@@ -387,6 +400,11 @@ def step(
         return _assign(order, command, at, actor)
     if isinstance(command, Transition):
         return _transition(config, order, command, at, actor)
+    if isinstance(command, AddNote):
+        if not command.note.strip():
+            raise InvalidCommand(f"work order {order.id}: the note is empty")
+        entry = HistoryEntry(at, actor, command.action, (), command.note.strip())
+        return replace(order, history=(*order.history, entry)), []
     return _acknowledge(order, command, at, actor)
 
 

@@ -72,6 +72,35 @@ class RecordingSettings(BaseModel):
     sweep_every_s: float = Field(default=3600, ge=1, le=86400)
 
 
+class OutboundSettings(BaseModel):
+    """Calls the agents place from the page and the system's call-backs
+    (docs/outbound_calls.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # What the PBX dials for the customer: your trunk in production, e.g.
+    # "PJSIP/{number}@provider" ({number} E.164 with +, {digits} without). Only numbers that
+    # parse as phone numbers reach it.
+    dial: str = Field(default="PJSIP/{number}",
+                      pattern=r"^[^{}]*\{(number|digits)\}[^{}]*$")
+    # The center's caller id the customer sees ("" leaves the trunk's own).
+    caller_id: str = Field(default="", max_length=64, pattern=r"^[+0-9A-Za-z <>\"._-]*$")
+    # The queue whose rules apply to these calls (wrap-up, `record: true`); null: the
+    # routing rules' default queue.
+    queue: str | None = None
+    agent_ring_s: int = Field(default=30, ge=5, le=120)
+    customer_ring_s: int = Field(default=45, ge=5, le=180)
+
+
+class HandoverSettings(BaseModel):
+    """Reminders of shift-handover items nobody of the next shift acknowledged
+    (docs/shift_handover.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+    remind_after_min: float = Field(default=30, gt=0, le=24 * 60)
+    remind_every_min: float = Field(default=30, gt=0, le=24 * 60)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CTI_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
@@ -115,6 +144,11 @@ class Settings(BaseSettings):
     # What the PBX dials for an agent's transfer to an outside number: through your trunk in
     # production, e.g. "PJSIP/{number}@provider" (the sandbox dials its own endpoints).
     transfer_dial: str = Field(default="PJSIP/{number}", pattern=r"^[^{}]*\{number\}[^{}]*$")
+    outbound: OutboundSettings = OutboundSettings()
+    # The key a waiting caller presses to leave the queue and be called back in their turn
+    # (docs/queue_callbacks.md; dialled like outbound calls); null: no call-backs.
+    queue_callback_key: str | None = Field(default=None, pattern=r"^[0-9*#]$")
+    handover: HandoverSettings = HandoverSettings()
     # Append every queue event to this file as it happens, in Asterisk's queue_log format
     # (docs/queue_log.md), e.g. /var/log/asterisk/queue_log for the reporting tools reading it.
     queue_log_file: Path | None = None

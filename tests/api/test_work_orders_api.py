@@ -213,3 +213,28 @@ async def test_the_callers_open_orders_follow_the_screen_pop(tmp_path: Path) -> 
         bus.publish(CallEnded("call-9", now, 16, "normal", "caller", "1001", "support"))
         await bus.drain()
         assert "work_orders:call-9" not in hub.state("agent:1001")
+
+
+async def test_types_for_the_page_and_notes_on_the_history(tmp_path: Path) -> None:
+    async with full_app(tmp_path) as env, client(env.app) as c:
+        agent = env.bearer("agent1001")
+        r = await c.get("/work-orders/types", headers=agent)
+        assert r.status_code == 200, r.text
+        types = {t["name"]: t for t in r.json()["types"]}
+        assert types["complaint"]["complaint"] is True
+        assert types["complaint"]["severities"] == ["normal", "high", "critical"]
+        assert r.json()["flow"]["in_progress"] == ["resolved", "waiting_customer"]
+        r = await c.post("/work-orders", headers=agent, json={
+            "type": "service_request", "severity": "low", "description": "x"})
+        oid = r.json()["id"]
+        r = await c.post(f"/work-orders/{oid}/notes", headers=agent,
+                         json={"note": "  called, no answer  "})
+        assert r.status_code == 200, r.text
+        last = r.json()["history"][-1]
+        assert (last["actor"], last["action"], last["note"], last["changes"]) == (
+            "agent1001", "note", "called, no answer", [])
+        r = await c.post(f"/work-orders/{oid}/notes", headers=agent, json={"note": ""})
+        assert r.status_code == 422
+        r = await c.post(f"/work-orders/{oid}/notes", headers=env.bearer("agent1002"),
+                         json={"note": "not mine"})
+        assert r.status_code == 404

@@ -91,7 +91,9 @@ class Offers:
             self.at[(event.call_id, event.agent_id)] = event.at.timestamp()
 
 
-async def _running_service(pbx: Pbx, tmp_path: Path) -> tuple[Service, EventLog, Offers]:
+async def _running_service(
+    pbx: Pbx, tmp_path: Path, **extra: Any
+) -> tuple[Service, EventLog, Offers]:
     url = f"sqlite+aiosqlite:///{tmp_path / 'desk.db'}"
     await upgrade_async(url)
     settings = service_settings(
@@ -101,6 +103,7 @@ async def _running_service(pbx: Pbx, tmp_path: Path) -> tuple[Service, EventLog,
         rules_file=DATA / "desk_routing.yaml",
         # the test's callers send 10 s of speech then nothing: no automatic silent-call runs
         detection=DetectionSettings(auto_start=False),
+        **extra,
     )
     service = Service.build(settings)
     log, offers = EventLog(), Offers()

@@ -20,6 +20,7 @@ from cti.domain.agents.state import (
     OfferCancelled,
     OfferMissed,
     Pause,
+    PlaceCall,
     Reserve,
     StartWrapUpTimer,
     StateChange,
@@ -167,6 +168,7 @@ EVENTS = st.one_of(
     st.builds(OfferCancelled, st.sampled_from(["o1", "o2"])),
     st.builds(CallEnded, st.sampled_from([0.0, 5.0])),
     st.builds(WrapUpElapsed, st.integers(0, 3)),
+    st.builds(PlaceCall, st.sampled_from(["c", "out-1"])),
 )
 
 
@@ -187,3 +189,24 @@ def test_any_event_sequence_keeps_the_machine_consistent(events: list[AgentEvent
         if nxt.pending is not None:
             assert nxt.state in (S.RESERVED, S.ON_CALL, S.WRAP_UP)
         s = nxt
+
+
+def test_an_agent_places_a_call_when_available_or_paused_and_a_pause_comes_back_after() -> None:
+    s = run(Login(), PlaceCall("out-1"))
+    assert (s.state, s.reason, s.call_id, s.offer_id) == (S.ON_CALL, "outbound", "out-1",
+                                                          "out-out-1")
+    assert run(CallEnded(0), status=s).state is S.AVAILABLE
+    paused = run(Login(), Pause("lunch"), PlaceCall("out-2"))
+    assert paused.state is S.ON_CALL
+    after = run(CallEnded(0), status=paused)
+    assert (after.state, after.reason) == (S.PAUSED, "lunch")
+
+
+@pytest.mark.parametrize("before", [[], [Login(), Reserve("c1", "o1")],
+                                    [Login(), PlaceCall("out-1")]])
+def test_no_call_is_placed_by_a_logged_out_ringing_or_busy_agent(
+    before: list[AgentEvent],
+) -> None:
+    s = run(*before)
+    with pytest.raises(IllegalTransition, match="PlaceCall"):
+        step(s, PlaceCall("out-9"), T0)

@@ -22,6 +22,7 @@ from cti.events import (
     DomainEvent,
     FallbackReached,
     OfferWithdrawn,
+    OutboundCallPlaced,
     TransferStarted,
 )
 from cti.features.events.queue_log import QueueLog, member_queues, queue_log_lines
@@ -406,3 +407,15 @@ def test_members_are_the_queues_whose_calls_can_reach_the_agent() -> None:
         "a4": ("billing", "general"),
         "a5": ("billing", "general", "tech"),
     }
+
+
+def test_a_call_an_agent_placed_writes_no_queue_lines() -> None:
+    out = "out-1"
+    lines = queue_log_lines(enumerate([
+        OutboundCallPlaced(out, t(0.0), "1001", "+8613900000004"),
+        CallOffered(out, "1001", "billing", 0.0, {"direction": "outbound"}, t(0.0)),
+        CallConnected(out, "1001", "billing", 0.0, t(8.0)),
+        ended(out, 60.0),
+        arrived("c1", "+1"), queued("c1", "billing", 61.0),
+    ], start=1))
+    assert [line.callid for line in lines] == ["c1"]  # the next caller's ENTERQUEUE only

@@ -19,6 +19,7 @@ from cti.events import (
     CallResumed,
     DomainEvent,
     OfferWithdrawn,
+    OutboundCallPlaced,
 )
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -141,3 +142,24 @@ def test_who_waits_now_follows_the_calls() -> None:
     assert fold.waiting_since("sales") == [t(70), t(80)]
     fold.apply(events[21])  # D abandons
     assert fold.waiting_since("sales") == [t(80)]
+
+
+def test_a_call_the_agent_placed_counts_for_the_agent_not_the_queue() -> None:
+    fold = StatsFold()
+    fold.apply_all([
+        agent("1001", "logged_out", "available", 0),
+        OutboundCallPlaced("out-1", t(10), "1001", "+8613900000004"),
+        agent("1001", "available", "on_call", 10, reason="outbound", call="out-1"),
+        CallOffered("out-1", "1001", "sales", 0.0, {"direction": "outbound"}, t(10)),
+        CallConnected("out-1", "1001", "sales", 0.0, t(20)),
+        CallEnded("out-1", t(80), 16, None, "caller", "1001", "sales"),
+        agent("1001", "on_call", "wrap_up", 80, call="out-1"),
+        agent("1001", "wrap_up", "available", 85),
+    ]).close(t(100))
+    q = fold.queue("sales")
+    assert (q.offered, q.answered, q.handled, q.talk_s) == (0, 0, 0, 0.0)
+    a = fold.agent("1001")
+    assert a.calls == 1
+    assert a.on_call_s == 70.0
+    assert not fold._calls
+    assert not fold._outbound

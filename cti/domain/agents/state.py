@@ -113,8 +113,17 @@ class ResumeCall:
     call_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class PlaceCall:
+    """The agent places a call from the page (or the system calls them for a call-back): they
+    are on that call from the moment their phone is rung, so no queue offers them another."""
+
+    call_id: str
+
+
 AgentEvent = (
     Login
+    | PlaceCall
     | MakeAvailable
     | Pause
     | Logout
@@ -265,6 +274,15 @@ def step(
             if s is not S.WRAP_UP or gen != status.wrap_gen:
                 return status, []  # a stale timer: the agent moved on already
             return _settle(status, at)
+        case PlaceCall(call_id=call_id):
+            if s not in (S.AVAILABLE, S.PAUSED):
+                raise _illegal(status, event)
+            paused = s is S.PAUSED  # a pause stays theirs: it applies when this call ends
+            return _go(
+                status, S.ON_CALL, at, reason="outbound", call_id=call_id,
+                offer_id=f"out-{call_id}", missed=0, pending="pause" if paused else None,
+                pending_reason=status.reason if paused else None,
+            )
         case ResumeCall(call_id=call_id):
             if s not in (S.LOGGED_OUT, S.AVAILABLE, S.PAUSED):
                 raise _illegal(status, event)

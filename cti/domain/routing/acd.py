@@ -292,6 +292,31 @@ class AcdCore:
         self._connected[call_id] = _Connected(call_id, agent_id, name, wrap, now)
         return self._take()
 
+    def outbound_started(
+        self, call_id: str, agent_id: str, queue: str | None, now: float, at: datetime
+    ) -> list[Command]:
+        """The agent places a call (docs/outbound_calls.md): on that call from now, its end
+        brings the wrap-up of `queue` (the default queue when not a known one) as usual.
+        IllegalTransition when the agent is not available or paused."""
+        self._cmds = []
+        name = queue if queue is not None and queue in self.rules.queues else (
+            self.rules.default_queue
+        )
+        self._step_agent(agent_id, ag.PlaceCall(call_id), now, at)
+        self.router.agent_call_started(agent_id, now)
+        wrap = self.rules.queues[name].wrap_up_s
+        self._connected[call_id] = _Connected(call_id, agent_id, name, wrap, now)
+        return self._take()
+
+    def keep_place(self, call_id: str) -> bool:
+        """The waiting caller left the queue for a call-back (docs/queue_callbacks.md): the
+        call keeps its place (entry time, order) in the router; only the announcements to a
+        channel that is gone stop. False when it is not waiting (offered, connected, gone)."""
+        if self.router.queue_of(call_id) is None or self.router.offer_of_call(call_id) is not None:
+            return False
+        self._announcing.pop(call_id, None)
+        return True
+
     def requeue(
         self, call_id: str, attributes: CallAttributes, queue: str | None, now: float,
         at: datetime,

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from cti.domain.calls import Call
 from cti.features.auth.http import CurrentUser, require_role
@@ -47,6 +47,8 @@ class CallOut(BaseModel):
     greeting_played: bool
     agent_id: str | None
     queue: str | None
+    direction: str = Field(default="inbound",
+                           description="inbound, or outbound (placed by an agent, a call-back)")
 
     @classmethod
     def of(cls, call: Call) -> CallOut:
@@ -58,6 +60,7 @@ class CallOut(BaseModel):
             hangup_cause=call.hangup_cause, hangup_cause_text=call.hangup_cause_text,
             ended_by=call.ended_by, greeting_played=call.greeting_played,
             agent_id=call.agent_id, queue=call.queue,
+            direction=call.attributes.get("direction", "inbound"),
         )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from cti.events import Bus, CallArrived, CallEnded, CustomerIdentified
+from cti.events import Bus, CallArrived, CallEnded, CustomerIdentified, OutboundCallPlaced
 from cti.features.crm.service import CrmLookup, CustomerView
 from cti.platform.clock import Clock
 from cti.platform.log import get_logger
@@ -22,11 +22,14 @@ class CallerLookup:
         self.bus = bus
         self.clock = clock
         self._lookups: dict[str, asyncio.Task[CustomerView]] = {}
-        bus.subscribe("crm.caller_lookup", self.on_event, (CallArrived, CallEnded))
+        bus.subscribe("crm.caller_lookup", self.on_event,
+                      (CallArrived, OutboundCallPlaced, CallEnded))
 
-    async def on_event(self, event: CallArrived | CallEnded) -> None:
+    async def on_event(self, event: CallArrived | OutboundCallPlaced | CallEnded) -> None:
         if isinstance(event, CallArrived):
             self._start(event.call_id, event.caller_number)
+        elif isinstance(event, OutboundCallPlaced):  # the customer called is the "caller"
+            self._start(event.call_id, event.number)
         else:
             self._forget(event.call_id)
 

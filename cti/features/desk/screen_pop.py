@@ -247,6 +247,8 @@ class ScreenPop:
             "menu_path": _menu_path(ev.attributes),
             "waited_s": round(ev.waited_s, 1),
             "offered_at": ev.at.isoformat(),
+            # a call the agent placed (docs/outbound_calls.md): no greeting script for it
+            "direction": str(ev.attributes.get("direction", "inbound")),
         }
         self._publish_pop(ev.agent_id, base, view, revision=1)
         self._supervisor_call(ev.call_id, state="offered", agent_id=ev.agent_id, queue=ev.queue,

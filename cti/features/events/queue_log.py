@@ -40,6 +40,7 @@ from cti.events import (
     CallTransferred,
     DomainEvent,
     OfferWithdrawn,
+    OutboundCallPlaced,
     TransferCancelled,
     TransferStarted,
 )
@@ -180,6 +181,8 @@ class QueueLog:
     _waiting: dict[str, list[_Stay]] = field(default_factory=dict)  # queue -> its stays
     _order: int = 0
     _last_seq: int | None = None
+    # calls agents placed (docs/outbound_calls.md): not queue calls, no queue_log lines
+    _outbound: set[str] = field(default_factory=set)
 
     @classmethod
     def for_members(
@@ -193,6 +196,13 @@ class QueueLog:
             return []
         self._last_seq = seq
         out: list[QueueLogLine] = []
+        if isinstance(event, OutboundCallPlaced):
+            self._outbound.add(event.call_id)
+            return out
+        if self._outbound and getattr(event, "call_id", None) in self._outbound:
+            if isinstance(event, CallEnded):
+                self._outbound.discard(event.call_id)
+            return out
         match event:
             case CallArrived():
                 self._call(event.call_id).caller = event.caller_number

@@ -38,6 +38,7 @@ Of = Literal["queues", "agents", "teams"]
 STATS_EVENTS = (
     "CallQueued", "CallConnected", "CallLeftQueue", "CallHeld", "CallResumed", "CallTransferred",
     "CallEnded", "OfferWithdrawn", "ProcedureStarted", "AgentStateChanged",
+    "OutboundCallPlaced",  # calls agents placed: the agents' figures, not the queues'
 )
 READ_BATCH = 50_000
 QUARTER = timedelta(minutes=15)

@@ -83,8 +83,10 @@ from cti.platform.scheduler import LoopScheduler, Scheduler
 log = get_logger(__name__)
 
 AGENT_LEG_ARG = "acd-agent"
+CALLBACK_LEG_ARG = "queue-callback"  # Stasis(cti,queue-callback,<call_id>): called back, answered
 
-__all__ = ["AGENT_LEG_ARG", "Acd", "DecisionSink", "RulesStatus", "is_agent_leg"]
+__all__ = ["AGENT_LEG_ARG", "CALLBACK_LEG_ARG", "Acd", "DecisionSink", "RulesStatus",
+           "is_agent_leg"]
 
 
 def is_agent_leg(app_args: Iterable[str] | str) -> bool:
@@ -108,8 +110,15 @@ class Acd:
         watch_s: float = 2.0,
         prompts: PromptSource | None = None,
         language: str = "zh",
+        callback_dial: str = "PJSIP/{number}",
+        callback_caller_id: str | None = None,
+        callback_ring_s: int = 45,
     ) -> None:
         self.telephony = telephony
+        # calling back a caller who left the queue (docs/queue_callbacks.md)
+        self.callback_dial = callback_dial
+        self.callback_caller_id = callback_caller_id
+        self.callback_ring_s = callback_ring_s
         self.clock: Clock = clock or SystemClock()
         self.core = AcdCore(rules)
         self._listeners = list(listeners)
@@ -185,9 +194,14 @@ class Acd:
         await self._run(self.core.enqueue(call_id, attributes, *self._now()))
 
     async def on_caller_hangup(self, call_id: str) -> None:
+        kept = self.calls.by_id.get(call_id)
+        if kept is not None and kept.callback_number is not None and not kept.callback_channel:
+            return  # left the queue for a call-back: the call keeps its place
         call = self.calls.by_id.pop(call_id, None)
         if call is None:
             return
+        if call.callback_channel:
+            self.calls.callback_channels.pop(call.callback_channel, None)
         self.announcements.forget(call)
         await self._run(self.core.caller_hangup(call_id, *self._now()))
         if call.consult is not None:
@@ -228,6 +242,101 @@ class Acd:
                                             attributes=dict(attributes))
         self.calls.add_leg(leg)
         await self._run(self.core.adopt_connected(call_id, agent_id, queue, *self._now()))
+
+    # ----- call-backs instead of waiting (docs/queue_callbacks.md) -------------------------
+
+    async def keep_place(self, call_id: str, number: str) -> bool:
+        """The waiting caller pressed the call-back key: they leave (the caller hangs up
+        after this), their call keeps its place in the queue, and when an agent takes it the
+        agent's phone rings first, then `number` is dialled and bridged. False when the call
+        is not waiting (being offered, connected, gone) or left already."""
+        call = self.calls.get(call_id)
+        if call is None or call.callback_number is not None or call.leg is not None:
+            return False
+        if not self.core.keep_place(call_id):
+            return False
+        call.callback_number = number
+        await self.announcements.stop(call)
+        self.announcements.forget(call)
+        return True
+
+    def is_callback_channel(self, channel_id: str) -> bool:
+        return channel_id in self.calls.callback_channels
+
+    async def _dial_back(self, call_id: str, call: AcdCall, leg: AgentLeg) -> None:
+        """The agent took a call-back: ring them back (the agent hears ringing meanwhile)."""
+        number = call.callback_number or ""
+        channel = f"qcb-{uuid.uuid4().hex[:20]}"
+        call.callback_channel = call.channel_id = channel
+        self.calls.callback_channels[channel] = call_id
+        if leg.channel_id:
+            with contextlib.suppress(CtiError):
+                await self.telephony.ring(leg.channel_id)
+        try:
+            await self.telephony.originate(
+                self.callback_dial.format(number=number, digits=number.lstrip("+")),
+                app_args=f"{CALLBACK_LEG_ARG},{call_id}", caller_id=self.callback_caller_id,
+                timeout=self.callback_ring_s, channel_id=channel,
+                variables={"CTI_CALL_ID": call_id}, formats="ulaw",
+            )
+        except TelephonyError as exc:
+            log.warning("queue_callback.dial_failed", call_id=call_id, error=exc.message)
+            await self.on_callback_channel_ended(channel)
+            return
+        log.info("queue_callback.dialling", call_id=call_id, agent_id=leg.agent_id)
+
+    async def on_callback_answered(self, channel_id: str) -> None:
+        """The caller called back answered: bridged with the agent who took the call."""
+        call_id = self.calls.callback_channels.get(channel_id)
+        call = self.calls.get(call_id) if call_id else None
+        if call_id is None or call is None or call.leg is None or not call.leg.channel_id:
+            await hang_up_quietly(self.telephony, channel_id)
+            return
+        leg = call.leg
+        with contextlib.suppress(CtiError):
+            await self.telephony.ring_stop(leg.channel_id or "")
+        bridge = await self.telephony.create_bridge(fresh_bridge_id("acd", call_id), "mixing")
+        call.bridge_id = leg.bridge_id = bridge
+        await self.telephony.add_to_bridge(bridge, [channel_id, leg.channel_id or ""])
+        log.info("queue_callback.connected", call_id=call_id, agent_id=leg.agent_id)
+
+    async def on_callback_channel_ended(self, channel_id: str) -> None:
+        """The called-back caller hung up (or never answered): the call ends as when a caller
+        hangs up; the agent's leg goes and their wrap-up follows."""
+        call_id = self.calls.callback_channels.pop(channel_id, None)
+        if call_id is not None:
+            await self.on_caller_hangup(call_id)
+
+    # ----- calls the agents place (cti.features.outbound) ---------------------------------
+
+    def agent_endpoint(self, agent_id: str) -> str:
+        agent = self.core.rules.agents.get(agent_id)
+        if agent is None:
+            raise NotFound(f"unknown agent {agent_id!r}")
+        return agent.endpoint
+
+    async def start_outbound(
+        self, call_id: str, customer_channel: str, agent_id: str, agent_channel: str,
+        queue: str | None, attributes: CallAttributes,
+    ) -> None:
+        """The agent places a call: they are on it now (no offers meanwhile). The agent leg
+        and the customer's channel are the ACD's from here, as an answered agent leg and its
+        caller: either side's end ends the other and brings the wrap-up; transfers work.
+        IllegalTransition (409) when the agent is not available or paused."""
+        commands = self.core.outbound_started(call_id, agent_id, queue, *self._now())
+        leg = AgentLeg(f"out-{call_id}", call_id, agent_id, agent_channel, answered=True)
+        leg.settled.set()
+        self.calls.by_id[call_id] = AcdCall(customer_channel, leg=leg,
+                                            attributes=dict(attributes))
+        self.calls.add_leg(leg)
+        await self._run(commands)
+
+    def outbound_bridged(self, call_id: str, bridge_id: str) -> None:
+        call = self.calls.get(call_id)
+        if call is not None:
+            call.bridge_id = bridge_id
+            if call.leg is not None:
+                call.leg.bridge_id = bridge_id
 
     async def requeue(
         self, call_id: str, channel_id: str, attributes: CallAttributes, queue: str | None
@@ -512,6 +621,9 @@ class Acd:
         if call.consult is not None:  # attended transfer: the two agents talk, caller on hold
             await self.transfers.connect_consult(call, leg)
             return
+        if call.callback_number is not None and call.callback_channel is None:
+            await self._dial_back(cmd.call_id, call, leg)  # the caller is called back now
+            return
         await self.announcements.stop(call)  # a running playback would hold up addChannel
         await self.telephony.stop_moh(call.channel_id)
         name = fresh_bridge_id("acd", cmd.call_id) if call.rebridged else f"acd-{cmd.call_id}"[:60]
@@ -521,6 +633,11 @@ class Acd:
 
     async def _send_to_fallback(self, cmd: SendToFallback) -> None:
         call = self.calls.by_id.pop(cmd.call_id, None)
+        if call is not None and call.callback_number is not None:
+            # nobody to send anywhere: the caller left for a call-back that never came
+            log.warning("queue_callback.expired", call_id=cmd.call_id,
+                        number=call.callback_number)
+            return
         channel = call.channel_id if call else ""
         if call is not None:
             await self.announcements.stop(call)  # the fallback has the channel now

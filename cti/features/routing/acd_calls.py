@@ -96,6 +96,10 @@ class AcdCall:
     rebridged: bool = False  # its bridge was destroyed for a transfer: the next needs a new id
     moh_class: str = "default"
     announcement: Announcement = field(default_factory=Announcement)
+    # the caller left the queue for a call-back (their number), and the channel dialling them
+    # back once an agent took the call (docs/queue_callbacks.md)
+    callback_number: str | None = None
+    callback_channel: str | None = None
 
 
 class AcdCalls:
@@ -105,6 +109,7 @@ class AcdCalls:
         self.by_id: dict[str, AcdCall] = {}
         self.legs: dict[str, AgentLeg] = {}  # offer id -> leg
         self.by_channel: dict[str, AgentLeg] = {}
+        self.callback_channels: dict[str, str] = {}  # dialling-back channel -> call id
 
     def get(self, call_id: str) -> AcdCall | None:
         return self.by_id.get(call_id)

@@ -190,9 +190,19 @@ class CallRouting:
 
         task.add_done_callback(done)
 
+    async def on_callback_leg_start(self, event: StasisStart) -> None:
+        # A caller called back (they left the queue for a call-back) answered.
+        channel_id = event.channel.id
+        self._in_order(channel_id, lambda: self.acd.on_callback_answered(channel_id))
+
     async def on_ari_event(self, event: AriEvent) -> None:
         if isinstance(event, StasisEnd | ChannelDestroyed) and self.acd.is_agent_channel(
             event.channel.id
         ):
             channel_id = event.channel.id
             self._in_order(channel_id, lambda: self.acd.on_agent_channel_ended(channel_id))
+        elif isinstance(event, ChannelDestroyed) and self.acd.is_callback_channel(
+            event.channel.id
+        ):
+            channel_id = event.channel.id
+            self._in_order(channel_id, lambda: self.acd.on_callback_channel_ended(channel_id))

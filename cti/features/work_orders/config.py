@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from cti.domain.callbacks import CallbackPolicy
 from cti.domain.work_orders import (
     REQUIRED_MOVES,
     EscalationRule,
@@ -81,6 +82,14 @@ class EscalationSpec(_Strict):
         return self
 
 
+class CallbackSpec(_Strict):
+    """A resolved complaint's call-back: attempts in all, and the wait between them."""
+
+    attempts: int = Field(default=3, ge=1, le=10)
+    retry_after_min: float = Field(default=10, gt=0, le=24 * 60)
+    agent_poll_min: float = Field(default=1, gt=0, le=60)
+
+
 class WorkOrdersFile(_Strict):
     severities: list[str] = Field(min_length=1)
     teams: list[str] = Field(min_length=1)
@@ -88,6 +97,7 @@ class WorkOrdersFile(_Strict):
     types: dict[str, TypeSpec] = Field(min_length=1)
     flow: dict[Status, list[Status]] | None = None
     escalations: list[EscalationSpec] = Field(default_factory=list)
+    callback: CallbackSpec | None = None
 
 
 def load_work_orders(path: Path) -> WorkOrderConfig:
@@ -163,9 +173,14 @@ def _compile(tree: Any, source: str) -> WorkOrderConfig:
     if spec.escalations and not complaint_types:
         errors.add(["escalations"], "escalation rules need at least one complaint type")
     errors.raise_if_any()
+    cb = spec.callback
     config = WorkOrderConfig(
         types=types, severities=tuple(severities), teams=frozenset(teams),
         targets=dict(spec.escalation_targets), escalations=tuple(rules),
+        callback=CallbackPolicy(
+            attempts=cb.attempts, retry_after=timedelta(minutes=cb.retry_after_min),
+            agent_poll=timedelta(minutes=cb.agent_poll_min),
+        ) if cb is not None else None,
     )
     return config if flow is None else _with_flow(config, flow)
 
@@ -187,6 +202,10 @@ def summarize(config: WorkOrderConfig) -> str:
         lines.append(f"  {t.name} ({kind}, team {t.team}): {slas}")
     for r in config.escalations:
         lines.append(f"  escalation {r.name} -> {r.target} ({config.targets[r.target]})")
+    if config.callback is not None:
+        c = config.callback
+        lines.append(f"  complaint call-back: {c.attempts} attempts, "
+                     f"{c.retry_after.total_seconds() / 60:g} min apart")
     return "\n".join(lines)
 
 

@@ -64,6 +64,12 @@ class AcknowledgeIn(BaseModel):
     note: Note = ""
 
 
+class NoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: str = Field(min_length=1, max_length=2000)
+
+
 class ChangeOut(BaseModel):
     field: str
     old: str | None
@@ -127,6 +133,19 @@ class WorkOrderDetailOut(WorkOrderOut):
                    history=[HistoryOut.of(e) for e in o.history])
 
 
+class TypeOut(BaseModel):
+    name: str
+    complaint: bool
+    severities: list[str]
+
+
+class TypesOut(BaseModel):
+    types: list[TypeOut]
+    severities: list[str]
+    teams: list[str]
+    flow: dict[str, list[str]]
+
+
 class ReloadOut(BaseModel):
     ok: bool
     summary: str
@@ -149,6 +168,21 @@ def _owner(text: str) -> Owner:
         return Owner.parse(text)
     except ValueError as exc:
         raise invalid(("body", "owner"), str(exc), "owner", text) from None
+
+
+@router.get("/work-orders/types")
+async def work_order_types(orders: Orders, _who: CurrentUser) -> TypesOut:
+    """The configured types (with the severities each has an SLA for), teams and status
+    moves: what the page offers in its forms."""
+    config = orders.config
+    order = {s: i for i, s in enumerate(config.severities)}
+    return TypesOut(
+        types=[TypeOut(name=t.name, complaint=t.complaint,
+                       severities=sorted(t.sla, key=lambda s: order.get(s, 99)))
+               for t in config.types.values()],
+        severities=list(config.severities), teams=sorted(config.teams),
+        flow={a.value: sorted(b.value for b in bs) for a, bs in config.flow.items()},
+    )
 
 
 @router.post("/work-orders", status_code=201, responses=error_responses(404, 409))
@@ -200,6 +234,15 @@ async def assign_work_order(
     return WorkOrderDetailOut.detail(
         await orders.assign(who, order_id, _owner(body.owner), body.note)
     )
+
+
+@router.post("/work-orders/{order_id}/notes", responses=error_responses(404, 409))
+async def note_work_order(
+    order_id: IdPath, body: NoteIn, orders: Orders, who: CurrentUser
+) -> WorkOrderDetailOut:
+    """A note on the order's history (the owning agent, supervisors)."""
+    await orders.get(who, order_id)
+    return WorkOrderDetailOut.detail(await orders.add_note(who, order_id, body.note))
 
 
 @router.post("/work-orders/{order_id}/acknowledge", responses=error_responses(404, 409))

@@ -23,6 +23,7 @@ from cti.domain.work_orders import (
     OPEN,
     SYSTEM,
     Acknowledge,
+    AddNote,
     Assign,
     Command,
     InvalidCommand,
@@ -152,6 +153,18 @@ class WorkOrders:
 
     async def acknowledge(self, who: Principal, order_id: int, note: str = "") -> WorkOrder:
         return await self._apply(who, order_id, Acknowledge(note))
+
+    async def add_note(self, who: Principal, order_id: int, note: str) -> WorkOrder:
+        return await self._apply(who, order_id, AddNote(note))
+
+    async def record(self, order_id: int, action: str, note: str) -> WorkOrder:
+        """A history line written by the system (e.g. a call-back attempt), no user asked."""
+        async with self._lock:
+            order = await self.store.get(order_id)
+            new, events = self._step(order, AddNote(note, action), self.clock.now(), SYSTEM)
+            await self.store.save(order, new, next_timer(self.config, new))
+        self._publish(events)
+        return new
 
     async def _apply(
         self, who: Principal, order_id: int, command: Command, *, handover: bool = False

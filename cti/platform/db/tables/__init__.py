@@ -5,6 +5,7 @@ from cti.platform.db.tables import crm as crm
 from cti.platform.db.tables import evaluations as evaluations
 from cti.platform.db.tables import events as events
 from cti.platform.db.tables import fallback as fallback
+from cti.platform.db.tables import handover as handover
 from cti.platform.db.tables import ivr as ivr
 from cti.platform.db.tables import recordings as recordings
 from cti.platform.db.tables import report_rollups as report_rollups
@@ -12,5 +13,5 @@ from cti.platform.db.tables import routing as routing
 from cti.platform.db.tables import users as users
 from cti.platform.db.tables import work_orders as work_orders
 
-__all__ = ["calls", "crm", "evaluations", "events", "fallback", "ivr", "recordings",
-           "report_rollups", "routing", "users", "work_orders"]
+__all__ = ["calls", "crm", "evaluations", "events", "fallback", "handover", "ivr",
+           "recordings", "report_rollups", "routing", "users", "work_orders"]
