@@ -30,6 +30,8 @@ from cti.features.ivr.call_script import IvrCallScript
 from cti.features.ivr.caller_audio import CallerAudioTap
 from cti.features.ivr.prompts import PromptSource
 from cti.features.ivr.runner import IvrRunner
+from cti.features.messages.service import FollowUps, make_senders
+from cti.features.messages.storage import OutboxStore
 from cti.features.procedures.audit import ProcedureAudit
 from cti.features.procedures.events import AuditPublisher
 from cti.features.recordings.service import CallRecordings
@@ -90,6 +92,7 @@ class Service:
     work_orders: WorkOrders
     work_order_timers: WorkOrderDriver
     recordings: CallRecordings
+    messages: FollowUps
     _ari_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -181,6 +184,14 @@ class Service:
         )
         WorkOrderNotifier(bus, desk.hub, work_orders.store)
         work_order_timers = WorkOrderDriver(work_orders, clock)
+        # follow-up e-mail and SMS from the work orders' events, through the outbox
+        messages = FollowUps(
+            settings.messages, OutboxStore(sessions), bus, clock,
+            orders=work_orders.store, customers=desk.customers,
+            senders=make_senders(settings.messages),
+            company={"zh": settings.company.name, "en": settings.company.name_en},
+            language=settings.company.language,
+        )
         # call recording: queues with `record: true` (the running rules, reloads included)
         recordings = CallRecordings(
             sessions, telephony, clock, bus, lambda: acd.core.rules,
@@ -223,7 +234,7 @@ class Service:
             ivr=runner, audit=audit, acd=acd, desk=desk, customers=customers, routing=routing,
             transfers=transfers, fallback=fallback, voicemails=voicemails, live=live,
             work_orders=work_orders, work_order_timers=work_order_timers,
-            recordings=recordings,
+            recordings=recordings, messages=messages,
         )
 
     async def _on_connect(self, generation: int) -> None:
@@ -268,6 +279,7 @@ class Service:
         await self.acd.start()
         self.work_order_timers.start()
         self.recordings.start()  # the retention sweep
+        self.messages.start()  # the outbox: what the last process left unsent goes first
         # The start-up heap (libraries, rules, phrase library, flows) never becomes garbage:
         # moved out of the collector's reach, a full collection no longer walks it. Walking
         # it paused the event loop ~100 ms, the p99 of arrival-to-ring at 20 calls/s.
@@ -286,6 +298,7 @@ class Service:
         await self.acd.aclose()
         await self.work_order_timers.aclose()
         await self.recordings.aclose()
+        await self.messages.aclose()
         await self.customers.aclose()
         await self.desk.aclose()
         await self.bus.aclose()

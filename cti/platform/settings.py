@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from cti.domain.ivr.config import DetectionSettings, ProcedureSettings
 from cti.features.auth.settings import AuthSettings
 from cti.features.crm.external import ExternalCrmSettings
+from cti.features.messages.settings import MessagesSettings
 from cti.platform.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -110,6 +111,8 @@ class Settings(BaseSettings):
     # Work order types, severities, SLAs, status flow, escalations (docs/work_orders.md).
     work_orders_file: Path = REPO_ROOT / "config" / "work_orders.yaml"
     recordings: RecordingSettings = RecordingSettings()
+    # Follow-up e-mail and SMS (docs/messages.md).
+    messages: MessagesSettings = MessagesSettings()
     # What the PBX dials for an agent's transfer to an outside number: through your trunk in
     # production, e.g. "PJSIP/{number}@provider" (the sandbox dials its own endpoints).
     transfer_dial: str = Field(default="PJSIP/{number}", pattern=r"^[^{}]*\{number\}[^{}]*$")
