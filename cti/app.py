@@ -14,6 +14,7 @@ from cti.features.calls import http as calls_http
 from cti.features.desk.http import install_agent_desk
 from cti.features.events import http as events_http
 from cti.features.fallback import http as fallback_http
+from cti.features.knowledge import http as knowledge_http
 from cti.features.messages import http as messages_http
 from cti.features.procedures import http as procedures_http
 from cti.features.recordings import http as recordings_http
@@ -38,7 +39,7 @@ def create_app(service: Service) -> FastAPI:
         app, service.registry, service.calls_repo, service.ari, service.resync, service.acd,
         service.ivr, service.audit, service.voicemails, service.bus, service.events, service.live,
         service.work_orders,
-        service.recordings, service.messages,
+        service.recordings, service.messages, service.knowledge,
     )
     app.include_router(calls_http.router)
     install_agent_desk(app, service.desk)
@@ -50,6 +51,7 @@ def create_app(service: Service) -> FastAPI:
     app.include_router(work_orders_http.router)
     app.include_router(recordings_http.router)
     app.include_router(messages_http.router)
+    app.include_router(knowledge_http.router)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

@@ -36,13 +36,40 @@ from cti.domain.work_orders import (
 )
 
 __all__ = [
-    "AgentStateChanged", "Bus", "CallAnswered", "CallArrived", "CallConnected", "CallEnded",
-    "CallHeld", "CallLeftQueue", "CallMuted", "CallOffered", "CallQueued", "CallResumed",
-    "CallRouted", "CallTransferred", "CustomerIdentified", "DomainEvent", "Envelope",
-    "FallbackReached", "IvrNoted", "MenuKeyPressed", "OfferWithdrawn", "ProcedureEnded",
-    "ProcedureStarted", "ProcedureStepped", "RecordingPaused", "RecordingResumed",
-    "RecordingStarted", "RecordingStopped",
-    "RulesReloaded", "TransferCancelled", "TransferStarted", "event_from_record",
+    "AgentStateChanged",
+    "Bus",
+    "CallAnswered",
+    "CallArrived",
+    "CallConnected",
+    "CallEnded",
+    "CallHeld",
+    "CallLeftQueue",
+    "CallMuted",
+    "CallOffered",
+    "CallQueued",
+    "CallResumed",
+    "CallRouted",
+    "CallTransferred",
+    "CustomerIdentified",
+    "DomainEvent",
+    "Envelope",
+    "FallbackReached",
+    "IvrNoted",
+    "KnowledgeGapAnswered",
+    "KnowledgeGapRecorded",
+    "MenuKeyPressed",
+    "OfferWithdrawn",
+    "ProcedureEnded",
+    "ProcedureStarted",
+    "ProcedureStepped",
+    "RecordingPaused",
+    "RecordingResumed",
+    "RecordingStarted",
+    "RecordingStopped",
+    "RulesReloaded",
+    "TransferCancelled",
+    "TransferStarted",
+    "event_from_record",
     "event_record",
 ]
 
@@ -291,6 +318,33 @@ class RulesReloaded:
     summary: str = ""
 
 
+# ----- knowledge base ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KnowledgeGapRecorded:
+    """A question the knowledge base had no answer to, escalated to the duty manager."""
+
+    gap_id: int
+    at: datetime
+    question: str
+    asked_by: str
+    language: str
+    agent_id: str | None = None
+    call_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KnowledgeGapAnswered:
+    gap_id: int
+    at: datetime
+    answered_by: str
+    asked_by: str
+    agent_id: str | None = None
+    article_id: int | None = None  # the answer published as an article
+    answer: str = ""
+
+
 DomainEvent = (
     CallArrived | CallAnswered | CustomerIdentified | MenuKeyPressed | CallRouted
     | CallQueued | CallOffered | OfferWithdrawn | CallConnected | CallLeftQueue
@@ -299,7 +353,7 @@ DomainEvent = (
     | RecordingResumed | CallEnded | ProcedureStarted
     | ProcedureStepped | ProcedureEnded | IvrNoted | AgentStateChanged | RulesReloaded
     | WorkOrderCreated | WorkOrderAssigned | WorkOrderStatusChanged | WorkOrderEscalated
-    | WorkOrderReminded
+    | WorkOrderReminded | KnowledgeGapRecorded | KnowledgeGapAnswered
 )
 
 _CLASSES: tuple[type[Any], ...] = (
@@ -310,6 +364,7 @@ _CLASSES: tuple[type[Any], ...] = (
     ProcedureStarted, ProcedureStepped,
     ProcedureEnded, IvrNoted, AgentStateChanged, RulesReloaded, WorkOrderCreated,
     WorkOrderAssigned, WorkOrderStatusChanged, WorkOrderEscalated, WorkOrderReminded,
+    KnowledgeGapRecorded, KnowledgeGapAnswered,
 )
 EVENT_CLASSES: dict[str, type[Any]] = {cls.__name__: cls for cls in _CLASSES}
 # The shape version of each kept event; bump on a change of fields.

@@ -30,6 +30,8 @@ from cti.features.ivr.call_script import IvrCallScript
 from cti.features.ivr.caller_audio import CallerAudioTap
 from cti.features.ivr.prompts import PromptSource
 from cti.features.ivr.runner import IvrRunner
+from cti.features.knowledge.service import GapNotifier, KnowledgeBase
+from cti.features.knowledge.storage import KnowledgeStore
 from cti.features.messages.service import FollowUps, make_senders
 from cti.features.messages.storage import OutboxStore
 from cti.features.procedures.audit import ProcedureAudit
@@ -93,6 +95,7 @@ class Service:
     work_order_timers: WorkOrderDriver
     recordings: CallRecordings
     messages: FollowUps
+    knowledge: KnowledgeBase
     _ari_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -192,6 +195,9 @@ class Service:
             company={"zh": settings.company.name, "en": settings.company.name_en},
             language=settings.company.language,
         )
+        # the knowledge base; its gaps go to the supervisors' desk (and by e-mail, below)
+        knowledge = KnowledgeBase(KnowledgeStore(sessions), bus, clock)
+        GapNotifier(bus, desk.hub)
         # call recording: queues with `record: true` (the running rules, reloads included)
         recordings = CallRecordings(
             sessions, telephony, clock, bus, lambda: acd.core.rules,
@@ -234,7 +240,7 @@ class Service:
             ivr=runner, audit=audit, acd=acd, desk=desk, customers=customers, routing=routing,
             transfers=transfers, fallback=fallback, voicemails=voicemails, live=live,
             work_orders=work_orders, work_order_timers=work_order_timers,
-            recordings=recordings, messages=messages,
+            recordings=recordings, messages=messages, knowledge=knowledge,
         )
 
     async def _on_connect(self, generation: int) -> None:

@@ -5,11 +5,12 @@ from cti.platform.db.tables import crm as crm
 from cti.platform.db.tables import events as events
 from cti.platform.db.tables import fallback as fallback
 from cti.platform.db.tables import ivr as ivr
+from cti.platform.db.tables import knowledge as knowledge
 from cti.platform.db.tables import messages as messages
 from cti.platform.db.tables import recordings as recordings
 from cti.platform.db.tables import routing as routing
 from cti.platform.db.tables import users as users
 from cti.platform.db.tables import work_orders as work_orders
 
-__all__ = ["calls", "crm", "events", "fallback", "ivr", "messages", "recordings", "routing",
-           "users", "work_orders"]
+__all__ = ["calls", "crm", "events", "fallback", "ivr", "knowledge", "messages", "recordings",
+           "routing", "users", "work_orders"]
