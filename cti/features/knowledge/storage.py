@@ -188,26 +188,25 @@ class KnowledgeStore:
                 return []
             weights = term_weights(found, df, total)
             score = func.sum(PostingRow.weight * case(weights, value=PostingRow.term))
-            query: Any = (
-                select(PostingRow.article_id, score.label("score"))
+            best: Any = (
+                select(PostingRow.article_id.label("id"), score.label("score"))
                 .where(PostingRow.term.in_(list(found)))
                 .group_by(PostingRow.article_id)
                 .having(func.count() == len(found))
                 .order_by(score.desc(), PostingRow.article_id.desc())
                 .limit(limit)
+                .subquery()
             )
-            scored = [(int(a), float(b)) for a, b in (await session.execute(query)).all()]
-            if not scored:
-                return []
-            rows = {r.id: r for r in (await session.scalars(
-                select(ArticleRow).where(ArticleRow.id.in_([a for a, _ in scored]))
-            )).all()}
+            # the articles come with their scores: one round trip, not two
+            found_rows = (await session.execute(
+                select(ArticleRow, best.c.score).join(best, ArticleRow.id == best.c.id)
+                .order_by(best.c.score.desc(), ArticleRow.id.desc())
+            )).all()
         out = []
-        for article_id, s in scored:
-            row = rows.get(article_id)
-            if row is None or (language is not None and row.language != language):
+        for row, s in found_rows:
+            if language is not None and row.language != language:
                 continue
-            out.append((Hit(article_id, float(s), row.title, row.body), _article(row)))
+            out.append((Hit(row.id, float(s), row.title, row.body), _article(row)))
         return out
 
     # ----- gaps ---------------------------------------------------------------------------
