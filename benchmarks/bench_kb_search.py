@@ -32,21 +32,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cti.domain.knowledge import index_weights  # noqa: E402
-from cti.features.knowledge.service import KnowledgeBase  # noqa: E402
-from cti.features.knowledge.storage import ALL, KnowledgeStore  # noqa: E402
-from cti.platform.bus import InProcessBus  # noqa: E402
-from cti.platform.clock import FakeClock  # noqa: E402
-from cti.platform.db.base import make_engine, make_sessionmaker  # noqa: E402
-from cti.platform.db.migrate import upgrade_async  # noqa: E402
+from cti.domain.knowledge import index_weights
+from cti.features.knowledge.service import KnowledgeBase
+from cti.features.knowledge.storage import ALL, KnowledgeStore
+from cti.platform.bus import InProcessBus
+from cti.platform.clock import FakeClock
+from cti.platform.db.base import make_engine, make_sessionmaker
+from cti.platform.db.migrate import upgrade_async
 
 PG_DSN = os.environ.get("CTI_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 TARGET_MS = 100.0
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
-EN_WORDS = ("refund invoice broadband router password account billing payment roaming "
-            "package upgrade contract delivery warranty repair install cancel transfer "
-            "balance recharge points coupon outage signal modem fibre sim card number "
-            "porting voicemail international data plan speed limit").split()
+EN_WORDS = [
+    "refund", "invoice", "broadband", "router", "password", "account", "billing", "payment",
+    "roaming", "package", "upgrade", "contract", "delivery", "warranty", "repair", "install",
+    "cancel", "transfer", "balance", "recharge", "points", "coupon", "outage", "signal",
+    "modem", "fibre", "sim", "card", "number", "porting", "voicemail", "international", "data",
+    "plan", "speed", "limit",
+]
 
 
 def make_corpus(n: int, seed: int = 7) -> list[tuple[str, str, str, list[str]]]:

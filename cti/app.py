@@ -20,6 +20,7 @@ from cti.features.procedures import http as procedures_http
 from cti.features.recordings import http as recordings_http
 from cti.features.reports import http as reports_http
 from cti.features.routing import http as routing_http
+from cti.features.surveys import http as surveys_http
 from cti.features.work_orders import http as work_orders_http
 from cti.platform.errors import CtiError
 from cti.platform.http_guards import install_http_guards
@@ -39,7 +40,7 @@ def create_app(service: Service) -> FastAPI:
         app, service.registry, service.calls_repo, service.ari, service.resync, service.acd,
         service.ivr, service.audit, service.voicemails, service.bus, service.events, service.live,
         service.work_orders,
-        service.recordings, service.messages, service.knowledge,
+        service.recordings, service.messages, service.knowledge, service.surveys,
     )
     app.include_router(calls_http.router)
     install_agent_desk(app, service.desk)
@@ -52,6 +53,7 @@ def create_app(service: Service) -> FastAPI:
     app.include_router(recordings_http.router)
     app.include_router(messages_http.router)
     app.include_router(knowledge_http.router)
+    app.include_router(surveys_http.router)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

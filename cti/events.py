@@ -36,41 +36,15 @@ from cti.domain.work_orders import (
 )
 
 __all__ = [
-    "AgentStateChanged",
-    "Bus",
-    "CallAnswered",
-    "CallArrived",
-    "CallConnected",
-    "CallEnded",
-    "CallHeld",
-    "CallLeftQueue",
-    "CallMuted",
-    "CallOffered",
-    "CallQueued",
-    "CallResumed",
-    "CallRouted",
-    "CallTransferred",
-    "CustomerIdentified",
-    "DomainEvent",
-    "Envelope",
-    "FallbackReached",
-    "IvrNoted",
-    "KnowledgeGapAnswered",
-    "KnowledgeGapRecorded",
-    "MenuKeyPressed",
-    "OfferWithdrawn",
-    "ProcedureEnded",
-    "ProcedureStarted",
-    "ProcedureStepped",
-    "RecordingPaused",
-    "RecordingResumed",
-    "RecordingStarted",
-    "RecordingStopped",
-    "RulesReloaded",
-    "TransferCancelled",
-    "TransferStarted",
-    "event_from_record",
-    "event_record",
+    "AgentStateChanged", "Bus", "CallAnswered", "CallArrived", "CallConnected", "CallEnded",
+    "CallHeld", "CallLeftQueue", "CallMuted", "CallOffered", "CallQueued", "CallResumed",
+    "CallRouted", "CallTransferred", "CustomerIdentified", "DomainEvent", "Envelope",
+    "FallbackReached", "IvrNoted", "KnowledgeGapAnswered", "KnowledgeGapRecorded",
+    "MenuKeyPressed", "OfferWithdrawn", "ProcedureEnded",
+    "ProcedureStarted", "ProcedureStepped", "RecordingPaused", "RecordingResumed",
+    "RecordingStarted", "RecordingStopped",
+    "RulesReloaded", "SurveyAnswered", "TransferCancelled", "TransferStarted",
+    "event_from_record", "event_record",
 ]
 
 
@@ -345,6 +319,27 @@ class KnowledgeGapAnswered:
     answer: str = ""
 
 
+# ----- satisfaction --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SurveyAnswered:
+    """A satisfaction survey stored: by the caller's keys after the call (`channel` "ivr") or
+    recorded by an agent after a call-back ("callback"). A score left unanswered is None."""
+
+    survey_id: int
+    at: datetime
+    channel: str
+    call_id: str | None
+    agent_id: str | None
+    queue: str | None
+    work_order_id: int | None
+    speed: int | None
+    resolved: bool | None
+    attitude: int | None
+    complete: bool
+
+
 DomainEvent = (
     CallArrived | CallAnswered | CustomerIdentified | MenuKeyPressed | CallRouted
     | CallQueued | CallOffered | OfferWithdrawn | CallConnected | CallLeftQueue
@@ -353,7 +348,7 @@ DomainEvent = (
     | RecordingResumed | CallEnded | ProcedureStarted
     | ProcedureStepped | ProcedureEnded | IvrNoted | AgentStateChanged | RulesReloaded
     | WorkOrderCreated | WorkOrderAssigned | WorkOrderStatusChanged | WorkOrderEscalated
-    | WorkOrderReminded | KnowledgeGapRecorded | KnowledgeGapAnswered
+    | WorkOrderReminded | KnowledgeGapRecorded | KnowledgeGapAnswered | SurveyAnswered
 )
 
 _CLASSES: tuple[type[Any], ...] = (
@@ -364,7 +359,7 @@ _CLASSES: tuple[type[Any], ...] = (
     ProcedureStarted, ProcedureStepped,
     ProcedureEnded, IvrNoted, AgentStateChanged, RulesReloaded, WorkOrderCreated,
     WorkOrderAssigned, WorkOrderStatusChanged, WorkOrderEscalated, WorkOrderReminded,
-    KnowledgeGapRecorded, KnowledgeGapAnswered,
+    KnowledgeGapRecorded, KnowledgeGapAnswered, SurveyAnswered,
 )
 EVENT_CLASSES: dict[str, type[Any]] = {cls.__name__: cls for cls in _CLASSES}
 # The shape version of each kept event; bump on a change of fields.

@@ -41,6 +41,8 @@ from cti.features.reports.live import LiveStats
 from cti.features.routing.acd import AGENT_LEG_ARG, Acd
 from cti.features.routing.call_routing import CallRouting
 from cti.features.routing.storage import RoutingLog
+from cti.features.surveys.service import Surveys
+from cti.features.surveys.storage import SurveyStore
 from cti.features.transfers.service import TRANSFER_LEG_ARG, TransferControl
 from cti.features.work_orders.config import WorkOrderRules
 from cti.features.work_orders.driver import WorkOrderDriver
@@ -96,6 +98,7 @@ class Service:
     recordings: CallRecordings
     messages: FollowUps
     knowledge: KnowledgeBase
+    surveys: Surveys
     _ari_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -154,11 +157,13 @@ class Service:
             recordings=voicemails, bus=bus,
         )
 
+        # the after-call survey: the ACD asks it before hanging up a caller the agent left
+        surveys = Surveys(SurveyStore(sessions), runner, bus, clock, lambda: acd.core.rules)
         # routing (ACD), transfers
         acd = Acd(
             telephony, rules, rules_path=settings.rules_file, bus=bus,
             sink=RoutingLog(sessions), clock=clock, prompts=prompts,
-            language=settings.company.language,
+            language=settings.company.language, after_agent=surveys.take_caller,
         )
         QueueLogFile.install(bus, settings.queue_log_file, lambda: acd.core.rules)
         transfers = TransferControl(
@@ -240,7 +245,7 @@ class Service:
             ivr=runner, audit=audit, acd=acd, desk=desk, customers=customers, routing=routing,
             transfers=transfers, fallback=fallback, voicemails=voicemails, live=live,
             work_orders=work_orders, work_order_timers=work_order_timers,
-            recordings=recordings, messages=messages, knowledge=knowledge,
+            recordings=recordings, messages=messages, knowledge=knowledge, surveys=surveys,
         )
 
     async def _on_connect(self, generation: int) -> None:

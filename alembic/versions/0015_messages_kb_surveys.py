@@ -1,5 +1,6 @@
 """message_outbox, customer_contacts: follow-up messages (e-mail, SMS) with retries;
-kb_articles, kb_postings, kb_terms, kb_gaps: the knowledge base and its bigram index
+kb_articles, kb_postings, kb_terms, kb_gaps: the knowledge base and its bigram index;
+surveys: after-call satisfaction surveys
 
 Revision ID: 0015
 Revises: 0012
@@ -110,9 +111,28 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_kb_gaps")),
     )
     op.create_index(op.f("ix_kb_gaps_status"), "kb_gaps", ["status"])
+    op.create_table(
+        "surveys",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("at", UTC(timezone=True), nullable=False),
+        sa.Column("channel", sa.String(length=16), nullable=False),
+        sa.Column("call_id", sa.String(length=128), nullable=True),
+        sa.Column("agent_id", sa.String(length=64), nullable=True),
+        sa.Column("queue", sa.String(length=64), nullable=True),
+        sa.Column("work_order_id", sa.Integer(), nullable=True),
+        sa.Column("speed", sa.Integer(), nullable=True),
+        sa.Column("resolved", sa.Boolean(), nullable=True),
+        sa.Column("attitude", sa.Integer(), nullable=True),
+        sa.Column("complete", sa.Boolean(), nullable=False),
+        sa.Column("recorded_by", sa.String(length=96), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_surveys")),
+    )
+    for column in ("at", "call_id", "agent_id", "queue", "work_order_id"):
+        op.create_index(op.f(f"ix_surveys_{column}"), "surveys", [column])
 
 
 def downgrade() -> None:
+    op.drop_table("surveys")
     op.drop_table("kb_gaps")
     op.drop_table("kb_terms")
     op.drop_table("kb_postings")

@@ -66,7 +66,7 @@ async def test_an_order_and_its_history_round_trip(env: Any) -> None:
 
 
 async def test_open_orders_by_owner_most_urgent_first(env: Any) -> None:
-    orders, clock, _, _ = env
+    orders, _clock, _, _ = env
     low = await orders.create(A1, type_name="service_request", severity="low")
     crit = await orders.create(A1, type_name="service_request", severity="critical")
     normal = await orders.create(A1, type_name="service_request", severity="normal")

@@ -333,6 +333,7 @@ def _queue(name: str, q: QueueSpec) -> Queue:
         ),
         q.aht_s,
         q.record,
+        q.survey,
     )
 
 

@@ -98,6 +98,7 @@ class QueueSpec(Strict):
     announce_position: bool | None = None  # older spelling of announce.position
     aht_s: float = Field(default=180.0, gt=0, le=86400)  # for the wait estimate, until history
     record: StrictBool = False  # record its calls, both parties, bridge-up to hang-up
+    survey: StrictBool = False  # the caller hears the satisfaction survey after the agent leaves
 
     @model_validator(mode="after")
     def _check(self) -> QueueSpec:

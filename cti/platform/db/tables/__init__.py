@@ -9,8 +9,9 @@ from cti.platform.db.tables import knowledge as knowledge
 from cti.platform.db.tables import messages as messages
 from cti.platform.db.tables import recordings as recordings
 from cti.platform.db.tables import routing as routing
+from cti.platform.db.tables import surveys as surveys
 from cti.platform.db.tables import users as users
 from cti.platform.db.tables import work_orders as work_orders
 
 __all__ = ["calls", "crm", "events", "fallback", "ivr", "knowledge", "messages", "recordings",
-           "routing", "users", "work_orders"]
+           "routing", "surveys", "users", "work_orders"]
