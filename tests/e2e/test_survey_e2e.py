@@ -1,6 +1,6 @@
 """The after-call survey end to end on the sandbox: a sipp caller reaches a queue with
 `survey: true`, a registered sipp agent phone answers, a work order is made during the call;
-the agent's leg ends first; the caller, still on the line, hears the survey and sends DTMF
+the agent's phone hangs up first (sipp sends BYE); the caller, still on the line, hears the survey and sends DTMF
 5, 1, 3 (RFC 4733); the answers are stored linked to the call, the agent, the queue and the work
 order, and `SurveyAnswered` is published. The caller is hung up after the thanks.
 
@@ -58,7 +58,8 @@ async def test_the_caller_answers_the_survey_by_keypad_after_the_agent_hangs_up(
 
     service.bus.subscribe("test.survey", note, (SurveyAnswered,))
     await service.start()
-    phone = await register_agent(pbx, "1004", ring_ms=300)
+    # the agent's phone sends BYE 6 s after answering
+    phone = await register_agent(pbx, "1004", mode="answer_bye", ring_ms=300, talk_ms=6000)
     caller = None
     try:
         await service.acd.agent_login("1004")
@@ -71,14 +72,12 @@ async def test_the_caller_answers_the_survey_by_keypad_after_the_agent_hangs_up(
                          "the agent to answer")
         order = await service.work_orders.create(AGENT, type_name="service_request",
                                                  severity="normal", call_id=call_id)
-        await asyncio.sleep(2)
-        agent_channel = _agent_channel(service, call_id)
-        assert agent_channel is not None
-        await service.telephony.hangup(agent_channel)  # the agent's leg ends first
         await wait_until(lambda: bool(answered), 45, "the survey to be stored")
         result = await caller
         caller = None
         assert result.ok, result.describe()  # the caller got the BYE after the thanks
+        assert any(m.direction == "sent" and m.method_or_status == "BYE"
+                   for m in phone.messages()), "the agent's phone hung up"
 
         (event,) = answered
         assert (event.call_id, event.agent_id, event.queue, event.work_order_id) == (
