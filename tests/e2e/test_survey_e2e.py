@@ -1,8 +1,9 @@
 """The after-call survey end to end on the sandbox: a sipp caller reaches a queue with
 `survey: true`, a registered sipp agent phone answers, a work order is made during the call;
-the agent's phone hangs up first (sipp sends BYE); the caller, still on the line, hears the survey and sends DTMF
-5, 1, 3 (RFC 4733); the answers are stored linked to the call, the agent, the queue and the work
-order, and `SurveyAnswered` is published. The caller is hung up after the thanks.
+the agent's phone hangs up first (sipp sends BYE); the caller, still on the line, hears the
+survey and sends DTMF 5, 1, 3 (RFC 4733); the answers are stored linked to the call, the agent,
+the queue and the work order, and `SurveyAnswered` is published. The caller is hung up after
+the thanks.
 
 Run with an instance of your own:
   CTI_E2E_INSTANCE_SUFFIX=w11b .venv/bin/pytest tests/e2e/test_survey_e2e.py -q
