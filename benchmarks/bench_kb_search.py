@@ -115,8 +115,19 @@ async def load_pg(url: str, corpus) -> None:  # type: ignore[no-untyped-def]
                                     "updated_at", "author"],
             records=[(i, lang, t, b, json.dumps(tags), NOW, NOW, "bench")
                      for i, lang, t, b, tags in articles])
+        # a bulk load: the foreign-key checks and the indexes off while copying, built once after
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute("DROP INDEX ix_kb_postings_article_id")
+        await conn.execute("DROP INDEX ix_kb_postings_term_cover")
+        await conn.execute("ALTER TABLE kb_postings DROP CONSTRAINT pk_kb_postings")
         await conn.copy_records_to_table("kb_postings", columns=["term", "article_id", "weight"],
                                          records=postings)
+        await conn.execute("ALTER TABLE kb_postings ADD CONSTRAINT pk_kb_postings "
+                           "PRIMARY KEY (term, article_id)")
+        await conn.execute("CREATE INDEX ix_kb_postings_article_id ON kb_postings (article_id)")
+        await conn.execute("CREATE INDEX ix_kb_postings_term_cover ON kb_postings "
+                           "(term, article_id) INCLUDE (weight)")
+        await conn.execute("SET session_replication_role = origin")
         await conn.copy_records_to_table("kb_terms", columns=["term", "articles"],
                                          records=list(counts.items()))
         await conn.execute(f"SELECT setval('kb_articles_id_seq', {len(articles)})")
