@@ -17,11 +17,14 @@ from cti.features.fallback import http as fallback_http
 from cti.features.monitoring import http as monitoring_http
 from cti.features.handover import http as handover_http
 from cti.features.outbound import http as outbound_http
+from cti.features.knowledge import http as knowledge_http
+from cti.features.messages import http as messages_http
 from cti.features.procedures import http as procedures_http
 from cti.features.recordings import http as recordings_http
 from cti.features.reports import http as reports_http
 from cti.features.review import http as review_http
 from cti.features.routing import http as routing_http
+from cti.features.surveys import http as surveys_http
 from cti.features.work_orders import http as work_orders_http
 from cti.platform.errors import CtiError
 from cti.platform.http_guards import install_http_guards
@@ -42,7 +45,8 @@ def create_app(service: Service) -> FastAPI:
         service.ivr, service.audit, service.voicemails, service.bus, service.events, service.live,
         service.work_orders,
         service.recordings, service.rollups, service.reviews, service.reviews.forms,
-        service.monitoring, service.outbound, service.handovers,
+        service.monitoring, service.outbound, service.handovers, service.messages,
+        service.knowledge, service.surveys,
     )
     app.include_router(calls_http.router)
     install_agent_desk(app, service.desk)
@@ -57,6 +61,9 @@ def create_app(service: Service) -> FastAPI:
     app.include_router(monitoring_http.router)
     app.include_router(outbound_http.router)
     app.include_router(handover_http.router)
+    app.include_router(messages_http.router)
+    app.include_router(knowledge_http.router)
+    app.include_router(surveys_http.router)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

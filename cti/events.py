@@ -59,6 +59,8 @@ __all__ = [
     "HandoverReminded",
     "HandoverWritten",
     "IvrNoted",
+    "KnowledgeGapAnswered",
+    "KnowledgeGapRecorded",
     "MenuKeyPressed",
     "MonitorModeChanged",
     "MonitorStarted",
@@ -75,6 +77,7 @@ __all__ = [
     "RecordingStarted",
     "RecordingStopped",
     "RulesReloaded",
+    "SurveyAnswered",
     "TransferCancelled",
     "TransferStarted",
     "event_from_record",
@@ -463,6 +466,54 @@ class RulesReloaded:
     summary: str = ""
 
 
+# ----- knowledge base ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KnowledgeGapRecorded:
+    """A question the knowledge base had no answer to, escalated to the duty manager."""
+
+    gap_id: int
+    at: datetime
+    question: str
+    asked_by: str
+    language: str
+    agent_id: str | None = None
+    call_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KnowledgeGapAnswered:
+    gap_id: int
+    at: datetime
+    answered_by: str
+    asked_by: str
+    agent_id: str | None = None
+    article_id: int | None = None  # the answer published as an article
+    answer: str = ""
+
+
+# ----- satisfaction --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SurveyAnswered:
+    """A satisfaction survey stored: by the caller's keys after the call (`channel` "ivr") or
+    recorded by an agent after a call-back ("callback"). A score left unanswered is None."""
+
+    survey_id: int
+    at: datetime
+    channel: str
+    call_id: str | None
+    agent_id: str | None
+    queue: str | None
+    work_order_id: int | None
+    speed: int | None
+    resolved: bool | None
+    attitude: int | None
+    complete: bool
+
+
 DomainEvent = (
     CallArrived | CallAnswered | CustomerIdentified | MenuKeyPressed | CallRouted
     | CallQueued | CallOffered | OfferWithdrawn | CallConnected | CallLeftQueue
@@ -474,6 +525,7 @@ DomainEvent = (
     | WorkOrderCreated | WorkOrderAssigned | WorkOrderStatusChanged | WorkOrderEscalated
     | WorkOrderReminded | CallEvaluated | OutboundCallPlaced | OutboundCallOutcome
     | HandoverWritten | HandoverItemAcknowledged | HandoverReminded | QueueCallbackRequested
+    | KnowledgeGapRecorded | KnowledgeGapAnswered | SurveyAnswered
 )
 
 _CLASSES: tuple[type[Any], ...] = (
@@ -486,6 +538,7 @@ _CLASSES: tuple[type[Any], ...] = (
     WorkOrderAssigned, WorkOrderStatusChanged, WorkOrderEscalated, WorkOrderReminded,
     CallEvaluated, OutboundCallPlaced, OutboundCallOutcome, HandoverWritten,
     HandoverItemAcknowledged, HandoverReminded, QueueCallbackRequested,
+    KnowledgeGapRecorded, KnowledgeGapAnswered, SurveyAnswered,
 )
 EVENT_CLASSES: dict[str, type[Any]] = {cls.__name__: cls for cls in _CLASSES}
 # The shape version of each kept event; bump on a change of fields.

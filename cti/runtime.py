@@ -41,6 +41,10 @@ from cti.features.monitoring.service import Monitoring
 from cti.features.outbound.service import AGENT_ARG as OUTBOUND_AGENT_ARG
 from cti.features.outbound.service import CUSTOMER_ARG as OUTBOUND_CUSTOMER_ARG
 from cti.features.outbound.service import OutboundCalls
+from cti.features.knowledge.service import GapNotifier, KnowledgeBase
+from cti.features.knowledge.storage import KnowledgeStore
+from cti.features.messages.service import FollowUps, make_senders
+from cti.features.messages.storage import OutboxStore
 from cti.features.procedures.audit import ProcedureAudit
 from cti.features.procedures.events import AuditPublisher
 from cti.features.recordings.service import CallRecordings
@@ -53,6 +57,8 @@ from cti.features.routing.acd import AGENT_LEG_ARG, CALLBACK_LEG_ARG, Acd
 from cti.features.routing.call_routing import CallRouting
 from cti.features.routing.queue_callbacks import QueueCallbacks
 from cti.features.routing.storage import RoutingLog
+from cti.features.surveys.service import Surveys
+from cti.features.surveys.storage import SurveyStore
 from cti.features.transfers.service import TRANSFER_LEG_ARG, TransferControl
 from cti.features.work_orders.config import WorkOrderRules
 from cti.features.work_orders.driver import WorkOrderDriver
@@ -113,6 +119,9 @@ class Service:
     complaint_callbacks: ComplaintCallbacks
     handovers: Handovers
     handover_reminders: HandoverReminders
+    messages: FollowUps
+    knowledge: KnowledgeBase
+    surveys: Surveys
     _ari_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -171,6 +180,8 @@ class Service:
             recordings=voicemails, bus=bus,
         )
 
+        # the after-call survey: the ACD asks it before hanging up a caller the agent left
+        surveys = Surveys(SurveyStore(sessions), runner, bus, clock, lambda: acd.core.rules)
         # routing (ACD), transfers
         acd = Acd(
             telephony, rules, rules_path=settings.rules_file, bus=bus,
@@ -179,6 +190,7 @@ class Service:
             callback_dial=settings.outbound.dial,
             callback_caller_id=settings.outbound.caller_id or None,
             callback_ring_s=settings.outbound.customer_ring_s,
+            after_agent=surveys.take_caller,
         )
         QueueLogFile.install(bus, settings.queue_log_file, lambda: acd.core.rules)
         transfers = TransferControl(
@@ -219,6 +231,17 @@ class Service:
         HandoverNotifier(bus, desk.hub, handovers.store, lambda: [
             a for a, st in acd.core.agents.items() if st.state is not AgentState.LOGGED_OUT])
         handover_reminders = HandoverReminders(handovers, clock)
+        # follow-up e-mail and SMS from the work orders' events, through the outbox
+        messages = FollowUps(
+            settings.messages, OutboxStore(sessions), bus, clock,
+            orders=work_orders.store, customers=desk.customers,
+            senders=make_senders(settings.messages),
+            company={"zh": settings.company.name, "en": settings.company.name_en},
+            language=settings.company.language,
+        )
+        # the knowledge base; its gaps go to the supervisors' desk (and by e-mail, below)
+        knowledge = KnowledgeBase(KnowledgeStore(sessions), bus, clock)
+        GapNotifier(bus, desk.hub)
         # call recording: queues with `record: true` (the running rules, reloads included)
         recordings = CallRecordings(
             sessions, telephony, clock, bus, lambda: acd.core.rules,
@@ -281,7 +304,8 @@ class Service:
             rollups=rollups, work_orders=work_orders, work_order_timers=work_order_timers,
             recordings=recordings, reviews=reviews, monitoring=monitoring, outbound=outbound,
             complaint_callbacks=complaint_callbacks, handovers=handovers,
-            handover_reminders=handover_reminders,
+            handover_reminders=handover_reminders, messages=messages, knowledge=knowledge,
+            surveys=surveys,
         )
 
     async def _on_connect(self, generation: int) -> None:
@@ -330,6 +354,7 @@ class Service:
         self.complaint_callbacks.start()
         self.handover_reminders.start()
         self.recordings.start()  # the retention sweep
+        self.messages.start()  # the outbox: what the last process left unsent goes first
         # The start-up heap (libraries, rules, phrase library, flows) never becomes garbage:
         # moved out of the collector's reach, a full collection no longer walks it. Walking
         # it paused the event loop ~100 ms, the p99 of arrival-to-ring at 20 calls/s.
@@ -351,6 +376,7 @@ class Service:
         await self.complaint_callbacks.aclose()
         await self.handover_reminders.aclose()
         await self.recordings.aclose()
+        await self.messages.aclose()
         await self.customers.aclose()
         await self.desk.aclose()
         await self.bus.aclose()

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from cti.domain.ivr.config import DetectionSettings, ProcedureSettings
 from cti.features.auth.settings import AuthSettings
 from cti.features.crm.external import ExternalCrmSettings
+from cti.features.messages.settings import MessagesSettings
 from cti.platform.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -141,6 +142,8 @@ class Settings(BaseSettings):
     recordings: RecordingSettings = RecordingSettings()
     # Quality review's evaluation forms, one YAML file each (docs/quality_review.md).
     evaluation_forms_dir: Path = REPO_ROOT / "config" / "evaluation_forms"
+    # Follow-up e-mail and SMS (docs/messages.md).
+    messages: MessagesSettings = MessagesSettings()
     # What the PBX dials for an agent's transfer to an outside number: through your trunk in
     # production, e.g. "PJSIP/{number}@provider" (the sandbox dials its own endpoints).
     transfer_dial: str = Field(default="PJSIP/{number}", pattern=r"^[^{}]*\{number\}[^{}]*$")

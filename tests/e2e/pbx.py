@@ -40,7 +40,7 @@ SCENARIO_DIR = Path(__file__).resolve().parent / "sipp"
 PBX_ROOT = Path(os.environ.get("CTI_PBX_ROOT", "/var/cache/cti/pbx-root"))
 CUSTOM_SOUNDS = "/usr/local/share/asterisk/sounds/custom"  # inside the chroot: sound:custom/NAME
 DEFAULT_CALLER = "+8613800000001"
-AgentMode = Literal["answer", "noanswer", "busy"]
+AgentMode = Literal["answer", "noanswer", "busy", "answer_bye"]
 
 
 class PbxError(RuntimeError):
@@ -561,9 +561,11 @@ async def register_agent(
     password: str | None = None,
     timeout: float = 10.0,
     pcap: Path | None = None,
+    talk_ms: int = 5000,
 ) -> AgentPhone:
     """Start agent `agent`'s phone: REGISTER (digest auth), then answer each call after ring_ms
-    and echo its audio ("answer"), ring until cancelled ("noanswer"), or refuse 486 ("busy").
+    and echo its audio ("answer"; "answer_bye": and hang up first after talk_ms), ring until
+    cancelled ("noanswer"), or refuse 486 ("busy").
     Returns once the registration is accepted; stop it with `await phone.stop()` or `async with`."""
     scenario = _scenario_path("agent_register")
     # with a pcap, an answering phone sends that audio instead of echoing the caller's
@@ -578,7 +580,8 @@ async def register_agent(
         # ring_ms exists only in agent_answer.xml (sipp refuses to -set an undeclared global)
         variables={
             "hold_ms": 24 * 3600 * 1000,
-            **({"ring_ms": ring_ms} if mode == "answer" else {}),
+            **({"ring_ms": ring_ms} if mode in ("answer", "answer_bye") else {}),
+            **({"talk_ms": talk_ms} if mode == "answer_bye" else {}),
         },
         sip_port=sip_port,
         media_port=media_port,

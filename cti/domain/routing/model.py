@@ -123,6 +123,7 @@ class Queue:
     aht_s: float = 180.0  # average handling time assumed until the queue has history
     record: bool = False  # calls answered from this queue are recorded (both parties)
     thresholds: Thresholds = Thresholds()  # the wallboard's tile colours
+    survey: bool = False  # after-call satisfaction survey when the agent hangs up first
 
     @property
     def announce_position(self) -> bool:

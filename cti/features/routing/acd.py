@@ -34,7 +34,7 @@ import asyncio
 import contextlib
 import dataclasses
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -84,6 +84,8 @@ log = get_logger(__name__)
 
 AGENT_LEG_ARG = "acd-agent"
 CALLBACK_LEG_ARG = "queue-callback"  # Stasis(cti,queue-callback,<call_id>): called back, answered
+# (call id, caller's channel, agent id) -> True when it took the caller on after the agent left
+AfterAgent = Callable[[str, str, str], Awaitable[bool]]
 
 __all__ = ["AGENT_LEG_ARG", "CALLBACK_LEG_ARG", "Acd", "DecisionSink", "RulesStatus",
            "is_agent_leg"]
@@ -113,12 +115,16 @@ class Acd:
         callback_dial: str = "PJSIP/{number}",
         callback_caller_id: str | None = None,
         callback_ring_s: int = 45,
+        after_agent: AfterAgent | None = None,
     ) -> None:
         self.telephony = telephony
         # calling back a caller who left the queue (docs/queue_callbacks.md)
         self.callback_dial = callback_dial
         self.callback_caller_id = callback_caller_id
         self.callback_ring_s = callback_ring_s
+        # Asked when the agent hangs up first whether someone takes the caller on (the
+        # after-call survey); otherwise the caller is hung up with the agent.
+        self._after_agent = after_agent
         self.clock: Clock = clock or SystemClock()
         self.core = AcdCore(rules)
         self._listeners = list(listeners)
@@ -389,7 +395,17 @@ class Acd:
         if call is not None:
             if call.bridge_id:
                 await destroy_bridge_quietly(self.telephony, call.bridge_id)
+            if self._after_agent is not None and await self._take_caller(leg, call):
+                return
             await hang_up_quietly(self.telephony, call.channel_id)
+
+    async def _take_caller(self, leg: AgentLeg, call: AcdCall) -> bool:
+        try:
+            assert self._after_agent is not None
+            return await self._after_agent(leg.call_id, call.channel_id, leg.agent_id)
+        except Exception:  # the caller must not be left on a dead line
+            log.exception("acd.after_agent_failed", call_id=leg.call_id)
+            return False
 
     # ----- agents ----------------------------------------------------------------------
 

@@ -341,6 +341,7 @@ def _queue(name: str, q: QueueSpec) -> Queue:
                 q.wallboard.abandonment_percent[1] / 100),
             q.wallboard.longest_wait_s,
         ),
+        q.survey,
     )
 
 

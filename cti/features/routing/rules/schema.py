@@ -116,6 +116,7 @@ class QueueSpec(Strict):
     aht_s: float = Field(default=180.0, gt=0, le=86400)  # for the wait estimate, until history
     record: StrictBool = False  # record its calls, both parties, bridge-up to hang-up
     wallboard: WallboardSpec = WallboardSpec()  # tile colours
+    survey: StrictBool = False  # the caller hears the satisfaction survey after the agent leaves
 
     @model_validator(mode="after")
     def _check(self) -> QueueSpec:

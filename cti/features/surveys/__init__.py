@@ -1,0 +1,1 @@
+"""After-call satisfaction surveys: by the caller's keypad (IVR), or recorded by an agent."""
