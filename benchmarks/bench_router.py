@@ -45,7 +45,7 @@ from cti.domain.routing.router import Router
 
 N_AGENTS, N_SKILLS, N_WAITING = 2000, 100, 500
 TARGET_P99_US = 500.0
-INDEX_MIN = 128  # pools with at least this many members keep orderings (Router's default)
+INDEX_MIN = 32  # pools with at least this many members keep orderings (Router's default)
 STRATEGIES = list(Strategy)
 
 

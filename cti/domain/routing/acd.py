@@ -194,6 +194,12 @@ class AcdCore:
         self, agent_id: str, event: ag.AgentEvent, now: float, at: datetime
     ) -> list[Command]:
         self._cmds = []
+        if agent_id not in self.rules.agents and isinstance(
+            event, ag.Login | ag.MakeAvailable | ag.Pause
+        ):
+            # Removed by a rules reload: they finish what they had, then take nothing new.
+            self.status(agent_id)  # NotFound for an agent never known
+            raise NotFound(f"agent {agent_id!r} is no longer in the routing rules")
         self._step_agent(agent_id, event, now, at)
         return self._take()
 
@@ -224,7 +230,11 @@ class AcdCore:
             and new.state is not S.RESERVED
         ):
             self.router.agent_unready(agent_id)
-        if new.state is S.AVAILABLE and old.state is not S.AVAILABLE:
+        if (
+            new.state is S.AVAILABLE
+            and old.state is not S.AVAILABLE
+            and agent_id in self.rules.agents
+        ):
             after_call = old.state in (S.WRAP_UP, S.ON_CALL)
             self._decision(self.router.agent_ready(agent_id, now, after_call=after_call), at)
 
@@ -502,6 +512,15 @@ class AcdCore:
         self._qualified.clear()
         for d in self.router.load_rules(rules, now):
             self._decision(d, at)
+        # Agents the new rules no longer name are logged out: at once when idle or paused,
+        # after the call or offer they hold otherwise (it goes on; the router forgot them).
+        for aid, status in list(self.agents.items()):
+            if (
+                aid not in rules.agents
+                and status.state is not ag.AgentState.LOGGED_OUT
+                and status.pending != "logout"
+            ):
+                self._step_agent(aid, ag.Logout(), now, at)
         return self._take()
 
     # ----- queries ---------------------------------------------------------------------

@@ -32,6 +32,13 @@ class SkillRequirement:
     """Every listed skill at or above its level. Hashable: the router caches members per value."""
 
     levels: tuple[tuple[str, int], ...]
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash(self.levels))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @staticmethod
     def of(levels: Mapping[str, int]) -> SkillRequirement:

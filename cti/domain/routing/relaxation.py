@@ -11,7 +11,7 @@ an overflow, and the earlier ones stay eligible.
 from __future__ import annotations
 
 from bisect import bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cti.domain.routing.expressions import Expression
 from cti.domain.routing.model import Fallback, Filter, RoutingRules, SkillRequirement
@@ -23,6 +23,14 @@ class Pool:
 
     requirement: SkillRequirement
     agents: Expression | None = None
+    # Pools key the router's dicts on every ready and decision: the hash is computed once.
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.requirement, self.agents)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def describe(self) -> str:
         return f"{self.requirement}" + (f" where {self.agents}" if self.agents else "")
@@ -37,6 +45,11 @@ class Stage:
     priority: int
     applied: tuple[str, ...]  # targets and relaxation steps in force, human-readable
     starts_at_s: float
+    # The pools as text, for every decision's record: made once with the plan.
+    described: tuple[str, ...] = field(init=False, compare=False, default=())
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "described", tuple(p.describe() for p in self.pools))
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,8 +29,6 @@ from heapq import heapify, heappop, heappush
 from itertools import chain
 from typing import Any
 
-from sortedcontainers import SortedList
-
 from cti.domain.routing.decisions import Candidate, Decision, Trigger
 from cti.domain.routing.expressions import lookup
 from cti.domain.routing.model import (
@@ -60,11 +58,12 @@ class _Heap:
     stale entries are dropped when they reach the top, and the heap is compacted when stale
     ones outnumber the live (amortised O(1) per push)."""
 
-    __slots__ = ("heap", "key_of")
+    __slots__ = ("heap", "key_fn", "key_of")
 
-    def __init__(self) -> None:
+    def __init__(self, key_fn: Callable[[str], tuple[Any, ...]]) -> None:
         self.heap: list[tuple[tuple[Any, ...], str]] = []
         self.key_of: dict[str, tuple[Any, ...]] = {}
+        self.key_fn = key_fn  # the agent's key in this ordering now
 
     def add(self, agent_id: str, key: tuple[Any, ...], avail: set[str]) -> None:
         if self.key_of.get(agent_id) == key:
@@ -109,29 +108,57 @@ class _Heap:
 
 
 class _Ordered:
-    """The available members of one pool by configured order (round robin, which starts
-    anywhere): a sorted list of (key, agent_id) kept exact, and each member's key so it can be
-    removed in O(log n)."""
+    """The members of one pool in configured order (round robin, which starts anywhere): the
+    key never changes while the rules stand, so members are kept sorted once and availability
+    is read from the pool's available set as the list is walked from the cursor. Becoming
+    (un)available costs nothing here (it used to be a sorted-list removal per pool on every
+    offer); a member leaves only when its skills change."""
 
-    __slots__ = ("entries", "key_of")
+    __slots__ = ("agents", "key_fn", "key_of", "keys")
 
-    def __init__(self) -> None:
-        self.entries: SortedList = SortedList()
+    def __init__(self, key_fn: Callable[[str], tuple[Any, ...]]) -> None:
+        self.keys: list[tuple[Any, ...]] = []
+        self.agents: list[str] = []
         self.key_of: dict[str, tuple[Any, ...]] = {}
+        self.key_fn = key_fn
 
     def add(self, agent_id: str, key: tuple[Any, ...], avail: set[str]) -> None:
         old = self.key_of.get(agent_id)
+        if old == key:
+            return
         if old is not None:
-            if old == key:
-                return
-            self.entries.remove((old, agent_id))
-        self.entries.add((key, agent_id))
+            self.forget(agent_id)
+        i = bisect_left(self.keys, key)
+        self.keys.insert(i, key)
+        self.agents.insert(i, agent_id)
         self.key_of[agent_id] = key
 
     def discard(self, agent_id: str) -> None:
-        old = self.key_of.pop(agent_id, None)
-        if old is not None:
-            self.entries.remove((old, agent_id))
+        pass  # availability is read from the pool's set during the walk
+
+    def forget(self, agent_id: str) -> None:
+        key = self.key_of.pop(agent_id, None)
+        if key is None:
+            return
+        i = bisect_left(self.keys, key)
+        while self.agents[i] != agent_id:
+            i += 1
+        del self.keys[i]
+        del self.agents[i]
+
+    def first(self, rot: int, avail: set[str], skip: set[str], want: int = 2) -> list[str]:
+        """The first `want` available members not in `skip` from the cursor on, wrapping."""
+        agents = self.agents
+        n = len(agents)
+        i = bisect_left(self.keys, (rot,))
+        out: list[str] = []
+        for j in range(n):
+            a = agents[(i + j) % n]
+            if a in avail and a not in skip:
+                out.append(a)
+                if len(out) == want:
+                    break
+        return out
 
 
 @dataclass(slots=True)
@@ -177,15 +204,14 @@ class _Skills:
 
 # One ordering an agent's pool has: (kind code, kind, structure); codes 0-3 for idle, calls,
 # load, rr and 4 for a proficiency requirement.
-_Slot = tuple[int, Kind, "_Heap | _Ordered"]
 
 
 class Router:
     def __init__(
-        self, rules: RoutingRules, *, indexed: bool = True, index_min_members: int = 128
+        self, rules: RoutingRules, *, indexed: bool = True, index_min_members: int = 32
     ) -> None:
         self._indexed = indexed
-        # Pools with fewer members than this are scanned: below ~100 agents keeping orderings
+        # Pools with fewer members than this are scanned: below ~30 agents keeping orderings
         # on every ready costs more than a scan of the pool's available set saves.
         self._index_min = index_min_members
         self._ix: dict[Pool, dict[Kind, _Heap | _Ordered]] = {}
@@ -234,6 +260,18 @@ class Router:
             for pool in plan.pools:
                 self._pool_pids.setdefault(pool, set()).add(pid)
         self._pools = set(self._pool_pids)
+        # Pools by one skill they require (pools requiring none apply to everyone), so an agent
+        # is tested only against pools that can hold them: indexing 20,000 agents against
+        # 2,000 pools was 40 million requirement tests (about a minute per rules reload).
+        self._pools_by_skill: dict[str, list[Pool]] = {}
+        self._pools_any: list[Pool] = []
+        for pool in self._pools:
+            # A level of 0 or less is met without the skill: only a positive one can key.
+            keyed = [skill for skill, level in pool.requirement.levels if level > 0]
+            if keyed:
+                self._pools_by_skill.setdefault(keyed[0], []).append(pool)
+            else:
+                self._pools_any.append(pool)
         # The orderings each pool needs: one per (strategy, primary) of the stages using it.
         self._kinds: dict[Pool, set[Kind]] = {}
         for plan in self._all_plans:
@@ -266,7 +304,7 @@ class Router:
         self._agent_pids: dict[str, list[int]] = {a: [] for a in self._rules.agents}
         # Per agent, for each of its pools: the pool's available set and its orderings, so
         # becoming (un)available touches them without hashing a Pool.
-        self._slots: dict[str, list[tuple[set[str], list[_Slot]]]] = {}
+        self._slots: dict[str, list[tuple[set[str], list[_Heap | _Ordered]]]] = {}
         self._scores: dict[SkillRequirement, dict[str, int]] = {}
         self._ix = {}
         for agent_id in self._rules.agents:
@@ -276,7 +314,7 @@ class Router:
         for pool, kinds in self._kinds.items():
             if len(self._members[pool]) < self._index_min:
                 continue
-            orderings = self._ix[pool] = {k: _new_ordering(k) for k in kinds}
+            orderings = self._ix[pool] = {k: self._new_ordering(k) for k in kinds}
             members = self._avail[pool]
             for kind, ordered in orderings.items():
                 for a in members:
@@ -289,7 +327,9 @@ class Router:
         skills = self._stats[agent_id].skills
         ctx: dict[str, Any] | None = None
         mine: list[Pool] = []
-        for pool in self._pools:
+        by_skill = self._pools_by_skill
+        possible = chain(self._pools_any, *(by_skill.get(s, ()) for s in skills))
+        for pool in possible:
             if not pool.requirement.matches(skills):
                 continue
             if pool.agents is not None:
@@ -309,9 +349,9 @@ class Router:
         self._agent_pids[agent_id] = sorted({pid for p in mine for pid in self._pool_pids[p]})
         self._scores = {}  # proficiency scores are cached per queue; skills changed
 
-    def _slots_of(self, pools: list[Pool]) -> list[tuple[set[str], list[_Slot]]]:
+    def _slots_of(self, pools: list[Pool]) -> list[tuple[set[str], list[_Heap | _Ordered]]]:
         return [
-            (self._avail[pool], [(_code(k), k, o) for k, o in self._ix.get(pool, {}).items()])
+            (self._avail[pool], list(self._ix.get(pool, {}).values()))
             for pool in pools
         ]
 
@@ -320,7 +360,8 @@ class Router:
             self._members[pool].discard(agent_id)
             self._avail[pool].discard(agent_id)
             for ordered in self._ix.get(pool, {}).values():
-                ordered.discard(agent_id)
+                if isinstance(ordered, _Ordered):
+                    ordered.forget(agent_id)
         self._agent_pools[agent_id] = []
         self._slots[agent_id] = []
         self._agent_pids[agent_id] = []
@@ -378,28 +419,17 @@ class Router:
             stats.idle_since = now
         self._available.add(agent_id)
         self._set_keys(agent_id, stats)
-        # The keys, once per kind (the same as `_index_key`, inlined: this runs per ordering).
-        k_idle = self._k_idle[agent_id]
-        k_calls = self._k_calls[agent_id]
-        k_load = self._k_load[agent_id]
-        k_rr = (stats.order,)
-        skills = stats.skills
-        for members, orderings in self._slots[agent_id]:
+        slots = self._slots[agent_id]
+        for members, _orderings in slots:
             members.add(agent_id)
-            for code, kind, ordered in orderings:
-                if code == 0:
-                    key: tuple[Any, ...] = k_idle
-                elif code == 1:
-                    key = k_calls
-                elif code == 2:
-                    key = k_load
-                elif code == 3:
-                    key = k_rr
-                else:
-                    assert isinstance(kind, SkillRequirement)
-                    key = (-sum(skills.get(s, 0) for s, _ in kind.levels), k_idle)
-                ordered.add(agent_id, key, members)
-        return self._find_call_for(agent_id, now)
+        decision = self._find_call_for(agent_id, now)
+        if decision.outcome != "offered":
+            # Still available: into each pool's orderings. An agent offered a call at once
+            # (the busy case) never enters them, saving a push per ordering.
+            for members, orderings in slots:
+                for ordered in orderings:
+                    ordered.add(agent_id, ordered.key_fn(agent_id), members)
+        return decision
 
     def _index_key(self, kind: Kind, agent_id: str) -> tuple[Any, ...]:
         """The key an ordering sorts by; equal to `_key_function`'s up to a rotation (round
@@ -415,6 +445,18 @@ class Router:
         assert isinstance(kind, SkillRequirement)
         skills = self._stats[agent_id].skills
         return (-sum(skills.get(s, 0) for s, _ in kind.levels), self._k_idle[agent_id])
+
+    def _new_ordering(self, kind: Kind) -> _Heap | _Ordered:
+        if kind == "rr":
+            stats = self._stats
+            return _Ordered(lambda a: (stats[a].order,))
+        if kind == "idle":
+            return _Heap(self._k_idle.__getitem__)
+        if kind == "calls":
+            return _Heap(self._k_calls.__getitem__)
+        if kind == "load":
+            return _Heap(self._k_load.__getitem__)
+        return _Heap(lambda a: self._index_key(kind, a))
 
     def _ordered(self, pool: Pool, kind: Kind) -> _Heap | _Ordered | None:
         # Every ordering a stage needs is built with the pools in `_rebuild_membership`,
@@ -450,14 +492,13 @@ class Router:
         if agent_id not in self._available:
             return
         self._available.discard(agent_id)
-        for members, orderings in self._slots.get(agent_id, ()):
-            members.discard(agent_id)
-            for code, _kind, ordered in orderings:
-                if code == 3:  # the lazy heaps need nothing
-                    ordered.discard(agent_id)
+        for members, _orderings in self._slots.get(agent_id, ()):
+            members.discard(agent_id)  # the orderings are lazy: they read these sets
 
     def agent_call_started(self, agent_id: str, now: float) -> None:
-        stats = self._stats[agent_id]
+        stats = self._stats.get(agent_id)
+        if stats is None:  # removed by a rules reload while ringing: the call still goes on
+            return
         stats.calls_taken += 1
         stats.set_busy(True, now, self._rules.occupancy_window_s)
 
@@ -832,18 +873,9 @@ class Router:
                         best.add(min((a for a in cand if a != first), key=key))
                 continue
             if isinstance(ordered, _Heap):
-                best.update(ordered.top(self._avail[pool], skip))
+                best.update(ordered.top(members, skip))
                 continue
-            entries = ordered.entries
-            i = entries.bisect_left(((rot,),))
-            got = 0
-            for _key, a in chain(entries.islice(i), entries.islice(0, i)):
-                if a in skip:
-                    continue
-                best.add(a)
-                got += 1
-                if got == 2:
-                    break
+            best.update(ordered.first(rot, members, skip))
         ranked = sorted(best, key=key)[:2]
         return ranked, n_cands, excluded
 
@@ -988,7 +1020,7 @@ class Router:
             waited_s=now - call.arrived_at,
             priority=call.priority,
             stage=stage.applied,
-            pools=tuple(p.describe() for p in stage.pools),
+            pools=stage.described,
             **kw,
         )
 
@@ -1035,17 +1067,6 @@ class Router:
             return False
         stage = call.plan.stage_at(now - call.enqueued_at)
         return any(agent_id in self._members[p] for p in stage.pools)
-
-
-_CODES = {"idle": 0, "calls": 1, "load": 2, "rr": 3}
-
-
-def _code(kind: Kind) -> int:
-    return _CODES.get(kind, 4) if isinstance(kind, str) else 4
-
-
-def _new_ordering(kind: Kind) -> _Heap | _Ordered:
-    return _Ordered() if kind == "rr" else _Heap()
 
 
 def _kind_of(strategy: Strategy, primary: SkillRequirement) -> Kind:
