@@ -14,11 +14,11 @@ from cti.features.calls import http as calls_http
 from cti.features.desk.http import install_agent_desk
 from cti.features.events import http as events_http
 from cti.features.fallback import http as fallback_http
-from cti.features.monitoring import http as monitoring_http
 from cti.features.handover import http as handover_http
-from cti.features.outbound import http as outbound_http
 from cti.features.knowledge import http as knowledge_http
 from cti.features.messages import http as messages_http
+from cti.features.monitoring import http as monitoring_http
+from cti.features.outbound import http as outbound_http
 from cti.features.procedures import http as procedures_http
 from cti.features.recordings import http as recordings_http
 from cti.features.reports import http as reports_http

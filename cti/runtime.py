@@ -36,15 +36,15 @@ from cti.features.ivr.call_script import IvrCallScript
 from cti.features.ivr.caller_audio import CallerAudioTap
 from cti.features.ivr.prompts import PromptSource
 from cti.features.ivr.runner import IvrRunner
+from cti.features.knowledge.service import GapNotifier, KnowledgeBase
+from cti.features.knowledge.storage import KnowledgeStore
+from cti.features.messages.service import FollowUps, make_senders
+from cti.features.messages.storage import OutboxStore
 from cti.features.monitoring.service import ROLE as MONITOR_ROLE
 from cti.features.monitoring.service import Monitoring
 from cti.features.outbound.service import AGENT_ARG as OUTBOUND_AGENT_ARG
 from cti.features.outbound.service import CUSTOMER_ARG as OUTBOUND_CUSTOMER_ARG
 from cti.features.outbound.service import OutboundCalls
-from cti.features.knowledge.service import GapNotifier, KnowledgeBase
-from cti.features.knowledge.storage import KnowledgeStore
-from cti.features.messages.service import FollowUps, make_senders
-from cti.features.messages.storage import OutboxStore
 from cti.features.procedures.audit import ProcedureAudit
 from cti.features.procedures.events import AuditPublisher
 from cti.features.recordings.service import CallRecordings
