@@ -3,6 +3,7 @@
 import { api, apiBlob, logout, me, setToken, token } from "./api.js";
 import { lang, setLang, t, translatePage } from "./i18n.js";
 import { DeskSocket } from "./socket.js";
+import { onTeamOrderMessage, refreshTeamOrders } from "./team_orders.js";
 
 const $ = (sel) => document.querySelector(sel);
 
@@ -177,6 +178,9 @@ async function start() {
   };
   socket.addEventListener("snapshot", render);
   socket.addEventListener("delta", render);
+  socket.addEventListener("delta", (ev) => onTeamOrderMessage(ev.detail.message));
+  $("#team-orders-refresh").addEventListener("click", refreshTeamOrders);
+  refreshTeamOrders();
   let online = false;
   const renderConnection = () => {
     $("#connection").textContent = online ? t("online") : t("offline");
