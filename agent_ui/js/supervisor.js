@@ -4,6 +4,7 @@ import { api, apiBlob, logout, me, setToken, token } from "./api.js";
 import { lang, setLang, t, translatePage } from "./i18n.js";
 import { drawChart } from "./minichart.js";
 import { DeskSocket } from "./socket.js";
+import { onTeamOrderMessage, refreshTeamOrders } from "./team_orders.js";
 
 const $ = (sel) => document.querySelector(sel);
 
@@ -283,6 +284,9 @@ async function start() {
   $("#monitor-endpoint").value = localStorage.getItem(ENDPOINT_KEY) ?? "";
   socket.addEventListener("snapshot", render);
   socket.addEventListener("delta", render);
+  socket.addEventListener("delta", (ev) => onTeamOrderMessage(ev.detail.message));
+  $("#team-orders-refresh").addEventListener("click", refreshTeamOrders);
+  refreshTeamOrders();
   let online = false;
   const renderConnection = () => {
     $("#connection").textContent = online ? t("online") : t("offline");
