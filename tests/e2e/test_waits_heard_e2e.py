@@ -164,9 +164,9 @@ async def call(cti: RunningService, pbx: Pbx, caller: str, port: int, case: str)
 ]:
     """A caller whose RTP is on `port`; it waits for the service's BYE."""
     inf = pbx.workdir / f"rtp-port-{port}.csv"
-    inf.write_text(f"SEQUENTIAL\n{port};\n", encoding="ascii")
+    inf.write_text(f"SEQUENTIAL\n{port};{caller};\n", encoding="ascii")
     sipp = asyncio.create_task(run_sipp(
-        pbx, "caller_rtp_wait_bye", caller=caller, max_wait_s=120, timeout=130,
+        pbx, "caller_rtp_wait_bye", max_wait_s=120, timeout=130,
         extra_args=["-inf", pbx.inside(inf)],
     ))
     channel = await caller_channel(cti.log, caller)
