@@ -14,6 +14,7 @@ Error = the wait heard - 5 s. The machine's load is printed with the figures: on
 machine other work delays Asterisk and the service alike.
 
     .venv/bin/python benchmarks/bench_waits_heard.py [--levels 1,50,100] [--rate 10]
+        [--no-catch-up]   (waits timed from the PlaybackFinished's arrival, as before)
 
 Target (issue 12): p99 error <= 20 ms (one RTP frame) at 1 and 50 calls.
 """
@@ -42,6 +43,7 @@ from benchmarks.bench_procedure_timers import (  # noqa: E402
     database,
     pct,
 )
+from cti.features.ivr import runner as runner_module  # noqa: E402
 from cti.features.ivr.caller_audio import is_tap_channel  # noqa: E402
 from cti.features.phrases.library import load_phrase_library  # noqa: E402
 from cti.platform.ari.events import AriEvent  # noqa: E402
@@ -115,6 +117,7 @@ class Level:
     cpu_asterisk_pct: float
     load_before: str
     load_after: str
+    loop_lag_ms: list[float] = field(default_factory=list)  # the service's event loop, late by
 
     @property
     def errors(self) -> list[float]:
@@ -153,12 +156,22 @@ def number(calls: int, i: int) -> str:
     return f"+864{calls:03d}{i:05d}"
 
 
+async def watch_loop(lags: list[float], every_s: float = 0.01) -> None:
+    """How late the service's event loop wakes a 10 ms sleep (its timers are as late)."""
+    while True:
+        due = time.monotonic() + every_s
+        await asyncio.sleep(every_s)
+        lags.append((time.monotonic() - due) * 1000)
+
+
 async def run_level(service: Service, ari: AriLog, pbx: Pbx, calls: int, rate: float) -> Level:
     silence = media.encode(media.silence(90), "pcmu").tobytes()
     load_before = uptime()
     ast_pid = asterisk_pid(pbx)
     ast_cpu0 = cpu_seconds(ast_pid) if ast_pid else 0.0
     cpu0, wall0 = time.process_time(), time.monotonic()
+    lags: list[float] = []
+    watcher = asyncio.create_task(watch_loop(lags))
     with CallerMedia([silence] * calls) as rtp:
         inf = pbx.workdir / f"bench-waits-ports-{calls}.csv"
         inf.write_text("SEQUENTIAL\n" + "".join(
@@ -170,6 +183,7 @@ async def run_level(service: Service, ari: AriLog, pbx: Pbx, calls: int, rate: f
             max_wait_s=180, timeout=150 + calls / rate * 2,
         )
         received = rtp.finish()
+    watcher.cancel()
     deadline = time.monotonic() + 30
     while len(service.registry) and time.monotonic() < deadline:  # noqa: ASYNC110 - polling
         await asyncio.sleep(0.2)
@@ -200,7 +214,7 @@ async def run_level(service: Service, ari: AriLog, pbx: Pbx, calls: int, rate: f
                 service_ms.append((by_pbx - SPEC_S) * 1000)
                 media_ms.append((gap - by_pbx) * 1000)
     return Level(calls, heard_calls, result.ok, wall, per_step, service_ms, media_ms, cpu,
-                 ast_cpu, load_before, uptime())
+                 ast_cpu, load_before, uptime(), lags)
 
 
 def report(r: Level) -> None:
@@ -225,6 +239,10 @@ def report(r: Level) -> None:
         if part:
             print(f"   part of the error: {name}: p50 {pct(part, 50):.1f} p99 "
                   f"{pct(part, 99):.1f} max {max(part):.1f} ms")
+    if r.loop_lag_ms:
+        lag = r.loop_lag_ms
+        print(f"   the service's event loop, late to wake (10 ms sleeps, n={len(lag)}): p50 "
+              f"{pct(lag, 50):.1f} p99 {pct(lag, 99):.1f} max {max(lag):.1f} ms")
 
 
 async def main() -> None:
@@ -232,7 +250,11 @@ async def main() -> None:
     parser.add_argument("--levels", default="1,50,100", help="simultaneous calls per run")
     parser.add_argument("--rate", type=float, default=10.0, help="new calls per second")
     parser.add_argument("--db", choices=("postgresql", "sqlite"), default="postgresql")
+    parser.add_argument("--no-catch-up", action="store_true",
+                        help="time waits from the event's arrival, not the PBX's stamp (before)")
     args = parser.parse_args()
+    if args.no_catch_up:
+        runner_module.CATCH_UP_MAX_S = 0.0
     levels = [int(x) for x in args.levels.split(",")]
     configure_logging("warning", False)
     phrases = REPO / "scripts_lib"
@@ -256,7 +278,8 @@ async def main() -> None:
             service.dispatcher.listen(ari.record)
             await service.start()
             print(f"sandbox {pbx.name}: {args.db}; English prompts; silent callers (digital "
-                  f"silence), {args.rate:g} new calls/s; {os.cpu_count()} cores")
+                  f"silence), {args.rate:g} new calls/s; {os.cpu_count()} cores; waits timed "
+                  f"from {'the event' if args.no_catch_up else 'the PBX stamp'}")
             try:
                 for calls in levels:
                     r = await run_level(service, ari, pbx, calls, args.rate)

@@ -207,6 +207,7 @@ async def test_every_procedure_wait_is_heard_within_one_frame(
                                  what=f"{channel} closed")
             runs = {case: await procedure_runs(cti.service, channel)
                     for case, channel in channels.items()}
+            silence_s = cti.service.settings.detection.silence_seconds
     failures: list[str] = []
 
     def check(case: str, steps: list[tuple[str, str | None, float]], expected: list[str],
@@ -220,7 +221,6 @@ async def test_every_procedure_wait_is_heard_within_one_frame(
         except AssertionError as exc:
             failures.append(str(exc))
 
-    silence_s = 5.0  # detection.silence_seconds
     silent_steps: list[tuple[str, str | None, float]] = [
         ("greeting_answer", "silent_call_first", silence_s),
         ("silent_call_first", "silent_call_second", WAIT_S),
