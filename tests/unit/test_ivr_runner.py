@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -15,7 +16,7 @@ from ivr_sim import _FLOWS, SLOTS
 
 from cti.domain.ivr import events as e
 from cti.domain.ivr.engine import CallContext, Phase
-from cti.features.ivr.runner import IvrRunner, UnknownProcedure, ari_to_domain
+from cti.features.ivr.runner import CATCH_UP_MAX_S, IvrRunner, UnknownProcedure, ari_to_domain
 from cti.features.procedures.audit import ProcedureAudit
 from cti.platform.clock import FakeClock
 from cti.platform.db.base import Base, make_engine, make_sessionmaker
@@ -433,3 +434,52 @@ async def test_a_prompt_whose_text_is_forbidden_is_not_played_and_is_a_departure
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+# -- waits timed from the PBX's stamp of the prompt's end ----------------------------------------
+
+
+async def test_a_wait_is_timed_from_the_prompts_end_as_the_pbx_stamped_it(
+    audit: ProcedureAudit,
+) -> None:
+    """A PlaybackFinished that reached the service 40 ms later than usual: the silent-call
+    waits after it are set 40 ms shorter, so the caller hears 5 s. A PBX clock that is off
+    by a constant (here the stamps all 100 ms behind ours) shortens nothing; a delay is never
+    taken off beyond CATCH_UP_MAX_S."""
+    runner, tel, timers, clock = make_runner(audit)
+    task = asyncio.create_task(runner.run_call(CallContext("c1", "zh", SLOTS), "agent_greeting",
+                                               "chan-1"))
+    await settle()
+
+    async def finished(delay_s: float) -> float:
+        stamp = clock.now() - timedelta(seconds=delay_s)
+        runner.feed("c1", e.PromptFinished(tel.plays()[-1][0], stamp))
+        await settle()
+        (due,) = timers.pending()
+        return due - clock.monotonic()
+
+    assert await finished(0.102) == pytest.approx(5.0)  # greeting: the first delay seen
+    timers.advance(5.0)
+    await settle()
+    assert await finished(0.100) == pytest.approx(5.0)  # 4a: the usual delay (the clock skew)
+    timers.advance(5.0)
+    await settle()
+    assert await finished(0.140) == pytest.approx(4.96)  # 4b: 40 ms late -> 40 ms less
+    timers.advance(4.96)
+    await settle()
+    assert await finished(2.0) == pytest.approx(5.0 - CATCH_UP_MAX_S)  # 4c: at most 0.25 s
+    timers.advance(5.0)
+    await settle()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def test_playback_finished_carries_the_pbx_time_stamp() -> None:
+    event = SimpleNamespace(type="PlaybackFinished", timestamp="2026-12-01T10:23:59.343+0000",
+                            playback=SimpleNamespace(id="c1-p3", target_uri="channel:ch9"))
+    assert ari_to_domain(event) == ("ch9", e.PromptFinished(
+        "c1-p3", datetime(2026, 12, 1, 10, 23, 59, 343000, tzinfo=UTC)
+    ))
+    event.timestamp = "not a time"
+    assert ari_to_domain(event) == ("ch9", e.PromptFinished("c1-p3"))

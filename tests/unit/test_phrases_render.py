@@ -16,6 +16,7 @@ from cti.platform.audio.render import (
     active_level,
     convert_and_trim,
     espeak_args,
+    masked_lead_in,
     read_band_limited,
     render_all,
 )
@@ -122,9 +123,11 @@ def test_trim_keeps_a_soft_onset_and_cuts_only_silence(tmp_path: Path) -> None:
 
 
 def test_trim_keeps_the_first_syllable_of_the_silent_call_goodbye(tmp_path: Path) -> None:
-    """The goodbye of row 4 starts softly (对: a closure before the burst; Sorry: a faint s at
-    8 kHz). Trimmed, it keeps all of it: what went was below the audible threshold, and the file
-    is audible from its first 20-ms frame."""
+    """The goodbye of row 4 starts softly. English (Sorry: a faint s at 8 kHz, ~90 ms): all of
+    it is kept, nothing audible is cut. Mandarin (对): espeak-ng puts ~22 ms of faint noise
+    before the burst of the d, which the burst masks; that lead-in is cut, so the file is loud
+    (-30 dBFS) within 5 ms of its start and a wait ending on it is heard exactly (issue 12:
+    the 4b -> 4c wait was heard 22 ms long); nothing audible before it is longer than 30 ms."""
     for lang, text in (("zh", "对不起,您的电话没有声音,请您换一部电话再次打来,好吗?再见!"),
                        ("en", "Sorry, there is no sound on your line. Goodbye!")):
         raw = tmp_path / f"{lang}.wav"
@@ -132,7 +135,8 @@ def test_trim_keeps_the_first_syllable_of_the_silent_call_goodbye(tmp_path: Path
         subprocess.run(["espeak-ng", *args[:-1], "-w", str(raw), args[-1]], check=True)
         x = read_band_limited(raw)
         threshold = 10 ** ((active_level(x) + SILENCE_DBFS - ACTIVE_LEVEL_DBFS) / 20)
-        onset = int(np.flatnonzero(np.abs(x) >= threshold)[0])
+        audible = np.flatnonzero(np.abs(x) >= threshold)
+        onset = int(audible[0])
         target = tmp_path / f"{lang}-trimmed.wav"
         convert_and_trim(raw, target)
         _, y = read(target)
@@ -142,11 +146,39 @@ def test_trim_keeps_the_first_syllable_of_the_silent_call_goodbye(tmp_path: Path
         # Where the file starts in the untrimmed sound: the best match of its first 200 ms
         # (past the 2-ms fade-in) near the onset.
         b = y[16:1616]
-        start = max(range(onset - 40, onset + 40),
+        start = max(range(onset - 40, onset + 400),
                     key=lambda s: float(np.dot(x[s + 16:s + 1616], b)))
         assert np.corrcoef(x[start + 16:start + 1616], b)[0, 1] > 0.99  # levelled, peaks limited
-        assert start <= onset  # the onset is in the file
-        assert np.abs(x[:start]).max() < threshold  # nothing audible cut before it
+        if lang == "en":
+            assert start <= onset  # the onset is in the file
+            assert np.abs(x[:start]).max() < threshold  # nothing audible cut before it
+        else:
+            cut = audible[audible < start]
+            assert cut.size, f"{lang}: no lead-in cut"
+            assert (cut[-1] - cut[0]) / 8000 <= 0.030, f"{lang}: cut {cut}"
+            loud = int(np.flatnonzero(np.abs(y) >= 10 ** (-30 / 20))[0])
+            assert loud <= 40, f"{lang}: loud {loud / 8} ms in"
+
+
+def test_a_masked_lead_in_is_cut_and_a_soft_consonant_is_kept() -> None:
+    """masked_lead_in: 22 ms of -46 dBFS noise before a burst 30 dB louder is cut (to EDGE_MS
+    before the burst); the same before an onset only 10 dB louder, or 90 ms of it (a
+    fricative), stays."""
+    rng = np.random.default_rng(0)
+
+    def noise(ms: float, dbfs: float) -> np.ndarray:
+        return rng.normal(0, 10 ** (dbfs / 20), round(ms * 8))
+
+    burst = np.concatenate([noise(20, -16), noise(200, -20)])
+    cut = masked_lead_in(np.concatenate([noise(22.5, -46), burst]), ACTIVE_LEVEL_DBFS)
+    assert 22.5 * 8 - 16 - 20 <= cut <= 22.5 * 8  # within a 2.5 ms frame of the burst
+    weak = np.concatenate([noise(22.5, -46), noise(200, -36)])
+    assert masked_lead_in(weak, ACTIVE_LEVEL_DBFS) == 0
+    fricative = np.concatenate([noise(90, -44), burst])
+    assert masked_lead_in(fricative, ACTIVE_LEVEL_DBFS) == 0
+    assert masked_lead_in(burst, ACTIVE_LEVEL_DBFS) == 0  # loud from the start
+
+
 def test_a_damaged_manifest_means_render_again_not_a_traceback(tmp_path: Path) -> None:
     (tmp_path / "rendered").mkdir()
     (tmp_path / "rendered" / "manifest.json").write_bytes(b"\x89{not json")

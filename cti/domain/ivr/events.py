@@ -19,6 +19,9 @@ class Answered:
 @dataclass(frozen=True, slots=True)
 class PromptFinished:
     playback_id: str
+    # When the PBX says the prompt's audio ended (its event's own time stamp), if known: the
+    # wait after a prompt is timed from there, not from when the event reached the service.
+    ended_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from cti.domain.ivr import commands as c
@@ -44,6 +46,13 @@ log = get_logger(__name__)
 
 # Names the agent page uses (cti/api/call_control.py) for the engine's procedures.
 ALIASES = {"silent": "silent_call", "noisy_line": "noisy", "volume_up": "agent_quiet"}
+# A wait after a prompt is timed from the prompt's end as the PBX stamped it: the time its
+# PlaybackFinished took to reach the service and be processed (websocket, event loop; 5-50 ms
+# on a loaded machine) would otherwise be heard as a longer wait. Only the part of that delay
+# over the smallest one seen lately is taken off (so a PBX clock off from ours by a constant
+# does not shorten every wait), and never more than CATCH_UP_MAX_S.
+CATCH_UP_MAX_S = 0.25
+DELAY_MEMORY = 256
 
 
 class AuditSink(Protocol):
@@ -112,6 +121,7 @@ class IvrRunner:
         self.bus = bus  # CallRouted goes there: the routing feature takes the call
         self.recordings = recordings
         self.calls: dict[str, _CallRun] = {}
+        self._delays: deque[float] = deque(maxlen=DELAY_MEMORY)  # PBX stamp -> processed, s
 
     # -- the call's task ----------------------------------------------------------------------
 
@@ -158,13 +168,14 @@ class IvrRunner:
         run.state, commands = run.machine.step(run.state, event)
         audits: list[c.Audit] = []
         checks: list[c.ConfirmCallerAbsent] = []
+        ended_at = event.ended_at if isinstance(event, e.PromptFinished) else None
         for command in commands:
             if isinstance(command, c.Audit):
                 audits.append(command)
             elif isinstance(command, c.ConfirmCallerAbsent):
                 checks.append(command)
             else:
-                await self._execute(run, command)
+                await self._execute(run, command, ended_at)
         at, mono = self.clock.now(), self.clock.monotonic()
         for audit in audits:  # after the timers are set: a write never delays them
             self._submit(AuditEntry(run.ctx.call_id, audit, at, mono))
@@ -178,7 +189,18 @@ class IvrRunner:
                      known=answer.known, found=answer.evidence.get("found"))
             await self._process(run, answer, None)
 
-    async def _execute(self, run: _CallRun, command: c.Command) -> None:
+    def already_waited(self, ended_at: datetime | None) -> float:
+        """Seconds of a wait that began at `ended_at` (the PBX's stamp of a prompt's end)
+        already gone by when its timer is set: the delay over the smallest seen lately."""
+        if ended_at is None:
+            return 0.0
+        delay = (self.clock.now() - ended_at).total_seconds()
+        self._delays.append(delay)
+        return min(max(delay - min(self._delays), 0.0), CATCH_UP_MAX_S)
+
+    async def _execute(
+        self, run: _CallRun, command: c.Command, ended_at: datetime | None = None
+    ) -> None:
         call_id = run.ctx.call_id
         try:
             match command:
@@ -186,7 +208,8 @@ class IvrRunner:
                     if run.timer:
                         run.timer[1].cancel()
                     handle = self.timers.call_later(
-                        seconds, lambda: run.queue.put_nowait((e.TimerFired(gen), None))
+                        max(seconds - self.already_waited(ended_at), 0.0),
+                        lambda: run.queue.put_nowait((e.TimerFired(gen), None)),
                     )
                     run.timer = (gen, handle)
                 case c.CancelTimer(gen=gen):
@@ -342,6 +365,17 @@ class IvrRunner:
         await asyncio.sleep(0)
 
 
+def pbx_time(event: Any) -> datetime | None:
+    """An ARI event's own time stamp (Asterisk's clock), or None if it has none."""
+    stamp = getattr(event, "timestamp", None)
+    if not isinstance(stamp, str):
+        return None
+    try:
+        return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f%z")
+    except ValueError:
+        return None
+
+
 def ari_to_domain(event: Any) -> tuple[str, e.Event] | None:
     """(channel id, domain event) for the ARI events the IVR cares about, else None.
 
@@ -355,7 +389,7 @@ def ari_to_domain(event: Any) -> tuple[str, e.Event] | None:
         playback = event.playback
         target = str(getattr(playback, "target_uri", ""))
         channel = target.split(":", 1)[1] if target.startswith("channel:") else target
-        return channel, e.PromptFinished(playback.id)
+        return channel, e.PromptFinished(playback.id, pbx_time(event))
     if kind in ("RecordingFinished", "RecordingFailed"):
         rec = event.recording
         target = str(getattr(rec, "target_uri", ""))

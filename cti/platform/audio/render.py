@@ -88,7 +88,17 @@ PEAK_CEILING_DBFS = -1.0
 SILENCE_DBFS = ACTIVE_LEVEL_DBFS - 30.0
 EDGE_MS = 2
 LIMIT_MS = 2
-RENDER_VERSION = "3"
+# A faint lead-in before a loud onset is not heard: a sound is masked by a much louder one that
+# follows it within ~30 ms (backward masking). espeak-ng puts ~22 ms of noise at -46 dBFS before
+# the burst of a stop (the d of 对, the first sound of every "对不起" prompt); a caller hears the
+# prompt start at the burst, so a wait ending on it was heard 22 ms long (issue 12). Cut: a
+# lead-in of at most LEAD_IN_MS, before the first frame within ONSET_DB of the active level,
+# when the next LEAD_IN_MS hold a frame MASKED_DB louder than the lead-in. A longer faint start
+# (the s of "Sorry", ~90 ms) is a consonant the caller hears, and stays.
+LEAD_IN_MS = 30
+ONSET_DB = 20.0
+MASKED_DB = 25.0
+RENDER_VERSION = "4"
 
 
 class RenderError(CtiError):
@@ -228,6 +238,27 @@ def trim_bounds(x: Samples, silence_dbfs: float, rate: int = SAMPLE_RATE) -> tup
     return max(int(audible[0]) - edge, 0), min(int(audible[-1]) + 1 + edge, len(x))
 
 
+def masked_lead_in(x: Samples, level_dbfs: float, rate: int = SAMPLE_RATE) -> int:
+    """How many samples at the start are a lead-in masked by the onset after it (0: none)."""
+    frame = rate * 25 // 10000  # 2.5 ms
+    n = min(len(x), rate * 2 * LEAD_IN_MS // 1000) // frame
+    if n == 0:
+        return 0
+    power = (x[: n * frame].reshape(n, frame) ** 2).mean(axis=1)
+    db = 10 * np.log10(power + 1e-30)
+    loud = np.flatnonzero(db >= level_dbfs - ONSET_DB)
+    if loud.size == 0:
+        return 0
+    onset = int(loud[0])
+    if onset == 0 or onset * frame > rate * LEAD_IN_MS // 1000:
+        return 0
+    lead_in = 10 * np.log10(power[:onset].mean() + 1e-30)
+    after = db[onset: onset + rate * LEAD_IN_MS // 1000 // frame].max()
+    if after - lead_in < MASKED_DB:
+        return 0
+    return max(onset * frame - rate * EDGE_MS // 1000, 0)
+
+
 def limit(x: Samples, ceiling_dbfs: float, rate: int = SAMPLE_RATE) -> Samples:
     """A look-ahead peak limiter: the gain each sample needs to stay under the ceiling, held
     over LIMIT_MS either side and smoothed over as long (so it is never above what any sample
@@ -247,8 +278,8 @@ def limit(x: Samples, ceiling_dbfs: float, rate: int = SAMPLE_RATE) -> Samples:
 
 def finish(x: Samples, rate: int = SAMPLE_RATE) -> Samples:
     """Trimmed to the audible part (30 dB below the active level), set to the active level
-    with peaks limited below the ceiling, the edges faded over EDGE_MS (no click where a quiet
-    tail is cut)."""
+    with peaks limited below the ceiling, a masked lead-in cut (see LEAD_IN_MS), the edges
+    faded over EDGE_MS (no click where a quiet tail is cut)."""
     level = active_level(x, rate)
     if not np.isfinite(level):
         return x[:0]
@@ -256,6 +287,7 @@ def finish(x: Samples, rate: int = SAMPLE_RATE) -> Samples:
     x = x[start:end]
     gain = 10 ** ((ACTIVE_LEVEL_DBFS - active_level(x, rate)) / 20)
     x = limit(x * gain, PEAK_CEILING_DBFS - 0.1, rate)
+    x = x[masked_lead_in(x, ACTIVE_LEVEL_DBFS, rate):]
     edge = min(rate * EDGE_MS // 1000, len(x) // 2)
     if edge:
         ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(edge) + 0.5) / edge)
