@@ -21,6 +21,7 @@ def _channel(data: dict[str, Any]) -> ChannelInfo:
         caller_name=caller.get("name", ""),
         dialplan_exten=dialplan.get("exten", ""),
         creationtime=data.get("creationtime", ""),
+        variables={str(k): str(v) for k, v in (data.get("channelvars") or {}).items()},
     )
 
 
