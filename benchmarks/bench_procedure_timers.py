@@ -33,16 +33,19 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from cti.domain.ivr.config import DetectionSettings  # noqa: E402
 from cti.features.ivr.caller_audio import is_tap_channel  # noqa: E402
 from cti.features.phrases.library import load_phrase_library  # noqa: E402
 from cti.platform.ari.events import AriEvent  # noqa: E402
@@ -73,9 +76,13 @@ class Recorder:
     """Per caller channel: (kind, phrase, asterisk time, service arrival time)."""
 
     events: dict[str, list[tuple[str, str, float, float]]] = field(default_factory=dict)
+    # Every event's delivery delay, ms: its arrival here (wall clock) less Asterisk's stamp.
+    delivery_ms: list[float] = field(default_factory=list)
 
     async def record(self, event: AriEvent) -> None:
         arrived = time.monotonic()
+        if event.timestamp:
+            self.delivery_ms.append((time.time() - ari_time(event)) * 1000)
         playback = getattr(event, "playback", None)
         if playback is not None and event.type in ("PlaybackStarted", "PlaybackFinished"):
             channel = playback.target_uri.removeprefix("channel:")
@@ -102,6 +109,68 @@ class LevelResult:
     per_step: dict[str, list[float]]
     cpu_service_pct: float
     cpu_asterisk_pct: float
+    cpu_service_s: float  # CPU seconds over the level (both processes' user + system)
+    cpu_asterisk_s: float
+    delivery_ms: list[float]  # ARI event delivery delays (Asterisk stamp -> here)
+    loop_lag_ms: list[float]  # how late a 20 ms sleep of the service's loop woke
+    load: tuple[float, float]  # the machine's 1-min load average at the start and the end
+    run_wait_s: list[tuple[float, float]]  # service, Asterisk: (ran, waited for a CPU), s
+
+
+@dataclass
+class AriTrace:
+    """Each ARI request's time (ms) by kind ("POST channels/*/play"), and the most requests in
+    flight at once: the service's connection pool holds 64, so more wait in it."""
+
+    times: dict[str, list[float]] = field(default_factory=dict)
+    in_flight: int = 0
+    peak: int = 0
+
+    def wrap(self, service: Service) -> None:
+        original = service.ari.request_bytes
+
+        async def timed(method: str, path: str, **kw: Any) -> bytes:
+            parts = path.strip("/").split("/")
+            kind = ("(timed) " if kw.get("urgent") else "") + method + " " + "/".join(
+                "*" if i % 2 and i < 3 else p for i, p in enumerate(parts[:3])
+            )
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+            t0 = time.monotonic()
+            try:
+                return await original(method, path, **kw)
+            finally:
+                self.in_flight -= 1
+                self.times.setdefault(kind, []).append((time.monotonic() - t0) * 1000)
+
+        service.ari.request_bytes = timed  # type: ignore[method-assign]
+
+    def report(self) -> None:
+        print(f"   ARI requests (ms, service side incl. its pool's queue), peak in flight "
+              f"{self.peak}:")
+        for kind, values in sorted(self.times.items(), key=lambda kv: -len(kv[1])):
+            print(f"     {kind:<36} n={len(values):5}  p50 {pct(values, 50):7.1f}  p99 "
+                  f"{pct(values, 99):7.1f}  max {max(values):7.1f}")
+        self.times.clear()
+        self.peak = 0
+
+
+WINDOW_KINDS: dict[str, int] = {}
+
+
+def count_windows() -> None:
+    """Count the line watch's classes: every caller here is silent, so any other class is a
+    tap that hears something else (and the presence check would keep the call up)."""
+    from cti.domain import audio_classifier
+
+    original = audio_classifier.AudioClassifier._window
+
+    def counted(self: audio_classifier.AudioClassifier, window: bytes) -> Any:
+        out = original(self, window)
+        WINDOW_KINDS[out.kind] = WINDOW_KINDS.get(out.kind, 0) + 1
+        return out
+
+    audio_classifier.AudioClassifier._window = counted  # type: ignore[method-assign]
 
 
 def waits_of(log: list[tuple[str, str, float, float]]) -> dict[str, tuple[float, float]]:
@@ -155,11 +224,71 @@ def asterisk_pid(pbx: Pbx) -> int | None:
     return None
 
 
+class RunQueueWait:
+    """Time the process's threads spent runnable but waiting for a CPU (/proc/.../schedstat),
+    against the time they ran: on a shared machine this tells "our work is slow" from "our
+    work waited for other people's". Threads are sampled every 0.5 s (short-lived ones may be
+    missed between samples)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.first: dict[str, tuple[int, int]] = {}
+        self.last: dict[str, tuple[int, int]] = {}
+
+    def sample(self) -> None:
+        for task in Path(f"/proc/{self.pid}/task").iterdir():
+            try:
+                run, wait = (int(x) for x in (task / "schedstat").read_text().split()[:2])
+            except (OSError, ValueError):
+                continue
+            self.first.setdefault(task.name, (run, wait))
+            self.last[task.name] = (run, wait)
+
+    def totals_s(self) -> tuple[float, float]:
+        run = sum(v[0] - self.first[k][0] for k, v in self.last.items()) / 1e9
+        wait = sum(v[1] - self.first[k][1] for k, v in self.last.items()) / 1e9
+        return run, wait
+
+
+class WaitSampler(threading.Thread):
+    """Samples the run-queue waits every 0.5 s in a thread of its own, and keeps its own CPU
+    time (reading /proc for Asterisk's hundreds of threads) out of the service's figure."""
+
+    def __init__(self, waits: list[RunQueueWait]) -> None:
+        super().__init__(daemon=True)
+        self.waits = waits
+        self.cpu_s = 0.0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.5):
+            for w in self.waits:
+                w.sample()
+        for w in self.waits:
+            w.sample()
+        self.cpu_s = time.thread_time()
+
+
+async def probe_loop(lags: list[float], period: float = 0.02) -> None:
+    """The service's event loop lag: every timer of the procedures waits behind it."""
+    while True:
+        before = time.monotonic()
+        await asyncio.sleep(period)
+        lags.append((time.monotonic() - before - period) * 1000)
+
+
 async def run_level(
     service: Service, recorder: Recorder, pbx: Pbx, pcap: Path, calls: int, rate: float
 ) -> LevelResult:
     recorder.events.clear()
+    recorder.delivery_ms.clear()
+    load0 = os.getloadavg()[0]
+    lags: list[float] = []
+    prober = asyncio.create_task(probe_loop(lags))
     ast_pid = asterisk_pid(pbx)
+    sched = [RunQueueWait(os.getpid())] + ([RunQueueWait(ast_pid)] if ast_pid else [])
+    sampler = WaitSampler(sched)
+    sampler.start()
     ast_cpu0 = cpu_seconds(ast_pid) if ast_pid else 0.0
     cpu0, wall0 = time.process_time(), time.monotonic()
     result = await run_sipp(
@@ -170,8 +299,12 @@ async def run_level(
     while len(service.registry) and time.monotonic() < deadline:  # noqa: ASYNC110 - polling
         await asyncio.sleep(0.2)
     wall = time.monotonic() - wall0
-    cpu = (time.process_time() - cpu0) / wall * 100
-    ast_cpu = ((cpu_seconds(ast_pid) - ast_cpu0) / wall * 100) if ast_pid else float("nan")
+    prober.cancel()
+    sampler.done.set()
+    sampler.join()
+    cpu_s = time.process_time() - cpu0 - sampler.cpu_s
+    ast_cpu_s = (cpu_seconds(ast_pid) - ast_cpu0) if ast_pid else float("nan")
+    cpu, ast_cpu = cpu_s / wall * 100, ast_cpu_s / wall * 100
     errors_pbx: list[float] = []
     errors_svc: list[float] = []
     per_step: dict[str, list[float]] = {label: [] for _, _, label in STEPS}
@@ -187,13 +320,30 @@ async def run_level(
             errors_svc.append(err_svc)
             per_step[label].append(err_pbx)
     return LevelResult(calls, completed, result.ok, wall, errors_pbx, errors_svc, per_step,
-                       cpu, ast_cpu)
+                       cpu, ast_cpu, cpu_s, ast_cpu_s, list(recorder.delivery_ms), lags,
+                       (load0, os.getloadavg()[0]), [w.totals_s() for w in sched])
 
 
 def report(r: LevelResult) -> None:
     print(f"\n== {r.calls} simultaneous call(s): {r.completed}/{r.calls} ran the whole procedure, "
           f"sipp {'ok' if r.sipp_ok else 'FAILED'}, {r.duration_s:.0f} s; CPU: service "
           f"{r.cpu_service_pct:.0f}%, Asterisk {r.cpu_asterisk_pct:.0f}% (100% = one core)")
+    print(f"   line watch windows: {dict(sorted(WINDOW_KINDS.items())) or 'none'}")
+    WINDOW_KINDS.clear()
+    print(f"   CPU per call: service {r.cpu_service_s / r.calls * 1000:.0f} ms, Asterisk "
+          f"{r.cpu_asterisk_s / r.calls * 1000:.0f} ms (service / Asterisk "
+          f"{r.cpu_service_s / r.cpu_asterisk_s:.2f}); 1-min load {r.load[0]:.1f} -> "
+          f"{r.load[1]:.1f}")
+    for name, (ran, waited) in zip(("service", "Asterisk"), r.run_wait_s, strict=False):
+        print(f"   {name} threads waited for a CPU {waited:.1f} s while running {ran:.1f} s "
+              f"(wait / run {waited / ran if ran else float('nan'):.2f}: other work's share)")
+    d, lag = r.delivery_ms, r.loop_lag_ms
+    if d:
+        print(f"   ARI event delivery (Asterisk stamp -> service), {len(d)} events: p50 "
+              f"{pct(d, 50):.1f} ms  p99 {pct(d, 99):.1f} ms  max {max(d):.1f} ms")
+    if lag:
+        print(f"   service loop lag (20 ms sleeps): p50 {pct(lag, 50):.1f} ms  p99 "
+              f"{pct(lag, 99):.1f} ms  max {max(lag):.1f} ms")
     if not r.errors_pbx_ms:
         print("   no waits measured")
         return
@@ -247,9 +397,14 @@ async def main() -> None:
     parser.add_argument("--levels", default="1,50,200", help="simultaneous calls per run")
     parser.add_argument("--rate", type=float, default=10.0, help="new calls per second")
     parser.add_argument("--db", choices=("postgresql", "sqlite"), default="postgresql")
+    parser.add_argument("--tap-format", choices=("slin", "slin16"), default="slin",
+                        help="the caller-audio tap's RTP format (detection.tap_format)")
+    parser.add_argument("--trace-ari", action="store_true",
+                        help="time every ARI request by kind (profiling)")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     configure_logging("warning", False)
+    count_windows()
 
     phrases = REPO / "scripts_lib"
     company = CompanySettings(language="en")
@@ -267,10 +422,17 @@ async def main() -> None:
                             app=pbx.app),
             sounds_dir=pbx.sounds_dir, company=company, inbound_flow="agent_greeting",
             log_level="warning",
+            detection=DetectionSettings(**(
+                {"tap_format": args.tap_format}
+                if "tap_format" in DetectionSettings.model_fields else {}  # older trees
+            )),
         )
         service = Service.build(settings)
         recorder = Recorder()
         service.dispatcher.listen(recorder.record)
+        trace = AriTrace()
+        if args.trace_ari:
+            trace.wrap(service)
         await service.start()
         print(f"sandbox {pbx.name}: ARI {pbx.ari_url}; {args.db}; English prompts; silent "
               f"callers (digital-silence RTP), {args.rate:g} new calls/s")
@@ -281,6 +443,8 @@ async def main() -> None:
                 r = await run_level(service, recorder, pbx, pcap, calls, args.rate)
                 results.append(r)
                 report(r)
+                if args.trace_ari:
+                    trace.report()
                 load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
                 print(f"   (level took {time.monotonic() - started:.0f} s; machine load average "
                       f"{load} on {os.cpu_count()} cores, other work included)")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 Direction = Literal["in", "out", "both"]
@@ -18,6 +18,8 @@ class ChannelInfo:
     caller_name: str
     dialplan_exten: str
     creationtime: str
+    # Variables the PBX returns with the channel (externalMedia: its local RTP address/port).
+    variables: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

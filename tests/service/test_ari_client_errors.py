@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from cti.platform.ari.client import AriClient
+from cti.platform.ari.client import CONNECTIONS, AriClient
 from cti.platform.errors import TelephonyTimeout, TelephonyUnavailable
 from cti.platform.settings import AriSettings
 
@@ -54,3 +54,48 @@ async def test_event_socket_keeps_retrying_while_nothing_listens() -> None:
     assert not client.connected.is_set()
     await client.close()
     await asyncio.wait_for(task, 2)
+
+
+async def test_a_prompt_is_not_queued_behind_requests_the_pbx_holds() -> None:
+    """Every ordinary connection busy with a request Asterisk holds (an `answer` under load):
+    a prompt, on the timed lane, still goes out and is answered at once."""
+    release = asyncio.Event()
+    held: list[str] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                line = head.split(b"\r\n", 1)[0].decode()
+                if "/answer" in line:
+                    held.append(line)
+                    await release.wait()
+                writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = AriClient(AriSettings(url=f"http://127.0.0.1:{port}/ari", request_timeout=5))
+    answers = [
+        asyncio.create_task(client.request("POST", f"channels/c{i}/answer"))
+        for i in range(CONNECTIONS + 10)
+    ]
+    try:
+        for _ in range(200):
+            if len(held) >= CONNECTIONS:
+                break
+            await asyncio.sleep(0.01)
+        assert len(held) == CONNECTIONS, "every ordinary connection is held"
+        started = time.monotonic()
+        await client.request("POST", "channels/p/play/p1", urgent=True)
+        assert time.monotonic() - started < 0.5
+        assert len(held) == CONNECTIONS
+        assert not any(t.done() for t in answers), "the held requests are still held"
+    finally:
+        release.set()
+        await asyncio.gather(*answers, return_exceptions=True)
+        await client.close()
+        server.close()
+        await server.wait_closed()

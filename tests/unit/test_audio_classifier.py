@@ -132,6 +132,33 @@ async def test_rtp_endpoint_classifies_a_ulaw_stream() -> None:
     assert {w.kind for w in windows} == {"noisy"}
 
 
+async def test_rtp_endpoint_classifies_an_8khz_signed_linear_stream() -> None:
+    """The tap's format (detection.tap_format "slin"): L16 big-endian at 8 kHz, 320 bytes per
+    20 ms, classified as the same audio through µ-law is."""
+    windows: list[WindowFeatures] = []
+    transport, port = await open_caller_audio(
+        "127.0.0.1", "slin", ClassifierSettings(), 1000, windows.append
+    )
+    try:
+        pcm = np.frombuffer(CASES_8K["loud_noise"][1], "<i2").astype(">i2").tobytes()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for seq, start in enumerate(range(0, len(pcm), 320)):
+                sock.sendto(rtp(seq, pcm[start : start + 320], pt=118), ("127.0.0.1", port))
+                if seq % 20 == 0:
+                    await asyncio.sleep(0.001)
+        for _ in range(100):
+            if len(windows) >= 3:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        transport.close()
+    assert len(windows) >= 3
+    assert {w.kind for w in windows} == {"noisy"}
+    protocol = transport.get_protocol()
+    assert isinstance(protocol, CallerAudioProtocol)
+    assert protocol.classifier.sample_rate == 8000
+
+
 @pytest.mark.parametrize(
     ("hiss_dbfs", "expected"), [(-65, "silent"), (-50, "silent"), (-35, "noisy"), (-20, "noisy")]
 )

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from cti.domain.audio_classifier import ClassifierSettings
@@ -42,3 +44,8 @@ class DetectionSettings(BaseModel):
     # (recorded as unverified). The runner answers at once from what it already has.
     presence_answer_seconds: float = Field(default=0.5, gt=0, le=2)
     classifier: ClassifierSettings = ClassifierSettings()
+    # The caller-audio tap's RTP format. "slin" (8 kHz signed linear) is what the snoop
+    # gives for a telephone caller: no resampling or transcoding in Asterisk and half the
+    # classifier's work; the classifier is calibrated at 8 kHz (G.711 is its reference).
+    # "slin16" resamples every 20 ms frame in Asterisk, for wideband callers only.
+    tap_format: Literal["slin", "slin16"] = "slin"

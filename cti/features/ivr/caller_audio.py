@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from cti.domain.audio_classifier import WindowFeatures
 from cti.domain.ivr.config import DetectionSettings
@@ -13,7 +13,7 @@ from cti.features.calls.registry import CallRegistry
 from cti.platform.audio.rtp_stream import CallerAudioProtocol, open_caller_audio
 from cti.platform.errors import TelephonyError
 from cti.platform.log import get_logger
-from cti.platform.ports import Telephony
+from cti.platform.ports import ChannelInfo, Telephony
 
 log = get_logger(__name__)
 
@@ -45,8 +45,9 @@ class CallerAudioTap:
     async def start(
         self, call_id: str, caller_channel: str, on_window: Callable[[WindowFeatures], None]
     ) -> None:
+        fmt = self.detection.tap_format
         transport, port = await open_caller_audio(
-            self.host, "slin16", self.detection.classifier, self.detection.window_ms, on_window
+            self.host, fmt, self.detection.classifier, self.detection.window_ms, on_window
         )
         self._transport = transport
         snoop_id, media_id = f"{call_id}-snoop", f"{call_id}-media"
@@ -54,45 +55,62 @@ class CallerAudioTap:
         for ch in (snoop_id, media_id):
             self.registry.attach_channel(call_id, ch)
             self._channels.append(ch)
+        bridge_id = f"cti-tap-{call_id}"
+        self._bridge = bridge_id  # stop() destroys it, made or not
         try:
-            await self.telephony.snoop(
-                caller_channel, spy="in", app_args="tap", snoop_id=snoop_id
+            # The three at once, and both channels added in one request: the tap costs the
+            # PBX five requests (was seven, one after another), and every ARI request is
+            # HTTP parsing and JSON in Asterisk, its dearest work per call after the audio.
+            made = await asyncio.gather(
+                self.telephony.snoop(caller_channel, spy="in", app_args="tap",
+                                     snoop_id=snoop_id),
+                self.telephony.external_media(
+                    external_host=f"{self.host}:{port}", fmt=fmt, channel_id=media_id
+                ),
+                self.telephony.create_bridge(bridge_id, "mixing"),
+                return_exceptions=True,  # all three settled before stop() cleans up
             )
-            await self.telephony.external_media(
-                external_host=f"{self.host}:{port}", fmt="slin16", channel_id=media_id
-            )
-            await self._listen_only_to(media_id, transport)
-            self._bridge = await self.telephony.create_bridge(f"cti-tap-{call_id}", "mixing")
-            for channel in (snoop_id, media_id):  # one by one: each retried on its own
-                await self._add_when_in_stasis(self._bridge, channel)
+            for outcome in made:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            media = made[1]
+            assert isinstance(media, ChannelInfo)
+            await self._listen_only_to(media_id, media.variables, transport)
+            await self._add_when_in_stasis(bridge_id, [snoop_id, media_id])
         except BaseException:
             self.close_socket()  # the PBX side is cleaned up by stop()
             raise
         log.info("audio_tap.started", port=port)
 
-    async def _listen_only_to(self, media_id: str, transport: asyncio.DatagramTransport) -> None:
-        """Hear only the externalMedia channel's RTP port (Asterisk names it in a variable)."""
+    async def _listen_only_to(
+        self, media_id: str, variables: Mapping[str, str], transport: asyncio.DatagramTransport
+    ) -> None:
+        """Hear only the externalMedia channel's RTP port (Asterisk names it in a variable,
+        returned with the channel since Asterisk 16.6; asked for when it is not)."""
         protocol = transport.get_protocol()
         if not isinstance(protocol, CallerAudioProtocol):
             return
-        try:
-            port = await self.telephony.get_variable(media_id, "UNICASTRTP_LOCAL_PORT")
-        except TelephonyError as exc:
-            log.warning("audio_tap.sender_unknown", error=exc.message)
-            return
+        port = variables.get("UNICASTRTP_LOCAL_PORT")
+        if port is None:
+            try:
+                port = await self.telephony.get_variable(media_id, "UNICASTRTP_LOCAL_PORT")
+            except TelephonyError as exc:
+                log.warning("audio_tap.sender_unknown", error=exc.message)
+                return
         if port.isdigit():
             protocol.sender_port = int(port)
         else:
             log.warning("audio_tap.sender_unknown", value=port)
 
-    async def _add_when_in_stasis(self, bridge: str, channel: str) -> None:
+    async def _add_when_in_stasis(self, bridge: str, channels: list[str]) -> None:
         # ARI creates the snoop and externalMedia channels at once but they enter Stasis a
         # moment later; addChannel before that is refused with 422 "Channel not in Stasis
         # application" (seen with ~10 calls starting together). Their StasisStart reaches the
         # call's queue, which waits behind this start(), so poll instead of waiting for it.
         for attempt in range(STASIS_RETRIES):
             try:
-                await self.telephony.add_to_bridge(bridge, [channel])
+                # All or none: a channel not yet in Stasis refuses the whole request.
+                await self.telephony.add_to_bridge(bridge, channels)
                 return
             except TelephonyError as exc:
                 if "422" not in exc.message or attempt == STASIS_RETRIES - 1:

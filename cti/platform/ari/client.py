@@ -45,6 +45,10 @@ UNUSED_EVENT_TYPES = (
 )
 
 
+# Asterisk's http.conf allows 100 sessions by default (`sessionlimit`): both lanes fit in it.
+CONNECTIONS, URGENT_CONNECTIONS = 64, 24
+
+
 def _ws_url(base: str, app: str) -> str:
     parts = urlsplit(base.rstrip("/"))
     scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
@@ -73,6 +77,11 @@ class AriClient:
         self._base = settings.url.rstrip("/") + "/"
         # aiohttp: about a fifth of httpx's CPU per request, which bounds calls per second.
         self._http: aiohttp.ClientSession | None = None
+        # A lane of its own for the requests a caller's timing hangs on (a prompt after a
+        # wait, a procedure's hang-up): under load Asterisk holds an `answer` for seconds
+        # (chan_pjsip's serializer), the 64 connections fill with them, and a prompt due
+        # after a 5 s wait queued behind them (p50 1.1 s at 300 calls: docs/sizing.md).
+        self._urgent_http: aiohttp.ClientSession | None = None
         self._ws: ClientConnection | None = None
         self._stopping = False
         self.connected = asyncio.Event()
@@ -83,15 +92,22 @@ class AriClient:
         self._on_connect = on_connect
 
     # ------------------------------------------------------------------ REST
-    def _session(self) -> aiohttp.ClientSession:
+    def _session(self, urgent: bool = False) -> aiohttp.ClientSession:
         # Made on first use: a ClientSession belongs to the running event loop.
+        if urgent:
+            if self._urgent_http is None or self._urgent_http.closed:
+                self._urgent_http = self._new_session(URGENT_CONNECTIONS)
+            return self._urgent_http
         if self._http is None or self._http.closed:
-            self._http = aiohttp.ClientSession(
-                headers={"Authorization": self._basic},
-                timeout=aiohttp.ClientTimeout(total=self.settings.request_timeout),
-                connector=aiohttp.TCPConnector(limit=64),
-            )
+            self._http = self._new_session(CONNECTIONS)
         return self._http
+
+    def _new_session(self, limit: int) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            headers={"Authorization": self._basic},
+            timeout=aiohttp.ClientTimeout(total=self.settings.request_timeout),
+            connector=aiohttp.TCPConnector(limit=limit),
+        )
 
     async def request(
         self,
@@ -101,9 +117,12 @@ class AriClient:
         params: dict[str, Any] | None = None,
         json_body: Any = None,
         timeout: float | None = None,
+        urgent: bool = False,
     ) -> Any:
+        """`urgent`: on the timed lane (prompts, playback stops, hang-ups), which the other
+        requests' queue never delays."""
         body = await self.request_bytes(
-            method, path, params=params, json_body=json_body, timeout=timeout
+            method, path, params=params, json_body=json_body, timeout=timeout, urgent=urgent
         )
         if not body:
             return None
@@ -120,6 +139,7 @@ class AriClient:
         params: dict[str, Any] | None = None,
         json_body: Any = None,
         timeout: float | None = None,
+        urgent: bool = False,
     ) -> bytes:
         """The response body as it came (a recording's file), after the same error mapping."""
         clean: dict[str, str | int | float] = {}
@@ -130,7 +150,7 @@ class AriClient:
         try:
             for attempt in (1, 2):
                 try:
-                    async with self._session().request(
+                    async with self._session(urgent).request(
                         method, self._base + path.lstrip("/"), params=clean or None,
                         json=json_body,
                         timeout=aiohttp.ClientTimeout(
@@ -245,8 +265,9 @@ class AriClient:
                 await self._ws.close()
             except Exception as exc:  # closing anyway: note it, nothing to recover
                 log.debug("ari.ws_close_failed", error=f"{exc.__class__.__name__}: {exc}")
-        if self._http is not None:
-            await self._http.close()
+        for session in (self._http, self._urgent_http):
+            if session is not None:
+                await session.close()
 
 
 def _reason(body: bytes) -> str:

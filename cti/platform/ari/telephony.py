@@ -21,6 +21,7 @@ def _channel(data: dict[str, Any]) -> ChannelInfo:
         caller_name=caller.get("name", ""),
         dialplan_exten=dialplan.get("exten", ""),
         creationtime=data.get("creationtime", ""),
+        variables={str(k): str(v) for k, v in (data.get("channelvars") or {}).items()},
     )
 
 
@@ -33,7 +34,9 @@ class AriTelephony:
         await self.client.request("POST", f"channels/{channel_id}/answer")
 
     async def hangup(self, channel_id: str, reason: str = "normal") -> None:
-        await self.client.request("DELETE", f"channels/{channel_id}", params={"reason": reason})
+        await self.client.request(
+            "DELETE", f"channels/{channel_id}", params={"reason": reason}, urgent=True
+        )
 
     async def ring(self, channel_id: str) -> None:
         await self.client.request("POST", f"channels/{channel_id}/ring")
@@ -48,7 +51,7 @@ class AriTelephony:
         pid = playback_id or uuid.uuid4().hex
         await self.client.request(
             "POST", f"channels/{channel_id}/play/{pid}",
-            params={"media": ",".join(media), "lang": lang},
+            params={"media": ",".join(media), "lang": lang}, urgent=True,
         )
         return pid
 
@@ -57,12 +60,13 @@ class AriTelephony:
     ) -> str:
         pid = playback_id or uuid.uuid4().hex
         await self.client.request(
-            "POST", f"bridges/{bridge_id}/play/{pid}", params={"media": ",".join(media)}
+            "POST", f"bridges/{bridge_id}/play/{pid}", params={"media": ",".join(media)},
+            urgent=True,
         )
         return pid
 
     async def stop_playback(self, playback_id: str) -> None:
-        await self.client.request("DELETE", f"playbacks/{playback_id}")
+        await self.client.request("DELETE", f"playbacks/{playback_id}", urgent=True)
 
     async def start_moh(self, channel_id: str, moh_class: str | None = None) -> None:
         await self.client.request(

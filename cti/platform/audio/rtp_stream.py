@@ -1,9 +1,10 @@
 """Receive the caller's audio as RTP (ARI externalMedia, fed by a snoop on the caller's
 channel) and classify it window by window.
 
-One UDP endpoint per call: Asterisk sends RTP with slin16 (16 kHz signed linear, big-endian
-per RFC 3551 L16) or ulaw (8 kHz G.711 µ-law) payloads; each classified window is handed to
-`on_window(features)` (the IVR runner feeds it to the engine as AudioClassified).
+One UDP endpoint per call: Asterisk sends RTP with slin (8 kHz signed linear, big-endian per
+RFC 3551 L16), slin16 (the same at 16 kHz) or ulaw (8 kHz G.711 µ-law) payloads; each
+classified window is handed to `on_window(features)` (the IVR runner feeds it to the engine
+as AudioClassified).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy.typing as npt
 
 from cti.domain.audio_classifier import AudioClassifier, ClassifierSettings, WindowFeatures
 
-Codec = Literal["slin16", "ulaw"]
+Codec = Literal["slin", "slin16", "ulaw"]
 RTP_HEADER = 12
 
 
@@ -78,7 +79,7 @@ class CallerAudioProtocol(asyncio.DatagramProtocol):
         self.sender_port: int | None = None
         # Payloads are collected and decoded a window at a time: per packet only a copy.
         self._raw = bytearray()
-        bytes_per_sample = 2 if codec == "slin16" else 1
+        bytes_per_sample = 1 if codec == "ulaw" else 2
         self._chunk = self.classifier.window_bytes // 2 * bytes_per_sample
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
