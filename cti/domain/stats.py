@@ -20,6 +20,7 @@ from cti.events import (
     CallEnded,
     CallHeld,
     CallLeftQueue,
+    CallOffered,
     CallQueued,
     CallResumed,
     CallTransferred,
@@ -216,6 +217,18 @@ class StatsFold:
                 call.offered_in.add(e.queue)
                 self._q(call, e.queue).offered += 1
             call.queue, call.queued_at, call.left = e.queue, e.at, False
+        elif isinstance(e, CallOffered):
+            # A caller offered at once to a free agent never waited: the ACD publishes no
+            # CallQueued for it, so its offer is where it entered the queue. (An offer to a
+            # call a queue counted already, a re-offer or a transfer, counts nothing here.)
+            call = self._calls.setdefault(e.call_id, _Call())
+            if not call.offered_in:
+                entered = e.at - timedelta(seconds=e.waited_s)
+                if call.bucket is None:
+                    call.bucket = self._bucket(entered)
+                call.offered_in.add(e.queue)
+                self._q(call, e.queue).offered += 1
+                call.queue, call.queued_at, call.left = e.queue, entered, False
         elif isinstance(e, CallConnected):
             call = self._calls.setdefault(e.call_id, _Call(queue=e.queue))
             if call.bucket is None:

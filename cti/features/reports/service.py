@@ -22,8 +22,8 @@ INTERVALS: dict[str, timedelta | None] = {
 }
 # The events the figures are made of (the rest are not read for a report).
 STATS_EVENTS = (
-    "CallQueued", "CallConnected", "CallLeftQueue", "CallHeld", "CallResumed", "CallTransferred",
-    "CallEnded", "OfferWithdrawn", "ProcedureStarted", "AgentStateChanged",
+    "CallQueued", "CallOffered", "CallConnected", "CallLeftQueue", "CallHeld", "CallResumed",
+    "CallTransferred", "CallEnded", "OfferWithdrawn", "ProcedureStarted", "AgentStateChanged",
 )
 READ_BATCH = 50_000
 
