@@ -23,6 +23,7 @@ from cti.events import (
     CallEnded,
     CallHeld,
     CallLeftQueue,
+    CallOffered,
     CallQueued,
     CallResumed,
     CallTransferred,
@@ -258,6 +259,18 @@ class StatsFold:
             call.queue, call.queued_at, call.left = e.queue, e.at, False
         elif isinstance(e, OutboundCallPlaced):
             self._outbound.add(e.call_id)
+        elif isinstance(e, CallOffered) and e.call_id not in self._outbound:
+            # A caller offered at once to a free agent never waited: the ACD publishes no
+            # CallQueued for it, so its offer is where it entered the queue. (An offer to a
+            # call a queue counted already, a re-offer or a transfer, counts nothing here.)
+            call = self._calls.setdefault(e.call_id, _Call())
+            if not call.offered_in:
+                entered = e.at - timedelta(seconds=e.waited_s)
+                if call.bucket is None:
+                    call.bucket = self._bucket(entered)
+                call.offered_in.add(e.queue)
+                self._q(call, e.queue).offered += 1
+                call.queue, call.queued_at, call.left = e.queue, entered, False
         elif isinstance(e, CallConnected):
             outbound = e.call_id in self._outbound
             call = self._calls.setdefault(e.call_id, _Call(queue=None if outbound else e.queue))

@@ -163,3 +163,21 @@ def test_a_call_the_agent_placed_counts_for_the_agent_not_the_queue() -> None:
     assert a.on_call_s == 70.0
     assert not fold._calls
     assert not fold._outbound
+
+
+def test_a_call_offered_at_once_to_a_free_agent_is_offered_too() -> None:
+    """The ACD publishes CallQueued only for callers who wait; one offered at once enters
+    the queue with its offer (found by the scripted-calls e2e: offered 5 for 6 calls)."""
+    fold = StatsFold(lambda _q: QueueTargets(sl_s=20, short_abandon_s=5))
+    fold.apply_all([
+        CallOffered("F", "1001", "sales", 0.0, {}, t(10)),
+        CallConnected("F", "1001", "sales", 0.4, t(10.4)),
+        # a re-offer or a transfer of a call counted already adds nothing
+        CallQueued("G", "sales", 0, 1, t(20)),
+        CallOffered("G", "1002", "sales", 1.0, {}, t(21)),
+        OfferWithdrawn("G", "1002", "no_answer", t(24)),
+        CallOffered("G", "1001", "sales", 4.0, {}, t(24)),
+    ])
+    q = fold.queue("sales")
+    assert (q.offered, q.answered, q.answered_in_sl) == (2, 1, 1)
+    assert q.asa_s == pytest.approx(0.4)

@@ -36,8 +36,8 @@ INTERVALS: dict[str, timedelta | None] = {
 Of = Literal["queues", "agents", "teams"]
 # The events the figures are made of (the rest are not read for a report).
 STATS_EVENTS = (
-    "CallQueued", "CallConnected", "CallLeftQueue", "CallHeld", "CallResumed", "CallTransferred",
-    "CallEnded", "OfferWithdrawn", "ProcedureStarted", "AgentStateChanged",
+    "CallQueued", "CallOffered", "CallConnected", "CallLeftQueue", "CallHeld", "CallResumed",
+    "CallTransferred", "CallEnded", "OfferWithdrawn", "ProcedureStarted", "AgentStateChanged",
     "OutboundCallPlaced",  # calls agents placed: the agents' figures, not the queues'
 )
 READ_BATCH = 50_000
