@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 
 from cti.domain.cluster.lease import HeldLease, Lease, LeaseTimes, Refused
 from cti.platform.clock import Clock
-from cti.platform.cluster.redis_store import as_str, call
+from cti.platform.cluster.redis_store import SOCKET_TIMEOUT_S, as_str, call
 from cti.platform.errors import ClusterUnavailable
 from cti.platform.log import get_logger
 
@@ -162,6 +162,7 @@ class LeaseKeeper:
         self.on_lost = on_lost
         self._held: dict[str, HeldLease] = {}
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     async def acquire(self, resource: str) -> HeldLease | None:
         """The lease, or None while another node holds it. ClusterUnavailable if Redis is
@@ -223,18 +224,30 @@ class LeaseKeeper:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="lease-keeper")
 
     async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.times.renew_every)
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.times.renew_every)
+                return
             try:
                 await self.renew()
             except Exception:  # a bug in a lost-lease handler must not stop the renewals
                 log.exception("cluster.renew_loop_failed")
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_loop(self._task, self._stopping)
+        self._task = None
         for resource in list(self._held):
             await self.release(resource)
+
+
+async def stop_loop(task: asyncio.Task[None] | None, stopping: asyncio.Event) -> None:
+    """End a loop by its flag, so no Redis command is cancelled halfway (the client could be
+    left waiting on its connection); cancelled only if Redis hangs past its socket timeout."""
+    stopping.set()
+    if task is None:
+        return
+    _, late = await asyncio.wait({task}, timeout=SOCKET_TIMEOUT_S * 2 + 1)
+    for t in late:
+        t.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from cti.domain.cluster.lease import LeaseTimes
 from cti.platform.clock import Clock
+from cti.platform.cluster.leases import stop_loop
 from cti.platform.cluster.redis_store import as_str, call
 from cti.platform.errors import ClusterUnavailable
 from cti.platform.log import get_logger
@@ -63,6 +64,7 @@ class NodePresence:
         self._beat = redis.register_script(_BEAT)
         self._split = redis.register_script(_SPLIT)
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     @property
     def _nodes(self) -> str:
@@ -104,17 +106,15 @@ class NodePresence:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="node-presence")
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             with contextlib.suppress(ClusterUnavailable):  # said once, in beat()
                 await self.beat()
-            await asyncio.sleep(self.times.renew_every)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.times.renew_every)
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_loop(self._task, self._stopping)
+        self._task = None
         with contextlib.suppress(ClusterUnavailable):  # leaving cleanly: not "dead"
             await self.forget(self.node_id)
             await call("presence forget",
