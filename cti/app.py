@@ -37,7 +37,7 @@ def create_app(service: Service) -> FastAPI:
         app, service.registry, service.calls_repo, service.ari, service.resync, service.acd,
         service.ivr, service.audit, service.voicemails, service.bus, service.events, service.live,
         service.work_orders,
-        service.recordings,
+        service.recordings, service.cluster,
     )
     app.include_router(calls_http.router)
     install_agent_desk(app, service.desk)

@@ -48,6 +48,7 @@ from cti.platform.ari.events import AriEvent, PlaybackFinished
 from cti.platform.ari.telephony import AriTelephony
 from cti.platform.bus import InProcessBus
 from cti.platform.clock import Clock, SystemClock
+from cti.platform.cluster.node import ClusterNode, ClusterStatus
 from cti.platform.db.base import describe_db_error, make_engine, make_sessionmaker, warm_up
 from cti.platform.db.migrate import upgrade_async
 from cti.platform.errors import ConfigError, TelephonyError, TelephonyUnavailable
@@ -90,6 +91,7 @@ class Service:
     work_orders: WorkOrders
     work_order_timers: WorkOrderDriver
     recordings: CallRecordings
+    cluster: ClusterStatus
     _ari_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -127,7 +129,12 @@ class Service:
         sessions = make_sessionmaker(engine)
         ari = AriClient(settings.ari)
         telephony = AriTelephony(ari)
-        bus = InProcessBus()
+        # A cluster (redis_url): the same bus, also carrying events between nodes.
+        node = (
+            ClusterNode.build(settings.redis_url, settings.database_url, settings.cluster, clock)
+            if settings.redis_url else None
+        )
+        bus = node.bus if node is not None else InProcessBus()
         prompts = prompts or LibraryPrompts(library, settings.sounds_dir)
 
         # the kept event stream, and the figures drawn from it
@@ -223,7 +230,7 @@ class Service:
             ivr=runner, audit=audit, acd=acd, desk=desk, customers=customers, routing=routing,
             transfers=transfers, fallback=fallback, voicemails=voicemails, live=live,
             work_orders=work_orders, work_order_timers=work_order_timers,
-            recordings=recordings,
+            recordings=recordings, cluster=ClusterStatus(node),
         )
 
     async def _on_connect(self, generation: int) -> None:
@@ -248,6 +255,8 @@ class Service:
         try:
             await warm_up(self.engine)
             self.bus.continue_after(await self.events.last_seq())  # one stream across restarts
+            if self.cluster.node is not None:
+                await self.cluster.node.start(self.bus.last_seq)
             # Agents as the last process left them, before the resync adopts its calls.
             states = await RoutingLog(self.sessions).last_agent_states()
         except (SQLAlchemyError, OSError) as exc:  # e.g. auto_migrate off and no schema yet
@@ -288,6 +297,8 @@ class Service:
         await self.recordings.aclose()
         await self.customers.aclose()
         await self.desk.aclose()
+        if self.cluster.node is not None:
+            await self.cluster.node.aclose()  # the bus too, once its events are on the stream
         await self.bus.aclose()
         await self.audit.close()
         await self.voicemails.flush()

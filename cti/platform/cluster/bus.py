@@ -50,7 +50,7 @@ class StreamStats:
     gaps: int = 0           # events another node published that this node never got
     dropped: int = 0        # this node's events dropped from a full outbox
     unreadable: int = 0     # kinds or versions this node does not know
-    writer_ok: bool = False
+    writer_ok: bool = True  # no append has failed (since the last one that succeeded)
     reader_ok: bool = False
     error: str | None = None
 
