@@ -9,6 +9,10 @@ is promised (order, replay, duplicates, memory): docs/cluster.md.
 - **Reader**: one blocking XREAD loop from the last entry id it handled. After a broken
   connection it asks again from that id, so nothing in the stream is missed; the stream is
   trimmed (MAXLEN ~) and what a long outage trimmed away is counted and logged as a gap.
+- **Numbers**: the nodes share one event log (table `events`, keyed by sequence number), so
+  each node numbers its events from blocks it reserves in Redis (`seq`, INCRBY, never below
+  the log's last number), the next block reserved when half of the current one is used. A
+  node's numbers grow; two nodes' numbers never meet.
 - **Once**: every entry carries its node and that node's sequence number; a reader drops its
   own node's entries (delivered locally already) and any number it has seen from that node
   (a batch sent twice), and logs a jump in a node's numbers (entries it never got).
@@ -40,6 +44,17 @@ BATCH = 500
 RETRY_S = 0.5
 # A blocking read must end before the socket timeout says the connection is dead.
 READ_BLOCK_MS = int(SOCKET_TIMEOUT_S * 1000 * 0.5)
+SEQ_BLOCK = 10_000
+
+# KEYS: the counter. ARGV: block size, the lowest number allowed (the log's last + 1).
+_RESERVE = """
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+local floor = tonumber(ARGV[2]) - 1
+if cur < floor then cur = floor end
+local last = cur + tonumber(ARGV[1])
+redis.call('SET', KEYS[1], last)
+return last
+"""
 
 
 @dataclass
@@ -50,6 +65,7 @@ class StreamStats:
     gaps: int = 0           # events another node published that this node never got
     dropped: int = 0        # this node's events dropped from a full outbox
     unreadable: int = 0     # kinds or versions this node does not know
+    unreserved: int = 0     # events numbered outside a reserved block (Redis away)
     writer_ok: bool = True  # no append has failed (since the last one that succeeded)
     reader_ok: bool = False
     error: str | None = None
@@ -69,9 +85,14 @@ def _entries(replies: Any) -> list[tuple[str, dict[str, str]]]:
 class ClusterBus(InProcessBus):
     def __init__(
         self, redis: Redis, prefix: str, node_id: str, *, first_seq: int = 1,
-        maxlen: int = STREAM_MAXLEN, outbox_max: int = OUTBOX_MAX,
+        maxlen: int = STREAM_MAXLEN, outbox_max: int = OUTBOX_MAX, seq_block: int = SEQ_BLOCK,
     ) -> None:
         super().__init__(first_seq)
+        self.seq_block = seq_block
+        self._reserve = redis.register_script(_RESERVE)
+        self._block_end = 0  # numbers below it are this node's (exclusive end)
+        self._spare: tuple[int, int] | None = None  # the next block, reserved ahead
+        self._reserving: asyncio.Task[None] | None = None
         self.redis = redis
         self.stream = f"{prefix}events"
         self.node_id = node_id
@@ -93,6 +114,7 @@ class ClusterBus(InProcessBus):
         return len(self._outbox)
 
     def publish(self, event: DomainEvent) -> int:
+        self._number_from_block()
         seq = super().publish(event)
         if len(self._outbox) >= self.outbox_max:
             self._outbox.popleft()
@@ -104,12 +126,48 @@ class ClusterBus(InProcessBus):
         self._wake.set()
         return seq
 
+    # ----- numbers -------------------------------------------------------------------------
+
+    def _number_from_block(self) -> None:
+        if self._next >= self._block_end:
+            if self._spare is not None:
+                self._next, self._block_end = self._spare
+                self._spare = None
+            else:
+                self.stats.unreserved += 1
+                if self.stats.unreserved == 1 or self.stats.unreserved % 10_000 == 0:
+                    log.error("cluster.seq_unreserved", numbered=self.stats.unreserved,
+                              effect="these event numbers may meet another node's")
+        remaining = self._block_end - self._next
+        if (self._spare is None and remaining < self.seq_block // 2
+                and (self._reserving is None or self._reserving.done())):
+            self._reserving = asyncio.get_running_loop().create_task(
+                self._reserve_block(), name="cluster-bus-seq")
+
+    async def _reserve_block(self) -> None:
+        try:
+            last = await call("seq reserve", lambda: self._reserve(
+                [self._seq_key], [self.seq_block, self._next]))
+        except ClusterUnavailable as exc:
+            log.warning("cluster.seq_reserve_failed", error=exc.message)
+            return
+        block = (int(last) - self.seq_block + 1, int(last) + 1)
+        if self._next >= self._block_end:
+            self._next, self._block_end = block
+        else:
+            self._spare = block
+
+    @property
+    def _seq_key(self) -> str:
+        return self.stream.removesuffix("events") + "seq"
+
     async def start(self) -> None:
         """Read from the stream's current end (older entries were for the nodes then alive),
         then run the writer and the reader. Redis away: start from the beginning of what
         the stream holds once it is back."""
         with contextlib.suppress(ClusterUnavailable):
             self._last_id = await self._stream_end()
+        await self._reserve_block()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._write_loop(), name="cluster-bus-writer"),
                        loop.create_task(self._read_loop(), name="cluster-bus-reader")]
@@ -232,4 +290,6 @@ class ClusterBus(InProcessBus):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        if self._reserving is not None:
+            await asyncio.gather(self._reserving, return_exceptions=True)
         await super().aclose(timeout)

@@ -190,3 +190,29 @@ async def test_an_agents_page_on_node_b_gets_node_as_pops_and_state_changes(
             await desk_a.aclose()
             await desk_b.aclose()
     await engine.dispose()
+
+
+async def test_two_nodes_never_give_two_events_one_number(redis: Redis, prefix: str) -> None:
+    """The shared event log is keyed by sequence number: each node numbers from blocks it
+    reserves in Redis, above the log's last number, the next block reserved ahead."""
+    a = ClusterBus(redis, prefix, "a", seq_block=20)
+    b = ClusterBus(redis, prefix, "b", seq_block=20)
+    a.continue_after(500)  # the log's last number when the nodes start
+    b.continue_after(500)
+    await a.start()
+    await b.start()
+    try:
+        numbers: dict[str, list[int]] = {"a": [], "b": []}
+        for i in range(200):
+            bus = a if i % 3 else b
+            numbers[bus.node_id].append(bus.publish(key(i)))
+            await asyncio.sleep(0.01)  # a reservation's round trip, as between real events
+        assert (a.stats.unreserved, b.stats.unreserved) == (0, 0)
+        everything = numbers["a"] + numbers["b"]
+        assert len(set(everything)) == len(everything)
+        assert min(everything) > 500
+        for mine in numbers.values():
+            assert mine == sorted(mine)
+    finally:
+        await a.aclose()
+        await b.aclose()
