@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -105,7 +106,9 @@ class ClusterBus(InProcessBus):
         # leave the client waiting on its connection for good.
         self._stopping = asyncio.Event()
         self._last_seen: dict[str, int] = {}  # node -> the last of its numbers handled
-        self._last_id = "0-0"
+        # Where the reader goes on from; None until the stream's end at start is known (old
+        # entries were for the nodes alive then, not pops for this node's pages now).
+        self._last_id: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -163,8 +166,7 @@ class ClusterBus(InProcessBus):
 
     async def start(self) -> None:
         """Read from the stream's current end (older entries were for the nodes then alive),
-        then run the writer and the reader. Redis away: start from the beginning of what
-        the stream holds once it is back."""
+        then run the writer and the reader. Redis away: from its end once it is back."""
         with contextlib.suppress(ClusterUnavailable):
             self._last_id = await self._stream_end()
         await self._reserve_block()
@@ -211,8 +213,11 @@ class ClusterBus(InProcessBus):
     async def _read_loop(self) -> None:
         while not self._stopping.is_set():
             try:
-                replies = await call("stream read", lambda: self.redis.xread(
-                    {self.stream: self._last_id}, count=BATCH, block=READ_BLOCK_MS))
+                if self._last_id is None:  # Redis was away at start
+                    self._last_id = await self._stream_end()
+                streams: dict[Any, Any] = {self.stream: self._last_id}
+                replies = await call("stream read", functools.partial(
+                    self.redis.xread, streams, count=BATCH, block=READ_BLOCK_MS))
             except ClusterUnavailable as exc:
                 self._trouble("reader", exc.message)
                 await self._pause()
