@@ -632,12 +632,16 @@ class Bus(Protocol):
         ...
 
     def subscribe(
-        self, name: str, handler: Handler, kinds: tuple[type[Any], ...] | None = None
+        self, name: str, handler: Handler, kinds: tuple[type[Any], ...] | None = None,
+        *, everywhere: bool = False,
     ) -> None:
-        """`handler(event)` for every event of `kinds` (all when None), in stream order."""
+        """`handler(event)` for every event of `kinds` (all when None), in stream order.
+        `everywhere`: in a cluster, other nodes' events too (docs/cluster.md)."""
         ...
 
-    def subscribe_batches(self, name: str, handler: BatchHandler, max_batch: int = 500) -> None:
+    def subscribe_batches(
+        self, name: str, handler: BatchHandler, max_batch: int = 500, *, everywhere: bool = False
+    ) -> None:
         """`handler([envelopes])` with whatever queued up meanwhile (stores, exporters)."""
         ...
 

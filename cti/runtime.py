@@ -70,6 +70,7 @@ from cti.platform.ari.events import AriEvent, PlaybackFinished
 from cti.platform.ari.telephony import AriTelephony
 from cti.platform.bus import InProcessBus
 from cti.platform.clock import Clock, SystemClock
+from cti.platform.cluster.node import ClusterNode, ClusterStatus
 from cti.platform.db.base import describe_db_error, make_engine, make_sessionmaker, warm_up
 from cti.platform.db.migrate import upgrade_async
 from cti.platform.errors import ConfigError, TelephonyError, TelephonyUnavailable
@@ -122,6 +123,7 @@ class Service:
     messages: FollowUps
     knowledge: KnowledgeBase
     surveys: Surveys
+    cluster: ClusterStatus
     _ari_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -159,7 +161,12 @@ class Service:
         sessions = make_sessionmaker(engine)
         ari = AriClient(settings.ari)
         telephony = AriTelephony(ari)
-        bus = InProcessBus()
+        # A cluster (redis_url): the same bus, also carrying events between nodes.
+        node = (
+            ClusterNode.build(settings.redis_url, settings.database_url, settings.cluster, clock)
+            if settings.redis_url else None
+        )
+        bus = node.bus if node is not None else InProcessBus()
         prompts = prompts or LibraryPrompts(library, settings.sounds_dir)
 
         # the kept event stream, and the figures drawn from it
@@ -305,7 +312,7 @@ class Service:
             recordings=recordings, reviews=reviews, monitoring=monitoring, outbound=outbound,
             complaint_callbacks=complaint_callbacks, handovers=handovers,
             handover_reminders=handover_reminders, messages=messages, knowledge=knowledge,
-            surveys=surveys,
+            surveys=surveys, cluster=ClusterStatus(node),
         )
 
     async def _on_connect(self, generation: int) -> None:
@@ -331,6 +338,8 @@ class Service:
         try:
             await warm_up(self.engine)
             self.bus.continue_after(await self.events.last_seq())  # one stream across restarts
+            if self.cluster.node is not None:
+                await self.cluster.node.start(self.bus.last_seq)
             # Agents as the last process left them, before the resync adopts its calls.
             states = await RoutingLog(self.sessions).last_agent_states()
         except (SQLAlchemyError, OSError) as exc:  # e.g. auto_migrate off and no schema yet
@@ -379,6 +388,8 @@ class Service:
         await self.messages.aclose()
         await self.customers.aclose()
         await self.desk.aclose()
+        if self.cluster.node is not None:
+            await self.cluster.node.aclose()  # the bus too, once its events are on the stream
         await self.bus.aclose()
         await self.audit.close()
         await self.voicemails.flush()

@@ -3,8 +3,10 @@ subscriber's own queue. Each subscriber runs in a task of its own and sees its e
 stream order; one that is slow or fails delays or stops nobody else (a failure is logged
 with the subscriber's name and the event, and the subscriber goes on with the next).
 
-Across several service instances the same interface is served by a shared stream; inside
-one process this is all there is.
+Across several nodes (docs/cluster.md) `cti.platform.cluster.bus.ClusterBus` extends this one:
+events from other nodes are delivered to the subscribers that asked for them
+(`everywhere=True`, e.g. the screen pop, whose agent may be connected to any node). Inside one
+process this is all there is, and `everywhere` changes nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class _Subscriber:
     handler: Handler | None = None
     batch_handler: BatchHandler | None = None
     max_batch: int = 500
+    everywhere: bool = False  # also other nodes' events (a cluster)
     queue: asyncio.Queue[Envelope] = field(default_factory=asyncio.Queue)
     task: asyncio.Task[None] | None = None
 
@@ -60,14 +63,26 @@ class InProcessBus:
         return seq
 
     def subscribe(
-        self, name: str, handler: Handler, kinds: tuple[type[Any], ...] | None = None
+        self, name: str, handler: Handler, kinds: tuple[type[Any], ...] | None = None,
+        *, everywhere: bool = False,
     ) -> None:
-        self._subscribers.append(_Subscriber(name, kinds, handler=handler))
+        self._subscribers.append(_Subscriber(name, kinds, handler=handler, everywhere=everywhere))
 
-    def subscribe_batches(self, name: str, handler: BatchHandler, max_batch: int = 500) -> None:
+    def subscribe_batches(
+        self, name: str, handler: BatchHandler, max_batch: int = 500, *, everywhere: bool = False
+    ) -> None:
         self._subscribers.append(
-            _Subscriber(name, None, batch_handler=handler, max_batch=max_batch)
+            _Subscriber(name, None, batch_handler=handler, max_batch=max_batch,
+                        everywhere=everywhere)
         )
+
+    def deliver_remote(self, envelope: Envelope) -> None:
+        """An event another node published (numbered there): to the `everywhere` subscribers
+        only; the others act for this node alone (its event log rows, its calls)."""
+        for sub in self._subscribers:
+            if sub.everywhere and sub.wants(envelope.event):
+                sub.queue.put_nowait(envelope)
+                self._ensure_running(sub)
 
     # ----- lifecycle -----------------------------------------------------------------------
 

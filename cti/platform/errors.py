@@ -87,3 +87,10 @@ class IllegalTransition(CtiError):
         self.machine = machine
         self.state = state
         self.event = event
+
+
+class ClusterUnavailable(CtiError):
+    """The cluster's shared store (Redis) cannot be reached: this node goes on alone."""
+
+    error_id = "cluster_unavailable"
+    http_status = 503

@@ -102,6 +102,20 @@ class HandoverSettings(BaseModel):
     remind_every_min: float = Field(default=30, gt=0, le=24 * 60)
 
 
+class ClusterSettings(BaseModel):
+    """Used only with `redis_url` (and a PostgreSQL `database_url`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Unique per node; empty: host name and process id (a restarted node is then a new one).
+    node_id: str = Field(default="", max_length=64, pattern=r"^[A-Za-z0-9_.-]*$")
+    key_prefix: str = Field(default="cti:", max_length=64)
+    lease_ttl_s: float = Field(default=2.0, gt=0, le=60)
+    lease_margin_s: float = Field(default=0.4, gt=0, le=30)
+    lease_renew_every_s: float = Field(default=0.5, gt=0, le=30)
+    stream_maxlen: int = Field(default=100_000, ge=1000)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CTI_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
@@ -109,7 +123,9 @@ class Settings(BaseSettings):
 
     config_file: Path | None = None
     database_url: str = "sqlite+aiosqlite:///./cti.db"
+    # Set (with a PostgreSQL database_url) to run several nodes as one (docs/cluster.md).
     redis_url: str | None = None
+    cluster: ClusterSettings = ClusterSettings()
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)
     http: HttpSettings = HttpSettings()

@@ -16,6 +16,7 @@ from cti.features.calls.registry import CallRegistry
 from cti.features.calls.resync import Resync
 from cti.features.calls.storage import CallRepository
 from cti.platform.ari.client import AriClient
+from cti.platform.cluster.node import ClusterHealthOut, ClusterStatus
 from cti.platform.errors import NotFound
 from cti.platform.http_guards import CallIdPath, error_responses
 from cti.platform.provide import provide
@@ -79,6 +80,7 @@ class HealthOut(BaseModel):
     ari_generation: int
     active_calls: int
     last_resync: ResyncOut | None
+    cluster: ClusterHealthOut
 
 
 @router.get("/health")
@@ -86,12 +88,14 @@ async def health(
     ari: Annotated[AriClient, Depends(provide(AriClient))],
     resync: Annotated[Resync, Depends(provide(Resync))],
     registry: Registry,
+    cluster: Annotated[ClusterStatus, Depends(provide(ClusterStatus))],
 ) -> HealthOut:
     last = resync.last
     return HealthOut(
         ari_connected=ari.connected.is_set(), ari_generation=ari.generation,
         active_calls=len(registry),
         last_resync=ResyncOut.model_validate(last.__dict__) if last else None,
+        cluster=cluster.health(),
     )
 
 

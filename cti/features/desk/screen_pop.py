@@ -152,7 +152,8 @@ class ScreenPop:
         self._customers: dict[str, CustomerView] = {}  # call id -> its CustomerIdentified
         self._agent_of: dict[str, str] = {}  # call id -> the agent it is connected to
         if bus is not None:
-            bus.subscribe("desk.screen_pop", self.on_event, SCREEN_POP_EVENTS)
+            # An agent's page may be connected to any node of a cluster: every node's events.
+            bus.subscribe("desk.screen_pop", self.on_event, SCREEN_POP_EVENTS, everywhere=True)
 
     async def on_event(self, event: DomainEvent) -> None:
         if isinstance(event, _CALL_EVENTS):

@@ -1,0 +1,1 @@
+"""Clustering's pure rules: leases with fencing tokens (docs/cluster.md)."""
