@@ -21,13 +21,14 @@ import hmac
 import json
 import re
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Path, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -147,6 +148,20 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         model: Any = InvalidRequestOut | ErrorOut if code == 422 else ErrorOut
         out[code] = {"model": model, "description": _DESCRIPTIONS[code]}
     return out
+
+
+def _on_the_utc_time_line(t: datetime) -> datetime:
+    if t.tzinfo is not None:
+        try:
+            t.astimezone(UTC)
+        except OverflowError:  # 9999-12-31T23:59-23:00 is past the last UTC instant
+            raise ValueError("time out of range (past the last UTC instant)") from None
+    return t
+
+
+# A time query parameter the database can compare: one whose zone puts it past year 9999
+# in UTC is a 422, not a 500 from the conversion deep in the storage layer.
+QueryTime = Annotated[datetime, AfterValidator(_on_the_utc_time_line)]
 
 
 def invalid(loc: tuple[str | int, ...], msg: str, kind: str, value: Any = None) -> Exception:

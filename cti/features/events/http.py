@@ -13,7 +13,7 @@ from cti.features.auth.http import require_role
 from cti.features.auth.service import Principal, Role
 from cti.features.events.store import EventLog, StoredEvent
 from cti.platform.bus import InProcessBus
-from cti.platform.http_guards import error_responses
+from cti.platform.http_guards import QueryTime, error_responses
 from cti.platform.provide import provide
 
 router = APIRouter(tags=["events"], responses=error_responses(401, 403, 422))
@@ -45,7 +45,7 @@ async def _settled(bus: Bus) -> None:
 @router.get("/events")
 async def events(
     who: Supervisor, log: Log, bus: TheBus,
-    since: datetime | None = None, until: datetime | None = None,
+    since: QueryTime | None = None, until: QueryTime | None = None,
     after_seq: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
     agent_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
