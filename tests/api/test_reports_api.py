@@ -96,5 +96,10 @@ async def test_reports_routes(tmp_path: Path) -> None:
         backwards = await c.get("/reports/queues", params={
             "since": PERIOD["until"], "until": PERIOD["since"]}, headers=boss)
         assert backwards.status_code == 422
+        ancient = await c.get("/reports/queues/chart.svg", params={
+            "since": "0001-01-01T00:00:00+08:00", "until": "0001-01-02T00:00:00+08:00"},
+            headers=boss)
+        assert ancient.status_code == 422
+        assert "between 1970 and 9998" in ancient.json()["detail"]
         gif = await c.get("/reports/queues/chart.gif", params=PERIOD, headers=boss)
         assert gif.status_code == 422

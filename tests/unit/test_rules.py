@@ -75,6 +75,16 @@ def test_demo_rules_load_with_expected_queues_and_agents() -> None:
             "fallback queues loop",
         ),
         ("  billing: {skills: {billing: 5}}\n", ":7:", "no agent can ever serve queue 'billing'"),
+        (
+            "  billing:\n    skills: {billing: 2}\n    wallboard: {asa_s: [40, 20]}\n",
+            ":9:",
+            "asa_s: [amber, red] with 0 <= amber <= red, got [40.0, 20.0]",
+        ),
+        (
+            "  billing:\n    skills: {billing: 2}\n    wallboard: {sl_warn_points: 120}\n",
+            ":9:",
+            "less than or equal to 100",
+        ),
     ],
 )
 def test_bad_queue_is_reported_with_position_and_reason(
@@ -165,6 +175,16 @@ def test_expression_language(expr: str, attrs: dict[str, object], expected: bool
 def test_expression_language_rejects_anything_outside_the_whitelist(bad: str) -> None:
     with pytest.raises(ExpressionError):
         compile_expression(bad)
+
+
+def test_wallboard_thresholds_per_queue() -> None:
+    rules = load_rules(DEMO)
+    billing = rules.queues["billing"].thresholds
+    assert billing.asa_s == (20, 40)
+    assert billing.abandonment == (0.05, 0.1)  # percent in the file, shares in the model
+    assert billing.longest_wait_s == (60, 120)
+    assert billing.sl_warn == 0.1
+    assert rules.queues["general"].thresholds.asa_s is None  # not set: not coloured
 
 
 def test_business_hours_and_holidays() -> None:

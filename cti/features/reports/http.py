@@ -33,6 +33,8 @@ from cti.platform.provide import ServiceMissing, provide
 router = APIRouter(prefix="/reports", tags=["reports"], responses=error_responses(401, 403, 422))
 Supervisor = Annotated[Principal, Depends(require_role(Role.SUPERVISOR))]
 MAX_PERIOD = timedelta(days=400)
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9998, 1, 1, tzinfo=UTC)
 
 
 class ReportOut(BaseModel):
@@ -72,6 +74,8 @@ async def _report(
     end = end if end.tzinfo else end.replace(tzinfo=ZoneInfo(timezone))
     if end <= since or end - since > MAX_PERIOD:
         raise ConfigError("the period must be positive and at most 400 days")
+    if since < EARLIEST or end > LATEST:  # a day of warm-up before, a month after: no overflow
+        raise ConfigError("the period must lie between 1970 and 9998")
     await _settled(bus)
     rules = None
     with contextlib.suppress(ServiceMissing):

@@ -5,6 +5,7 @@ the wallboard is right from the first message."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -26,6 +27,7 @@ log = get_logger(__name__)
 
 TOPIC = "supervisors"
 SERIES_STEP = timedelta(minutes=15)
+SERIES_EVERY_S = 1.0
 SERIES_FIELDS = ("offered", "answered", "abandoned", "service_level", "asa_s", "aht_s",
                  "abandonment_rate")
 _STATS_TYPES = frozenset(STATS_EVENTS)
@@ -45,6 +47,10 @@ class LiveStats:
         self.fold = StatsFold(targets, None, self._day)
         self.by_interval = StatsFold(targets, SERIES_STEP, self._day)  # today's charts
         self._loaded_seq = 0
+        self._series_due: set[str] = set()  # queues whose chart changed and is not sent yet
+        self._series_sent: dict[str, float] = {}
+        self._series_timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         bus.subscribe_batches("reports.live", self._on_batch)
 
     async def start(self) -> None:
@@ -80,8 +86,31 @@ class LiveStats:
             await self.publisher.publish(TOPIC, self.queue_tile(q, now))
         for a in sorted(agents):
             await self.publisher.publish(TOPIC, self.agent_tile(a))
-        for q in sorted(queues):  # the charts after the tiles: the tiles come first
+        # the charts after the tiles, at most once a second per queue: a chart's message is
+        # the whole day's points, and a busy queue changes many times a second
+        self._series_due |= queues
+        await self._publish_series()
+
+    async def _publish_series(self) -> None:
+        now = self.clock.monotonic()
+        later = []
+        for q in sorted(self._series_due):
+            wait = self._series_sent.get(q, -SERIES_EVERY_S) + SERIES_EVERY_S - now
+            if wait > 0:
+                later.append(wait)
+                continue
+            self._series_due.discard(q)
+            self._series_sent[q] = now
             await self.publisher.publish(TOPIC, self.queue_series(q))
+        if later and self._series_timer is None:
+            self._series_timer = asyncio.get_running_loop().call_later(
+                min(later), self._series_later)
+
+    def _series_later(self) -> None:
+        self._series_timer = None
+        task = asyncio.get_running_loop().create_task(self._publish_series())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _apply(self, event: Any) -> None:
         self.fold.apply(event)
