@@ -119,6 +119,7 @@ async def load_pg(url: str, corpus) -> None:  # type: ignore[no-untyped-def]
         await conn.execute("SET session_replication_role = replica")
         await conn.execute("DROP INDEX ix_kb_postings_article_id")
         await conn.execute("DROP INDEX ix_kb_postings_term_cover")
+        await conn.execute("DROP INDEX ix_kb_postings_term_weight")
         await conn.execute("ALTER TABLE kb_postings DROP CONSTRAINT pk_kb_postings")
         await conn.copy_records_to_table("kb_postings", columns=["term", "article_id", "weight"],
                                          records=postings)
@@ -127,6 +128,8 @@ async def load_pg(url: str, corpus) -> None:  # type: ignore[no-untyped-def]
         await conn.execute("CREATE INDEX ix_kb_postings_article_id ON kb_postings (article_id)")
         await conn.execute("CREATE INDEX ix_kb_postings_term_cover ON kb_postings "
                            "(term, article_id) INCLUDE (weight)")
+        await conn.execute("CREATE INDEX ix_kb_postings_term_weight ON kb_postings "
+                           "(term, weight, article_id)")
         await conn.execute("SET session_replication_role = origin")
         await conn.copy_records_to_table("kb_terms", columns=["term", "articles"],
                                          records=list(counts.items()))

@@ -84,6 +84,8 @@ def upgrade() -> None:
         sqlite_with_rowid=False,
     )
     op.create_index("ix_kb_postings_article_id", "kb_postings", ["article_id"])
+    # one-term searches read a term's best-weighted articles first, from the index alone
+    op.create_index("ix_kb_postings_term_weight", "kb_postings", ["term", "weight", "article_id"])
     if op.get_bind().dialect.name == "postgresql":
         # the search reads (article, weight) of a term from the index alone
         op.create_index("ix_kb_postings_term_cover", "kb_postings", ["term", "article_id"],
