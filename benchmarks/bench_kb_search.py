@@ -173,11 +173,15 @@ async def measure(url: str, queries: list[str]) -> tuple[list[float], int]:
         for q in queries[:30]:  # warm the pool, the caches and the prepared statements
             await kb.search(q)
         times, empty = [], 0
+        c0 = time.process_time()
         for q in queries:
             t0 = time.perf_counter()
             found = await kb.search(q)
             times.append((time.perf_counter() - t0) * 1000)
             empty += not found
+        cpu = (time.process_time() - c0) * 1000 / len(queries)
+        print(f"  (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; this "
+              f"process's CPU {cpu:.1f} ms per search on average)")
         return times, empty
     finally:
         await engine.dispose()
