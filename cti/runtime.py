@@ -246,7 +246,7 @@ class Service:
             company={"zh": settings.company.name, "en": settings.company.name_en},
             language=settings.company.language,
         )
-        # the knowledge base; its gaps go to the supervisors' desk (and by e-mail, below)
+        # the knowledge base; its gaps go to the supervisors' desk (and by e-mail: messages)
         knowledge = KnowledgeBase(KnowledgeStore(sessions), bus, clock)
         GapNotifier(bus, desk.hub)
         # call recording: queues with `record: true` (the running rules, reloads included)

@@ -1,6 +1,6 @@
 """message_outbox, customer_contacts: follow-up messages (e-mail, SMS) with retries;
 kb_articles, kb_postings, kb_terms, kb_gaps: the knowledge base and its bigram index;
-surveys: after-call satisfaction surveys
+surveys: after-call satisfaction surveys; work_orders (owner, status): an agent's open orders
 
 Revision ID: 0015
 Revises: 0014
@@ -84,6 +84,8 @@ def upgrade() -> None:
         sqlite_with_rowid=False,
     )
     op.create_index("ix_kb_postings_article_id", "kb_postings", ["article_id"])
+    # one-term searches read a term's best-weighted articles first, from the index alone
+    op.create_index("ix_kb_postings_term_weight", "kb_postings", ["term", "weight", "article_id"])
     if op.get_bind().dialect.name == "postgresql":
         # the search reads (article, weight) of a term from the index alone
         op.create_index("ix_kb_postings_term_cover", "kb_postings", ["term", "article_id"],
@@ -111,6 +113,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_kb_gaps")),
     )
     op.create_index(op.f("ix_kb_gaps_status"), "kb_gaps", ["status"])
+    # an agent's open work orders: read by owner and status, not every order they closed
+    op.create_index("ix_work_orders_owner_status", "work_orders", ["owner", "status"])
     op.create_table(
         "surveys",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -133,6 +137,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("surveys")
+    op.drop_index("ix_work_orders_owner_status", "work_orders")
     op.drop_table("kb_gaps")
     op.drop_table("kb_terms")
     op.drop_table("kb_postings")

@@ -39,6 +39,7 @@ TEMPLATE_FIELDS: Mapping[str, frozenset[str]] = {
     "order_resolved": ORDER_FIELDS,
     "order_escalated": ORDER_FIELDS | {"rule", "reason", "target", "team", "owner"},
     "callback_missed": ORDER_FIELDS | {"attempts"},
+    "knowledge_gap": frozenset({"gap_id", "question", "asked_by", "company"}),
 }
 # Which status changes the customer is told about (progress), and which one is "resolved".
 PROGRESS_STATUSES = frozenset({"in_progress", "waiting_customer"})
@@ -191,14 +192,23 @@ def staff_drafts(
     templates: Templates, kind: str, addresses: Sequence[str], facts: OrderFacts, *,
     company: Mapping[str, str], language: str, key: str, extra: Mapping[str, object],
 ) -> list[Draft]:
-    """E-mails to staff (the duty manager), in the center's language."""
+    """E-mails to staff (the duty manager) about an order, in the center's language."""
+    values = {**facts.values(company.get(language, "")), **extra}
+    return staff_mail(templates, kind, addresses, values, language=language, key=key,
+                      order_id=facts.order_id)
+
+
+def staff_mail(
+    templates: Templates, kind: str, addresses: Sequence[str], values: Mapping[str, object], *,
+    language: str, key: str, order_id: int | None = None,
+) -> list[Draft]:
+    """One e-mail per distinct address, from the `kind` template in `language`."""
     text = templates.get(kind, Channel.EMAIL, language)
     if text is None:
         return []
-    values = {**facts.values(company.get(language, "")), **extra}
     subject, body = render(text.subject, values), render(text.body, values)
     return [Draft(kind, Channel.EMAIL, to, language, subject, body, f"{key}:email:{to}",
-                  facts.order_id) for to in dict.fromkeys(addresses)]
+                  order_id) for to in dict.fromkeys(addresses)]
 
 
 def pick_language(preferred: str | None, default: str) -> str:

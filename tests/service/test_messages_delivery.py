@@ -25,6 +25,7 @@ from aiosmtpd.controller import Controller
 from cti.domain.crm import Customer
 from cti.domain.messages import Channel, Contact
 from cti.domain.work_orders import Status
+from cti.events import KnowledgeGapRecorded
 from cti.features.auth.service import Principal, Role
 from cti.features.crm.storage import CustomerRepository
 from cti.features.messages.senders import HttpSmsGateway, Sender, SmtpMailer
@@ -126,6 +127,14 @@ async def world(tmp_path: Path) -> AsyncIterator[Any]:
             await close()
 
 
+def sent(w: World, order_id: int) -> Callable[[], Any]:
+    async def check() -> bool:
+        rows = await w.store.list(order_id=order_id)
+        return bool(rows) and all(r.status == "sent" for r in rows)
+
+    return check
+
+
 def smtp_server(port: int) -> tuple[Controller, Inbox]:
     inbox = Inbox()
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
@@ -152,6 +161,7 @@ async def test_an_escalated_complaint_emails_the_duty_manager(world: Any) -> Non
     body = mail.get_content()
     assert "critical_complaint" in body
     assert "duty_manager" in body
+    await until(sent(w, order.id))  # the server took it; the outbox row follows
     [row] = await w.store.list(order_id=order.id)
     assert (row.status, row.attempts, row.recipient) == ("sent", 1, DUTY)
 
@@ -176,6 +186,7 @@ async def test_smtp_down_the_message_waits_and_is_sent_when_it_comes_back(world:
             return len(inbox.mails) == 1
 
         await until(arrived)
+        await until(sent(w, order.id))
     finally:
         controller.stop()
     [row] = await w.store.list(order_id=order.id)
@@ -280,3 +291,22 @@ async def test_resolving_an_order_tells_the_customer_once(world: Any, gateway: A
     texts = [p["text"] for p, _ in gw.received]
     assert any("已解决:已更换路由器" in t for t in texts)
     assert sum("已解决" in t for t in texts) == 1
+
+
+async def test_a_knowledge_gap_emails_the_duty_manager(world: Any) -> None:
+    w: World = await world()
+    controller, inbox = smtp_server(w.smtp_port)
+    try:
+        w.bus.publish(KnowledgeGapRecorded(12, w.messages.clock.now(), "积分怎么兑换话费?",
+                                           "agent1001", "zh", "1001", "call-9"))
+
+        async def arrived() -> bool:
+            return len(inbox.mails) == 1
+
+        await until(arrived)
+    finally:
+        controller.stop()
+    to, mail = inbox.mails[0]
+    assert to == [DUTY]
+    assert mail["Subject"] == "知识库缺口 12:请值班经理答复"
+    assert "积分怎么兑换话费?" in mail.get_content()

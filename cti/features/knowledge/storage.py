@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, delete, func, insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 
-from cti.domain.knowledge import Hit, index_weights, term_weights
+from cti.domain.knowledge import Hit, index_weights, rarest_first, term_weights
 from cti.platform.db.tables.knowledge import ArticleRow, GapRow, PostingRow, TermRow
 from cti.platform.errors import NotFound
 
@@ -89,6 +90,25 @@ async def _count_terms(session: AsyncSession, changes: Mapping[str, int]) -> Non
     await session.execute(stmt.on_conflict_do_update(
         index_elements=[TermRow.term], set_={"articles": TermRow.articles + stmt.excluded.articles}
     ))
+
+
+def _best(terms: Sequence[str], weights: Mapping[str, float], limit: int) -> Any:
+    """The best-scored articles having every term, as a subquery (id, score). Read from the
+    rarest term's postings (first in `terms`), each other term looked up by its primary key
+    (term, article): the work follows the rarest term, not the commonest. One term alone is
+    read best weight first from (term, weight), so a common word costs `limit` rows."""
+    first = aliased(PostingRow, name="p0")
+    score: Any = first.weight * weights[terms[0]]
+    query: Any = select(first.article_id.label("id")).where(first.term == terms[0])
+    for i, term in enumerate(terms[1:], start=1):
+        other = aliased(PostingRow, name=f"p{i}")
+        query = query.join(other, (other.term == term) & (other.article_id == first.article_id))
+        score = score + other.weight * weights[term]
+    if len(terms) == 1:
+        order = (first.weight.desc(), first.article_id.desc())
+    else:
+        order = (score.desc(), first.article_id.desc())
+    return query.add_columns(score.label("score")).order_by(*order).limit(limit).subquery()
 
 
 def postings_of(article_id: int, a: NewArticle) -> list[dict[str, Any]]:
@@ -187,16 +207,7 @@ class KnowledgeStore:
             if not found or any(df.get(t, 0) <= 0 for t in found):
                 return []
             weights = term_weights(found, df, total)
-            score = func.sum(PostingRow.weight * case(weights, value=PostingRow.term))
-            best: Any = (
-                select(PostingRow.article_id.label("id"), score.label("score"))
-                .where(PostingRow.term.in_(list(found)))
-                .group_by(PostingRow.article_id)
-                .having(func.count() == len(found))
-                .order_by(score.desc(), PostingRow.article_id.desc())
-                .limit(limit)
-                .subquery()
-            )
+            best = _best(rarest_first(found, df), weights, limit)
             # the articles come with their scores: one round trip, not two
             found_rows = (await session.execute(
                 select(ArticleRow, best.c.score).join(best, ArticleRow.id == best.c.id)

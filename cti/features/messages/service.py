@@ -31,6 +31,7 @@ from cti.domain.messages import (
     customer_drafts,
     customer_kind,
     staff_drafts,
+    staff_mail,
 )
 from cti.domain.work_orders import (
     WorkOrder,
@@ -38,7 +39,7 @@ from cti.domain.work_orders import (
     WorkOrderEscalated,
     WorkOrderStatusChanged,
 )
-from cti.events import Bus
+from cti.events import Bus, KnowledgeGapRecorded
 from cti.features.messages.senders import Sender, SendFailed
 from cti.features.messages.settings import MessagesSettings
 from cti.features.messages.storage import OutboxItem, OutboxStore
@@ -49,6 +50,7 @@ from cti.platform.log import get_logger
 
 log = get_logger(__name__)
 
+DUTY_MANAGER = "duty_manager"  # the escalation target whose addresses hear of knowledge gaps
 IDLE = timedelta(minutes=1)  # with nothing due, look again this often anyway
 BATCH = 50
 
@@ -102,19 +104,30 @@ class FollowUps:
         self.wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         bus.subscribe("messages.enqueue", self.on_event,
-                      (WorkOrderCreated, WorkOrderStatusChanged, WorkOrderEscalated))
+                      (WorkOrderCreated, WorkOrderStatusChanged, WorkOrderEscalated,
+                       KnowledgeGapRecorded))
 
     # ----- events -> outbox --------------------------------------------------------------
 
     async def on_event(
         self, event: WorkOrderCreated | WorkOrderStatusChanged | WorkOrderEscalated
+        | KnowledgeGapRecorded,
     ) -> None:
-        drafts = await self.drafts_for(event)
+        if isinstance(event, KnowledgeGapRecorded):
+            # a question the knowledge base could not answer: the duty manager's e-mail
+            drafts = staff_mail(
+                self.templates, "knowledge_gap",
+                self.settings.escalation_emails.get(DUTY_MANAGER, []),
+                {"gap_id": event.gap_id, "question": event.question,
+                 "asked_by": event.asked_by, "company": self.company.get(self.language, "")},
+                language=self.language, key=f"gap:{event.gap_id}",
+            )
+        else:
+            drafts = await self.drafts_for(event)
         drafts = [d for d in drafts if d.channel in self.senders]
         if drafts:
             added = await self.store.enqueue(drafts, self.clock.now())
-            log.info("messages.queued", order_id=event.order_id, added=added,
-                     kinds=sorted({d.kind for d in drafts}))
+            log.info("messages.queued", added=added, kinds=sorted({d.kind for d in drafts}))
             self.wake.set()
 
     async def drafts_for(

@@ -32,6 +32,8 @@ class PostingRow(Base):
     __tablename__ = "kb_postings"
     __table_args__ = (
         Index("ix_kb_postings_article_id", "article_id"),
+        # one-term searches: a term's best-weighted articles first, from the index alone
+        Index("ix_kb_postings_term_weight", "term", "weight", "article_id"),
         {"sqlite_with_rowid": False},
     )
 

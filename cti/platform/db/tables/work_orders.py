@@ -40,6 +40,10 @@ class WorkOrderRow(Base):
     # When the driver must look at the order again (cti.domain.work_orders.next_timer).
     next_timer_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
 
+    # An agent's open orders (the agent page's list): only the owner's orders in those
+    # statuses are read, not every order they ever closed (migration 0015).
+    __table_args__ = (Index("ix_work_orders_owner_status", "owner", "status"),)
+
 
 class WorkOrderHistoryRow(Base):
     __tablename__ = "work_order_history"
