@@ -26,7 +26,7 @@ from cti.features.reports.service import QuarterSource, Report, build_report, to
 from cti.features.routing.acd import Acd
 from cti.platform.bus import InProcessBus
 from cti.platform.errors import ConfigError
-from cti.platform.http_guards import QueryTime, error_responses
+from cti.platform.http_guards import error_responses
 from cti.platform.provide import ServiceMissing, provide
 
 # 422 also for a period or time zone the report cannot take (config_invalid)
@@ -111,8 +111,8 @@ async def queue_report(
     log: Annotated[EventLog, Depends(provide(EventLog))],
     live: Annotated[LiveStats, Depends(provide(LiveStats))],
     bus: Annotated[InProcessBus, Depends(provide(InProcessBus))],
-    since: QueryTime,
-    until: QueryTime | None = None,
+    since: datetime,
+    until: datetime | None = None,
     interval: IntervalQ = "60m",
     tz: Annotated[str | None, Query(max_length=64)] = None,
     format: Literal["json", "csv"] = "json",
@@ -145,8 +145,8 @@ async def queue_chart(
     log: Annotated[EventLog, Depends(provide(EventLog))],
     live: Annotated[LiveStats, Depends(provide(LiveStats))],
     bus: Annotated[InProcessBus, Depends(provide(InProcessBus))],
-    since: QueryTime,
-    until: QueryTime | None = None,
+    since: datetime,
+    until: datetime | None = None,
     interval: IntervalQ = "60m",
     tz: Annotated[str | None, Query(max_length=64)] = None,
     metric: Literal["all", "calls", "sl", "asa", "aht", "abandonment"] = "all",
