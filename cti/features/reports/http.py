@@ -70,7 +70,8 @@ async def _report(
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"unknown time zone {timezone!r}") from None
     since = since if since.tzinfo else since.replace(tzinfo=ZoneInfo(timezone))
-    end = until or datetime.now(UTC)
+    now = datetime.now(UTC)
+    end = until or now
     end = end if end.tzinfo else end.replace(tzinfo=ZoneInfo(timezone))
     if end <= since or end - since > MAX_PERIOD:
         raise ConfigError("the period must be positive and at most 400 days")
@@ -81,6 +82,10 @@ async def _report(
     with contextlib.suppress(ServiceMissing):
         rules = provide(Acd)(conn).core.rules
     quarters: QuarterSource | None = None
+    if source == "auto" and not (_on_quarter(since) and (_on_quarter(end) or end >= now)):
+        # the kept quarter hours would count a whole quarter for a period starting or ending
+        # inside it: such a period is folded from the events, exactly
+        source = "events"
     if source != "events":
         try:
             quarters = provide(Rollups)(conn)
@@ -92,10 +97,16 @@ async def _report(
                               business_hours_only=hours == "business", source=quarters)
 
 
+def _on_quarter(t: datetime) -> bool:
+    u = t.astimezone(UTC)
+    return u.minute % 15 == 0 and u.second == 0 and u.microsecond == 0
+
+
 Hours = Annotated[Literal["all", "business"], Query(
     description="all hours, or only the business hours and days of the routing rules")]
 Source = Annotated[Literal["auto", "rollups", "events"], Query(
-    description="kept quarter hours (fast), or fold the events now; the same figures")]
+    description="kept quarter hours (fast), or fold the events now; the same figures. auto: "
+    "the quarter hours when the period starts and ends on quarter hours (or ends now)")]
 
 
 @router.get(

@@ -142,8 +142,11 @@ class EventQuarters:
         self.log, self.targets = log, targets
 
     async def quarters(self, since: datetime, until: datetime) -> Quarters:
+        # Quarters counted from `since` (the same as the kept ones when it is on a quarter
+        # hour): a period starting inside a quarter counts from its start, not from the
+        # quarter's, and loses nothing after it.
         fold = await fold_period(self.log, since - WARM_UP, until, targets=self.targets,
-                                 periods=quarter_hours())
+                                 periods=FixedPeriods(QUARTER, since))
         return quarters_of(fold, since, until)
 
 
