@@ -131,6 +131,8 @@ class Queue:
     record: bool = False  # calls answered from this queue are recorded (both parties)
     thresholds: Thresholds = Thresholds()  # the wallboard's tile colours
     survey: bool = False  # after-call satisfaction survey when the agent hangs up first
+    sl_mode: Literal["sl", "sl2"] = "sl"  # how its service level is computed (docs/metrics.md)
+    short_abandon_s: float = 5.0  # abandons before this are short: apart from SL and the rate
 
     @property
     def announce_position(self) -> bool:

@@ -185,12 +185,13 @@ class Acd:
         await self._run(self.core.reload(rules, *self._now()))
 
     def queue_targets(self, queue: str) -> QueueTargets:
-        """The queue's service-level threshold for the figures (docs/metrics.md), from the
-        rules in force."""
+        """The queue's service-level threshold, mode and short-abandon threshold for the
+        figures (docs/metrics.md), from the rules in force."""
         q = self.core.rules.queues.get(queue)
         if q is None:
             return QueueTargets()
-        return QueueTargets(sl_s=q.service_level_s, sl_goal=q.service_level_percent / 100,
+        return QueueTargets(sl_s=q.service_level_s, short_abandon_s=q.short_abandon_s,
+                            sl_mode=q.sl_mode, sl_goal=q.service_level_percent / 100,
                             aht_s=q.aht_s, thresholds=q.thresholds)
 
     # ----- calls -----------------------------------------------------------------------

@@ -342,6 +342,8 @@ def _queue(name: str, q: QueueSpec) -> Queue:
             q.wallboard.longest_wait_s,
         ),
         q.survey,
+        q.service_level.mode,
+        q.service_level.short_abandon_s,
     )
 
 

@@ -31,6 +31,11 @@ def _levels(v: dict[str, int]) -> dict[str, int]:
 class ServiceLevel(Strict):
     percent: float = Field(default=80.0, gt=0, le=100)
     seconds: float = Field(default=20.0, gt=0)
+    # sl: answered within `seconds` / answered; sl2: abandons in the denominator too, as
+    # Asterisk's servicelevelperf2 (docs/metrics.md)
+    mode: Literal["sl", "sl2"] = "sl"
+    # callers who hang up before this are short abandons: counted apart, not against SL
+    short_abandon_s: float = Field(default=5.0, ge=0, le=600)
 
 
 class FallbackSpec(Strict):
