@@ -28,7 +28,7 @@ from cti.domain.work_orders import Status, WorkOrderStatusChanged
 from cti.events import Bus, OutboundCallOutcome
 from cti.features.outbound.service import OutboundCalls
 from cti.features.routing.acd import Acd
-from cti.features.work_orders.driver import ClockSleeper, Sleeper
+from cti.features.work_orders.driver import ClockSleeper, Sleeper, sleep_until_woken
 from cti.features.work_orders.service import WorkOrders
 from cti.platform.clock import Clock
 from cti.platform.errors import CtiError
@@ -197,14 +197,7 @@ class ComplaintCallbacks:
                 wake_at = self.clock.now() + IDLE
             if wake_at <= self.clock.now():
                 continue
-            sleep = asyncio.ensure_future(self.sleeper.sleep_until(wake_at))
-            woken = asyncio.ensure_future(self._wake.wait())
-            try:
-                await asyncio.wait({sleep, woken}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for fut in (sleep, woken):
-                    fut.cancel()
-                await asyncio.gather(sleep, woken, return_exceptions=True)
+            await sleep_until_woken(self.sleeper, wake_at, self._wake)
 
     def start(self) -> None:
         if self._task is None:

@@ -20,7 +20,7 @@ from cti.events import Bus, HandoverItemAcknowledged, HandoverReminded, Handover
 from cti.features.auth.service import Principal
 from cti.features.desk.hub import SUPERVISORS, agent_topic
 from cti.features.handover.storage import HandoverStore
-from cti.features.work_orders.driver import ClockSleeper, Sleeper
+from cti.features.work_orders.driver import ClockSleeper, Sleeper, sleep_until_woken
 from cti.platform.clock import Clock
 from cti.platform.errors import Conflict, CtiError
 from cti.platform.log import get_logger
@@ -162,14 +162,7 @@ class HandoverReminders:
             wake_at = await self.run_once()
             if wake_at <= self.clock.now():
                 continue
-            sleep = asyncio.ensure_future(self.sleeper.sleep_until(wake_at))
-            woken = asyncio.ensure_future(changed.wait())
-            try:
-                await asyncio.wait({sleep, woken}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for fut in (sleep, woken):
-                    fut.cancel()
-                await asyncio.gather(sleep, woken, return_exceptions=True)
+            await sleep_until_woken(self.sleeper, wake_at, changed)
 
     def start(self) -> None:
         if self._task is None:

@@ -44,6 +44,7 @@ from cti.features.messages.senders import Sender, SendFailed
 from cti.features.messages.settings import MessagesSettings
 from cti.features.messages.storage import OutboxItem, OutboxStore
 from cti.features.messages.templates import load_templates
+from cti.features.work_orders.driver import sleep_until_woken
 from cti.platform.clock import Clock
 from cti.platform.errors import NotFound
 from cti.platform.log import get_logger
@@ -229,14 +230,7 @@ class FollowUps:
             wake_at = await self.run_once()
             if wake_at <= self.clock.now():
                 continue
-            sleep = asyncio.ensure_future(self.sleeper.sleep_until(wake_at))
-            woken = asyncio.ensure_future(self.wake.wait())
-            try:
-                await asyncio.wait({sleep, woken}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for fut in (sleep, woken):
-                    fut.cancel()
-                await asyncio.gather(sleep, woken, return_exceptions=True)
+            await sleep_until_woken(self.sleeper, wake_at, self.wake)
 
     def start(self) -> None:
         if self._task is None:

@@ -30,6 +30,19 @@ class Sleeper(Protocol):
         ...
 
 
+async def sleep_until_woken(sleeper: Sleeper, instant: datetime, wake: asyncio.Event) -> None:
+    """Until `instant` or until `wake` is set, whichever comes first (the timer drivers'
+    wait: a new or moved deadline wakes them early)."""
+    sleep = asyncio.ensure_future(sleeper.sleep_until(instant))
+    woken = asyncio.ensure_future(wake.wait())
+    try:
+        await asyncio.wait({sleep, woken}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for fut in (sleep, woken):
+            fut.cancel()
+        await asyncio.gather(sleep, woken, return_exceptions=True)
+
+
 class ClockSleeper:
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
@@ -67,14 +80,7 @@ class WorkOrderDriver:
             wake_at = await self.run_once()
             if wake_at <= self.clock.now():
                 continue
-            sleep = asyncio.ensure_future(self.sleeper.sleep_until(wake_at))
-            changed = asyncio.ensure_future(self.orders.timers_changed.wait())
-            try:
-                await asyncio.wait({sleep, changed}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for fut in (sleep, changed):
-                    fut.cancel()
-                await asyncio.gather(sleep, changed, return_exceptions=True)
+            await sleep_until_woken(self.sleeper, wake_at, self.orders.timers_changed)
 
     def start(self) -> None:
         if self._task is None:
