@@ -26,6 +26,7 @@ from cti.features.review import http as review_http
 from cti.features.routing import http as routing_http
 from cti.features.surveys import http as surveys_http
 from cti.features.work_orders import http as work_orders_http
+from cti.platform.cluster.forward import ForwardToActive
 from cti.platform.errors import CtiError
 from cti.platform.http_guards import install_http_guards
 from cti.platform.log import configure_logging, get_logger
@@ -39,6 +40,10 @@ log = get_logger(__name__)
 def create_app(service: Service) -> FastAPI:
     app = FastAPI(title="CTI", version="0.1.0")
     install_error_handler(app)
+    if service.cluster.role is not None and service.cluster.forward is not None:
+        # innermost: the guards have checked a request before it goes on to the active node
+        app.add_middleware(ForwardToActive, role=service.cluster.role,
+                           client=service.cluster.forward)
     install_http_guards(app, service.settings.http)
     register(
         app, service.registry, service.calls_repo, service.ari, service.resync, service.acd,

@@ -70,6 +70,7 @@ from cti.platform.ari.events import AriEvent, PlaybackFinished
 from cti.platform.ari.telephony import AriTelephony
 from cti.platform.bus import InProcessBus
 from cti.platform.clock import Clock, SystemClock
+from cti.platform.cluster.active import ActiveRole
 from cti.platform.cluster.node import ClusterNode, ClusterStatus
 from cti.platform.db.base import describe_db_error, make_engine, make_sessionmaker, warm_up
 from cti.platform.db.migrate import upgrade_async
@@ -125,6 +126,7 @@ class Service:
     surveys: Surveys
     cluster: ClusterStatus
     _ari_task: asyncio.Task[None] | None = None
+    _takeover_task: asyncio.Task[None] | None = None
 
     @classmethod
     def build(
@@ -161,12 +163,26 @@ class Service:
         sessions = make_sessionmaker(engine)
         ari = AriClient(settings.ari)
         telephony = AriTelephony(ari)
+        if settings.redis_url and not settings.auth_secret:
+            raise ConfigError(
+                "redis_url turns clustering on: set auth_secret (32+ characters), the same on "
+                "every node, so a token signed by one node is good on the others")
         # A cluster (redis_url): the same bus, also carrying events between nodes.
         node = (
             ClusterNode.build(settings.redis_url, settings.database_url, settings.cluster, clock)
             if settings.redis_url else None
         )
         bus = node.bus if node is not None else InProcessBus()
+        # One node at a time drives the PBX (the `active` lease); the others stand by.
+        role = (
+            ActiveRole(node.leases, node.leases.leases, clock,
+                       settings.cluster.advertise_url or settings.default_advertise_url(),
+                       presence=node.presence)
+            if node is not None else None
+        )
+        if node is not None and role is not None:
+            node.leases.on_lost = role.on_lost
+            node.presence.info["url"] = role.url  # where peers ask it when Redis is away
         prompts = prompts or LibraryPrompts(library, settings.sounds_dir)
 
         # the kept event stream, and the figures drawn from it
@@ -312,7 +328,7 @@ class Service:
             recordings=recordings, reviews=reviews, monitoring=monitoring, outbound=outbound,
             complaint_callbacks=complaint_callbacks, handovers=handovers,
             handover_reminders=handover_reminders, messages=messages, knowledge=knowledge,
-            surveys=surveys, cluster=ClusterStatus(node),
+            surveys=surveys, cluster=ClusterStatus(node, role),
         )
 
     async def _on_connect(self, generation: int) -> None:
@@ -328,7 +344,9 @@ class Service:
         await self.dispatcher.dispatch(event)
 
     async def start(self) -> None:
-        """Migrate, check the PBX, then keep the event socket up in the background."""
+        """Migrate, check the PBX, then drive it (one box, or the active node of a cluster);
+        a cluster node that is not active stands by and takes over when the active one goes
+        (docs/cluster.md, "Takeover")."""
         if self.settings.auto_migrate:
             try:
                 await upgrade_async(self.settings.database_url)
@@ -340,12 +358,40 @@ class Service:
             self.bus.continue_after(await self.events.last_seq())  # one stream across restarts
             if self.cluster.node is not None:
                 await self.cluster.node.start(self.bus.last_seq)
-            # Agents as the last process left them, before the resync adopts its calls.
-            states = await RoutingLog(self.sessions).last_agent_states()
         except (SQLAlchemyError, OSError) as exc:  # e.g. auto_migrate off and no schema yet
             raise ConfigError(describe_db_error(self.settings.database_url, exc)) from None
         await self.live.start()  # today's figures again, before anything new happens
-        await self.rollups.start()  # the quarter hours kept, caught up with the events
+        role = self.cluster.role
+        if role is None:
+            await self._activate()
+        else:
+            self._takeover_task = asyncio.create_task(self._take_over(), name="takeover")
+
+    async def _take_over(self) -> None:
+        assert self.cluster.role is not None
+        await self.cluster.role.wait_active()
+        started = self.clock.monotonic()
+        try:
+            await self._activate()
+        except Exception as exc:
+            # Half active is not safe to keep: give the lease up by ending, a peer takes over.
+            log.exception("cluster.takeover_failed")
+            self.cluster.role.fence(f"takeover failed: {exc}")
+            return
+        self.cluster.activated_in_s = self.clock.monotonic() - started
+        log.info("cluster.took_over", resync=self.resync.last,
+                 activate_s=round(self.cluster.activated_in_s, 3))
+
+    async def _activate(self) -> None:
+        """Drive the PBX: agents as the record left them, the event socket and its resync
+        (which adopts the calls up on the PBX), the ACD and the timers."""
+        try:
+            # Agents as the last process left them, before the resync adopts its calls; the
+            # quarter hours kept caught up with the events meanwhile (a takeover is timed).
+            states, _ = await asyncio.gather(
+                RoutingLog(self.sessions).last_agent_states(), self.rollups.start())
+        except (SQLAlchemyError, OSError) as exc:
+            raise ConfigError(describe_db_error(self.settings.database_url, exc)) from None
         await self.acd.restore_agents(states)
         self.ari.set_handlers(self._on_event, self._on_connect)
         self._ari_task = asyncio.create_task(self._run_ari(), name="ari-events")
@@ -377,6 +423,12 @@ class Service:
             ARI_CONNECTED.set(0)
 
     async def stop(self) -> None:
+        if self.cluster.role is not None:
+            await self.cluster.role.aclose()  # a clean stop is not a lost lease
+        if self._takeover_task is not None:
+            self._takeover_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._takeover_task
         await self.inbound.shutdown()
         await self.ivr.cancel_all()
         await self.monitoring.aclose()
@@ -388,16 +440,19 @@ class Service:
         await self.messages.aclose()
         await self.customers.aclose()
         await self.desk.aclose()
-        if self.cluster.node is not None:
-            await self.cluster.node.aclose()  # the bus too, once its events are on the stream
-        await self.bus.aclose()
-        await self.audit.close()
-        await self.voicemails.flush()
+        # The event socket closes before the lease is given up (node.aclose): the node taking
+        # over must not share the PBX with this one.
         await self.ari.close()
         if self._ari_task is not None:
             self._ari_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ari_task
+        if self.cluster.node is not None:
+            await self.cluster.node.aclose()  # the bus too, once its events are on the stream
+            await self.cluster.aclose()
+        await self.bus.aclose()
+        await self.audit.close()
+        await self.voicemails.flush()
         await self.engine.dispose()
 
 

@@ -114,6 +114,9 @@ class ClusterSettings(BaseModel):
     lease_margin_s: float = Field(default=0.4, gt=0, le=30)
     lease_renew_every_s: float = Field(default=0.5, gt=0, le=30)
     stream_maxlen: int = Field(default=100_000, ge=1000)
+    # Where the other nodes reach this one's HTTP API (a standby forwards requests to the
+    # active node); empty: http://<http_host or this host's name>:<http_port>.
+    advertise_url: str = Field(default="", max_length=300, pattern=r"^(https?://[^\s/]+/?)?$")
 
 
 class Settings(BaseSettings):
@@ -171,6 +174,15 @@ class Settings(BaseSettings):
     # Append every queue event to this file as it happens, in Asterisk's queue_log format
     # (docs/queue_log.md), e.g. /var/log/asterisk/queue_log for the reporting tools reading it.
     queue_log_file: Path | None = None
+
+    def default_advertise_url(self) -> str:
+        """This node's HTTP API as the others reach it, when `cluster.advertise_url` is unset."""
+        import socket
+
+        host = self.http_host
+        if host in ("0.0.0.0", "::", ""):  # listening everywhere: the host's own name
+            host = socket.gethostname()
+        return f"http://{host}:{self.http_port}"
 
     @classmethod
     def settings_customise_sources(

@@ -95,7 +95,7 @@ async def health(
         ari_connected=ari.connected.is_set(), ari_generation=ari.generation,
         active_calls=len(registry),
         last_resync=ResyncOut.model_validate(last.__dict__) if last else None,
-        cluster=cluster.health(),
+        cluster=await cluster.health_now(),
     )
 
 

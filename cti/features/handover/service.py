@@ -190,7 +190,8 @@ class HandoverNotifier:
         self.store = store
         self.on_shift = on_shift
         bus.subscribe("handover.notify", self.on_event,
-                      (HandoverWritten, HandoverItemAcknowledged, HandoverReminded))
+                      (HandoverWritten, HandoverItemAcknowledged, HandoverReminded),
+                      everywhere=True)  # pages may be on any node
 
     def _topics(self) -> list[str]:
         return [SUPERVISORS, *(agent_topic(a) for a in sorted(self.on_shift()))]

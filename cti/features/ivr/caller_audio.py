@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from collections.abc import Callable, Mapping
 
 from cti.domain.audio_classifier import WindowFeatures
@@ -50,12 +51,16 @@ class CallerAudioTap:
             self.host, fmt, self.detection.classifier, self.detection.window_ms, on_window
         )
         self._transport = transport
-        snoop_id, media_id = f"{call_id}-snoop", f"{call_id}-media"
+        # A tag of its own per tap: a node adopting the call after the one that tapped it
+        # died finds the old tap's channels and bridge still up (they are hung up by the
+        # resync, maybe a moment later), and Asterisk refuses a second channel with an id in use.
+        tag = secrets.token_hex(3)
+        snoop_id, media_id = f"{call_id}-{tag}-snoop", f"{call_id}-{tag}-media"
         # Attach first: their StasisStart must reach this call, not be taken for a new caller.
         for ch in (snoop_id, media_id):
             self.registry.attach_channel(call_id, ch)
             self._channels.append(ch)
-        bridge_id = f"cti-tap-{call_id}"
+        bridge_id = f"cti-tap-{call_id}-{tag}"
         self._bridge = bridge_id  # stop() destroys it, made or not
         try:
             # The three at once, and both channels added in one request: the tap costs the

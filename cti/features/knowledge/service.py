@@ -101,7 +101,7 @@ class GapNotifier:
     def __init__(self, bus: Bus, hub: Publisher) -> None:
         self.hub = hub
         bus.subscribe("knowledge.notify", self.on_event,
-                      (KnowledgeGapRecorded, KnowledgeGapAnswered))
+                      (KnowledgeGapRecorded, KnowledgeGapAnswered), everywhere=True)
 
     async def on_event(self, event: KnowledgeGapRecorded | KnowledgeGapAnswered) -> None:
         body: dict[str, Any] = {"type": "knowledge_gap", "gap_id": event.gap_id,

@@ -12,12 +12,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-import matplotlib
-
-matplotlib.use("Agg")  # before pyplot: never look for a display
-import matplotlib.dates as mdates
-from matplotlib.figure import Figure
-
 Metric = Literal["all", "calls", "sl", "asa", "aht", "abandonment"]
 METRICS: dict[str, tuple[str, str, float]] = {
     # key: (title, row field, scale to show)
@@ -47,6 +41,13 @@ def render(rows: Sequence[dict[str, Any]], *, metric: Metric = "all", fmt: Image
            title: str = "", goals: dict[str, float] | None = None) -> bytes:
     """`rows`: a report's queue rows. `goals`: each queue's service-level goal (a share),
     drawn as a dashed line on the service-level chart."""
+    # Imported on first use: matplotlib is a second or more of every start-up otherwise.
+    import matplotlib
+
+    matplotlib.use("Agg")  # before pyplot: never look for a display
+    import matplotlib.dates as mdates
+    from matplotlib.figure import Figure
+
     keys = list(METRICS) if metric == "all" else [metric]
     fig = Figure(figsize=(10, 2.6 * len(keys) + 0.6), dpi=100, layout="constrained")
     axes = fig.subplots(len(keys), 1, squeeze=False, sharex=True)[:, 0]

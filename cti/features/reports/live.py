@@ -51,7 +51,8 @@ class LiveStats:
         self._series_sent: dict[str, float] = {}
         self._series_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        bus.subscribe_batches("reports.live", self._on_batch)
+        # everywhere: a supervisor's wallboard may be served by any node of a cluster
+        bus.subscribe_batches("reports.live", self._on_batch, everywhere=True)
 
     async def start(self) -> None:
         """Fold today's kept events (a restarted service's wallboard starts right)."""

@@ -58,7 +58,8 @@ class WorkOrderNotifier:
         )
         if store is not None:
             kinds += (CustomerIdentified, CallOffered, OfferWithdrawn, CallEnded)
-        bus.subscribe("work_orders.notify", self.on_event, kinds)
+        # everywhere: the owner's page may be connected to any node of a cluster
+        bus.subscribe("work_orders.notify", self.on_event, kinds, everywhere=True)
 
     async def on_event(self, event: WorkOrderEvent | CallEvent) -> None:
         if isinstance(event, CustomerIdentified | CallOffered | OfferWithdrawn | CallEnded):

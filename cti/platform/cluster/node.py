@@ -14,7 +14,9 @@ from redis.asyncio import Redis
 
 from cti.domain.cluster.lease import LeaseTimes
 from cti.platform.clock import Clock
+from cti.platform.cluster.active import ActiveRole
 from cti.platform.cluster.bus import ClusterBus
+from cti.platform.cluster.forward import forward_client
 from cti.platform.cluster.leases import LeaseKeeper, RedisLeases
 from cti.platform.cluster.presence import NodePresence
 from cti.platform.cluster.redis_store import connect
@@ -82,6 +84,15 @@ class ClusterHealthOut(BaseModel):
     events_received: int = 0
     events_missed: int = 0
     leases_held: int = 0
+    # "active": this node drives the PBX; "standby": it serves pages and forwards the API to
+    # `active_node`, and takes over when that one goes
+    role: str | None = None
+    active_node: str | None = None
+    active_url: str | None = None
+    # the last takeover by this node: from asking for the lease to holding it, then to driving
+    # the PBX (resync included)
+    took_lease_s: float | None = None
+    activated_in_s: float | None = None
     # what the cluster cannot do right now, in words
     limits: list[str] = Field(default_factory=list)
 
@@ -89,8 +100,27 @@ class ClusterHealthOut(BaseModel):
 class ClusterStatus:
     """What GET /health says about clustering (registered with the app in both modes)."""
 
-    def __init__(self, node: ClusterNode | None) -> None:
+    def __init__(self, node: ClusterNode | None, role: ActiveRole | None = None) -> None:
         self.node = node
+        self.role = role
+        self.activated_in_s: float | None = None
+        # a standby's API requests go on to the active node through this (cluster/forward.py)
+        self.forward = forward_client() if role is not None else None
+
+    async def aclose(self) -> None:
+        if self.forward is not None:
+            await self.forward.aclose()
+
+    async def health_now(self) -> ClusterHealthOut:
+        """`health()` with where the active node is (one Redis read, cached briefly)."""
+        out = self.health()
+        if self.role is not None:
+            active = await self.role.active()
+            if active is not None:
+                out.active_node, out.active_url = active.node_id, active.url
+            elif "no node holds the active lease" not in out.limits:
+                out.limits.append("no node holds the active lease: calls wait for a takeover")
+        return out
 
     def health(self) -> ClusterHealthOut:
         node = self.node
@@ -108,9 +138,19 @@ class ClusterStatus:
                 "agents' pages on this node do not see other nodes' calls",
                 "no lease can be taken: this node adopts no other node's calls",
             ]
+        role = self.role
+        if role is not None and role.alone:
+            limits.append("Redis is away for every node: this node drives the PBX without "
+                          "its lease; no standby can take over until Redis is back")
+        elif role is not None and role.state == "standby" and not reachable:
+            limits.append("this standby can neither take over nor find the active node "
+                          "while Redis is away: its API requests answer 503")
         return ClusterHealthOut(
             mode="cluster", node_id=node.node_id, redis_reachable=reachable,
             redis_error=None if reachable else error, stream_backlog=node.bus.backlog,
             events_received=stats.received, events_missed=stats.gaps,
             leases_held=len(node.leases.held()), limits=limits,
+            role=self.role.state if self.role is not None else None,
+            took_lease_s=self.role.took_s if self.role is not None else None,
+            activated_in_s=self.activated_in_s,
         )

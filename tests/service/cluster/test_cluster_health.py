@@ -31,7 +31,8 @@ def test_a_single_box_is_embedded() -> None:
     assert ClusterStatus(None).health().model_dump() == {
         "mode": "embedded", "node_id": None, "redis_reachable": None, "redis_error": None,
         "stream_backlog": 0, "events_received": 0, "events_missed": 0, "leases_held": 0,
-        "limits": [],
+        "limits": [], "role": None, "active_node": None, "active_url": None,
+        "took_lease_s": None, "activated_in_s": None,
     }
 
 
