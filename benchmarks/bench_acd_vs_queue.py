@@ -16,8 +16,12 @@ Run: .venv/bin/python benchmarks/bench_acd_vs_queue.py [--agents 20] [--rates 1 
   (about 9 busy), so the figure is the routing path, not a wait for a free agent.
 - The caller-audio tap (snoop + external media feeding the silence/noise detector) is off by
   default, as app_queue has nothing like it; --audio-tap measures with it on.
-- 1 call/s and 20 calls/s (--rates), each path in turn; p50/p99 of both and the ratio
-  ours/app_queue (target: within 1.5x). Exit status 0 only when every rate is within it.
+- Two nodes (path `two_nodes`): the same service as node a of a cluster (the local Redis, the
+  same PostgreSQL), driving the PBX under the `active` lease, with node b a `cti serve` process
+  standing by (docs/cluster.md): every event also goes onto the shared stream.
+- 1 call/s and 20 calls/s (--rates), each path in turn; p50/p99 of each and the ratios
+  ours/app_queue and two_nodes/app_queue (target: within 1.5x), and two_nodes/ours. Exit
+  status 0 only when every rate is within it.
 """
 
 from __future__ import annotations
@@ -40,11 +44,13 @@ if __package__ in (None, ""):
 
 import asyncpg
 
+from cti.domain.agents.state import AgentState
 from cti.domain.ivr.config import DetectionSettings
 from cti.platform.db.migrate import upgrade_async
 from cti.platform.log import configure_logging
-from cti.platform.settings import AriSettings, Settings
+from cti.platform.settings import AriSettings, ClusterSettings, Settings
 from cti.runtime import Service
+from tests.e2e.cluster_nodes import REDIS_URL, SECRET, Node, cluster_prefix, node_settings
 from tests.e2e.pbx import (
     PBX_SCRIPT,
     SCENARIO_DIR,
@@ -177,7 +183,7 @@ async def drop_database(name: str) -> None:
 
 
 async def run_phase(pbx: Pbx, phase: Phase, calls: int) -> None:
-    service = "4000" if phase.name == "ours" else "queue-bench"
+    service = "queue-bench" if phase.name == "app_queue" else "4000"
     phase.result = await run_sipp(
         pbx, SCENARIO, service=service, caller=phase.prefix, pcap=pbx.media("speech"),
         calls=calls, rate=phase.rate,
@@ -217,18 +223,59 @@ def report(phases: list[Phase]) -> bool:
             print(f"{ph.rate:>5g}/s {ph.name:>10}  no measurements  {status}")
     print()
     for rate in sorted({p.rate for p in phases}):
-        ours = next((p for p in phases if p.rate == rate and p.name == "ours"), None)
         queue = next((p for p in phases if p.rate == rate and p.name == "app_queue"), None)
-        if ours is None or queue is None or not ours.latencies_ms or not queue.latencies_ms:
-            ok = False
-            continue
-        r50 = pct(ours.latencies_ms, 50) / pct(queue.latencies_ms, 50)
-        r99 = pct(ours.latencies_ms, 99) / pct(queue.latencies_ms, 99)
-        verdict = "within" if max(r50, r99) <= TARGET_RATIO else "NOT within"
-        ok = ok and max(r50, r99) <= TARGET_RATIO and not ours.missing and not queue.missing
-        print(f"{rate:>5g}/s  ours/app_queue  p50 {r50:.2f}x  p99 {r99:.2f}x  "
-              f"({verdict} the {TARGET_RATIO}x target)")
+        one = next((p for p in phases if p.rate == rate and p.name == "ours"), None)
+        for name in ("ours", "two_nodes"):
+            ours = next((p for p in phases if p.rate == rate and p.name == name), None)
+            if ours is None:
+                continue
+            if queue is None or not ours.latencies_ms or not queue.latencies_ms:
+                ok = False
+                continue
+            r50 = pct(ours.latencies_ms, 50) / pct(queue.latencies_ms, 50)
+            r99 = pct(ours.latencies_ms, 99) / pct(queue.latencies_ms, 99)
+            verdict = "within" if max(r50, r99) <= TARGET_RATIO else "NOT within"
+            ok = ok and max(r50, r99) <= TARGET_RATIO and not ours.missing and not queue.missing
+            print(f"{rate:>5g}/s  {name}/app_queue  p50 {r50:.2f}x  p99 {r99:.2f}x  "
+                  f"({verdict} the {TARGET_RATIO}x target)")
+            if name == "two_nodes" and one is not None and one.latencies_ms:
+                print(f"{rate:>5g}/s  two_nodes/ours  p50 "
+                      f"{pct(ours.latencies_ms, 50) / pct(one.latencies_ms, 50):.2f}x  p99 "
+                      f"{pct(ours.latencies_ms, 99) / pct(one.latencies_ms, 99):.2f}x")
     return ok
+
+
+async def start_ours(
+    settings: Settings, work: Path, pbx: Pbx, agents: list[str], *, cluster: bool
+) -> tuple[Service, Node | None]:
+    """Our service on the PBX with every agent ready. `cluster`: as node a of two (Redis, the
+    same PostgreSQL), node b a `cti serve` process standing by; a drives the PBX."""
+    standby: Node | None = None
+    if cluster:
+        prefix = cluster_prefix()
+        settings = settings.model_copy(update={
+            "redis_url": REDIS_URL, "auth_secret": SECRET,
+            "cluster": ClusterSettings(node_id="bench-a", key_prefix=prefix),
+        })
+    service = Service.build(settings)
+    await service.start()
+    if cluster:
+        deadline = time.monotonic() + 30
+        while not (service.cluster.role is not None and service.cluster.role.state == "active"
+                   and service.ari.connected.is_set() and service.resync.last is not None):
+            assert time.monotonic() < deadline, "node a did not become active"
+            await asyncio.sleep(0.05)
+        standby = Node("bench-b", work, node_settings(
+            pbx, settings.database_url, prefix, inbound_flow=settings.inbound_flow,
+            flows_dir=str(settings.flows_dir), rules_file=str(settings.rules_file),
+            log_level="warning"))
+        await standby.start()
+        await standby.wait_role("standby")
+    for agent in agents:
+        # a second service finds them as the first left them (the record of agent states)
+        if service.acd.agent_status(agent).state is AgentState.LOGGED_OUT:
+            await service.acd.agent_login(agent)
+    return service, standby
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -246,6 +293,7 @@ async def main(args: argparse.Namespace) -> int:
     pbx = Pbx("bench-acd", rtp_size=1000)
     db_name: str | None = None
     service: Service | None = None
+    standby: Node | None = None
     phones: list[AgentPhone] = []
     t0 = time.monotonic()
     try:
@@ -264,30 +312,35 @@ async def main(args: argparse.Namespace) -> int:
             rules_file=rules, log_level="warning",
             detection=DetectionSettings(auto_start=args.audio_tap),
         )
-        service = Service.build(settings)
-        await service.start()
-        for agent in agents:
-            await service.acd.agent_login(agent)
         print(f"[bench] registering {len(agents)} agent phones ...")
         register_xml = pbx.stage(SCENARIO_DIR / "agent_register.xml")
         answer_xml = pbx.stage(AGENT_SCENARIO)
         phones.extend(await asyncio.gather(
             *(start_agent(pbx, a, register_xml, answer_xml) for a in agents)
         ))
-        print(f"[bench] ready after {time.monotonic() - t0:.1f} s; warming up both paths")
-        for name in args.paths:
-            await run_phase(pbx, Phase(name, 2, f"+4930{'8' if name == 'ours' else '9'}0"), 4)
+        print(f"[bench] ready after {time.monotonic() - t0:.1f} s")
 
         phases: list[Phase] = []
         plan = [(rate, max(30, round(rate * args.seconds))) for rate in args.rates]
-        for i, (rate, calls) in enumerate(plan):
-            for j, name in enumerate(args.paths):
+        # One path at a time (the service it needs up), every rate, warmed up first.
+        for j, name in enumerate(args.paths):
+            if name != "app_queue":
+                service, standby = await start_ours(settings, work, pbx, agents,
+                                                    cluster=name == "two_nodes")
+            await run_phase(pbx, Phase(name, 2, f"+4930{j}0"), 4)  # warm-up
+            for i, (rate, calls) in enumerate(plan):
                 phase = Phase(name, rate, f"+4931{i}{j}0")
                 print(f"[bench] {name}: {calls} calls at {rate:g}/s ...")
                 await run_phase(pbx, phase, calls)
                 await asyncio.sleep(TALK_MS / 1000 + 1)  # let the last calls end
                 measure(phase, phones)
                 phases.append(phase)
+            if service is not None:
+                await service.stop()
+                service = None
+            if standby is not None:
+                await standby.stop()
+                standby = None
         ok = report(phases)
         for ph in phases:
             if ph.result is not None and not ph.result.ok:
@@ -300,6 +353,8 @@ async def main(args: argparse.Namespace) -> int:
                 await phone.stop()
         if service is not None:
             await service.stop()
+        if standby is not None:
+            await standby.stop()
         await asyncio.to_thread(pbx.down)
         if db_name is not None:
             await drop_database(db_name)
@@ -311,8 +366,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--agents", type=int, default=20)
     parser.add_argument("--audio-tap", action="store_true", help="caller-audio detection on")
-    parser.add_argument("--paths", nargs="+", default=["ours", "app_queue"],
-                        choices=["ours", "app_queue"])
+    parser.add_argument("--paths", nargs="+", default=["ours", "two_nodes", "app_queue"],
+                        choices=["ours", "two_nodes", "app_queue"],
+                        help="ours: one node (no Redis); two_nodes: the active node of two "
+                             "(Redis, a standby `cti serve` process); app_queue: Asterisk's own")
     parser.add_argument("--rates", type=float, nargs="+", default=[1.0, 20.0],
                         help="calls arriving per second, one phase per rate and path")
     parser.add_argument("--seconds", type=float, default=10.0,
