@@ -34,6 +34,7 @@ from cti.features.handover.service import HandoverNotifier, HandoverReminders, H
 from cti.features.handover.storage import HandoverStore
 from cti.features.ivr.call_script import IvrCallScript
 from cti.features.ivr.caller_audio import CallerAudioTap
+from cti.features.ivr.checkpoints import CheckpointStore, CheckpointWriter
 from cti.features.ivr.prompts import PromptSource
 from cti.features.ivr.runner import IvrRunner
 from cti.features.knowledge.service import GapNotifier, KnowledgeBase
@@ -102,6 +103,7 @@ class Service:
     flows: FlowStore
     ivr: IvrRunner
     audit: ProcedureAudit
+    checkpoints: CheckpointWriter
     acd: Acd
     desk: AgentDesk
     customers: CallerLookup
@@ -181,10 +183,13 @@ class Service:
         # IVR, procedures, voicemail
         audit = ProcedureAudit(sessions, clock, bus)
         voicemails = Voicemails(sessions, telephony, clock, bus=bus)
+        # each live call's IVR position, for a process that adopts the call (docs/cluster.md)
+        checkpoint_store = CheckpointStore(sessions)
+        checkpoints = CheckpointWriter(checkpoint_store)
         runner = IvrRunner(
             telephony, clock, AuditPublisher(bus), prompts, flows,
             procedures=settings.procedures, detection=settings.detection,
-            recordings=voicemails, bus=bus,
+            recordings=voicemails, bus=bus, checkpoints=checkpoints,
         )
 
         # the after-call survey: the ACD asks it before hanging up a caller the agent left
@@ -268,7 +273,8 @@ class Service:
         def script_factory(session: CallSession) -> CallScript:
             tap = CallerAudioTap(telephony, registry, settings.detection)
             return IvrCallScript(
-                runner, repo, settings, tap, settings.inbound_flow, customers, bus
+                runner, repo, settings, tap, settings.inbound_flow, customers, bus,
+                checkpoints=checkpoint_store,
             )
 
         det = settings.detection
@@ -306,7 +312,8 @@ class Service:
             settings=settings, clock=clock, engine=engine, sessions=sessions, bus=bus,
             events=events, calls_repo=repo, ari=ari, telephony=telephony, registry=registry,
             dispatcher=dispatcher, inbound=inbound, resync=resync, prompts=prompts, flows=flows,
-            ivr=runner, audit=audit, acd=acd, desk=desk, customers=customers, routing=routing,
+            ivr=runner, audit=audit, checkpoints=checkpoints, acd=acd, desk=desk,
+            customers=customers, routing=routing,
             transfers=transfers, fallback=fallback, voicemails=voicemails, live=live,
             rollups=rollups, work_orders=work_orders, work_order_timers=work_order_timers,
             recordings=recordings, reviews=reviews, monitoring=monitoring, outbound=outbound,
@@ -392,6 +399,7 @@ class Service:
             await self.cluster.node.aclose()  # the bus too, once its events are on the stream
         await self.bus.aclose()
         await self.audit.close()
+        await self.checkpoints.close()
         await self.voicemails.flush()
         await self.ari.close()
         if self._ari_task is not None:

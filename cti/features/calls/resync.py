@@ -86,7 +86,10 @@ class Resync:
 
         ours = self.routing.leg_channel_ids() if self.routing is not None else set()
         stray_legs = {c for c in in_app if c.startswith(ORIGINATED_PREFIXES)} - ours
-        for call in await self.repo.open_calls():
+        # In the order they entered the queue: callers put back at the same kept time keep
+        # their order too.
+        for call in sorted(await self.repo.open_calls(),
+                           key=lambda c: (c.queued_at or c.arrived_at, c.arrived_at)):
             if self.registry.get(call.id) is not None:
                 continue
             if call.channel_id not in in_app:
