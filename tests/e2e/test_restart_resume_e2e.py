@@ -8,6 +8,7 @@ starts on the same database and Asterisk. Then:
 
 - the silent caller's second prompt starts 5 s after the first one ended, +-250 ms, both
   read from Asterisk's own time stamps (an ARI socket of the test's, subscribed to all);
+- the silent caller's line is watched again (a new audio tap; the dead process's is gone);
 - when agent 1001 becomes ready, the first of the two waiting callers is offered first, the
   other waits first in line, and the offer's wait counts from the original queue entry.
 
@@ -17,6 +18,7 @@ Run with an instance of your own: CTI_E2E_INSTANCE_SUFFIX=<you> .venv/bin/pytest
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -36,6 +38,7 @@ import pytest
 from cti.domain.calls import CallState
 from cti.domain.routing.events import CallOffered
 from cti.features.calls.storage import CallRepository
+from cti.features.ivr.caller_audio import TAP_BRIDGE_PREFIX
 from cti.features.ivr.checkpoints import CheckpointStore
 from cti.features.phrases.library import load_phrase_library
 from cti.features.routing.call_routing import ROUTING_EVENTS
@@ -84,9 +87,8 @@ class AriProbe:
     _http: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        self._http = aiohttp.ClientSession(
-            auth=aiohttp.BasicAuth(self.pbx.ari_user, self.pbx.ari_password)
-        )
+        token = base64.b64encode(f"{self.pbx.ari_user}:{self.pbx.ari_password}".encode())
+        self._http = aiohttp.ClientSession(headers={"Authorization": f"Basic {token.decode()}"})
         url = self.pbx.ari_url.replace("http://", "ws://") + "/events"
         ws = await self._http.ws_connect(url, params={"app": f"{self.pbx.app}-probe",
                                                       "subscribeAll": "true"})
@@ -253,6 +255,19 @@ async def test_kill_9_keeps_the_procedures_deadline_and_the_callers_order(
               f"restarted in {restarted_in:.2f} s; second prompt {late * 1000:+.0f} ms "
               "from the 5 s after the first")
         assert abs(late) <= TOLERANCE_S
+
+        # its line is watched again: a tap of the new process's, the dead one's removed
+        async def taps() -> list[tuple[str, ...]]:
+            return [b.channels for b in await second.telephony.list_bridges()
+                    if b.id.startswith(TAP_BRIDGE_PREFIX + silent_id)]
+
+        deadline = time.monotonic() + 10
+        while [len(t) for t in await taps()] != [2]:
+            assert time.monotonic() < deadline, f"tap bridges: {await taps()}"
+            await asyncio.sleep(0.1)
+        session = second.registry.get(silent_id)
+        assert session is not None
+        assert set((await taps())[0]) <= set(session.channels)
 
         # the waiting callers: in their original order when an agent becomes ready
         acd = second.acd

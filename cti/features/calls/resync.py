@@ -116,6 +116,7 @@ class Resync:
                 await self.telephony.hangup(leg)
 
         known = {ch for s in self.registry.sessions() for ch in s.channels}
+        stale_taps: set[str] = set()
         for channel_id in in_app - known - ours:
             info = channels.get(channel_id)
             if info is None or channel_id.startswith((*ORIGINATED_PREFIXES, MONITOR_PREFIX)):
@@ -124,6 +125,7 @@ class Resync:
                 # An audio tap left by an earlier process: its call gets a new one if needed.
                 with contextlib.suppress(TelephonyError):
                     await self.telephony.hangup(channel_id)
+                stale_taps.update(b.id for b in bridges if channel_id in b.channels)
                 continue
             # A caller that entered Stasis while we could not see it: take it on.
             call = Call(
@@ -135,7 +137,13 @@ class Resync:
             adopted += 1
 
         destroyed = 0
+        for bridge_id in stale_taps:  # listed with the tap's channels in it: not empty below
+            with contextlib.suppress(TelephonyError):
+                await self.telephony.destroy_bridge(bridge_id)
+            destroyed += 1
         for bridge in bridges:
+            if bridge.id in stale_taps:
+                continue
             # After a reconnect, a bridge of this process may be empty for the moment between
             # its creation and its first channel: only the first resync removes any but cti-.
             prefixes = OUR_BRIDGE_PREFIXES if generation == 1 else ("cti-",)
