@@ -34,7 +34,7 @@ from cti.features.handover.service import HandoverNotifier, HandoverReminders, H
 from cti.features.handover.storage import HandoverStore
 from cti.features.ivr.call_script import IvrCallScript
 from cti.features.ivr.caller_audio import CallerAudioTap
-from cti.features.ivr.checkpoints import CheckpointStore, CheckpointWriter
+from cti.features.ivr.checkpoints import CHECKPOINT_SWEEP_AGE, CheckpointStore, CheckpointWriter
 from cti.features.ivr.prompts import PromptSource
 from cti.features.ivr.runner import IvrRunner
 from cti.features.knowledge.service import GapNotifier, KnowledgeBase
@@ -349,6 +349,8 @@ class Service:
                 await self.cluster.node.start(self.bus.last_seq)
             # Agents as the last process left them, before the resync adopts its calls.
             states = await RoutingLog(self.sessions).last_agent_states()
+            # IVR checkpoints of calls that ended while no process ran them
+            await self.checkpoints.store.sweep(self.clock.now() - CHECKPOINT_SWEEP_AGE)
         except (SQLAlchemyError, OSError) as exc:  # e.g. auto_migrate off and no schema yet
             raise ConfigError(describe_db_error(self.settings.database_url, exc)) from None
         await self.live.start()  # today's figures again, before anything new happens

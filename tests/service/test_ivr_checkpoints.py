@@ -135,3 +135,27 @@ async def test_the_call_log_keeps_when_the_caller_first_entered_the_queue(
         assert open_call.queued_at == T0 + timedelta(seconds=7.5)
     finally:
         await engine.dispose()
+
+
+async def test_the_sweep_removes_old_checkpoints_of_calls_no_longer_open(
+    database_url: str,
+) -> None:
+    engine = make_engine(database_url)
+    sessions = make_sessionmaker(engine)
+    store, repo = CheckpointStore(sessions), CallRepository(sessions)
+    try:
+        live = Call(id="5.1", channel_id="5.1", caller_number="", caller_name="",
+                    dialled_number="", arrived_at=T0)
+        await repo.save(live)
+        await repo.save(replace(live, id="5.2", channel_id="5.2", state=CallState.ENDED))
+        await store.write([
+            checkpoint("5.1", "wait_1", T0, 5.0),  # its call is open: kept
+            checkpoint("5.2", "wait_1", T0, 5.0),  # its call ended: removed
+            checkpoint("5.3", "wait_1", T0, 5.0),  # no call row at all: removed
+            checkpoint("5.4", "first", T0 + timedelta(minutes=5)),  # too recent to judge
+        ], [])
+        assert await store.sweep(T0 + timedelta(minutes=1)) == 2
+        assert [await store.load(c) is not None for c in ("5.1", "5.2", "5.3", "5.4")] == [
+            True, False, False, True]
+    finally:
+        await engine.dispose()

@@ -13,14 +13,16 @@ What it costs is measured in benchmarks/bench_ivr_checkpoints.py and said in doc
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, exists, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cti.domain.ivr.checkpoint import Checkpoint, CheckpointUnreadable, from_json, to_json
+from cti.platform.db.tables.calls import CallRow
 from cti.platform.db.tables.ivr import IvrCheckpointRow
 from cti.platform.log import get_logger
 
@@ -30,6 +32,8 @@ log = get_logger(__name__)
 # loses a call's latest step (the call then resumes from the step before, or from the top).
 FLUSH_INTERVAL_S = 0.05
 RETRY_S = 1.0
+# At start, checkpoints this old without an open call are removed (CheckpointStore.sweep).
+CHECKPOINT_SWEEP_AGE = timedelta(minutes=1)
 
 
 def _insert_for(dialect: str) -> Any:
@@ -60,6 +64,18 @@ class CheckpointStore:
                     ),
                     [{"call_id": cp.call_id, "at": cp.at, "data": to_json(cp)} for cp in keep],
                 )
+
+    async def sweep(self, before: datetime) -> int:
+        """Delete checkpoints older than `before` whose call is not open in the call log (it
+        ended while no process ran it). Recent ones are left: a new call's first checkpoint
+        may be written a moment before its log row."""
+        open_call = exists().where(CallRow.id == IvrCheckpointRow.call_id,
+                                   CallRow.state != "ended")
+        async with self.sessions() as session, session.begin():
+            done = await session.execute(
+                delete(IvrCheckpointRow).where(IvrCheckpointRow.at < before, ~open_call)
+            )
+        return int(getattr(done, "rowcount", 0) or 0)
 
     async def load(self, call_id: str) -> Checkpoint | None:
         """The call's last checkpoint; None if there is none or it cannot be read (said)."""
