@@ -34,6 +34,7 @@ from cti.features.handover.service import HandoverNotifier, HandoverReminders, H
 from cti.features.handover.storage import HandoverStore
 from cti.features.ivr.call_script import IvrCallScript
 from cti.features.ivr.caller_audio import CallerAudioTap
+from cti.features.ivr.checkpoints import CHECKPOINT_SWEEP_AGE, CheckpointStore, CheckpointWriter
 from cti.features.ivr.prompts import PromptSource
 from cti.features.ivr.runner import IvrRunner
 from cti.features.knowledge.service import GapNotifier, KnowledgeBase
@@ -103,6 +104,7 @@ class Service:
     flows: FlowStore
     ivr: IvrRunner
     audit: ProcedureAudit
+    checkpoints: CheckpointWriter
     acd: Acd
     desk: AgentDesk
     customers: CallerLookup
@@ -197,10 +199,13 @@ class Service:
         # IVR, procedures, voicemail
         audit = ProcedureAudit(sessions, clock, bus)
         voicemails = Voicemails(sessions, telephony, clock, bus=bus)
+        # each live call's IVR position, for a process that adopts the call (docs/cluster.md)
+        checkpoint_store = CheckpointStore(sessions)
+        checkpoints = CheckpointWriter(checkpoint_store)
         runner = IvrRunner(
             telephony, clock, AuditPublisher(bus), prompts, flows,
             procedures=settings.procedures, detection=settings.detection,
-            recordings=voicemails, bus=bus,
+            recordings=voicemails, bus=bus, checkpoints=checkpoints,
         )
 
         # the after-call survey: the ACD asks it before hanging up a caller the agent left
@@ -284,7 +289,8 @@ class Service:
         def script_factory(session: CallSession) -> CallScript:
             tap = CallerAudioTap(telephony, registry, settings.detection)
             return IvrCallScript(
-                runner, repo, settings, tap, settings.inbound_flow, customers, bus
+                runner, repo, settings, tap, settings.inbound_flow, customers, bus,
+                checkpoints=checkpoint_store,
             )
 
         det = settings.detection
@@ -322,7 +328,8 @@ class Service:
             settings=settings, clock=clock, engine=engine, sessions=sessions, bus=bus,
             events=events, calls_repo=repo, ari=ari, telephony=telephony, registry=registry,
             dispatcher=dispatcher, inbound=inbound, resync=resync, prompts=prompts, flows=flows,
-            ivr=runner, audit=audit, acd=acd, desk=desk, customers=customers, routing=routing,
+            ivr=runner, audit=audit, checkpoints=checkpoints, acd=acd, desk=desk,
+            customers=customers, routing=routing,
             transfers=transfers, fallback=fallback, voicemails=voicemails, live=live,
             rollups=rollups, work_orders=work_orders, work_order_timers=work_order_timers,
             recordings=recordings, reviews=reviews, monitoring=monitoring, outbound=outbound,
@@ -358,6 +365,8 @@ class Service:
             self.bus.continue_after(await self.events.last_seq())  # one stream across restarts
             if self.cluster.node is not None:
                 await self.cluster.node.start(self.bus.last_seq)
+            # IVR checkpoints of calls that ended while no process ran them
+            await self.checkpoints.store.sweep(self.clock.now() - CHECKPOINT_SWEEP_AGE)
         except (SQLAlchemyError, OSError) as exc:  # e.g. auto_migrate off and no schema yet
             raise ConfigError(describe_db_error(self.settings.database_url, exc)) from None
         await self.live.start()  # today's figures again, before anything new happens
@@ -452,6 +461,7 @@ class Service:
             await self.cluster.aclose()
         await self.bus.aclose()
         await self.audit.close()
+        await self.checkpoints.close()
         await self.voicemails.flush()
         await self.engine.dispose()
 

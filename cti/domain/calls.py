@@ -46,6 +46,9 @@ class Call:
     agent_id: str | None = None
     queue: str | None = None
     attributes: dict[str, str] = field(default_factory=dict)
+    # When the caller first entered the ACD: a restarted (or adopting) process puts them back
+    # in the queue at this time, so they keep their place and their wait counts from here.
+    queued_at: datetime | None = None
 
     @property
     def is_over(self) -> bool:

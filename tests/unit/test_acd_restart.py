@@ -3,7 +3,7 @@ calls it had with an agent are theirs again, and queued calls wait again in thei
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from routing_fixtures import basic_rules
@@ -108,3 +108,54 @@ def test_a_requeued_call_whose_queue_is_gone_goes_through_the_rules() -> None:
     core = AcdCore(basic_rules())
     core.requeue("c1", {"menu": "2"}, "no_such_queue", 1.0, AT)
     assert core.router.queue_of("c1") == "tech"
+
+
+def _offered_in_order(core: AcdCore, agent: str, now: float) -> list[str]:
+    """The calls offered to `agent` one after another as it takes and ends each."""
+    order: list[str] = []
+    cmds = core.restore_agent(agent, "available", None, now, AT)
+    while True:
+        ring = next((c for c in cmds if isinstance(c, RingAgent)), None)
+        if ring is None:
+            return order
+        order.append(ring.call_id)
+        now += 1
+        core.offer_answered(ring.offer_id, now, AT)
+        now += 1
+        ended = core.call_ended(ring.call_id, now, AT)
+        wrap = next(c for c in ended if isinstance(c, StartWrapUpTimer))
+        now += wrap.seconds
+        cmds = core.wrap_up_elapsed(agent, wrap.gen, now, AT)
+
+
+def test_requeued_callers_keep_their_original_order_ahead_of_later_arrivals() -> None:
+    """c1 and c2 queued 40 s and 25 s before the restart (kept wall times); c0 arrived at the
+    new process before they were put back, c3 after: c1, c2 first, then c0, c3."""
+    core = AcdCore(basic_rules())
+    core.enqueue("c0", {"menu": "1"}, 100.0, AT)  # billing: arrived just after the start
+    core.requeue("c2", {"menu": "1"}, "billing", 100.5, AT, since=AT - timedelta(seconds=25))
+    core.requeue("c1", {"menu": "1"}, "billing", 100.5, AT, since=AT - timedelta(seconds=40))
+    core.enqueue("c3", {"menu": "1"}, 101.0, AT)
+    assert [core.router.position(c) for c in ("c1", "c2", "c0", "c3")] == [1, 2, 3, 4]
+    assert _offered_in_order(core, "a1", 102.0) == ["c1", "c2", "c0", "c3"]
+
+
+def test_a_requeued_callers_wait_counts_from_the_original_entry() -> None:
+    core = AcdCore(basic_rules())
+    core.restore_agent("a1", "available", None, 0.5, AT)
+    cmds = core.requeue("c1", {"menu": "1"}, "billing", 100.0, AT,
+                        since=AT - timedelta(seconds=42))
+    ring = next(c for c in cmds if isinstance(c, RingAgent))
+    offer = core.router.offer(ring.offer_id)
+    assert offer is not None
+    assert offer.waited_s == pytest.approx(42.0)
+
+
+def test_a_kept_entry_time_ahead_of_this_clock_counts_as_now() -> None:
+    core = AcdCore(basic_rules())
+    core.restore_agent("a1", "available", None, 0.5, AT)
+    cmds = core.requeue("c1", {"menu": "1"}, "billing", 100.0, AT,
+                        since=AT + timedelta(seconds=3))  # another node's clock, ahead
+    offer = core.router.offer(next(c for c in cmds if isinstance(c, RingAgent)).offer_id)
+    assert offer is not None
+    assert offer.waited_s == 0.0

@@ -329,15 +329,22 @@ class AcdCore:
 
     def requeue(
         self, call_id: str, attributes: CallAttributes, queue: str | None, now: float,
-        at: datetime,
+        at: datetime, since: datetime | None = None,
     ) -> list[Command]:
         """A call an earlier process had queued (or was ringing an agent for) waits again in
-        the queue it was in, or goes through the rules if that queue is gone."""
+        the queue it was in, or goes through the rules if that queue is gone. `since`: when
+        it first entered the ACD (wall clock, as kept): it takes its place from then, ahead
+        of anyone who came later, and its waits count from then. Without it: from `now`."""
         self._cmds = []
+        # The router counts on this process's monotonic clock: the kept wall time becomes a
+        # point as far back on it as the call has been waiting (never in the future).
+        entered = now - max((at - since).total_seconds(), 0.0) if since is not None else None
         if queue is not None and queue in self.rules.queues:
-            self._decision(self.router.transfer(call_id, attributes, now, queue=queue), at)
+            self._decision(
+                self.router.transfer(call_id, attributes, now, queue=queue, since=entered), at
+            )
         else:
-            self._decision(self.router.enqueue(call_id, attributes, now), at)
+            self._decision(self.router.enqueue(call_id, attributes, now, since=entered), at)
         return self._take()
 
     def caller_hangup(self, call_id: str, now: float, at: datetime) -> list[Command]:

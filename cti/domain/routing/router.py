@@ -571,18 +571,23 @@ class Router:
         call.priority = stage.priority + call.boost
         return stage
 
-    def enqueue(self, call_id: str, attributes: CallAttributes, now: float) -> Decision:
+    def enqueue(
+        self, call_id: str, attributes: CallAttributes, now: float, *, since: float | None = None
+    ) -> Decision:
+        """A call enters the ACD at `now`; `since`: it entered earlier (an adopted call, on
+        this router's clock), and takes its place and counts its wait from then."""
         if call_id in self._calls or call_id in self._offered:
             raise Conflict(f"call {call_id} is already in the ACD")
         self._seq += 1
         plan, pid = self._plan_for(attributes)
+        entered = now if since is None else min(since, now)
         call = WaitingCall(
             call_id,
             dict(attributes),
             plan,
             pid,
-            now,
-            now,
+            entered,
+            entered,
             self._rules.tier_boost(attributes),
             self._seq,
         )
@@ -592,11 +597,12 @@ class Router:
 
     def transfer(
         self, call_id: str, attributes: CallAttributes, now: float, *, queue: str,
-        agent_id: str | None = None,
+        agent_id: str | None = None, since: float | None = None,
     ) -> Decision:
         """An agent's one-click transfer of a call that was connected: it waits in `queue` like
         a new arrival (keeping its attributes), or is offered straight to `agent_id`, who must
-        be available. Should that agent not answer, the call stays waiting in `queue`."""
+        be available. Should that agent not answer, the call stays waiting in `queue`.
+        `since`: an adopted call's original entry (see `enqueue`)."""
         if call_id in self._calls or call_id in self._offered:
             raise Conflict(f"call {call_id} is already in the ACD")
         if queue not in self._queue_plans:
@@ -607,8 +613,9 @@ class Router:
                 raise Conflict(f"agent {agent_id} is not available")
         self._seq += 1
         plan = self._queue_plans[queue]
+        entered = now if since is None else min(since, now)
         call = WaitingCall(
-            call_id, dict(attributes), plan, self._pid_of[id(plan)], now, now,
+            call_id, dict(attributes), plan, self._pid_of[id(plan)], entered, entered,
             self._rules.tier_boost(attributes), self._seq,
         )
         self._restage(call, now)

@@ -86,7 +86,10 @@ class Resync:
 
         ours = self.routing.leg_channel_ids() if self.routing is not None else set()
         stray_legs = {c for c in in_app if c.startswith(ORIGINATED_PREFIXES)} - ours
-        for call in await self.repo.open_calls():
+        # In the order they entered the queue: callers put back at the same kept time keep
+        # their order too.
+        for call in sorted(await self.repo.open_calls(),
+                           key=lambda c: (c.queued_at or c.arrived_at, c.arrived_at)):
             if self.registry.get(call.id) is not None:
                 continue
             if call.channel_id not in in_app:
@@ -113,6 +116,7 @@ class Resync:
                 await self.telephony.hangup(leg)
 
         known = {ch for s in self.registry.sessions() for ch in s.channels}
+        stale_taps: set[str] = set()
         for channel_id in in_app - known - ours:
             info = channels.get(channel_id)
             if info is None or channel_id.startswith((*ORIGINATED_PREFIXES, MONITOR_PREFIX)):
@@ -121,6 +125,7 @@ class Resync:
                 # An audio tap left by an earlier process: its call gets a new one if needed.
                 with contextlib.suppress(TelephonyError):
                     await self.telephony.hangup(channel_id)
+                stale_taps.update(b.id for b in bridges if channel_id in b.channels)
                 continue
             # A caller that entered Stasis while we could not see it: take it on.
             call = Call(
@@ -132,7 +137,13 @@ class Resync:
             adopted += 1
 
         destroyed = 0
+        for bridge_id in stale_taps:  # listed with the tap's channels in it: not empty below
+            with contextlib.suppress(TelephonyError):
+                await self.telephony.destroy_bridge(bridge_id)
+            destroyed += 1
         for bridge in bridges:
+            if bridge.id in stale_taps:
+                continue
             # After a reconnect, a bridge of this process may be empty for the moment between
             # its creation and its first channel: only the first resync removes any but cti-.
             prefixes = OUR_BRIDGE_PREFIXES if generation == 1 else ("cti-",)

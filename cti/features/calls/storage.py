@@ -30,6 +30,7 @@ def _row_values(call: Call) -> dict[str, Any]:
         "agent_id": call.agent_id,
         "queue": call.queue,
         "attributes": dict(call.attributes) or None,
+        "queued_at": call.queued_at,
     }
 
 
@@ -51,6 +52,7 @@ def _from_row(row: CallRow) -> Call:
         agent_id=row.agent_id,
         queue=row.queue,
         attributes=dict(row.attributes or {}),
+        queued_at=row.queued_at,
     )
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from typing import Literal
+from typing import Literal, Protocol
 
 from cti.domain.audio_classifier import WindowFeatures
 from cti.domain.calls import CallState
 from cti.domain.crm import address_form
 from cti.domain.ivr import events as ivr_events
+from cti.domain.ivr.checkpoint import Checkpoint
 from cti.domain.ivr.engine import CallContext
 from cti.domain.ivr.flow import ListenNode
 from cti.events import Bus, MenuKeyPressed
@@ -33,6 +34,10 @@ log = get_logger(__name__)
 GREETING_MEDIA = "sound:custom/greeting_answer"
 
 
+class CheckpointSource(Protocol):
+    async def load(self, call_id: str) -> Checkpoint | None: ...
+
+
 def audio_classified(w: WindowFeatures) -> ivr_events.AudioClassified:
     """A classified window as the IVR engine takes it: the class, and the features that decided
     it (the procedure audit records them with what the window made happen)."""
@@ -52,6 +57,7 @@ class IvrCallScript:
         flow: str,
         customers: CallerLookup | None = None,
         bus: Bus | None = None,
+        checkpoints: CheckpointSource | None = None,
     ) -> None:
         self.runner = runner
         self.repo = repo
@@ -60,6 +66,7 @@ class IvrCallScript:
         self.flow = flow
         self.customers = customers
         self.bus = bus
+        self.checkpoints = checkpoints
         self._task: asyncio.Task[object] | None = None
         self._tap_task: asyncio.Task[None] | None = None
 
@@ -94,19 +101,49 @@ class IvrCallScript:
         await self._start(session, self.flow, None)
 
     async def on_adopted(self, session: CallSession) -> None:
-        """After a service restart: a caller in the menu hears it again from the top; one
-        waiting in a queue stays there (the IVR idles at its route, the ACD has it again);
-        one talking with an agent goes on in the agent flow's conversation (no greeting)."""
+        """After a service restart (or on the node adopting a dead node's calls): a call with
+        a checkpoint goes on exactly there (the menu, the procedure's step, the rest of the
+        wait: docs/cluster.md); without one, a caller in the menu hears it again from the top.
+        One waiting in a queue stays there (the IVR idles at its route, the ACD has it
+        again); one talking with an agent goes on in the agent flow's conversation (no
+        greeting), or in the procedure it was in."""
         state = session.call.state
-        if state in (CallState.ARRIVED, CallState.ANSWERED):
+        checkpoint = await self._checkpoint(session)
+        if checkpoint is not None and state not in (CallState.QUEUED, CallState.OFFERED):
+            await self._start(session, str(checkpoint.state["flow"]), None, checkpoint)
+        elif state in (CallState.ARRIVED, CallState.ANSWERED):
             await self._start(session, self.flow, None)
         elif state in (CallState.QUEUED, CallState.OFFERED):
             await self._start(session, self.flow, "route")
         elif state is CallState.CONNECTED:
             await self._start(session, self.settings.agent_flow, "listen")
 
+    async def _checkpoint(self, session: CallSession) -> Checkpoint | None:
+        """The call's kept IVR position, if any and if this process still has its flow (and
+        procedure): a flow removed meanwhile means the older way (from the top)."""
+        if self.checkpoints is None:
+            return None
+        try:
+            checkpoint = await self.checkpoints.load(session.call.id)
+        except Exception:  # a help for the caller, never a condition of adopting the call
+            log.exception("ivr.checkpoint_load_failed", call_id=session.call.id)
+            return None
+        if checkpoint is None or checkpoint.state.get("phase") != "active":
+            return None
+        flows, procedures = self.runner.flow_source.flows, self.runner.procedures
+        flow, proc = flows.get(str(checkpoint.state.get("flow"))), checkpoint.state.get("procedure")
+        if flow is None or checkpoint.state.get("node") not in flow.nodes or (
+            proc is not None and (proc.get("name") not in procedures
+                                  or proc.get("node") not in procedures[proc["name"]].nodes)
+        ):
+            log.warning("ivr.checkpoint_flow_gone", call_id=session.call.id,
+                        flow=checkpoint.state.get("flow"))
+            return None
+        return checkpoint
+
     async def _start(
-        self, session: CallSession, flow: str, resume: Literal["route", "listen"] | None
+        self, session: CallSession, flow: str, resume: Literal["route", "listen"] | None,
+        checkpoint: Checkpoint | None = None,
     ) -> None:
         call = session.call
         ctx = await self._context(session)
@@ -117,7 +154,7 @@ class IvrCallScript:
 
         self._task = asyncio.create_task(
             self.runner.run_call(ctx, flow, call.channel_id, on_hangup=ivr_hangs_up,
-                                 resume=resume),
+                                 resume=resume, checkpoint=checkpoint),
             name=f"ivr-{call.id}",
         )
         if resume != "route" and self._listens(flow):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
+import uuid
 from collections.abc import Callable, Mapping
 
 from cti.domain.audio_classifier import WindowFeatures
@@ -20,6 +20,7 @@ log = get_logger(__name__)
 
 # Channel ids of a call's tap end with these, so a restarted service can tell them from callers.
 TAP_SUFFIXES = ("-snoop", "-media")
+TAP_BRIDGE_PREFIX = "cti-tap-"
 STASIS_RETRIES, STASIS_RETRY_S = 40, 0.025  # up to 1 s for the tap channels to enter Stasis
 
 
@@ -51,16 +52,15 @@ class CallerAudioTap:
             self.host, fmt, self.detection.classifier, self.detection.window_ms, on_window
         )
         self._transport = transport
-        # A tag of its own per tap: a node adopting the call after the one that tapped it
-        # died finds the old tap's channels and bridge still up (they are hung up by the
-        # resync, maybe a moment later), and Asterisk refuses a second channel with an id in use.
-        tag = secrets.token_hex(3)
+        # Ids of this tap's own: a process that adopts the call makes its tap while the dead
+        # process's one may still be there (the resync hangs that up and removes its bridge).
+        tag = uuid.uuid4().hex[:8]
         snoop_id, media_id = f"{call_id}-{tag}-snoop", f"{call_id}-{tag}-media"
         # Attach first: their StasisStart must reach this call, not be taken for a new caller.
         for ch in (snoop_id, media_id):
             self.registry.attach_channel(call_id, ch)
             self._channels.append(ch)
-        bridge_id = f"cti-tap-{call_id}-{tag}"
+        bridge_id = f"{TAP_BRIDGE_PREFIX}{call_id}-{tag}"
         self._bridge = bridge_id  # stop() destroys it, made or not
         try:
             # The three at once, and both channels added in one request: the tap costs the

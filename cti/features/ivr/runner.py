@@ -22,11 +22,19 @@ import contextlib
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Literal, Protocol
+from datetime import datetime, timedelta
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from cti.domain.ivr import commands as c
 from cti.domain.ivr import events as e
+from cti.domain.ivr.checkpoint import (
+    Checkpoint,
+    PromptAt,
+    TimerAt,
+    restore,
+    resume_plan,
+    snapshot,
+)
 from cti.domain.ivr.config import DetectionSettings, ProcedureSettings
 from cti.domain.ivr.engine import CallContext, CallState, IvrMachine, Phase
 from cti.domain.ivr.flow import Flow
@@ -34,7 +42,7 @@ from cti.domain.ivr.presence import CallerAudioMemory
 from cti.domain.ivr.procedures import build_procedures
 from cti.domain.phrases import ForbiddenPhraseRefused
 from cti.events import Bus, CallRouted
-from cti.features.ivr.prompts import PromptSource
+from cti.features.ivr.prompts import PromptLengths, PromptSource
 from cti.features.procedures.audit import AuditEntry
 from cti.platform.clock import Clock
 from cti.platform.errors import ChannelGone, CtiError, NotFound, TelephonyError
@@ -72,6 +80,19 @@ class RecordingSink(Protocol):
     def recording_not_started(self, name: str) -> None: ...
 
 
+class CheckpointSink(Protocol):
+    """Keeps each call's latest IVR position outside the process (cti.features.ivr.checkpoints):
+    both calls return at once; the writing happens elsewhere, coalesced per call."""
+
+    def keep(self, checkpoint: Checkpoint) -> None: ...
+    def drop(self, call_id: str) -> None: ...
+
+
+@runtime_checkable
+class PlaybackProbe(Protocol):
+    async def playback_listed(self, playback_id: str) -> bool: ...
+
+
 # Told the engine's hang-up reason ("procedure", "flow", "agent") just before the IVR hangs up,
 # so the call log can say who ended the call.
 HangupHook = Callable[[str], None]
@@ -93,6 +114,11 @@ class _CallRun:
     timer: tuple[int, TimerHandle] | None = None
     on_hangup: HangupHook | None = None
     heard: CallerAudioMemory = field(default_factory=CallerAudioMemory)
+    # For the checkpoint: the live timer's deadline, the prompt playing (since when, how long)
+    deadline: TimerAt | None = None
+    prompt: PromptAt | None = None
+    exact_end: str | None = None  # an adopted prompt whose end we computed: timed exactly
+    stopping: bool = False  # the service stops: the call goes on elsewhere, keep its checkpoint
 
 
 class IvrRunner:
@@ -109,6 +135,7 @@ class IvrRunner:
         timers: Scheduler | None = None,
         bus: Bus | None = None,
         recordings: RecordingSink | None = None,
+        checkpoints: CheckpointSink | None = None,
     ) -> None:
         self.telephony = telephony
         self.clock = clock
@@ -120,6 +147,7 @@ class IvrRunner:
         self.timers = timers or LoopScheduler()
         self.bus = bus  # CallRouted goes there: the routing feature takes the call
         self.recordings = recordings
+        self.checkpoints = checkpoints
         self.calls: dict[str, _CallRun] = {}
         self._delays: deque[float] = deque(maxlen=DELAY_MEMORY)  # PBX stamp -> processed, s
 
@@ -128,18 +156,26 @@ class IvrRunner:
     async def run_call(
         self, ctx: CallContext, flow_name: str, channel_id: str | None = None,
         on_hangup: HangupHook | None = None, resume: Literal["route", "listen"] | None = None,
+        checkpoint: Checkpoint | None = None,
     ) -> CallState:
         """Run the call's IVR from answer to end (or cancellation). Returns the last state.
-        `resume`: an adopted call goes on at the flow's first route (idle) or listen node."""
+        `resume`: an adopted call goes on at the flow's first route (idle) or listen node.
+        `checkpoint`: an adopted call goes on exactly where it was (node, procedure step,
+        the rest of its wait); it wins over `resume`."""
         machine = IvrMachine(self.flow_source.flows, self.procedures, self.detection)
         state = machine.new_call(ctx, flow_name)
-        if resume is not None:
+        if checkpoint is not None:
+            state = restore(ctx, checkpoint)
+        elif resume is not None:
             state = machine.resumed_call(ctx, flow_name, resume, self.clock.now()) or state
         run = _CallRun(ctx, channel_id or ctx.call_id, machine, state)
         run.on_hangup = on_hangup
         self.calls[ctx.call_id] = run
         try:
-            await self._process(run, e.Answered(self.clock.now()), None)
+            if checkpoint is not None:
+                await self._resume(run, checkpoint)
+            else:
+                await self._process(run, e.Answered(self.clock.now()), None)
             while run.state.phase is not Phase.ENDED:
                 event, done = await run.queue.get()
                 try:
@@ -154,6 +190,9 @@ class IvrRunner:
             if run.timer:
                 run.timer[1].cancel()
             self.calls.pop(ctx.call_id, None)
+            if self.checkpoints is not None and run.state.phase is Phase.ENDED \
+                    and not run.stopping:
+                self.checkpoints.drop(ctx.call_id)
             while not run.queue.empty():
                 _, done = run.queue.get_nowait()
                 if done and not done.done():
@@ -165,17 +204,24 @@ class IvrRunner:
     ) -> None:
         if isinstance(event, e.TimerFired) and run.timer and run.timer[0] == event.gen:
             run.timer = None
+        if isinstance(event, e.HangUp) and event.cause == "service_stopping":
+            run.stopping = True
         run.state, commands = run.machine.step(run.state, event)
         audits: list[c.Audit] = []
         checks: list[c.ConfirmCallerAbsent] = []
         ended_at = event.ended_at if isinstance(event, e.PromptFinished) else None
+        exact = isinstance(event, e.PromptFinished) and event.playback_id == run.exact_end
+        acted = False
         for command in commands:
             if isinstance(command, c.Audit):
                 audits.append(command)
             elif isinstance(command, c.ConfirmCallerAbsent):
                 checks.append(command)
             else:
-                await self._execute(run, command, ended_at)
+                acted = True
+                await self._execute(run, command, ended_at, exact)
+        if acted or isinstance(event, e.AgentLink):  # AgentLink: who is on the call
+            self._checkpoint(run)
         at, mono = self.clock.now(), self.clock.monotonic()
         for audit in audits:  # after the timers are set: a write never delays them
             self._submit(AuditEntry(run.ctx.call_id, audit, at, mono))
@@ -189,6 +235,51 @@ class IvrRunner:
                      known=answer.known, found=answer.evidence.get("found"))
             await self._process(run, answer, None)
 
+    def _checkpoint(self, run: _CallRun) -> None:
+        """The call's position, kept (coalesced per call, written off this path) whenever
+        a command moved it: a timer armed or cancelled, a prompt started or stopped."""
+        if self.checkpoints is None or run.state.phase is not Phase.ACTIVE:
+            return
+        try:
+            self.checkpoints.keep(snapshot(run.state, self.clock.now(), run.deadline, run.prompt))
+        except Exception:  # a help for a later adoption, never a condition of this call
+            log.exception("ivr_checkpoint_failed", call_id=run.ctx.call_id)
+
+    async def _resume(self, run: _CallRun, checkpoint: Checkpoint) -> None:
+        """An adopted call goes on from its checkpoint: the timer that was live fires at its
+        original deadline (at once if it passed); a prompt that was playing ends when the PBX
+        says (still listed there) or at its start plus its length."""
+        listed = False
+        if checkpoint.prompt is not None and isinstance(self.telephony, PlaybackProbe):
+            try:
+                listed = await self.telephony.playback_listed(checkpoint.prompt.playback_id)
+            except TelephonyError:
+                listed = False
+        plan = resume_plan(checkpoint, self.clock.now(), listed)
+        log.info("ivr_resumed", call_id=run.ctx.call_id, flow=run.state.flow,
+                 node=run.state.node,
+                 procedure=run.state.procedure.name if run.state.procedure else None,
+                 procedure_node=run.state.procedure.node if run.state.procedure else None,
+                 timer_in=plan.timer[1] if plan.timer else None,
+                 prompt_listed=plan.await_prompt is not None,
+                 prompt_ends_in=plan.prompt_end[2] if plan.prompt_end else None)
+        if plan.timer is not None:
+            gen, delay = plan.timer
+            handle = self.timers.call_later(
+                delay, lambda: run.queue.put_nowait((e.TimerFired(gen), None))
+            )
+            run.timer = (gen, handle)
+            run.deadline = checkpoint.timer
+        if plan.await_prompt is not None or plan.prompt_end is not None:
+            run.prompt = checkpoint.prompt
+        if plan.prompt_end is not None:
+            pid, ended_at, delay = plan.prompt_end
+            run.exact_end = pid
+            self.timers.call_later(
+                delay, lambda: run.queue.put_nowait((e.PromptFinished(pid, ended_at), None))
+            )
+        self._checkpoint(run)
+
     def already_waited(self, ended_at: datetime | None) -> float:
         """Seconds of a wait that began at `ended_at` (the PBX's stamp of a prompt's end)
         already gone by when its timer is set: the delay over the smallest seen lately."""
@@ -199,7 +290,8 @@ class IvrRunner:
         return min(max(delay - min(self._delays), 0.0), CATCH_UP_MAX_S)
 
     async def _execute(
-        self, run: _CallRun, command: c.Command, ended_at: datetime | None = None
+        self, run: _CallRun, command: c.Command, ended_at: datetime | None = None,
+        exact: bool = False,
     ) -> None:
         call_id = run.ctx.call_id
         try:
@@ -207,18 +299,26 @@ class IvrRunner:
                 case c.StartTimer(gen=gen, seconds=seconds):
                     if run.timer:
                         run.timer[1].cancel()
+                    if exact and ended_at is not None:
+                        # the end of an adopted prompt, computed: all of the time since counts
+                        waited = max((self.clock.now() - ended_at).total_seconds(), 0.0)
+                    else:
+                        waited = self.already_waited(ended_at)
+                    delay = max(seconds - waited, 0.0)
                     handle = self.timers.call_later(
-                        max(seconds - self.already_waited(ended_at), 0.0),
-                        lambda: run.queue.put_nowait((e.TimerFired(gen), None)),
+                        delay, lambda: run.queue.put_nowait((e.TimerFired(gen), None)),
                     )
                     run.timer = (gen, handle)
+                    run.deadline = TimerAt(gen, self.clock.now() + timedelta(seconds=delay))
                 case c.CancelTimer(gen=gen):
                     if run.timer and run.timer[0] == gen:
                         run.timer[1].cancel()
                         run.timer = None
+                        run.deadline = None
                 case c.Play():
                     await self._play(run, command)
                 case c.StopPlayback(playback_id=pid):
+                    run.prompt = None
                     # 404: the prompt ended by itself a moment ago (its PlaybackFinished is on
                     # the way); the caller is still there, so this is no HangUp.
                     with contextlib.suppress(ChannelGone):
@@ -286,6 +386,9 @@ class IvrRunner:
     async def _play(self, run: _CallRun, command: c.Play) -> None:
         try:
             media = await self.prompts.media(command.phrase_id, command.slots, command.lang)
+            length = (self.prompts.seconds(media) if isinstance(self.prompts, PromptLengths)
+                      else None)
+            run.prompt = PromptAt(command.playback_id, self.clock.now(), length)
             await self.telephony.play(run.channel_id, media, playback_id=command.playback_id)
         except ChannelGone:
             raise

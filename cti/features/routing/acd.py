@@ -346,12 +346,14 @@ class Acd:
                 call.leg.bridge_id = bridge_id
 
     async def requeue(
-        self, call_id: str, channel_id: str, attributes: CallAttributes, queue: str | None
+        self, call_id: str, channel_id: str, attributes: CallAttributes, queue: str | None,
+        since: datetime | None = None,
     ) -> None:
         """An earlier process had this caller waiting (or ringing an agent): it waits again,
-        in the same queue, with hold music."""
+        in the same queue, with hold music; `since` (when it first entered the ACD, kept in
+        its log row): in its original place, its wait counted from then."""
         self.calls.by_id[call_id] = AcdCall(channel_id, attributes=dict(attributes))
-        await self._run(self.core.requeue(call_id, attributes, queue, *self._now()))
+        await self._run(self.core.requeue(call_id, attributes, queue, *self._now(), since=since))
 
     # ----- agent legs ------------------------------------------------------------------
 

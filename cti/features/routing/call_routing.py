@@ -76,7 +76,10 @@ class CallRouting:
         attributes = await self._routing_attributes(call)
         if session.call.is_over:  # the caller hung up during the lookup
             return
-        session.call = replace(move(call, CallState.QUEUED), queue=queue)
+        # Its first entry into the ACD, kept with the row written below: a process that
+        # adopts the call later puts it back at this time, in its place (docs/cluster.md).
+        session.call = replace(move(call, CallState.QUEUED), queue=queue,
+                               queued_at=call.queued_at or self.acd.clock.now())
         log.info("call.queued", call_id=call_id, ivr_queue=queue, menu=attributes["menu"])
         # The ACD first (it may ring an agent at once), the call log after: the row then holds
         # whatever the call reached meanwhile (queued, or already offered).
@@ -124,7 +127,8 @@ class CallRouting:
             )
             log.info("call.adopted_with_agent", call_id=call.id, agent_id=call.agent_id)
         elif call.state in (CallState.QUEUED, CallState.OFFERED):
-            await self.acd.requeue(call.id, call.channel_id, attributes, call.queue)
+            await self.acd.requeue(call.id, call.channel_id, attributes, call.queue,
+                                   since=call.queued_at)
             log.info("call.requeued", call_id=call.id, queue=call.queue)
 
     async def on_routing_event(self, event: RoutingEvent) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from cti.platform.ari.client import AriClient
+from cti.platform.errors import ChannelGone
 from cti.platform.ports import BridgeInfo, ChannelInfo, Direction
 
 
@@ -67,6 +68,14 @@ class AriTelephony:
 
     async def stop_playback(self, playback_id: str) -> None:
         await self.client.request("DELETE", f"playbacks/{playback_id}", urgent=True)
+
+    async def playback_listed(self, playback_id: str) -> bool:
+        """Whether the PBX still plays `playback_id` (an adopted call's prompt)."""
+        try:
+            await self.client.request("GET", f"playbacks/{playback_id}", urgent=True)
+        except ChannelGone:  # a 404: it ended
+            return False
+        return True
 
     async def start_moh(self, channel_id: str, moh_class: str | None = None) -> None:
         await self.client.request(

@@ -8,7 +8,9 @@ once, on demand, as its own file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import wave
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -21,6 +23,26 @@ class LibraryPrompts:
         self.library = library
         self.sounds_dir = sounds_dir
         self._locks: dict[str, asyncio.Lock] = {}
+        self._seconds: dict[str, float] = {}
+
+    def seconds(self, media: list[str]) -> float | None:
+        """How long the media play (their WAV headers, read once per file); None if a file is
+        not ours or unreadable. An adopted call's prompt ends at its start plus this."""
+        total = 0.0
+        for uri in media:
+            name = uri.removeprefix("sound:custom/")
+            if name == uri:
+                return None
+            known = self._seconds.get(name)
+            if known is None:
+                with contextlib.suppress(OSError, wave.Error, EOFError), \
+                        wave.open(str(self.sounds_dir / f"{name}.wav"), "rb") as wav:
+                    known = wav.getnframes() / float(wav.getframerate())
+                if known is None:
+                    return None
+                self._seconds[name] = known
+            total += known
+        return total
 
     async def media(self, phrase_id: str, slots: Mapping[str, str], lang: str) -> list[str]:
         files = self.library.media_files(phrase_id, lang, slots)  # refuses forbidden results

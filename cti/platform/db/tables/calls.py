@@ -32,3 +32,5 @@ class CallRow(Base):
     # What routing read off the call (menu key, language): a restarted service requeues the
     # caller with them.
     attributes: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    # When the caller first entered the ACD (their place in the queue after a restart).
+    queued_at: Mapped[datetime | None] = mapped_column(UtcDateTime())

@@ -52,3 +52,15 @@ class ScriptDepartureRow(Base):
     what: Mapped[str] = mapped_column(String(64))
     agent_id: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class IvrCheckpointRow(Base):
+    """Each live call's latest IVR position (cti.domain.ivr.checkpoint), so another process
+    adopting the call goes on at the same step with the rest of its wait. One row per call,
+    overwritten (only the latest matters), deleted when the call's IVR ends."""
+
+    __tablename__ = "ivr_checkpoints"
+
+    call_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
