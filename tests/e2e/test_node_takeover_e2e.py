@@ -1,11 +1,14 @@
 """Two CTI nodes on one PBX, PostgreSQL and Redis, as real processes; `kill -9` of the active
-node while a caller talks with an agent and two wait in the queue (docs/cluster.md, "Takeover").
+node while a caller talks with an agent, two wait in the queue, one is in the silent-call
+procedure's 5 s wait and one is in the menu (docs/cluster.md, "Takeover").
 
-The standby drives the PBX within 3 s; the talking call stays up with its agent, the waiting
-callers are answered in their original order, the agent's page connected to the standby
-keeps its live socket and sees the calls after the takeover, the API answers through either
-node, the killed node comes back as a standby, and over the whole run no agent was offered
-two calls at once and no call was connected twice (from the event log).
+The standby drives the PBX within 3 s; the talking call stays up with its agent; the silent
+caller's next prompt starts at the kept deadline (+-250 ms, from Asterisk's own time stamps);
+the menu caller goes on to the queue; the waiting callers are answered in their original
+order, the menu caller after them; the agent's page connected to the standby keeps its live
+socket and sees the calls after the takeover; the API answers through either node; the killed
+node comes back as a standby; and over the whole run no agent was offered two calls at once
+and no call was connected twice (from the event log).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import json
 import shutil
 import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +28,14 @@ import pytest
 import websockets
 
 from cti.features.desk.demo import seed_demo_desk
+from cti.features.ivr.checkpoints import CheckpointStore
 from cti.platform.db.base import make_engine, make_sessionmaker
+from cti.platform.settings import REPO_ROOT
 from tests.e2e.cluster_nodes import Node, cluster_prefix, node_settings
-from tests.e2e.conftest import DATA, flows_dir
-from tests.e2e.pbx import Pbx, SippResult
-from tests.e2e.test_routing_e2e import _caller, _from_user, _phones, _stop
+from tests.e2e.conftest import DATA
+from tests.e2e.pbx import Pbx, SippResult, run_sipp
+from tests.e2e.test_restart_resume_e2e import FLOW, WAIT_S, AriProbe, caller, prompts_rendered
+from tests.e2e.test_routing_e2e import _from_user, _phones, _stop
 
 pytestmark = [
     pytest.mark.e2e,
@@ -36,6 +43,8 @@ pytestmark = [
 ]
 
 ADOPTION_TARGET_S = 3.0
+TOLERANCE_S = 0.25
+__all__ = ["prompts_rendered"]  # the module fixture, used by name
 
 
 async def _login(base: str, user: str, password: str) -> str:
@@ -92,15 +101,21 @@ class PageSocket:
 
 
 @pytest.fixture
-async def nodes(pbx: Pbx, database_url: str, tmp_path: Path) -> AsyncIterator[list[Node]]:
+async def nodes(
+    pbx: Pbx, database_url: str, tmp_path: Path, prompts_rendered: None
+) -> AsyncIterator[list[Node]]:
     rules_file = tmp_path / "routing.yaml"
     shutil.copy(DATA / "routing_rules.yaml", rules_file)  # open around the clock
     engine = make_engine(database_url)
     await seed_demo_desk(make_sessionmaker(engine))
     await engine.dispose()
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    shutil.copy(REPO_ROOT / "ivr_flows" / "agent_greeting.yaml", flows)
+    (flows / "restart_resume.yaml").write_text(FLOW)  # 1: billing, 2: a silent conversation
     shared = node_settings(
-        pbx, database_url, cluster_prefix(), inbound_flow="routing_menu",
-        flows_dir=str(flows_dir(tmp_path, data=None)), rules_file=str(rules_file),
+        pbx, database_url, cluster_prefix(), inbound_flow="restart_resume",
+        flows_dir=str(flows), rules_file=str(rules_file),
     )
     made = [Node("a", tmp_path, shared), Node("b", tmp_path, shared)]
     try:
@@ -115,9 +130,13 @@ def _calls_by_number(calls: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 async def test_kill_9_of_the_active_node_loses_no_call_and_keeps_queue_order(
-    pbx: Pbx, nodes: list[Node]
+    pbx: Pbx, nodes: list[Node], database_url: str
 ) -> None:
     a, b = nodes
+    probe = AriProbe(pbx)
+    await probe.start()
+    engine = make_engine(database_url)
+    checkpoints = CheckpointStore(make_sessionmaker(engine))
     await a.start()
     await a.wait_role("active")
     await b.start()
@@ -135,15 +154,30 @@ async def test_kill_9_of_the_active_node_loses_no_call_and_keeps_queue_order(
             await page.wait_for('"hello"')
             await _api(b.url, agent, "POST", "/agents/me/state", json={"state": "available"})
 
-            callers.append(_caller(pbx, "+8613800000701", "1"))  # billing: 1001 answers
+            callers.append(caller(pbx, "+8613800000701", "1", "speech"))  # 1001 answers
             await _until_state(b, sup, "+8613800000701", "connected")
             await page.wait_for("+8613800000701")  # its pop, from node a over the stream
-            callers.append(_caller(pbx, "+8613800000702", "1"))
+            callers.append(caller(pbx, "+8613800000702", "1", "speech"))
             await _until_state(b, sup, "+8613800000702", "queued")
-            callers.append(_caller(pbx, "+8613800000703", "1"))
+            callers.append(caller(pbx, "+8613800000703", "1", "speech"))
             await _until_state(b, sup, "+8613800000703", "queued")
+            # a silent caller in a conversation nobody is on: the silent-call procedure
+            callers.append(caller(pbx, "+8613800000704", "2", "silence"))
+            await _until_state(b, sup, "+8613800000704", "answered")
+            silent = _calls_by_number(
+                await _api(b.url, sup, "GET", "/calls?active=true"))["+8613800000704"]["id"]
+            first_end = await probe.wait_playback(
+                "PlaybackFinished", silent, "silent_call_first", timeout=40)
+            # a caller who is in the menu at the kill, and presses 1 some seconds later
+            callers.append(asyncio.create_task(run_sipp(
+                pbx, "caller_dtmf_wait_bye", service="4000", caller="+8613800000705",
+                pcap=pbx.media("speech"), dtmf_pcap=pbx.media("dtmf-1"),
+                variables={"dtmf_delay_ms": 3000}, max_wait_s=90, timeout=100)))
+            await _until_state(b, sup, "+8613800000705", "answered")
+            await _until_checkpoint(checkpoints, silent, "wait_1")
             before = {n: c["id"] for n, c in _calls_by_number(
                 await _api(b.url, sup, "GET", "/calls?active=true")).items()}
+            assert len(before) == 5
 
             seen = len(page.messages)
             killed = time.monotonic()
@@ -151,8 +185,14 @@ async def test_kill_9_of_the_active_node_loses_no_call_and_keeps_queue_order(
             took = await b.wait_role("active", timeout=10)
             adopted_in = time.monotonic() - killed
             assert adopted_in <= ADOPTION_TARGET_S, (adopted_in, took["cluster"])
-            assert took["last_resync"]["adopted"] == 3
+            assert took["last_resync"]["adopted"] == 5
             assert took["cluster"]["took_lease_s"] is not None
+
+            # the silent caller's procedure goes on at its kept deadline
+            next_start = await probe.wait_playback(
+                "PlaybackStarted", silent, "silent_call_second", timeout=15)
+            late = (next_start - (first_end + timedelta(seconds=WAIT_S))).total_seconds()
+            assert abs(late) <= TOLERANCE_S, f"second prompt {late * 1000:+.0f} ms off"
 
             # every call is where it was: the same ids, the talker with the agent
             now = _calls_by_number(await _api(b.url, sup, "GET", "/calls?active=true"))
@@ -161,17 +201,21 @@ async def test_kill_9_of_the_active_node_loses_no_call_and_keeps_queue_order(
             assert now["+8613800000701"]["agent_id"] == "1001"
             assert {now[n]["state"] for n in ("+8613800000702", "+8613800000703")} == {"queued"}
             assert len(phones["1001"].invites()) == 1  # the busy agent was not rung again
+            # the menu caller goes on from the menu to the queue (its key, or the menu's end)
+            await _until_state(b, sup, "+8613800000705", "queued", timeout=30)
 
             # the agent ends the talking call; after wrap-up the waiting callers come in order
             for number in ("+8613800000701", "+8613800000702"):
                 await _hang_up_agent_leg(pbx)
                 await _until_state(b, sup, number, None)
             await _until_state(b, sup, "+8613800000703", "connected", timeout=20)
-            assert _from_user(phones["1001"]) == [
-                "+8613800000701", "+8613800000702", "+8613800000703"]
             # the page on node b kept its socket and saw the calls the new active node made
             await page.wait_for("+8613800000703", after=seen)
             await _hang_up_agent_leg(pbx)
+            await _until_state(b, sup, "+8613800000705", "connected", timeout=20)
+            await _hang_up_agent_leg(pbx)
+            assert _from_user(phones["1001"]) == [
+                "+8613800000701", "+8613800000702", "+8613800000703", "+8613800000705"]
             for task in callers:
                 result = await asyncio.wait_for(task, 30)
                 assert result.ok, result.describe()
@@ -189,6 +233,21 @@ async def test_kill_9_of_the_active_node_loses_no_call_and_keeps_queue_order(
         for task in callers:
             if not task.done():
                 task.cancel()
+        await asyncio.gather(*callers, return_exceptions=True)
+        await probe.stop()
+        await engine.dispose()
+
+
+async def _until_checkpoint(store: CheckpointStore, call_id: str, node: str) -> None:
+    """Until the call's IVR position kept in the record is the procedure's `node`."""
+    deadline = time.monotonic() + 5
+    while True:
+        kept = await store.load(call_id)
+        proc = kept.state.get("procedure") if kept else None
+        if proc and proc["name"] == "silent_call" and proc["node"] == node:
+            return
+        assert time.monotonic() < deadline, "the wait's checkpoint was not written"
+        await asyncio.sleep(0.02)
 
 
 def _assert_exactly_once(events: list[dict[str, Any]]) -> None:

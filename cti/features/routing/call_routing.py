@@ -114,12 +114,20 @@ class CallRouting:
         """An agent leg ended while the event socket was down (resync found it gone)."""
         self._in_order(channel_id, lambda: self.acd.on_agent_channel_ended(channel_id))
 
-    async def resume_adopted(self, call: Call, agent_link: tuple[str, str] | None) -> None:
+    async def attributes_of(self, call: Call) -> dict[str, Any]:
+        """What routing tests of an adopted call (looked up again: the CRM tier)."""
+        return await self._routing_attributes(call)
+
+    async def resume_adopted(
+        self, call: Call, agent_link: tuple[str, str] | None,
+        attributes: dict[str, Any] | None = None,
+    ) -> None:
         """After a restart: a call the last process had with an agent (`agent_link`: the
         agent leg and the bridge holding both) or in a queue is the ACD's again, in the queue
         it was in, with the menu key and language its log row kept; the tier is looked up
-        again."""
-        attributes = await self._routing_attributes(call)
+        again (or given: `attributes_of`, asked for many calls at once)."""
+        if attributes is None:
+            attributes = await self._routing_attributes(call)
         if call.state is CallState.CONNECTED and agent_link is not None and call.agent_id:
             leg, bridge = agent_link
             await self.acd.adopt_connected(
