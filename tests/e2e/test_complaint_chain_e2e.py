@@ -9,7 +9,7 @@ Asterisk, chromium and sipp:
    short spacing, and arrives once the server is started.
 3. The agent's phone hangs up first; the caller, still on the line, hears the survey and answers
    it with RFC 2833 keys 5, 1, 3; the survey is stored linked to the call, agent, queue and the
-   complaint.
+   complaint, and the supervisors' report shows it (offered 1, answered 1).
 4. The duty manager resolves the complaint over the API; the system rings agent 1001's phone
    (Ready again), then the customer (a sipp phone answering for the trunk, endpoint 1004), and
    bridges them.
@@ -27,6 +27,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -269,6 +270,15 @@ async def test_a_complaint_from_call_to_escalation_mail_survey_and_call_back(
             assert (survey["channel"], survey["agent_id"], survey["queue"],
                     survey["work_order_id"]) == ("ivr", "1001", "general", order_id)
             assert (survey["speed"], survey["resolved"], survey["attitude"]) == (5, True, 3)
+            # ... and in the supervisors' report: offered once, answered once
+            r = await api.get("/reports/queues", headers=manager, params={
+                "since": (datetime.now(UTC) - timedelta(hours=1)).isoformat(),
+                "interval": "all", "tz": "UTC"})
+            assert r.status_code == 200, r.text
+            (row,) = [a for a in r.json()["agents"] if a["agent_id"] == "1001"]
+            assert (row["calls"], row["csat_surveys"], row["csat_offered"],
+                    row["csat_response_rate"], row["csat_speed"], row["csat_attitude"],
+                    row["csat_resolved_rate"]) == (1, 1, 1, 1.0, 5.0, 3.0, 1.0)
 
             # 4. resolved by the duty manager: the agent's phone, then the customer, bridged
             async with await register_agent(pbx, "1004", ring_ms=500) as customer:
