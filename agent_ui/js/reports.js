@@ -1,12 +1,13 @@
 // The reports page (supervisors): a period's figures per interval, day, week or month, per
 // queue, agent or team, with the server's charts (SVG, fetched with the bearer token and shown
 // from blob: URLs) and Erlang C's staffing beside the agents who were there; CSV and PNG
-// downloads of the same report.
+// downloads of the same report. The callers' satisfaction (surveys) is a column group of its
+// own at the end of each row, and a chart.
 import { api, apiBlob, me, setToken, token } from "./api.js";
 import { lang, setLang, t, translatePage } from "./i18n.js";
 
 const $ = (sel) => document.querySelector(sel);
-const METRICS = ["calls", "sl", "asa", "aht", "abandonment"];
+const METRICS = ["calls", "sl", "asa", "aht", "abandonment", "csat_attitude"];
 const urls = {};
 
 const COLUMNS = {
@@ -18,7 +19,11 @@ const COLUMNS = {
   teams: ["interval_start", "team", "agents_logged_in", "calls", "talk_s", "hold_s", "wrap_s",
     "paused_s", "logged_in_s", "occupancy"],
 };
-const PERCENT = new Set(["service_level", "abandonment_rate", "occupancy"]);
+// the satisfaction group, after each table's own columns
+const CSAT = ["csat_surveys", "csat_response_rate", "csat_speed", "csat_attitude",
+  "csat_resolved_rate"];
+const PERCENT = new Set(["service_level", "abandonment_rate", "occupancy", "csat_response_rate",
+  "csat_resolved_rate"]);
 
 function query() {
   const p = new URLSearchParams({
@@ -35,14 +40,28 @@ function cell(name, value) {
     return value.slice(0, $("#interval").value.endsWith("m") ? 16 : 10).replace("T", " ");
   }
   if (PERCENT.has(name)) return `${(value * 100).toFixed(1)}%`;
-  if (typeof value === "number" && !Number.isInteger(value)) return value.toFixed(1);
+  if (typeof value === "number" && !Number.isInteger(value)) {
+    return value.toFixed(name === "csat_speed" || name === "csat_attitude" ? 2 : 1);
+  }
   return String(value);
 }
 
 function renderTable(rows, of) {
-  const cols = COLUMNS[of];
+  const cols = [...COLUMNS[of], ...CSAT];
+  // the satisfaction columns as one <colgroup> (shaded, titled), the header stays one row
+  const own = document.createElement("col"); own.span = COLUMNS[of].length;
+  const csat = document.createElement("col"); csat.span = CSAT.length;
+  csat.className = "csat-group"; csat.dataset.testid = "csat-group";
+  const group = document.createElement("colgroup"); group.id = "report-cols";
+  group.append(own, csat);
+  $("#report-cols")?.remove();
+  $("#report-head").before(group);
   const head = document.createElement("tr");
-  for (const c of cols) { const th = document.createElement("th"); th.textContent = t(`col.${c}`); head.append(th); }
+  for (const c of cols) {
+    const th = document.createElement("th"); th.textContent = t(`col.${c}`);
+    if (CSAT.includes(c)) { th.title = t("csatGroup"); th.classList.add("csat"); }
+    head.append(th);
+  }
   $("#report-head").replaceChildren(head);
   $("#report-rows").replaceChildren(...rows.map((r) => {
     const tr = document.createElement("tr");

@@ -1,5 +1,6 @@
 """The satisfaction survey, pure: its three questions and their keys, the answers read from the
-keys the caller pressed, and the averages per agent, queue or day.
+keys the caller pressed, the averages per agent, queue or day, and the additive satisfaction
+figures the reports add up per period (docs/reports.md, "Satisfaction").
 
 The survey runs as an IVR flow (ivr_flows/queue_survey.yaml): each question is a menu whose
 options are exactly its keys; another key replays the same question, and a question left
@@ -12,6 +13,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 SPEED_KEYS: Mapping[str, int] = {"5": 5, "3": 3, "1": 1}  # fast / medium / slow
 RESOLVED_KEYS: Mapping[str, bool] = {"1": True, "2": False}
@@ -102,3 +105,86 @@ def averages(rows: Sequence[Scored], by: Callable[[Scored], str | None]) -> list
         )
         for key, answers in sorted(groups.items())
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class SurveyFact:
+    """What the reports count: a survey offered to a caller (`answers` None), or a stored survey.
+    `at` is when the survey was offered; a survey stored without an offer (an agent's call-back
+    survey) counts when it was stored."""
+
+    at: datetime
+    queue: str | None
+    agent_id: str | None
+    answers: Answers | None = None
+    offered: bool = False  # a stored survey: it answers an offer made to the caller
+
+
+@dataclass(slots=True)
+class SurveyFigures:
+    """Satisfaction figures that add up (counts and sums), so a day is the sum of its quarter
+    hours and a team the sum of its agents; the means and rates are made in `as_dict`."""
+
+    offered: int = 0  # callers put into the keypad survey
+    answered: int = 0  # of those, the ones who answered at least one question
+    surveys: int = 0  # stored surveys of any channel (keypad and call-back)
+    speed_sum: int = 0
+    speed_n: int = 0
+    attitude_sum: int = 0
+    attitude_n: int = 0
+    resolved_yes: int = 0
+    resolved_n: int = 0
+
+    def count(self, fact: SurveyFact) -> None:
+        a = fact.answers
+        if a is None:
+            self.offered += 1
+            return
+        self.surveys += 1
+        self.answered += fact.offered
+        if a.speed is not None:
+            self.speed_sum += a.speed
+            self.speed_n += 1
+        if a.attitude is not None:
+            self.attitude_sum += a.attitude
+            self.attitude_n += 1
+        if a.resolved is not None:
+            self.resolved_yes += a.resolved
+            self.resolved_n += 1
+
+    def add(self, other: SurveyFigures) -> None:
+        for name in self.__slots__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def as_dict(self) -> dict[str, Any]:
+        def ratio(part: int, whole: int) -> float | None:
+            return round(part / whole, 4) if whole else None
+
+        return {
+            "csat_surveys": self.surveys,
+            "csat_offered": self.offered,
+            "csat_response_rate": ratio(self.answered, self.offered),
+            "csat_speed": ratio(self.speed_sum, self.speed_n),
+            "csat_attitude": ratio(self.attitude_sum, self.attitude_n),
+            "csat_resolved_rate": ratio(self.resolved_yes, self.resolved_n),
+        }
+
+
+SatisfactionByKey = dict[datetime, dict[str, SurveyFigures]]
+
+
+def satisfaction(facts: Iterable[SurveyFact], period_of: Callable[[datetime], datetime | None],
+                 ) -> tuple[SatisfactionByKey, SatisfactionByKey]:
+    """The facts added up per period (`period_of(at)`; None leaves a fact out) and queue, and
+    per period and agent. A fact without a queue (or agent) is in no queue (agent) row."""
+    queues: SatisfactionByKey = defaultdict(dict)
+    agents: SatisfactionByKey = defaultdict(dict)
+    for fact in facts:
+        period = period_of(fact.at)
+        if period is None:
+            continue
+        if fact.queue is not None:
+            queues[period].setdefault(fact.queue, SurveyFigures()).count(fact)
+        if fact.agent_id is not None:
+            agents[period].setdefault(fact.agent_id, SurveyFigures()).count(fact)
+    return dict(queues), dict(agents)

@@ -82,6 +82,7 @@ async def test_reports_page_shows_charts_of_a_generated_history(pbx: Pbx, tmp_pa
                 head = await page.locator("#report-head th").all_text_contents()
                 assert "需要坐席" in head
                 assert "在线坐席" in head
+                assert "服务态度" in head  # the satisfaction column group
                 needed = head.index("需要坐席")
                 values = await page.locator(
                     f"#report-rows tr td:nth-child({needed + 1})").all_text_contents()

@@ -68,7 +68,7 @@ async def test_keys_after_the_agent_left_are_stored_with_their_links(env: Any) -
     await bus.drain()
     # what take_caller records when the survey flow starts on the caller (proved on the
     # sandbox in tests/e2e/test_survey_e2e.py)
-    surveys._running["c1"] = _Running("1001", "billing")
+    surveys._running["c1"] = _Running("1001", "billing", T0)
     for digit in "5913":
         bus.publish(ev(MenuKeyPressed, call_id="c1", digit=digit))
     bus.publish(ev(CallEnded, call_id="c1", cause=16, cause_text="Normal Clearing",

@@ -1,15 +1,19 @@
-"""`cti report`: the kept events of a period as CSV; bad input is one line and exit 2."""
+"""`cti report`: the kept events of a period as CSV, with the callers' satisfaction; bad input
+is one line and exit 2."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from cti.cli import app
+from cti.domain.survey import Answers
 from cti.features.events.store import EventLog
+from cti.features.surveys.storage import SurveyStore
 from cti.platform.bus import InProcessBus
 from cti.platform.db.base import make_engine, make_sessionmaker
 from cti.platform.db.migrate import upgrade_async
@@ -95,3 +99,32 @@ def test_bad_new_report_options_are_one_line(args: list[str], says: str) -> None
     result = runner.invoke(app, ["report", "--since", "2026-12-01", *args])
     assert result.exit_code == 2
     assert says in result.output
+
+
+def test_report_has_the_satisfaction_columns_and_chart(tmp_path: Path) -> None:
+    url = _seeded(tmp_path)
+
+    async def surveyed() -> None:
+        engine = make_engine(url)
+        store = SurveyStore(make_sessionmaker(engine))
+        offered = datetime(2026, 12, 1, 8, 30, tzinfo=UTC)
+        for call_id in ("s1", "s2"):
+            await store.add_offer(at=offered, call_id=call_id, agent_id="1001", queue="sales")
+        await store.add(at=offered, channel="ivr", call_id="s1", agent_id="1001",
+                        queue="sales", work_order_id=None, answers=Answers(5, True, 3),
+                        offered_at=offered)
+        await engine.dispose()
+
+    asyncio.run(surveyed())
+    svg = tmp_path / "csat.svg"
+    result = runner.invoke(app, ["report", "--since", "2026-12-01T08:00", "--until",
+                                 "2026-12-01T10:00", "--interval", "day", "--chart", str(svg),
+                                 "--metric", "csat_attitude"],
+                           env={"CTI_DATABASE_URL": url})
+    assert result.exit_code == 0, result.output
+    header, row = result.output.strip().splitlines()
+    figures = dict(zip(header.split(","), row.split(","), strict=True))
+    assert (figures["csat_surveys"], figures["csat_offered"], figures["csat_response_rate"],
+            figures["csat_speed"], figures["csat_attitude"], figures["csat_resolved_rate"]) == (
+        "1", "2", "0.5", "5.0", "3.0", "1.0")
+    assert "Satisfaction: attitude" in svg.read_text()

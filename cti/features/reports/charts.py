@@ -1,5 +1,6 @@
 """Report charts as images (SVG and PNG, one drawing): calls per interval, service level
-against each queue's goal, ASA, AHT and abandonment, one line per queue.
+against each queue's goal, ASA, AHT and abandonment, one line per queue; on request the
+callers' satisfaction (surveys).
 
 matplotlib with its Agg backend draws both formats without a display or a browser
 (README, dependencies). Drawing is CPU work of 50–200 ms: the routes run it in a thread.
@@ -12,7 +13,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-Metric = Literal["all", "calls", "sl", "asa", "aht", "abandonment"]
+Metric = Literal["all", "calls", "sl", "asa", "aht", "abandonment", "csat_speed",
+                 "csat_attitude", "csat_resolved", "csat_response"]
 METRICS: dict[str, tuple[str, str, float]] = {
     # key: (title, row field, scale to show)
     "calls": ("Calls offered per interval", "offered", 1.0),
@@ -20,7 +22,14 @@ METRICS: dict[str, tuple[str, str, float]] = {
     "asa": ("ASA, average speed of answer (s)", "asa_s", 1.0),
     "aht": ("AHT, average handling time (s)", "aht_s", 1.0),
     "abandonment": ("Abandonment rate (%)", "abandonment_rate", 100.0),
+    "csat_speed": ("Satisfaction: response speed (5 fast, 3, 1 slow)", "csat_speed", 1.0),
+    "csat_attitude": ("Satisfaction: attitude (5 good, 3, 1 poor)", "csat_attitude", 1.0),
+    "csat_resolved": ("Satisfaction: resolved (% yes)", "csat_resolved_rate", 100.0),
+    "csat_response": ("Survey response rate (%)", "csat_response_rate", 100.0),
 }
+SCORES = ("csat_speed", "csat_attitude")  # on the 5/3/1 scale
+PERCENTS = ("sl", "abandonment", "csat_resolved", "csat_response")
+DEFAULT = ("calls", "sl", "asa", "aht", "abandonment")  # metric "all"
 ImageFormat = Literal["svg", "png"]
 
 
@@ -48,7 +57,7 @@ def render(rows: Sequence[dict[str, Any]], *, metric: Metric = "all", fmt: Image
     import matplotlib.dates as mdates
     from matplotlib.figure import Figure
 
-    keys = list(METRICS) if metric == "all" else [metric]
+    keys = list(DEFAULT) if metric == "all" else [metric]
     fig = Figure(figsize=(10, 2.6 * len(keys) + 0.6), dpi=100, layout="constrained")
     axes = fig.subplots(len(keys), 1, squeeze=False, sharex=True)[:, 0]
     tz = None
@@ -63,13 +72,15 @@ def render(rows: Sequence[dict[str, Any]], *, metric: Metric = "all", fmt: Image
                            color=line[0].get_color())
         ax.set_title(name, loc="left", fontsize=10)
         ax.grid(True, alpha=0.3)
-        if key in ("sl", "abandonment"):
+        if key in PERCENTS:
             ax.set_ylim(0, 105)
+        elif key in SCORES:
+            ax.set_ylim(0, 5.25)
         else:
             ax.set_ylim(bottom=0)
         if not series:
-            ax.text(0.5, 0.5, "no calls", transform=ax.transAxes, ha="center", va="center",
-                    color="gray")
+            ax.text(0.5, 0.5, "no surveys" if key.startswith("csat") else "no calls",
+                    transform=ax.transAxes, ha="center", va="center", color="gray")
         elif key == keys[0]:
             ax.legend(loc="upper right", fontsize=8, ncols=min(len(series), 6))
     if tz is not None:
@@ -88,4 +99,4 @@ def render(rows: Sequence[dict[str, Any]], *, metric: Metric = "all", fmt: Image
 
 MEDIA = {"svg": "image/svg+xml", "png": "image/png"}
 
-__all__ = ["MEDIA", "METRICS", "render"]
+__all__ = ["MEDIA", "METRICS", "Metric", "render"]

@@ -30,17 +30,19 @@ def report(
     chart: Annotated[Path | None, typer.Option(
         help="also draw the queues' charts into this .svg or .png file")] = None,
     metric: Annotated[str, typer.Option(
-        help="the chart: all, calls, sl, asa, aht or abandonment")] = "all",
+        help="the chart: all, calls, sl, asa, aht, abandonment, csat_speed, csat_attitude, "
+             "csat_resolved or csat_response")] = "all",
     config: Annotated[Path | None, typer.Option("-c", "--config", help="config YAML")] = None,
 ) -> None:
     """Figures per interval and queue, agent or team (with Erlang C staffing per queue) from
     the kept event stream; optionally the charts as an image."""
     from cti.domain.stats import QueueTargets
     from cti.features.events.store import EventLog
-    from cti.features.reports.charts import render
+    from cti.features.reports.charts import METRICS, render
     from cti.features.reports.rollups import Rollups
     from cti.features.reports.service import INTERVALS, build_report, to_csv
     from cti.features.routing.rules import load_rules
+    from cti.features.surveys.storage import SurveyStore
     from cti.platform.db.base import make_engine, make_sessionmaker
     from cti.platform.settings import load_settings
 
@@ -58,8 +60,8 @@ def report(
         fail("--of must be queues, agents or teams, --format csv or json")
     if hours not in ("all", "business") or source not in ("events", "rollups"):
         fail("--hours must be all or business, --source events or rollups")
-    if metric not in ("all", "calls", "sl", "asa", "aht", "abandonment"):
-        fail("--metric must be all, calls, sl, asa, aht or abandonment")
+    if metric != "all" and metric not in METRICS:
+        fail(f"--metric must be all, {', '.join(METRICS)}")
     if chart is not None and chart.suffix not in (".svg", ".png"):
         fail("--chart must name a .svg or .png file")
 
@@ -88,13 +90,14 @@ def report(
     async def run() -> str:
         engine = make_engine(settings.database_url)
         try:
-            log = EventLog(make_sessionmaker(engine))
+            sessions = make_sessionmaker(engine)
+            log = EventLog(sessions)
             # read only: the service alone adds to the roll-ups
-            kept = Rollups(make_sessionmaker(engine), log, targets) if source == "rollups" \
-                else None
+            kept = Rollups(sessions, log, targets) if source == "rollups" else None
             rep = await build_report(log, start, end, interval=interval, timezone=tz,
                                      targets=targets, rules=rules,
-                                     business_hours_only=hours == "business", source=kept)
+                                     business_hours_only=hours == "business", source=kept,
+                                     surveys=SurveyStore(sessions))
         finally:
             await engine.dispose()
         if chart is not None:

@@ -19,11 +19,12 @@ from cti.events import Bus
 from cti.features.auth.http import require_role
 from cti.features.auth.service import Principal, Role
 from cti.features.events.store import EventLog
-from cti.features.reports.charts import MEDIA, render
+from cti.features.reports.charts import MEDIA, Metric, render
 from cti.features.reports.live import LiveStats
 from cti.features.reports.rollups import Rollups
 from cti.features.reports.service import QuarterSource, Report, build_report, to_csv
 from cti.features.routing.acd import Acd
+from cti.features.surveys.service import Surveys
 from cti.platform.bus import InProcessBus
 from cti.platform.errors import ConfigError
 from cti.platform.http_guards import error_responses
@@ -81,6 +82,9 @@ async def _report(
     rules = None
     with contextlib.suppress(ServiceMissing):
         rules = provide(Acd)(conn).core.rules
+    surveys = None
+    with contextlib.suppress(ServiceMissing):
+        surveys = provide(Surveys)(conn).store
     quarters: QuarterSource | None = None
     if source == "auto" and not (_on_quarter(since) and (_on_quarter(end) or end >= now)):
         # the kept quarter hours would count a whole quarter for a period starting or ending
@@ -94,7 +98,8 @@ async def _report(
                 raise
     return await build_report(log, since, end, interval=interval, timezone=timezone,
                               targets=live.targets, rules=rules,
-                              business_hours_only=hours == "business", source=quarters)
+                              business_hours_only=hours == "business", source=quarters,
+                              surveys=surveys)
 
 
 def _on_quarter(t: datetime) -> bool:
@@ -160,13 +165,14 @@ async def queue_chart(
     until: datetime | None = None,
     interval: IntervalQ = "60m",
     tz: Annotated[str | None, Query(max_length=64)] = None,
-    metric: Literal["all", "calls", "sl", "asa", "aht", "abandonment"] = "all",
+    metric: Metric = "all",
     queue: Annotated[str | None, Query(max_length=64)] = None,
     hours: Hours = "all",
     source: Source = "auto",
 ) -> Response:
     """Calls per interval, service level (with each queue's goal), ASA, AHT and abandonment,
-    one line per queue (or only `queue`), as SVG or PNG."""
+    one line per queue (or only `queue`), as SVG or PNG; or one of them, or one of the
+    satisfaction figures (`csat_speed`, `csat_attitude`, `csat_resolved`, `csat_response`)."""
     report = await _report(log, live, bus, request, since, until, interval, tz, hours, source)
     rows = [r for r in report.queues if queue is None or r["queue"] == queue]
     goals = {r["queue"]: live.targets(r["queue"]).sl_goal for r in rows}

@@ -1,8 +1,8 @@
 """Historical reports: the kept events of a period folded into the figures of docs/metrics.md,
 per interval (15/30/60 minutes), day, week or month, per queue, agent and team, in the
 report's time zone, all hours or business hours only, with the staffing Erlang C asks for
-beside the agents who were there. The same fold (cti/domain/stats.py) serves the live
-wallboard, so both give the same numbers.
+beside the agents who were there, and the callers' satisfaction (surveys) per row. The same
+fold (cti/domain/stats.py) serves the live wallboard, so both give the same numbers.
 
 Every report is made from quarter hours (UTC-aligned, so they fit any time zone's hours): the
 fold's figures add up (docs/metrics.md), so a quarter hour kept in the roll-ups
@@ -25,6 +25,7 @@ from cti.domain.routing.hours import is_open
 from cti.domain.routing.model import RoutingRules
 from cti.domain.staffing import staffing_for_interval
 from cti.domain.stats import AgentFigures, QueueFigures, QueueTargets, StatsFold
+from cti.domain.survey import SatisfactionByKey, SurveyFact, SurveyFigures, satisfaction
 from cti.features.events.store import EventLog
 
 Interval = Literal["15m", "30m", "60m", "day", "week", "month", "all"]
@@ -74,6 +75,12 @@ class PeriodSource(Protocol):
     async def period_sums(self, ranges: Sequence[tuple[datetime, datetime]],
                           ) -> dict[datetime, Quarter]:
         """Each range's figures, keyed by its start."""
+        ...
+
+
+class SatisfactionSource(Protocol):
+    async def survey_facts(self, since: datetime, until: datetime) -> Sequence[SurveyFact]:
+        """The surveys offered and stored in [since, until) (cti/features/surveys/)."""
         ...
 
 
@@ -179,11 +186,11 @@ async def build_report(
     log: EventLog | None, since: datetime, until: datetime, *, interval: str = "60m",
     timezone: str = "UTC", targets: Callable[[str], QueueTargets] | None = None,
     rules: RoutingRules | None = None, business_hours_only: bool = False,
-    source: QuarterSource | None = None,
+    source: QuarterSource | None = None, surveys: SatisfactionSource | None = None,
 ) -> Report:
     """The figures of [since, until) per `interval`; `source` the quarter hours' (default:
-    fold the kept events now). Business hours and holidays, the agents' teams and the queues'
-    eligible agents come from `rules`."""
+    fold the kept events now); `surveys` adds the satisfaction columns. Business hours and
+    holidays, the agents' teams and the queues' eligible agents come from `rules`."""
     tz = ZoneInfo(timezone)
     targets = targets or (lambda _q: QueueTargets())
     if source is None:
@@ -201,31 +208,53 @@ async def build_report(
         if business_hours_only:
             quarters = {b: q for b, q in quarters.items() if _open_quarter(rules, b)}
         grouped = _sum_into(quarters.items(), periods)
+    csat_queues: SatisfactionByKey = {}
+    csat_agents: SatisfactionByKey = {}
+    if surveys is not None:
+        def period_of(at: datetime) -> datetime | None:
+            if business_hours_only and not _open_quarter(rules, quarter_hours().start(at)):
+                return None
+            return periods.start(at)
+
+        csat_queues, csat_agents = satisfaction(await surveys.survey_facts(since, until),
+                                                period_of)
     teams_of = {a.id: a.team or "-" for a in rules.agents.values()} if rules else {}
     step = INTERVALS[interval]
     queues, agents, teams = [], [], []
-    for bucket in sorted(grouped):
-        g = grouped[bucket]
+    no_csat = SurveyFigures()
+    for bucket in sorted(set(grouped) | set(csat_queues) | set(csat_agents)):
+        g = grouped.get(bucket, Quarter())
+        cq, ca = csat_queues.get(bucket, {}), csat_agents.get(bucket, {})
         start = bucket.astimezone(tz).isoformat()
         end = min(periods.next(bucket), until) if step is not None else until
         length = (end - max(bucket, since)).total_seconds()
-        for name, q in sorted(g.queues.items()):
-            target = targets(name)
+        for name in sorted(set(g.queues) | set(cq)):
+            q, target = g.queues.get(name, QueueFigures()), targets(name)
             row: dict[str, Any] = {"interval_start": start, "queue": name,
                                    **q.as_dict(target.sl_mode)}
             row.update(_staffing(name, q, g.agents, length, target, rules))
+            if surveys is not None:
+                row.update(cq.get(name, no_csat).as_dict())
             queues.append(row)
         by_team: dict[str, AgentFigures] = {}
+        team_csat: dict[str, SurveyFigures] = defaultdict(SurveyFigures)
         members: dict[str, int] = defaultdict(int)
-        for agent_id, a in sorted(g.agents.items()):
+        for agent_id in sorted(set(g.agents) | set(ca)):
+            a = g.agents.get(agent_id, AgentFigures())
             team = teams_of.get(agent_id, "-")
-            agents.append({"interval_start": start, "agent_id": agent_id, "team": team,
-                           **a.as_dict()})
+            row = {"interval_start": start, "agent_id": agent_id, "team": team, **a.as_dict()}
+            if surveys is not None:
+                row.update(ca.get(agent_id, no_csat).as_dict())
+                team_csat[team].add(ca.get(agent_id, no_csat))
+            agents.append(row)
             by_team.setdefault(team, AgentFigures()).add(a)
             members[team] += a.logged_in_s > 0
         for team, a in sorted(by_team.items()):
-            teams.append({"interval_start": start, "team": team, "agents_logged_in":
-                          members[team], **a.as_dict()})
+            row = {"interval_start": start, "team": team, "agents_logged_in": members[team],
+                   **a.as_dict()}
+            if surveys is not None:
+                row.update(team_csat[team].as_dict())
+            teams.append(row)
     kind = "rollups" if not isinstance(source, EventQuarters) else "events"
     return Report(since, until, interval, timezone, queues, agents, teams, business_hours_only,
                   kind)

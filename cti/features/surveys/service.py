@@ -39,6 +39,7 @@ REMEMBERED = 10_000  # calls whose agent, queue and work order are kept for a su
 class _Running:
     agent_id: str
     queue: str
+    offered_at: datetime
     keys: list[str] = field(default_factory=list)
 
 
@@ -69,13 +70,20 @@ class Surveys:
         if self.flow not in self.runner.flow_source.flows:
             log.warning("survey.no_flow", flow=self.flow, call_id=call_id)
             return False
-        self._running[call_id] = _Running(agent_id, queue)
+        offered_at = self.clock.now()
+        self._running[call_id] = _Running(agent_id, queue, offered_at)
         slots = {key: {"queue": queue} for key in {state.lang, *state.ctx.slots}}
         try:
             await self.runner.switch_flow(call_id, self.flow, slots)
         except (NotFound, TelephonyError):  # the caller hung up just now
             self._running.pop(call_id, None)
             return False
+        # kept after the switch, off the caller's path: the response rate's denominator
+        try:
+            await self.store.add_offer(at=offered_at, call_id=call_id, agent_id=agent_id,
+                                       queue=queue)
+        except Exception:  # the survey goes on; only the report's response rate is short
+            log.exception("survey.offer_not_kept", call_id=call_id)
         log.info("survey.started", call_id=call_id, agent_id=agent_id, queue=queue)
         return True
 
@@ -102,7 +110,8 @@ class Surveys:
                 log.info("survey.unanswered", call_id=event.call_id)
                 return
             await self._store("ivr", event.call_id, running.agent_id, running.queue,
-                              self._orders.get(event.call_id), answers, None)
+                              self._orders.get(event.call_id), answers, None,
+                              running.offered_at)
 
     # ----- an agent's call-back survey, and the figures -----------------------------------
 
@@ -122,11 +131,11 @@ class Surveys:
 
     async def _store(self, channel: str, call_id: str | None, agent_id: str | None,
                      queue: str | None, work_order_id: int | None, answers: Answers,
-                     by: str | None) -> Survey:
+                     by: str | None, offered_at: datetime | None = None) -> Survey:
         survey = await self.store.add(at=self.clock.now(), channel=channel, call_id=call_id,
                                       agent_id=agent_id, queue=queue,
                                       work_order_id=work_order_id, answers=answers,
-                                      recorded_by=by)
+                                      recorded_by=by, offered_at=offered_at)
         self.bus.publish(SurveyAnswered(
             survey.id, survey.at, channel, call_id, agent_id, queue, work_order_id,
             answers.speed, answers.resolved, answers.attitude, answers.complete))

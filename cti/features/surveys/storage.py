@@ -1,16 +1,20 @@
-"""Surveys in the database."""
+"""Surveys and survey offers in the database."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cti.domain.survey import Answers
-from cti.platform.db.tables.surveys import SurveyRow
+from cti.domain.survey import Answers, SurveyFact
+from cti.platform.db.tables.surveys import SurveyOfferRow, SurveyRow
+
+# A keypad survey is stored when the call ends, a minute or so after its offer; reading the
+# surveys stored up to this long after a period finds the ones offered in it (index on `at`).
+STORED_WITHIN = timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,12 +41,14 @@ class SurveyStore:
 
     async def add(self, *, at: datetime, channel: str, call_id: str | None,
                   agent_id: str | None, queue: str | None, work_order_id: int | None,
-                  answers: Answers, recorded_by: str | None = None) -> Survey:
+                  answers: Answers, recorded_by: str | None = None,
+                  offered_at: datetime | None = None) -> Survey:
         async with self.sessions.begin() as session:
             row = SurveyRow(at=at, channel=channel, call_id=call_id, agent_id=agent_id,
                             queue=queue, work_order_id=work_order_id, speed=answers.speed,
                             resolved=answers.resolved, attitude=answers.attitude,
-                            complete=answers.complete, recorded_by=recorded_by)
+                            complete=answers.complete, recorded_by=recorded_by,
+                            offered_at=offered_at)
             session.add(row)
             await session.flush()
             return _survey(row)
@@ -64,3 +70,26 @@ class SurveyStore:
         async with self.sessions() as session:
             rows = (await session.scalars(query.order_by(SurveyRow.at).limit(100_000))).all()
             return [_survey(r) for r in rows]
+
+    async def add_offer(self, *, at: datetime, call_id: str, agent_id: str | None,
+                        queue: str | None) -> None:
+        async with self.sessions.begin() as session:
+            session.add(SurveyOfferRow(at=at, call_id=call_id, agent_id=agent_id, queue=queue))
+
+    async def survey_facts(self, since: datetime, until: datetime) -> list[SurveyFact]:
+        """The offers made and the surveys offered (or, without an offer, stored) in
+        [since, until), as the reports count them."""
+        counted_at = func.coalesce(SurveyRow.offered_at, SurveyRow.at)
+        async with self.sessions() as session:
+            offers = (await session.execute(
+                select(SurveyOfferRow.at, SurveyOfferRow.queue, SurveyOfferRow.agent_id)
+                .where(SurveyOfferRow.at >= since, SurveyOfferRow.at < until))).all()
+            surveys = (await session.execute(
+                select(SurveyRow.at, SurveyRow.offered_at, SurveyRow.queue, SurveyRow.agent_id,
+                       SurveyRow.speed, SurveyRow.resolved, SurveyRow.attitude)
+                .where(SurveyRow.at >= since, SurveyRow.at < until + STORED_WITHIN,
+                       counted_at >= since, counted_at < until))).all()
+        return [SurveyFact(at, queue, agent) for at, queue, agent in offers] + [
+            SurveyFact(offered_at or at, queue, agent, Answers(speed, resolved, attitude),
+                       offered=offered_at is not None)
+            for at, offered_at, queue, agent, speed, resolved, attitude in surveys]

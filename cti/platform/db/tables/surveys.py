@@ -1,5 +1,6 @@
 """Satisfaction surveys (cti/features/surveys/): one row per survey, linked to the call, the
-agent, the queue and the work order."""
+agent, the queue and the work order; one row per survey offered to a caller (the response
+rate's denominator)."""
 
 from __future__ import annotations
 
@@ -26,3 +27,15 @@ class SurveyRow(Base):
     attitude: Mapped[int | None] = mapped_column(Integer)
     complete: Mapped[bool] = mapped_column(Boolean)
     recorded_by: Mapped[str | None] = mapped_column(String(96))
+    # when the caller was put into the survey (keypad surveys): the reports count it there
+    offered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class SurveyOfferRow(Base):
+    __tablename__ = "survey_offers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    call_id: Mapped[str] = mapped_column(String(128), index=True)
+    agent_id: Mapped[str | None] = mapped_column(String(64))
+    queue: Mapped[str | None] = mapped_column(String(64))
