@@ -64,7 +64,7 @@ class FakeTelephony:
 
     def __getattr__(self, name: str) -> Any:
         async def op(*args: Any, **kw: Any) -> Any:
-            self.calls.append((name, args or kw))
+            self.calls.append((name, (args, kw)))
             if name == "originate":
                 return ChannelInfo(kw["channel_id"], args[0], "Down", "", "", "", "")
             if name == "create_bridge":
@@ -74,7 +74,7 @@ class FakeTelephony:
         return op
 
     def originated(self, app_arg: str) -> list[str]:
-        return [kw["channel_id"] for name, kw in self.calls
+        return [kw["channel_id"] for name, (_, kw) in self.calls
                 if name == "originate" and kw["app_args"].startswith(app_arg)]
 
 
@@ -181,7 +181,7 @@ async def test_a_queue_call_back_survives_a_restart_at_its_place_then_is_retried
     await waiting_caller(one, "b", NUMBER)
     one.clock.advance(20)
     await one.callbacks.on_key(MenuKeyPressed("b", one.clock.now(), "5"))
-    assert ("hangup", ("b",)) in one.tel.calls  # no IVR here: the line simply ends
+    assert ("hangup", (("b",), {})) in one.tel.calls  # no IVR here: the line simply ends
     [row] = await one.store.load("queue")
     assert (row.key, row.number, row.queue, row.attempts, row.entered_at) == (
         "b", NUMBER, "general", 0, T0)

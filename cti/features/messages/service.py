@@ -33,8 +33,8 @@ from cti.domain.messages import (
     after_attempt,
     contact_drafts,
     customer_drafts,
-    pick_language,
     customer_kind,
+    pick_language,
     staff_drafts,
     staff_mail,
 )

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cti.domain.agents.state import AgentStatus
+from cti.domain.callbacks import outcome_of
 from cti.domain.routing.acd import (
     AcdCore,
     Announce,
@@ -56,7 +57,6 @@ from cti.domain.routing.acd import (
 from cti.domain.routing.events import CallConnected, RoutingEvent, RoutingListener
 from cti.domain.routing.model import CallAttributes, RoutingRules
 from cti.domain.stats import QueueTargets
-from cti.domain.callbacks import outcome_of
 from cti.events import Bus, FallbackReached, QueueCallbackAttempted
 from cti.features.ivr.prompts import PromptSource
 from cti.features.routing.acd_calls import (

@@ -113,7 +113,7 @@ class QueueCallbacks:
         if runner is not None and state is not None and flow in runner.flow_source.flows:
             with contextlib.suppress(CtiError):
                 await self.telephony.stop_moh(channel_id)
-            slots = dict.fromkeys({state.lang, *state.ctx.slots}, {"number": number})
+            slots = {lang: {"number": number} for lang in {state.lang, *state.ctx.slots}}
             try:
                 await runner.switch_flow(call_id, flow, slots)
                 return
