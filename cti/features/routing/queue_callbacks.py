@@ -119,6 +119,8 @@ class QueueCallbacks:
                 return
             except NotFound:  # hung up just now
                 return
+        log.info("queue_callback.no_confirmation", call_id=call_id,
+                 reason="no IVR on the call" if state is None else f"no flow {flow!r}")
         with contextlib.suppress(CtiError):
             await self.telephony.hangup(channel_id)
 
