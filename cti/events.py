@@ -51,6 +51,7 @@ __all__ = [
     "CallResumed",
     "CallRouted",
     "CallTransferred",
+    "CallbackMissed",
     "CustomerIdentified",
     "DomainEvent",
     "Envelope",
@@ -71,6 +72,7 @@ __all__ = [
     "ProcedureEnded",
     "ProcedureStarted",
     "ProcedureStepped",
+    "QueueCallbackAttempted",
     "QueueCallbackRequested",
     "RecordingPaused",
     "RecordingResumed",
@@ -416,6 +418,35 @@ class QueueCallbackRequested:
     number: str
 
 
+@dataclass(frozen=True, slots=True)
+class QueueCallbackAttempted:
+    """The caller of a call-back an agent took was dialled: "answered" (then bridged with the
+    agent), not taken ("busy", "no_answer", "failed", with the PBX's Q.850 cause), or
+    "agent_left" (the agent hung up first: the attempt does not count)."""
+
+    call_id: str
+    at: datetime
+    number: str
+    outcome: str
+    cause: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackMissed:
+    """A call-back given up after its last attempt: `kind` "queue" (a caller who left the
+    queue, `call_id` and `queue`) or "complaint" (a resolved complaint, `order_id`)."""
+
+    kind: str
+    at: datetime
+    number: str
+    attempts: int
+    call_id: str | None = None
+    queue: str | None = None
+    order_id: int | None = None
+    customer_id: int | None = None
+    language: str | None = None  # the caller's, when known (zh, en)
+
+
 # ----- the shift handover log (cti.features.handover) ----------------------------------------
 
 
@@ -525,7 +556,8 @@ DomainEvent = (
     | WorkOrderCreated | WorkOrderAssigned | WorkOrderStatusChanged | WorkOrderEscalated
     | WorkOrderReminded | CallEvaluated | OutboundCallPlaced | OutboundCallOutcome
     | HandoverWritten | HandoverItemAcknowledged | HandoverReminded | QueueCallbackRequested
-    | KnowledgeGapRecorded | KnowledgeGapAnswered | SurveyAnswered
+    | QueueCallbackAttempted | CallbackMissed | KnowledgeGapRecorded | KnowledgeGapAnswered
+    | SurveyAnswered
 )
 
 _CLASSES: tuple[type[Any], ...] = (
@@ -538,7 +570,8 @@ _CLASSES: tuple[type[Any], ...] = (
     WorkOrderAssigned, WorkOrderStatusChanged, WorkOrderEscalated, WorkOrderReminded,
     CallEvaluated, OutboundCallPlaced, OutboundCallOutcome, HandoverWritten,
     HandoverItemAcknowledged, HandoverReminded, QueueCallbackRequested,
-    KnowledgeGapRecorded, KnowledgeGapAnswered, SurveyAnswered,
+    QueueCallbackAttempted, CallbackMissed, KnowledgeGapRecorded, KnowledgeGapAnswered,
+    SurveyAnswered,
 )
 EVENT_CLASSES: dict[str, type[Any]] = {cls.__name__: cls for cls in _CLASSES}
 # The shape version of each kept event; bump on a change of fields.

@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from cti.domain.agents.state import AgentState
+from cti.domain.callbacks import QueueCallbackPolicy
 from cti.domain.handover import ReminderPolicy
 from cti.domain.ivr.loader import FlowRefs, FlowStore
 from cti.events import FallbackReached
@@ -75,6 +76,7 @@ from cti.platform.cluster.active import ActiveRole
 from cti.platform.cluster.node import ClusterNode, ClusterStatus
 from cti.platform.db.base import describe_db_error, make_engine, make_sessionmaker, warm_up
 from cti.platform.db.migrate import upgrade_async
+from cti.platform.db.pending_callbacks import PendingCallbackStore
 from cti.platform.errors import ConfigError, TelephonyError, TelephonyUnavailable
 from cti.platform.log import get_logger
 from cti.platform.metrics import ARI_CONNECTED, ARI_RECONNECTS
@@ -121,6 +123,7 @@ class Service:
     monitoring: Monitoring
     outbound: OutboundCalls
     complaint_callbacks: ComplaintCallbacks
+    queue_callbacks: QueueCallbacks
     handovers: Handovers
     handover_reminders: HandoverReminders
     messages: FollowUps
@@ -234,7 +237,12 @@ class Service:
         )
         customers = CallerLookup(desk.crm, bus, clock)
         routing = CallRouting(acd, runner, registry, repo, customers, bus, settings.agent_flow)
-        QueueCallbacks(acd, registry, telephony, bus, clock, settings.queue_callback_key)
+        queue_callbacks = QueueCallbacks(
+            acd, registry, telephony, bus, clock, settings.queue_callback_key, runner=runner,
+            store=PendingCallbackStore(sessions), policy=QueueCallbackPolicy(
+                settings.queue_callback_attempts,
+                timedelta(seconds=settings.queue_callback_retry_s)),
+        )
         fallback = QueueFallback(telephony, runner, registry, repo, fallback_flows)
         # supervisors' live figures (docs/metrics.md), from the same stream
         hours = rules.business_hours
@@ -303,7 +311,8 @@ class Service:
         outbound = OutboundCalls(telephony, registry, repo, acd, inbound, bus, clock,
                                  settings.outbound)
         # a resolved complaint's call-back, through the owner agent (docs/complaint_callbacks.md)
-        complaint_callbacks = ComplaintCallbacks(work_orders, outbound, acd, bus, clock)
+        complaint_callbacks = ComplaintCallbacks(work_orders, outbound, acd, bus, clock,
+                                                 store=PendingCallbackStore(sessions))
 
         # ARI events by channel role: callers, agent legs, outside transfer legs
         dispatcher.on_start("inbound", inbound.on_stasis_start)
@@ -333,7 +342,8 @@ class Service:
             transfers=transfers, fallback=fallback, voicemails=voicemails, live=live,
             rollups=rollups, work_orders=work_orders, work_order_timers=work_order_timers,
             recordings=recordings, reviews=reviews, monitoring=monitoring, outbound=outbound,
-            complaint_callbacks=complaint_callbacks, handovers=handovers,
+            complaint_callbacks=complaint_callbacks, queue_callbacks=queue_callbacks,
+            handovers=handovers,
             handover_reminders=handover_reminders, messages=messages, knowledge=knowledge,
             surveys=surveys, cluster=ClusterStatus(node, role),
         )
@@ -416,6 +426,7 @@ class Service:
         await self.acd.start()
         self.work_order_timers.start()
         self.complaint_callbacks.start()
+        self.queue_callbacks.start()  # those the last process left, back at their place
         self.handover_reminders.start()
         self.recordings.start()  # the retention sweep
         self.messages.start()  # the outbox: what the last process left unsent goes first
@@ -444,6 +455,7 @@ class Service:
         await self.acd.aclose()
         await self.work_order_timers.aclose()
         await self.complaint_callbacks.aclose()
+        await self.queue_callbacks.aclose()
         await self.handover_reminders.aclose()
         await self.recordings.aclose()
         await self.messages.aclose()

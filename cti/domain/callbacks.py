@@ -157,3 +157,57 @@ def cancel(cb: Callback, reason: str) -> tuple[Callback, list[Action]]:
         return cb, []
     return replace(cb, status=CallbackStatus.CANCELLED, next_at=None), [
         Note(cb.order_id, f"call-back cancelled: {reason}")]
+
+
+# ----- the customer's side of a dial, and queue call-backs (docs/queue_callbacks.md) ----------
+
+# Q.850 causes of a customer who did not take the call.
+BUSY_CAUSES = frozenset({17})
+NO_ANSWER_CAUSES = frozenset({18, 19, 21})
+
+
+def outcome_of(cause: int | None) -> str:
+    """A customer's dialled channel that ended unanswered: busy, no_answer or failed."""
+    if cause in BUSY_CAUSES:
+        return "busy"
+    if cause in NO_ANSWER_CAUSES or cause is None or cause == 0:
+        return "no_answer"
+    return "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCallbackPolicy:
+    """A caller called back who does not answer is dialled again `retry_after` later, at their
+    place in the queue, `attempts` in all (settings queue_callback_attempts/_retry_s)."""
+
+    attempts: int = 3
+    retry_after: timedelta = timedelta(minutes=5)
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError("a call-back makes at least one attempt")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueNext:
+    """What follows an attempt: "done" (answered), "retry" at `at`, or "missed" (given up);
+    `attempts` is the count that stands (an attempt the agent left does not count)."""
+
+    what: str
+    attempts: int
+    at: datetime | None = None
+
+
+def after_queue_attempt(policy: QueueCallbackPolicy, attempts: int, outcome: str,
+                        at: datetime) -> QueueNext:
+    """`attempts` made so far, the last one's `outcome` ("answered", "agent_left" or one of
+    RETRYABLE), at `at`."""
+    if outcome == "answered":
+        return QueueNext("done", attempts)
+    if outcome == "agent_left":  # the agent hung up before the caller answered: again now
+        return QueueNext("retry", max(attempts - 1, 0), at)
+    if outcome not in RETRYABLE:
+        raise CallbackError(f"unknown call-back outcome {outcome!r}")
+    if attempts >= policy.attempts:
+        return QueueNext("missed", attempts)
+    return QueueNext("retry", attempts, at + policy.retry_after)

@@ -39,6 +39,7 @@ TEMPLATE_FIELDS: Mapping[str, frozenset[str]] = {
     "order_resolved": ORDER_FIELDS,
     "order_escalated": ORDER_FIELDS | {"rule", "reason", "target", "team", "owner"},
     "callback_missed": ORDER_FIELDS | {"attempts"},
+    "queue_callback_missed": frozenset({"company", "number", "queue", "attempts"}),
     "knowledge_gap": frozenset({"gap_id", "question", "asked_by", "company"}),
 }
 # Which status changes the customer is told about (progress), and which one is "resolved".
@@ -178,13 +179,23 @@ def customer_drafts(
     templates have a text, in the customer's language (else the default)."""
     language = pick_language(contact.language, default_language)
     values = {**facts.values(company.get(language, "")), **(extra or {})}
+    return contact_drafts(templates, kind, contact, values, language=language, key=key,
+                          order_id=facts.order_id)
+
+
+def contact_drafts(
+    templates: Templates, kind: str, contact: Contact, values: Mapping[str, object], *,
+    language: str, key: str, order_id: int | None = None,
+) -> list[Draft]:
+    """The e-mail and SMS for `kind` to `contact`, where it has an address and the templates
+    a text, in `language`, filled with `values`."""
     out: list[Draft] = []
     for channel, to in ((Channel.EMAIL, contact.email), (Channel.SMS, contact.phone)):
         text = templates.get(kind, channel, language)
         if not to or text is None:
             continue
         out.append(Draft(kind, channel, to, language, render(text.subject, values),
-                         render(text.body, values), f"{key}:{channel}:{to}", facts.order_id))
+                         render(text.body, values), f"{key}:{channel}:{to}", order_id))
     return out
 
 

@@ -16,8 +16,9 @@ from typing import Literal
 from cti.domain.forbidden import ForbiddenList
 from cti.platform.errors import CtiError
 
-SLOTS = ("company", "agent_id", "surname", "title", "position", "minutes")
-DIGIT_SLOTS = frozenset({"agent_id"})  # spoken character by character from per-character files
+SLOTS = ("company", "agent_id", "surname", "title", "position", "minutes", "number")
+# spoken character by character from per-character files (a phone number: digit by digit)
+DIGIT_SLOTS = frozenset({"agent_id", "number"})
 # Spoken as numbers ("twelve", not "one two"): one file per value, like surnames.
 NUMBER_SLOTS = frozenset({"position", "minutes"})
 _NUMBER = re.compile(r"[0-9]+")

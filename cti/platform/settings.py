@@ -170,6 +170,11 @@ class Settings(BaseSettings):
     # The key a waiting caller presses to leave the queue and be called back in their turn
     # (docs/queue_callbacks.md; dialled like outbound calls); null: no call-backs.
     queue_callback_key: str | None = Field(default=None, pattern=r"^[0-9*#]$")
+    # A caller called back who does not answer (busy, no answer, failed) is dialled again this
+    # many seconds later, at their place in the queue, this many attempts in all; then the
+    # call-back is given up (CallbackMissed, the "call-back missed" message).
+    queue_callback_attempts: int = Field(default=3, ge=1, le=10)
+    queue_callback_retry_s: int = Field(default=300, ge=1, le=86400)
     handover: HandoverSettings = HandoverSettings()
     # Append every queue event to this file as it happens, in Asterisk's queue_log format
     # (docs/queue_log.md), e.g. /var/log/asterisk/queue_log for the reporting tools reading it.

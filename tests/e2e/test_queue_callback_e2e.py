@@ -3,7 +3,8 @@ sipp callers waiting in the general queue, the middle one pressing the call-back
 hanging up, agent 1001's sipp phone, and endpoint 1004 standing in for the trunk that calls
 the caller back.
 
-The middle caller keeps their place (position 2 of 3 after leaving); when 1001 becomes
+The middle caller hears the confirmation with their number (queue_callback_leaving) and is
+then hung up; they keep their place (position 2 of 3 after leaving); when 1001 becomes
 available the calls are answered in the original order: the first caller, then the caller
 called back (1001's phone first, then the caller's number, bridged), then the third.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,6 +63,20 @@ async def test_the_middle_caller_leaves_for_a_call_back_and_keeps_their_place(
     seen = Seen()
     service.bus.subscribe("test.queue_callbacks", seen.on_event,
                           (CallConnected, QueueCallbackRequested))
+    # What the PBX is asked to do on each channel, in order: the confirmation, then the hang-up
+    asked: list[tuple[str, str, str]] = []
+    tel: Any = service.telephony
+    play, hangup = tel.play, tel.hangup
+
+    async def recording_play(channel_id: str, media: Any, *a: Any, **kw: Any) -> Any:
+        asked.append(("play", channel_id, " ".join(media)))
+        return await play(channel_id, media, *a, **kw)
+
+    async def recording_hangup(channel_id: str, *a: Any, **kw: Any) -> Any:
+        asked.append(("hangup", channel_id, ""))
+        return await hangup(channel_id, *a, **kw)
+
+    tel.play, tel.hangup = recording_play, recording_hangup
     router = service.acd.core.router
 
     def waiting(number: str) -> str | None:
@@ -88,6 +104,14 @@ async def test_the_middle_caller_leaves_for_a_call_back_and_keeps_their_place(
             assert seen.callbacks[0].number == MIDDLE
             middle_result = await callers[1]
             assert middle_result.ok, middle_result.describe()  # they were hung up (BYE)
+            # they heard the confirmation with their number before the line was hung up
+            on_middle = [(what, media) for what, channel, media in asked
+                         if channel == ids[MIDDLE]]
+            confirm = [i for i, (what, media) in enumerate(on_middle)
+                       if what == "play" and "queue_callback_leaving" in media]
+            assert confirm, on_middle
+            assert ("hangup", "") in on_middle[confirm[0]:], on_middle
+            assert ("hangup", "") not in on_middle[:confirm[0]], on_middle
             await wait_until(lambda: service.registry.get(ids[MIDDLE]) is None,
                              what="the middle caller's call gone")
             # gone from the line, not from the queue: still between the other two

@@ -2,7 +2,8 @@
 (aiosmtpd) receives the duty manager's e-mail for an escalated complaint and the customer's
 e-mail; with the SMTP server down the message waits in the outbox and arrives once the server is
 back; a local HTTP SMS gateway (aiohttp) receives the customer's SMS, and one that refuses a
-message for good (4xx) marks it failed without retrying.
+message for good (4xx) marks it failed without retrying; a call-back given up (CallbackMissed)
+e-mails a complaint's customer, and texts a queue caller's number.
 
 The work orders, the bus, the outbox store and its driver are the real ones, on SQLite, with the
 system clock and a short backoff."""
@@ -25,7 +26,7 @@ from aiosmtpd.controller import Controller
 from cti.domain.crm import Customer
 from cti.domain.messages import Channel, Contact
 from cti.domain.work_orders import Status
-from cti.events import KnowledgeGapRecorded
+from cti.events import CallbackMissed, KnowledgeGapRecorded
 from cti.features.auth.service import Principal, Role
 from cti.features.crm.storage import CustomerRepository
 from cti.features.messages.senders import HttpSmsGateway, Sender, SmtpMailer
@@ -310,3 +311,54 @@ async def test_a_knowledge_gap_emails_the_duty_manager(world: Any) -> None:
     assert to == [DUTY]
     assert mail["Subject"] == "知识库缺口 12:请值班经理答复"
     assert "积分怎么兑换话费?" in mail.get_content()
+
+
+async def test_a_missed_complaint_call_back_emails_the_customer(world: Any) -> None:
+    w: World = await world()
+    customer = await w.customers.add(Customer(None, ("+8613800138003",), name="赵"))
+    assert customer.id is not None
+    await w.messages.store.set_contact(customer.id, Contact(email="zhao@example.com"),
+                                       w.messages.clock.now())
+    order = await w.orders.create(AGENT, type_name="complaint", severity="normal",
+                                  customer_id=customer.id, description="late refund")
+    controller, inbox = smtp_server(w.smtp_port)
+    try:
+        w.bus.publish(CallbackMissed("complaint", w.messages.clock.now(), "+8613800138003", 3,
+                                     order_id=order.id, customer_id=customer.id))
+
+        async def arrived() -> bool:
+            return any("回电未接通" in str(m["Subject"]) for _, m in inbox.mails)
+
+        await until(arrived)
+    finally:
+        controller.stop()
+    [(to, mail)] = [(t, m) for t, m in inbox.mails if "回电未接通" in str(m["Subject"])]
+    assert to == ["zhao@example.com"]
+    assert mail["Subject"] == f"示例科技:工单 {order.id} 回电未接通"
+    assert "回电 3 次未能接通" in mail.get_content()
+    rows = [r for r in await w.store.list(order_id=order.id) if r.kind == "callback_missed"]
+    assert [(r.channel, r.recipient) for r in rows] == [("email", "zhao@example.com")]
+
+
+async def test_a_missed_queue_call_back_texts_the_number_once(
+    world: Any, gateway: Any
+) -> None:
+    gw, url = await gateway([200])
+    w: World = await world(sms_url=url)
+    missed = CallbackMissed("queue", w.messages.clock.now(), "+8613800000702", 2,
+                            call_id="call-7", queue="general", language="en")
+    w.bus.publish(missed)
+    w.bus.publish(missed)  # the same event handled twice: one message
+
+    async def sent_once() -> bool:
+        rows = [r for r in await w.store.list() if r.kind == "queue_callback_missed"]
+        return [(r.channel, r.status) for r in rows] == [("sms", "sent")]
+
+    await until(sent_once)
+    await w.bus.drain()
+    assert len(gw.received) == 1
+    payload, _ = gw.received[0]
+    assert payload["to"] == "+8613800000702"
+    assert payload["text"] == ("[Example Tech] We tried to call you back at +8613800000702 "
+                               "(2 times) as you asked while waiting, without reaching you; "
+                               "please call us again when convenient.")

@@ -145,7 +145,8 @@ def flows_copy(tmp_path: Path) -> Path:
 
 def test_repository_flows_load_with_queue_check(flows_copy: Path) -> None:
     assert set(load_flows(flows_copy, refs())) == {
-        "main_menu", "agent_greeting", "queue_callback", "queue_voicemail", "queue_survey"
+        "main_menu", "agent_greeting", "queue_callback", "queue_voicemail", "queue_survey",
+        "queue_callback_left",
     }
 
 

@@ -9,8 +9,9 @@ import pytest
 from routing_fixtures import basic_rules
 
 from cti.domain.agents.state import AgentState
+from cti.domain.callbacks import outcome_of
 from cti.domain.routing.acd import AcdCore, RingAgent, StartWrapUpTimer
-from cti.features.outbound.service import dialable, outcome_of
+from cti.features.outbound.service import dialable
 from cti.platform.errors import ConfigError, IllegalTransition
 
 AT = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)

@@ -41,6 +41,7 @@ from cti.platform.settings import REPO_ROOT, CompanySettings
 PHRASES_DIR = REPO_ROOT / "scripts_lib"
 COMPANY = CompanySettings()
 AGENT_IDS = ["1001", COMPANY.default_agent_id]
+NUMBERS = ["+8613800000702"]  # a caller's number, said digit by digit (queue call-backs)
 EDGE_SILENCE_S = 0.020
 
 
@@ -66,6 +67,7 @@ def timings(library: PhraseLibrary, rendered: Path) -> list[PromptTiming]:
     }
     values["company"] = {"zh": [COMPANY.name], "en": [COMPANY.name_en]}
     values["agent_id"] = {"zh": AGENT_IDS, "en": AGENT_IDS}
+    values["number"] = {"zh": NUMBERS, "en": NUMBERS}
     return prompt_timings(library, rendered, values)
 
 
@@ -147,9 +149,11 @@ def test_espeak_says_every_syllable_of_every_phrase(library: PhraseLibrary) -> N
     dropped or read as pinyin letters); the English has (nearly) a word each (espeak-ng joins
     some unstressed words: "in the"); no Han character is read as "Chinese letter"."""
     slots = {"zh": {"company": COMPANY.name, "agent_id": "1 0 0 1", "surname": "王",
-                    "title": "先生", "position": "12", "minutes": "5"},
+                    "title": "先生", "position": "12", "minutes": "5",
+                    "number": "1 3 8 0 0 1 3 8 0 0 0"},
              "en": {"company": COMPANY.name_en, "agent_id": "1 0 0 1", "surname": "Wang",
-                    "title": "Mr.", "position": "12", "minutes": "5"}}
+                    "title": "Mr.", "position": "12", "minutes": "5",
+                    "number": "1 3 8 0 0 1 3 8 0 0 0"}}
     for phrase in library.phrases.values():
         for lang in library.languages:
             text = library.fill(phrase.id, lang, {k: slots[lang][k] for k in phrase.slots(lang)})

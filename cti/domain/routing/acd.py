@@ -325,7 +325,21 @@ class AcdCore:
         if self.router.queue_of(call_id) is None or self.router.offer_of_call(call_id) is not None:
             return False
         self._announcing.pop(call_id, None)
-        return True
+        return self.router.keep(call_id)
+
+    def restore_callback(
+        self, call_id: str, attributes: CallAttributes, queue: str | None, waited_s: float,
+        now: float, at: datetime,
+    ) -> list[Command]:
+        """A call-back waits again at its place (`waited_s` since it first entered): after a
+        restart, or when its next attempt is due. Offered at once when an agent is free."""
+        self._cmds = []
+        self._decision(self.router.restore_kept(call_id, attributes, queue, waited_s, now), at)
+        self._announcing.pop(call_id, None)
+        # Nobody on the line to play music or announcements to, and the call was counted
+        # as queued when it first came: only the offer (if any) and the decision remain.
+        return [c for c in self._take() if not isinstance(c, HoldMusic | Announce) and not (
+            isinstance(c, Emit) and isinstance(c.event, CallQueued))]
 
     def requeue(
         self, call_id: str, attributes: CallAttributes, queue: str | None, now: float,

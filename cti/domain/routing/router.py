@@ -174,6 +174,9 @@ class WaitingCall:
     stage_index: int = 0
     priority: int = 0
     tried: set[str] = field(default_factory=set)
+    # the caller left for a call-back (docs/queue_callbacks.md): nobody on the line to send
+    # to a fallback, so the max wait does not apply; the call waits until an agent takes it
+    kept: bool = False
 
     @property
     def key(self) -> CallKey:
@@ -628,6 +631,42 @@ class Router:
             candidates=1, reason=f"transferred to agent {agent_id}",
         )
 
+    def keep(self, call_id: str) -> bool:
+        """The waiting caller left for a call-back: the call keeps its place and is exempt
+        from the max-wait fallback. False when it is not waiting (offered, gone)."""
+        call = self._calls.get(call_id)
+        if call is None:
+            return False
+        call.kept = True
+        return True
+
+    def restore_kept(
+        self, call_id: str, attributes: CallAttributes, queue: str | None, waited_s: float,
+        now: float,
+    ) -> Decision:
+        """A call-back waits again (after a restart, or for its next attempt) in `queue` (the
+        rules' choice when gone) as if it had entered `waited_s` ago: ahead of the callers
+        who came after it, behind those before it, as when it left."""
+        if call_id in self._calls or call_id in self._offered:
+            raise Conflict(f"call {call_id} is already in the ACD")
+        if queue is not None and queue in self._queue_plans:
+            plan = self._queue_plans[queue]
+            pid = self._pid_of[id(plan)]
+        else:
+            plan, pid = self._plan_for(attributes)
+        self._seq += 1
+        entered = now - max(waited_s, 0.0)
+        call = WaitingCall(call_id, dict(attributes), plan, pid, entered, entered,
+                           self._rules.tier_boost(attributes), self._seq, kept=True)
+        self._restage(call, now)
+        self._list(call)
+        return self._offer_call(call, now, "call_arrived")
+
+    def waited(self, call_id: str, now: float) -> float | None:
+        """Seconds since the waiting (or offered) call entered the ACD."""
+        call = self._calls.get(call_id) or (self._offered.get(call_id) or (None, None))[0]
+        return None if call is None else now - call.arrived_at
+
     def remove_call(self, call_id: str, now: float) -> tuple[Decision | None, Offer | None]:
         """The caller hung up: drop the call; an offer in flight is cancelled and returned so the
         caller of this method can stop the ringing and release the agent."""
@@ -695,7 +734,7 @@ class Router:
         changed: list[WaitingCall] = []
         for call in list(self._calls.values()):
             wait = now - call.enqueued_at
-            if call.plan.fallback_due(wait):
+            if not call.kept and call.plan.fallback_due(wait):
                 out.extend(self._fall_back(call, now))
                 continue
             idx = call.plan.stage_index(wait)
@@ -750,7 +789,7 @@ class Router:
             call = self._calls.get(call_id) if call_id else None
             if call is None:
                 continue
-            if call.plan.fallback_due(now - call.enqueued_at):
+            if not call.kept and call.plan.fallback_due(now - call.enqueued_at):
                 out.extend(self._fall_back(call, now))
                 continue
             d = self._offer_call(call, now, trigger)

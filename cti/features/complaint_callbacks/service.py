@@ -11,13 +11,17 @@ cti/domain/callbacks.py:
 Every step is written on the order's history (action "callback"); the calls themselves are
 events like any call's (`OutboundCallPlaced`/`OutboundCallOutcome` name the order). Time comes
 from the injected clock, sleeping from the injected sleeper.
+
+Each pending call-back is kept in the table pending_callbacks (kind "complaint") at every
+change and deleted when it is over, so a restart takes them up again (`restore`); one given up
+after its last attempt is published as CallbackMissed (the "call-back missed" message).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from cti.domain import callbacks as cbk
@@ -25,26 +29,31 @@ from cti.domain.agents.state import AgentState
 from cti.domain.callbacks import Callback, CallbackPolicy, Dial, Note
 from cti.domain.routing.events import AgentStateChanged
 from cti.domain.work_orders import Status, WorkOrderStatusChanged
-from cti.events import Bus, OutboundCallOutcome
+from cti.events import Bus, CallbackMissed, OutboundCallOutcome
 from cti.features.outbound.service import OutboundCalls
 from cti.features.routing.acd import Acd
 from cti.features.work_orders.driver import ClockSleeper, Sleeper, sleep_until_woken
 from cti.features.work_orders.service import WorkOrders
 from cti.platform.clock import Clock
+from cti.platform.db.pending_callbacks import PendingCallback, PendingCallbackStore
 from cti.platform.errors import CtiError
 from cti.platform.log import get_logger
 
 log = get_logger(__name__)
 
 IDLE = timedelta(minutes=5)
+KIND = "complaint"
 Event = WorkOrderStatusChanged | OutboundCallOutcome | AgentStateChanged
 Step = Callable[[Callback], tuple[Callback, list[cbk.Action]]]
 
 
 class ComplaintCallbacks:
     def __init__(self, orders: WorkOrders, outbound: OutboundCalls, acd: Acd, bus: Bus,
-                 clock: Clock, sleeper: Sleeper | None = None) -> None:
+                 clock: Clock, sleeper: Sleeper | None = None,
+                 store: PendingCallbackStore | None = None) -> None:
         self.orders = orders
+        self.bus = bus
+        self.store = store
         self.outbound = outbound
         self.acd = acd
         self.clock = clock
@@ -100,7 +109,7 @@ class ComplaintCallbacks:
             return
         cb, actions = cbk.start(order_id, order.owner.id, number, self.clock.now())
         async with self._lock:
-            self.active[order_id] = cb
+            await self._keep(cb)
         await self._execute(actions)
         self._wake.set()
 
@@ -110,15 +119,56 @@ class ComplaintCallbacks:
             if cb is None:
                 return
             cb, actions = fn(cb)
-            self._keep(cb)
+            await self._keep(cb)
         await self._execute(actions)
         self._wake.set()
 
-    def _keep(self, cb: Callback) -> None:
+    async def _keep(self, cb: Callback) -> None:
+        """In memory and in the table while pending; gone when over (a given-up one is
+        published as CallbackMissed)."""
         if cb.finished:
             self.active.pop(cb.order_id, None)
-        else:
-            self.active[cb.order_id] = cb
+            await self._stored(lambda store: store.delete(KIND, str(cb.order_id)))
+            if cb.status is cbk.CallbackStatus.FAILED:
+                await self._missed(cb)
+            return
+        self.active[cb.order_id] = cb
+        await self._stored(lambda store: store.save(PendingCallback(
+            KIND, str(cb.order_id), cb.number, cb.status.value, cb.attempts, cb.next_at,
+            agent_id=cb.agent_id, attributes={"waiting_noted": cb.waiting_noted}),
+            self.clock.now()))
+
+    async def _stored(self, write: Callable[[PendingCallbackStore], Awaitable[None]]) -> None:
+        if self.store is None:
+            return
+        try:
+            await write(self.store)
+        except Exception:  # kept in memory; the next change writes it again
+            log.exception("callback.store_failed")
+
+    async def _missed(self, cb: Callback) -> None:
+        customer_id = None
+        with contextlib.suppress(CtiError):
+            customer_id = (await self.orders.store.get(cb.order_id, history=False)).customer_id
+        self.bus.publish(CallbackMissed(KIND, self.clock.now(), cb.number, cb.attempts,
+                                        order_id=cb.order_id, customer_id=customer_id))
+
+    async def restore(self) -> None:
+        """The call-backs an earlier process left, at their attempts and next time; one that
+        was calling when it stopped is due now (its attempt counted: its outcome is lost)."""
+        if self.store is None:
+            return
+        now = self.clock.now()
+        async with self._lock:
+            for row in await self.store.load(KIND):
+                status = cbk.CallbackStatus(row.status)
+                next_at = row.next_at
+                if status is cbk.CallbackStatus.CALLING:
+                    status, next_at = cbk.CallbackStatus.WAITING, now
+                self.active[int(row.key)] = Callback(
+                    int(row.key), row.agent_id or "", row.number, status, row.attempts,
+                    next_at, waiting_noted=bool(row.attributes.get("waiting_noted")))
+        log.info("callback.restored", count=len(self.active))
 
     async def run_once(self) -> datetime:
         """Tick the due call-backs; returns when to come back."""
@@ -130,9 +180,10 @@ class ComplaintCallbacks:
                     cb = self.active.get(order_id)
                     if cb is None:
                         continue
-                    cb, actions = cbk.tick(policy, cb, now,
-                                           agent_ready=self._ready(cb.agent_id))
-                    self._keep(cb)
+                    new, actions = cbk.tick(policy, cb, now,
+                                            agent_ready=self._ready(cb.agent_id))
+                    if new != cb:
+                        await self._keep(new)
                 await self._execute(actions)
         times = [cb.next_at for cb in self.active.values() if cb.next_at is not None]
         return min([*times, now + IDLE])
@@ -167,7 +218,8 @@ class ComplaintCallbacks:
         async with self._lock:
             cb = self.active.get(dial.order_id)
             if cb is not None and cb.status is cbk.CallbackStatus.CALLING:
-                self.active[dial.order_id] = cbk.dialled(cb, placed.call_id)
+                self.active[dial.order_id] = cbk.dialled(cb, placed.call_id)  # not kept: a
+                # restart loses the call, not the call-back
                 self._by_call[placed.call_id] = dial.order_id
         if placed.outcome.done():  # it ended before we noted its id (a refused originate)
             result = placed.outcome.result()
@@ -188,6 +240,10 @@ class ComplaintCallbacks:
         await self._apply(order_id, step)
 
     async def run(self) -> None:
+        try:
+            await self.restore()
+        except Exception:
+            log.exception("callback.restore_failed")
         while True:
             self._wake.clear()
             try:

@@ -7,7 +7,10 @@ What is sent (texts in config/messages.yaml, docs/messages.md):
 
 - the customer of an order (e-mail and/or SMS, in their language): created, progress (in
   progress / waiting for the customer), resolved;
-- the escalation target's staff (`messages.escalation_emails`): every escalation, by e-mail.
+- the escalation target's staff (`messages.escalation_emails`): every escalation, by e-mail;
+- the customer of a call-back given up after its attempts (CallbackMissed): a resolved
+  complaint's ("callback_missed", to the order's customer) or a queue caller's
+  ("queue_callback_missed", an SMS to the number that was called).
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ from cti.domain.messages import (
     RetryPolicy,
     Templates,
     after_attempt,
+    contact_drafts,
     customer_drafts,
     customer_kind,
+    pick_language,
     staff_drafts,
     staff_mail,
 )
@@ -39,7 +44,7 @@ from cti.domain.work_orders import (
     WorkOrderEscalated,
     WorkOrderStatusChanged,
 )
-from cti.events import Bus, KnowledgeGapRecorded
+from cti.events import Bus, CallbackMissed, KnowledgeGapRecorded
 from cti.features.messages.senders import Sender, SendFailed
 from cti.features.messages.settings import MessagesSettings
 from cti.features.messages.storage import OutboxItem, OutboxStore
@@ -106,15 +111,17 @@ class FollowUps:
         self._task: asyncio.Task[None] | None = None
         bus.subscribe("messages.enqueue", self.on_event,
                       (WorkOrderCreated, WorkOrderStatusChanged, WorkOrderEscalated,
-                       KnowledgeGapRecorded))
+                       KnowledgeGapRecorded, CallbackMissed))
 
     # ----- events -> outbox --------------------------------------------------------------
 
     async def on_event(
         self, event: WorkOrderCreated | WorkOrderStatusChanged | WorkOrderEscalated
-        | KnowledgeGapRecorded,
+        | KnowledgeGapRecorded | CallbackMissed,
     ) -> None:
-        if isinstance(event, KnowledgeGapRecorded):
+        if isinstance(event, CallbackMissed):
+            drafts = await self.missed_drafts(event)
+        elif isinstance(event, KnowledgeGapRecorded):
             # a question the knowledge base could not answer: the duty manager's e-mail
             drafts = staff_mail(
                 self.templates, "knowledge_gap",
@@ -160,6 +167,29 @@ class FollowUps:
             return []
         return customer_drafts(self.templates, kind, contact, _facts(order, name),
                                company=self.company, default_language=self.language, key=key)
+
+    async def missed_drafts(self, event: CallbackMissed) -> list[Draft]:
+        """The customer of a call-back given up: a complaint's through the order's customer
+        (their e-mail and SMS), a queue caller's by SMS to the number that was called."""
+        key = f"callback_missed:{event.kind}:{event.order_id or event.call_id}"
+        if event.kind == "complaint" and event.order_id is not None:
+            try:
+                order = await self.orders.get(event.order_id, history=False)
+            except NotFound:
+                return []
+            contact, name = (await self._contact(order.customer_id)
+                             if order.customer_id is not None else (None, ""))
+            if contact is None:
+                contact = Contact(phone=event.number)
+            return customer_drafts(
+                self.templates, "callback_missed", contact, _facts(order, name),
+                company=self.company, default_language=self.language, key=key,
+                extra={"attempts": event.attempts})
+        language = pick_language(event.language, self.language)
+        values = {"company": self.company.get(language, ""), "number": event.number,
+                  "queue": event.queue or "", "attempts": event.attempts}
+        return contact_drafts(self.templates, "queue_callback_missed",
+                              Contact(phone=event.number), values, language=language, key=key)
 
     async def _contact(self, customer_id: int) -> tuple[Contact | None, str]:
         """The stored contact; the SMS number defaults to the customer's main phone number."""

@@ -26,6 +26,7 @@ from typing import Final
 
 import structlog
 
+from cti.domain.callbacks import outcome_of
 from cti.domain.calls import Call, CallState
 from cti.domain.crm import InvalidPhoneNumber, normalise_number
 from cti.domain.routing.events import CallConnected, CallOffered
@@ -53,10 +54,6 @@ AGENT_ARG: Final = "outbound-agent"  # Stasis(cti,outbound-agent,<call_id>): the
 CUSTOMER_ARG: Final = "outbound"  # Stasis(cti,outbound,<call_id>): the customer answered
 _DIALLABLE = re.compile(r"\+?[0-9]{3,20}")
 
-# Q.850 causes of a customer who did not take the call.
-_BUSY = {17}
-_NO_ANSWER = {18, 19, 21}
-
 
 def dialable(raw: str) -> str:
     """The E.164 form of `raw`, or ConfigError (422): only a phone number reaches the dial
@@ -68,14 +65,6 @@ def dialable(raw: str) -> str:
     if not _DIALLABLE.fullmatch(number):
         raise ConfigError(f"not a phone number to dial: {raw!r}")
     return number
-
-
-def outcome_of(cause: int | None) -> str:
-    if cause in _BUSY:
-        return "busy"
-    if cause in _NO_ANSWER or cause is None or cause == 0:
-        return "no_answer"
-    return "failed"
 
 
 @dataclass(eq=False)

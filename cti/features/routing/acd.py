@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cti.domain.agents.state import AgentStatus
+from cti.domain.callbacks import outcome_of
 from cti.domain.routing.acd import (
     AcdCore,
     Announce,
@@ -56,7 +57,7 @@ from cti.domain.routing.acd import (
 from cti.domain.routing.events import CallConnected, RoutingEvent, RoutingListener
 from cti.domain.routing.model import CallAttributes, RoutingRules
 from cti.domain.stats import QueueTargets
-from cti.events import Bus, FallbackReached
+from cti.events import Bus, FallbackReached, QueueCallbackAttempted
 from cti.features.ivr.prompts import PromptSource
 from cti.features.routing.acd_calls import (
     LEG_SETTLE_TIMEOUT_S,
@@ -84,6 +85,7 @@ log = get_logger(__name__)
 
 AGENT_LEG_ARG = "acd-agent"
 CALLBACK_LEG_ARG = "queue-callback"  # Stasis(cti,queue-callback,<call_id>): called back, answered
+DIAL_FAILED_CAUSE = 38  # Q.850 "network out of order": the PBX refused to dial at all
 # (call id, caller's channel, agent id) -> True when it took the caller on after the agent left
 AfterAgent = Callable[[str, str, str], Awaitable[bool]]
 
@@ -288,7 +290,7 @@ class Acd:
             )
         except TelephonyError as exc:
             log.warning("queue_callback.dial_failed", call_id=call_id, error=exc.message)
-            await self.on_callback_channel_ended(channel)
+            await self.on_callback_channel_ended(channel, DIAL_FAILED_CAUSE)
             return
         log.info("queue_callback.dialling", call_id=call_id, agent_id=leg.agent_id)
 
@@ -300,6 +302,8 @@ class Acd:
             await hang_up_quietly(self.telephony, channel_id)
             return
         leg = call.leg
+        call.callback_answered = True
+        self._publish_attempt(call_id, call, "answered", None)
         with contextlib.suppress(CtiError):
             await self.telephony.ring_stop(leg.channel_id or "")
         bridge = await self.telephony.create_bridge(fresh_bridge_id("acd", call_id), "mixing")
@@ -307,12 +311,46 @@ class Acd:
         await self.telephony.add_to_bridge(bridge, [channel_id, leg.channel_id or ""])
         log.info("queue_callback.connected", call_id=call_id, agent_id=leg.agent_id)
 
-    async def on_callback_channel_ended(self, channel_id: str) -> None:
-        """The called-back caller hung up (or never answered): the call ends as when a caller
-        hangs up; the agent's leg goes and their wrap-up follows."""
+    async def on_callback_channel_ended(self, channel_id: str, cause: int | None = None
+                                        ) -> None:
+        """The called-back caller hung up, or never answered (busy, no answer, failed: the
+        PBX's Q.850 `cause`). Either way the agent's leg goes and their wrap-up follows; an
+        unanswered attempt is published (QueueCallbackAttempted) and the call leaves the ACD
+        for now: the queue call-backs feature brings it back at its place for the next
+        attempt (`restore_callback`), or gives it up."""
         call_id = self.calls.callback_channels.pop(channel_id, None)
-        if call_id is not None:
+        if call_id is None:
+            return
+        call = self.calls.by_id.get(call_id)
+        if call is None or call.callback_answered:
             await self.on_caller_hangup(call_id)
+            return
+        del self.calls.by_id[call_id]
+        self.announcements.forget(call)
+        if call.leg is not None:
+            self.calls.forget_leg(call.leg)
+            call.leg.stop_ring_timer()
+            if call.leg.channel_id:
+                await hang_up_quietly(self.telephony, call.leg.channel_id)
+        await self._run(self.core.call_ended(call_id, *self._now()))
+        self._publish_attempt(call_id, call, outcome_of(cause), cause)
+
+    def _publish_attempt(self, call_id: str, call: AcdCall, outcome: str, cause: int | None
+                         ) -> None:
+        if self._bus is not None:
+            self._bus.publish(QueueCallbackAttempted(
+                call_id, self.clock.now(), call.callback_number or "", outcome, cause))
+
+    async def restore_callback(self, call_id: str, number: str, queue: str | None,
+                               attributes: CallAttributes, waited_s: float) -> None:
+        """A call-back waits again at its place, `waited_s` after it first entered the queue
+        (after a restart, or for its next attempt); no caller is on the line."""
+        if call_id in self.calls.by_id:
+            return
+        self.calls.by_id[call_id] = AcdCall("", attributes=dict(attributes),
+                                            callback_number=number)
+        await self._run(self.core.restore_callback(call_id, attributes, queue, waited_s,
+                                                   *self._now()))
 
     # ----- calls the agents place (cti.features.outbound) ---------------------------------
 
@@ -395,6 +433,12 @@ class Acd:
             return
         call = self.calls.by_id.pop(leg.call_id, None)
         await self._run(self.core.call_ended(leg.call_id, *self._now()))
+        if call is not None and call.callback_channel and not call.callback_answered:
+            # the agent left while their call-back still rang: the attempt does not count
+            self.calls.callback_channels.pop(call.callback_channel, None)
+            self._publish_attempt(leg.call_id, call, "agent_left", None)
+            await hang_up_quietly(self.telephony, call.callback_channel)
+            return
         if call is not None:
             if call.bridge_id:
                 await destroy_bridge_quietly(self.telephony, call.bridge_id)

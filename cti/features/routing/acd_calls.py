@@ -100,6 +100,7 @@ class AcdCall:
     # back once an agent took the call (docs/queue_callbacks.md)
     callback_number: str | None = None
     callback_channel: str | None = None
+    callback_answered: bool = False
 
 
 class AcdCalls:

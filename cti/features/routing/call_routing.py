@@ -217,4 +217,6 @@ class CallRouting:
             event.channel.id
         ):
             channel_id = event.channel.id
-            self._in_order(channel_id, lambda: self.acd.on_callback_channel_ended(channel_id))
+            cause = event.cause
+            self._in_order(channel_id,
+                           lambda: self.acd.on_callback_channel_ended(channel_id, cause))

@@ -1,5 +1,6 @@
 """All tables, imported so Base.metadata knows them (Alembic autogenerate, tests)."""
 
+from cti.platform.db.tables import callbacks as callbacks
 from cti.platform.db.tables import calls as calls
 from cti.platform.db.tables import crm as crm
 from cti.platform.db.tables import evaluations as evaluations
@@ -16,6 +17,6 @@ from cti.platform.db.tables import surveys as surveys
 from cti.platform.db.tables import users as users
 from cti.platform.db.tables import work_orders as work_orders
 
-__all__ = ["calls", "crm", "evaluations", "events", "fallback", "handover", "ivr",
+__all__ = ["callbacks", "calls", "crm", "evaluations", "events", "fallback", "handover", "ivr",
            "knowledge", "messages", "recordings", "report_rollups", "routing", "surveys",
            "users", "work_orders"]
