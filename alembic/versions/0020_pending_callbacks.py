@@ -1,8 +1,8 @@
 """pending_callbacks: queue and complaint call-backs kept across restarts (their place in the
 queue, attempts and next attempt)
 
-Revision ID: 0017
-Revises: 0015
+Revision ID: 0020
+Revises: 0019
 """
 from collections.abc import Sequence
 
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 import cti.platform.db.base
 from alembic import op
 
-revision: str = "0017"
-down_revision: str | Sequence[str] | None = "0015"
+revision: str = "0020"
+down_revision: str | Sequence[str] | None = "0019"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
