@@ -4,6 +4,7 @@ port), that the test may restart without touching the machine's shared one."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
@@ -18,7 +19,8 @@ class PrivatePostgres:
 
     def __init__(self, port: int) -> None:
         self.port = port
-        self.dir = Path(tempfile.mkdtemp(prefix="cti-pg-"))  # not pytest's 0700 tmp: postgres reads it
+        # not pytest's tmp_path (0700): the postgres user must read it
+        self.dir = Path(tempfile.mkdtemp(prefix="cti-pg-"))
         self.data = self.dir / "data"
         self.url = f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres"
 
@@ -59,8 +61,6 @@ class PrivatePostgres:
 
     async def remove(self) -> None:
         if (self.data / "postmaster.pid").exists():
-            try:
+            with contextlib.suppress(RuntimeError):
                 await self._pg_ctl("stop", "-m", "immediate")
-            except RuntimeError:
-                pass
         shutil.rmtree(self.dir, ignore_errors=True)

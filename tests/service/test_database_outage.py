@@ -72,7 +72,8 @@ async def test_call_log_and_decisions_refused_while_the_database_is_down_are_wri
         await pg.stop_server()
         assert await health.probe() is False
         down_since = health.since
-        assert health.health().reachable is False and health.health().error
+        assert health.health().reachable is False
+        assert health.health().error
         # neither raises: the call's task goes on
         call = answered(call, T0 + timedelta(seconds=1))
         await repo.save(call)
@@ -87,9 +88,11 @@ async def test_call_log_and_decisions_refused_while_the_database_is_down_are_wri
         await pg.start_server()
         await _until(lambda: repo.pending == 0 and decisions.pending == 0, "written when back")
         assert await health.probe() is True
-        assert health.since is not None and down_since is not None
+        assert health.since is not None
+        assert down_since is not None
         assert health.since > down_since
-        assert health.health().pending_writes == {} and not health.health().limits
+        assert health.health().pending_writes == {}
+        assert not health.health().limits
         stored = await repo.get("9.1")
         assert stored is not None
         assert stored.state is CallState.ENDED  # the latest state, not an older one

@@ -18,9 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from cti.domain.ivr.commands import Audit
 from cti.events import Bus, IvrNoted, ProcedureEnded, ProcedureStarted, ProcedureStepped
 from cti.platform.clock import Clock, SystemClock
+from cti.platform.db.health import db_unavailable
 from cti.platform.db.tables.fallback import CallbackRequestRow
 from cti.platform.db.tables.ivr import ProcedureRunRow, ProcedureStepRow, ScriptDepartureRow
-from cti.platform.db.health import db_unavailable
 from cti.platform.errors import NotFound
 from cti.platform.log import get_logger
 

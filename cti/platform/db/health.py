@@ -16,7 +16,13 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 from sqlalchemy import text
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, NotSupportedError, ProgrammingError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    NotSupportedError,
+    ProgrammingError,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cti.platform.clock import Clock
