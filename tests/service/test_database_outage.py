@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,14 +15,17 @@ from sqlalchemy import select
 
 from cti.domain.calls import Call, CallState, answered, ended
 from cti.domain.routing.events import AgentStateChanged
+from cti.features.auth.revocation import TokenRef, TokenRevocations
 from cti.features.calls.storage import CallRepository
 from cti.features.routing.decision_log import DecisionLog
 from cti.features.routing.storage import RoutingLog
-from cti.platform.clock import SystemClock
+from cti.platform.clock import FakeClock, SystemClock
 from cti.platform.db.base import make_engine, make_sessionmaker
 from cti.platform.db.health import DatabaseHealth
 from cti.platform.db.migrate import upgrade_async
 from cti.platform.db.tables.routing import AgentStateEventRow
+from cti.platform.db.tables.users import UserRow
+from cti.platform.errors import DatabaseUnavailable
 from tests.service.private_pg import PrivatePostgres
 
 T0 = datetime(2026, 3, 1, 8, 30, tzinfo=UTC)
@@ -34,15 +37,20 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-async def pg() -> AsyncIterator[PrivatePostgres]:
+@pytest.fixture(scope="module")
+def pg() -> Iterator[PrivatePostgres]:
+    """One server for the module (initdb costs seconds); each test leaves it running."""
     server = PrivatePostgres(_free_port())
-    try:
+
+    async def up() -> None:
         await server.start()
         await upgrade_async(server.url)
+
+    try:
+        asyncio.run(up())
         yield server
     finally:
-        await server.remove()
+        asyncio.run(server.remove())
 
 
 async def _until(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
@@ -103,4 +111,34 @@ async def test_call_log_and_decisions_refused_while_the_database_is_down_are_wri
     finally:
         await decisions.aclose()
         await repo.aclose()
+        await engine.dispose()
+
+
+async def test_a_token_checked_before_still_opens_the_api_while_the_database_restarts(
+    pg: PrivatePostgres,
+) -> None:
+    """A database restart must not log every agent out; a token never checked cannot be
+    vouched for and is answered 503 with the reason."""
+    engine = make_engine(pg.url)
+    sessions = make_sessionmaker(engine)
+    clock = FakeClock()
+    revocations = TokenRevocations(sessions, clock, cache_s=5.0)  # type: ignore[arg-type]
+    try:
+        async with sessions.begin() as s:
+            s.add(UserRow(username="agent7", password_hash="x", role="agent", agent_id="7",
+                          created_at=datetime.now(UTC)))
+        async with sessions() as s:
+            user_id = (await s.scalars(select(UserRow.id))).one()
+        expires = datetime.now(UTC) + timedelta(hours=1)
+        known = TokenRef("jti-known", user_id, 0, expires)
+        assert await revocations.reason_revoked(known) is None
+        await pg.stop_server()
+        try:
+            clock.advance(6)  # the cached answer is stale: the database is asked, and is away
+            assert await revocations.reason_revoked(known) is None
+            with pytest.raises(DatabaseUnavailable, match="database is unreachable"):
+                await revocations.reason_revoked(TokenRef("jti-new", user_id, 0, expires))
+        finally:
+            await pg.start_server()
+    finally:
         await engine.dispose()

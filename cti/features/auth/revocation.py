@@ -174,8 +174,11 @@ class TokenRevocations:
             await asyncio.sleep(max(self.cache_s, MIN_REFRESH_S))
             try:
                 await self.refresh_watched()
-            except Exception:  # the next round tries again; the sockets stay as they are
-                log.exception("auth.revocation_refresh_failed")
+            except Exception as exc:  # the next round tries again; the sockets stay as they are
+                if not db_unavailable(exc):
+                    log.exception("auth.revocation_refresh_failed")
+                else:
+                    log.warning("auth.revocation_refresh_failed", error=describe(exc))
 
     async def refresh_watched(self) -> None:
         """Read every watched token's user and revocation at once, renew the caches, and wake
