@@ -220,6 +220,10 @@ async def test_redis_and_postgresql_outages_during_calls_lose_nothing(
             assert gone["database"]["error"]
             assert gone["database"]["since"]
             assert "unreachable" in " ".join(gone["database"]["limits"])
+            # what reads the record says why it cannot (the live calls do not need it)
+            recent = await _status(a, sup, "/calls")
+            assert recent[0] == 503, recent
+            assert "database_unavailable" in recent[1], recent
             callers[P4] = caller(pbx, P4, "1", "speech")  # arrives while the record is away
             await _until_state(a, sup, P4, "queued", timeout=20)
             kept = await _until("keeping the call log", a, lambda h:

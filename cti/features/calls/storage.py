@@ -100,6 +100,12 @@ class CallRepository:
         lock = self._locks.setdefault(call.id, asyncio.Lock())
         try:
             async with lock:
+                if self._kept:
+                    # The database is known to be away: no call task waits on it (a server
+                    # cut off by the network may take the connect timeout to refuse); the
+                    # retry loop writes this state with the others.
+                    self._kept[call.id] = call
+                    return
                 try:
                     await self._write(call)
                 except Exception as exc:
