@@ -9,6 +9,7 @@ import asyncio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import DBAPIError
 
 from cti.features.calls import http as calls_http
 from cti.features.desk.http import install_agent_desk
@@ -27,7 +28,8 @@ from cti.features.routing import http as routing_http
 from cti.features.surveys import http as surveys_http
 from cti.features.work_orders import http as work_orders_http
 from cti.platform.cluster.forward import ForwardToActive
-from cti.platform.errors import CtiError
+from cti.platform.db.health import db_unavailable, describe
+from cti.platform.errors import CtiError, DatabaseUnavailable
 from cti.platform.http_guards import install_http_guards
 from cti.platform.log import configure_logging, get_logger
 from cti.platform.provide import register
@@ -51,7 +53,7 @@ def create_app(service: Service) -> FastAPI:
         service.work_orders,
         service.recordings, service.rollups, service.reviews, service.reviews.forms,
         service.monitoring, service.outbound, service.handovers, service.messages,
-        service.knowledge, service.surveys, service.cluster,
+        service.knowledge, service.surveys, service.cluster, service.database,
     )
     app.include_router(calls_http.router)
     install_agent_desk(app, service.desk)
@@ -85,6 +87,20 @@ def install_error_handler(app: FastAPI) -> None:
         return JSONResponse(
             {"error": exc.error_id, "detail": exc.message}, status_code=exc.http_status
         )
+
+    async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
+        # A request that needed the record while the database is away (a restart): 503,
+        # said as such, rather than a bare 500.
+        if not db_unavailable(exc):
+            raise exc
+        return JSONResponse(
+            {"error": DatabaseUnavailable.error_id,
+             "detail": f"the database is unreachable ({describe(exc)}); retry"},
+            status_code=DatabaseUnavailable.http_status, headers={"retry-after": "1"},
+        )
+
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(ConnectionRefusedError, _database_error)
 
 
 async def serve_async(settings: Settings) -> None:

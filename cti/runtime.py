@@ -75,6 +75,7 @@ from cti.platform.clock import Clock, SystemClock
 from cti.platform.cluster.active import ActiveRole
 from cti.platform.cluster.node import ClusterNode, ClusterStatus
 from cti.platform.db.base import describe_db_error, make_engine, make_sessionmaker, warm_up
+from cti.platform.db.health import DatabaseHealth
 from cti.platform.db.migrate import upgrade_async
 from cti.platform.db.pending_callbacks import PendingCallbackStore
 from cti.platform.errors import ConfigError, TelephonyError, TelephonyUnavailable
@@ -130,6 +131,7 @@ class Service:
     knowledge: KnowledgeBase
     surveys: Surveys
     cluster: ClusterStatus
+    database: DatabaseHealth
     _ari_task: asyncio.Task[None] | None = None
     _takeover_task: asyncio.Task[None] | None = None
 
@@ -333,6 +335,13 @@ class Service:
         dispatcher.listen(transfers.on_ari_event)
         dispatcher.listen(recordings.on_ari_event)
         dispatcher.listen(monitoring.on_ari_event)
+        # the database's state, and what each writer keeps while it is away (GET /health)
+        database = DatabaseHealth(engine, clock)
+        database.keeps("call_log", lambda: repo.pending)
+        database.keeps("events", lambda: events.pending)
+        database.keeps("routing_decisions", lambda: acd.decision_log.pending)
+        database.keeps("ivr_checkpoints", lambda: checkpoints.pending)
+        database.keeps("procedure_audit", lambda: audit.pending)
         return cls(
             settings=settings, clock=clock, engine=engine, sessions=sessions, bus=bus,
             events=events, calls_repo=repo, ari=ari, telephony=telephony, registry=registry,
@@ -345,7 +354,7 @@ class Service:
             complaint_callbacks=complaint_callbacks, queue_callbacks=queue_callbacks,
             handovers=handovers,
             handover_reminders=handover_reminders, messages=messages, knowledge=knowledge,
-            surveys=surveys, cluster=ClusterStatus(node, role),
+            surveys=surveys, cluster=ClusterStatus(node, role), database=database,
         )
 
     async def _on_connect(self, generation: int) -> None:
@@ -379,6 +388,7 @@ class Service:
             await self.checkpoints.store.sweep(self.clock.now() - CHECKPOINT_SWEEP_AGE)
         except (SQLAlchemyError, OSError) as exc:  # e.g. auto_migrate off and no schema yet
             raise ConfigError(describe_db_error(self.settings.database_url, exc)) from None
+        self.database.start()
         await self.live.start()  # today's figures again, before anything new happens
         role = self.cluster.role
         if role is None:
@@ -475,6 +485,8 @@ class Service:
         await self.audit.close()
         await self.checkpoints.close()
         await self.voicemails.flush()
+        await self.calls_repo.aclose()  # call rows kept while the database was away
+        await self.database.aclose()
         await self.engine.dispose()
 
 

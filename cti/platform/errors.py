@@ -89,6 +89,13 @@ class IllegalTransition(CtiError):
         self.event = event
 
 
+class DatabaseUnavailable(CtiError):
+    """The database (the record) cannot be reached now: a restart, a failover. Retry."""
+
+    error_id = "database_unavailable"
+    http_status = 503
+
+
 class ClusterUnavailable(CtiError):
     """The cluster's shared store (Redis) cannot be reached: this node goes on alone."""
 

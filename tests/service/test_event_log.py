@@ -92,6 +92,25 @@ async def test_a_failed_write_keeps_its_events_for_the_next(
         await engine.dispose()
 
 
+async def test_a_batch_with_a_number_already_taken_writes_the_others_and_goes_on(
+    database_url: str,
+) -> None:
+    """Numbers already in the log (a commit whose reply was lost, or numbers that met another
+    node's after a Redis restarted empty) must not block the log for good."""
+    engine = make_engine(database_url)
+    log = EventLog(make_sessionmaker(engine))
+    try:
+        await log.append([Envelope(1, CallArrived("c1", T0, "c1", "", "100"))])
+        await log.append([Envelope(1, CallArrived("c2", T0, "c2", "", "100")),
+                          Envelope(2, CallArrived("c3", T0, "c3", "", "100"))])
+        assert log.pending == 0
+        await log.append([Envelope(3, CallArrived("c4", T0, "c4", "", "100"))])
+        assert [(e.seq, e.call_id) for e in await log.read()] == [
+            (1, "c1"), (2, "c3"), (3, "c4")]
+    finally:
+        await engine.dispose()
+
+
 def test_every_event_kind_has_a_version_and_a_flat_record() -> None:
     record = event_record(CallEnded("c1", T0, None, None, "service"))
     assert record.type == "CallEnded"

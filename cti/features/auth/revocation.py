@@ -22,7 +22,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cti.platform.clock import Clock
+from cti.platform.db.health import db_unavailable, describe
 from cti.platform.db.tables.users import RevokedTokenRow, UserRow
+from cti.platform.errors import DatabaseUnavailable
 from cti.platform.log import get_logger
 
 log = get_logger(__name__)
@@ -81,7 +83,20 @@ class TokenRevocations:
         checked = self._jti_checked.get(token.jti)
         jti_stale = checked is None or now - checked >= self.cache_s
         if user_stale or jti_stale:
-            user, revoked = await self._load(token, now)
+            try:
+                user, revoked = await self._load(token, now)
+            except Exception as exc:
+                if not db_unavailable(exc):
+                    raise
+                if user is None or checked is None:
+                    raise DatabaseUnavailable(
+                        f"cannot check this token: the database is unreachable "
+                        f"({describe(exc)}); retry") from None
+                # Checked before and good then: a database restart must not log everyone
+                # out. A revocation made meanwhile counts once the database answers.
+                log.warning("auth.revocation_check_skipped", user_id=token.user_id,
+                            error=describe(exc))
+                revoked = False
             if revoked:
                 self._revoked_here[token.jti] = token.expires_at
                 return "token revoked: logged out"
@@ -159,8 +174,11 @@ class TokenRevocations:
             await asyncio.sleep(max(self.cache_s, MIN_REFRESH_S))
             try:
                 await self.refresh_watched()
-            except Exception:  # the next round tries again; the sockets stay as they are
-                log.exception("auth.revocation_refresh_failed")
+            except Exception as exc:  # the next round tries again; the sockets stay as they are
+                if not db_unavailable(exc):
+                    log.exception("auth.revocation_refresh_failed")
+                else:
+                    log.warning("auth.revocation_refresh_failed", error=describe(exc))
 
     async def refresh_watched(self) -> None:
         """Read every watched token's user and revocation at once, renew the caches, and wake

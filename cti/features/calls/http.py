@@ -17,6 +17,7 @@ from cti.features.calls.resync import Resync
 from cti.features.calls.storage import CallRepository
 from cti.platform.ari.client import AriClient
 from cti.platform.cluster.node import ClusterHealthOut, ClusterStatus
+from cti.platform.db.health import DatabaseHealth, DatabaseHealthOut
 from cti.platform.errors import NotFound
 from cti.platform.http_guards import CallIdPath, error_responses
 from cti.platform.provide import provide
@@ -81,6 +82,7 @@ class HealthOut(BaseModel):
     active_calls: int
     last_resync: ResyncOut | None
     cluster: ClusterHealthOut
+    database: DatabaseHealthOut
 
 
 @router.get("/health")
@@ -89,13 +91,14 @@ async def health(
     resync: Annotated[Resync, Depends(provide(Resync))],
     registry: Registry,
     cluster: Annotated[ClusterStatus, Depends(provide(ClusterStatus))],
+    database: Annotated[DatabaseHealth, Depends(provide(DatabaseHealth))],
 ) -> HealthOut:
     last = resync.last
     return HealthOut(
         ari_connected=ari.connected.is_set(), ari_generation=ari.generation,
         active_calls=len(registry),
         last_resync=ResyncOut.model_validate(last.__dict__) if last else None,
-        cluster=await cluster.health_now(),
+        cluster=await cluster.health_now(), database=database.health(),
     )
 
 

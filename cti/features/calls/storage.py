@@ -1,8 +1,15 @@
-"""Persistence of the call log (SQLAlchemy async)."""
+"""Persistence of the call log (SQLAlchemy async).
+
+A save the database refuses because it is away (a restart, a failover) does not fail the
+call: the call's latest state is kept and written again every second until the database
+takes it (docs/cluster.md, "Failure behaviour"). Each save writes the whole row, so the
+latest state of a call is all that needs keeping.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from sqlalchemy import select
@@ -10,7 +17,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from cti.domain.calls import Call, CallState
+from cti.platform.db.health import db_unavailable, describe
 from cti.platform.db.tables.calls import CallRow
+from cti.platform.log import get_logger
+
+log = get_logger(__name__)
+
+RETRY_S = 1.0
 
 
 def _row_values(call: Call) -> dict[str, Any]:
@@ -66,29 +79,109 @@ def _insert_for(dialect: str) -> Any:
 
 
 class CallRepository:
-    def __init__(self, sessions: async_sessionmaker[Any]) -> None:
+    def __init__(self, sessions: async_sessionmaker[Any], *, retry_s: float = RETRY_S) -> None:
         self._sessions = sessions
+        self.retry_s = retry_s
         # Saves of one call run one at a time, in the order asked: several tasks save the same
         # call (lifecycle, routing), and the first insert must not race a later update.
         self._locks: dict[str, asyncio.Lock] = {}
+        # The latest state of each call whose save the database refused (it was away).
+        self._kept: dict[str, Call] = {}
+        self._retry: asyncio.Task[None] | None = None
+
+    @property
+    def pending(self) -> int:
+        """Calls whose latest state is not in the database yet (kept for the next try)."""
+        return len(self._kept)
 
     async def save(self, call: Call) -> None:
-        """Insert or update the row for this call."""
+        """Insert or update the row for this call. The database away: the call's state is
+        kept and written again later (never raised to the call's task)."""
         lock = self._locks.setdefault(call.id, asyncio.Lock())
-        values = _row_values(call)
         try:
-            async with lock, self._sessions() as session, session.begin():
-                # One upsert statement: a call is saved four times or more, and the ORM's
-                # select-then-flush cost twice the round trips and most of the CPU of a call.
-                upsert = _insert_for(session.bind.dialect.name)(CallRow).values(
-                    id=call.id, **values
-                )
-                await session.execute(
-                    upsert.on_conflict_do_update(index_elements=[CallRow.id], set_=values)
-                )
+            async with lock:
+                if self._kept:
+                    # The database is known to be away: no call task waits on it (a server
+                    # cut off by the network may take the connect timeout to refuse); the
+                    # retry loop writes this state with the others.
+                    self._kept[call.id] = call
+                    return
+                try:
+                    await self._write(call)
+                except Exception as exc:
+                    if not db_unavailable(exc):
+                        raise
+                    self._keep(call, exc)
+                else:
+                    self._kept.pop(call.id, None)  # an older kept state is superseded
         finally:
-            if call.state is CallState.ENDED and not lock.locked():
-                self._locks.pop(call.id, None)
+            self._forget_lock(call)
+
+    async def _write(self, call: Call) -> None:
+        values = _row_values(call)
+        async with self._sessions() as session, session.begin():
+            # One upsert statement: a call is saved four times or more, and the ORM's
+            # select-then-flush cost twice the round trips and most of the CPU of a call.
+            upsert = _insert_for(session.bind.dialect.name)(CallRow).values(id=call.id, **values)
+            await session.execute(
+                upsert.on_conflict_do_update(index_elements=[CallRow.id], set_=values)
+            )
+
+    def _forget_lock(self, call: Call) -> None:
+        lock = self._locks.get(call.id)
+        if (call.state is CallState.ENDED and call.id not in self._kept
+                and lock is not None and not lock.locked()):
+            self._locks.pop(call.id, None)
+
+    def _keep(self, call: Call, exc: BaseException) -> None:
+        self._kept[call.id] = call
+        log.error("call_log.write_failed", call_id=call.id, state=call.state.value,
+                  kept=len(self._kept), error=describe(exc),
+                  effect="the call goes on; its row is written when the database is back")
+        if self._retry is None or self._retry.done():
+            self._retry = asyncio.get_running_loop().create_task(
+                self._retry_loop(), name="call-log-retry")
+
+    async def _retry_loop(self) -> None:
+        """Every `retry_s`, each kept call's latest state, until none is left."""
+        while self._kept:
+            await asyncio.sleep(self.retry_s)
+            for call_id in list(self._kept):
+                call = self._kept.get(call_id)
+                if call is None:
+                    continue
+                lock = self._locks.setdefault(call_id, asyncio.Lock())
+                async with lock:
+                    if self._kept.get(call_id) is not call:  # saved meanwhile, or newer kept
+                        continue
+                    try:
+                        await self._write(call)
+                    except Exception as exc:
+                        if db_unavailable(exc):
+                            break  # still away: the next round
+                        log.error("call_log.write_dropped", call_id=call_id, error=describe(exc))
+                    self._kept.pop(call_id, None)
+                self._forget_lock(call)
+            else:
+                if not self._kept:
+                    log.warning("call_log.caught_up")
+
+    async def flush(self, timeout: float = 10.0) -> None:
+        """Wait until every kept state is written (shutdown; the database may be back)."""
+        if self._retry is None or self._retry.done():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._retry), timeout)
+
+    async def aclose(self) -> None:
+        await self.flush(timeout=2.0)
+        if self._retry is not None:
+            self._retry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retry
+            if self._kept:
+                log.error("call_log.lost_at_stop", calls=sorted(self._kept),
+                          effect="these calls' rows miss their last state")
 
     async def get(self, call_id: str) -> Call | None:
         async with self._sessions() as session:

@@ -11,6 +11,7 @@ import contextlib
 from cti.events import Bus, CallArrived, CallEnded, CustomerIdentified, OutboundCallPlaced
 from cti.features.crm.service import CrmLookup, CustomerView
 from cti.platform.clock import Clock
+from cti.platform.db.health import db_unavailable, describe
 from cti.platform.log import get_logger
 
 log = get_logger(__name__)
@@ -46,8 +47,12 @@ class CallerLookup:
     async def _lookup(self, crm: CrmLookup, call_id: str, number: str) -> CustomerView:
         try:
             view = await crm.lookup_fast(number)
-        except Exception:
-            log.exception("crm.lookup_failed", call_id=call_id)
+        except Exception as exc:
+            if not db_unavailable(exc):
+                log.exception("crm.lookup_failed", call_id=call_id)
+            else:  # a database restart: said in one line, the call is routed all the same
+                log.error("crm.lookup_failed", call_id=call_id, error=describe(exc),
+                          effect="the call is routed without the caller's record")
             raise
         # Published before anyone awaiting the lookup resumes: subscribers see the customer
         # before the call's later events (queued, offered).

@@ -21,6 +21,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cti.events import Bus, DomainEvent, Envelope, event_from_record, event_record
+from cti.platform.db.health import db_unavailable, describe
 from cti.platform.db.tables.events import EventRow
 from cti.platform.log import get_logger
 
@@ -73,6 +74,8 @@ class EventLog:
                 await session.execute(insert(EventRow), rows)
         except Exception as exc:
             self.failures += 1
+            if not db_unavailable(exc) and await self._append_untaken(rows, exc):
+                return
             if len(rows) > BACKLOG_MAX:  # said, never silent: the oldest go first
                 log.error("event_log.backlog_full", dropped=len(rows) - BACKLOG_MAX)
                 rows = rows[-BACKLOG_MAX:]
@@ -82,6 +85,29 @@ class EventLog:
             await asyncio.sleep(RETRY_S)  # this subscriber only: others go on
             return
         self.written += len(rows)
+
+    async def _append_untaken(self, rows: list[dict[str, Any]], exc: BaseException) -> bool:
+        """A batch refused for its data, not for the database being away: some numbers are
+        in the log already (a batch whose commit's reply was lost, or numbers that met
+        another node's after a Redis restarted empty). The others are written; the taken
+        ones are said and dropped, rather than blocking the log for good."""
+        seqs = [r["seq"] for r in rows]
+        try:
+            async with self.sessions.begin() as session:
+                taken = set(await session.scalars(select(EventRow.seq).where(
+                    EventRow.seq.between(min(seqs), max(seqs)))))
+                fresh = [r for r in rows if r["seq"] not in taken]
+                if fresh:
+                    await session.execute(insert(EventRow), fresh)
+        except Exception:  # still refused: kept, as any failed batch
+            return False
+        self.written += len(fresh)
+        if len(fresh) == len(rows):
+            return True  # written whole on the second try
+        log.error("event_log.numbers_taken", dropped=len(rows) - len(fresh),
+                  first=min(taken & set(seqs)), error=describe(exc),
+                  effect="these events are not in the log (their numbers were in use)")
+        return True
 
     @property
     def pending(self) -> int:

@@ -107,6 +107,11 @@ class CheckpointWriter:
         self.rows = 0
         self.coalesced = 0  # checkpoints replaced by a newer one before they were written
 
+    @property
+    def pending(self) -> int:
+        """Checkpoints and deletions not written yet (held while the database is away)."""
+        return len(self._keep) + len(self._drop)
+
     def keep(self, checkpoint: Checkpoint) -> None:
         if checkpoint.call_id in self._keep:
             self.coalesced += 1

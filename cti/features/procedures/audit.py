@@ -18,12 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from cti.domain.ivr.commands import Audit
 from cti.events import Bus, IvrNoted, ProcedureEnded, ProcedureStarted, ProcedureStepped
 from cti.platform.clock import Clock, SystemClock
+from cti.platform.db.health import db_unavailable
 from cti.platform.db.tables.fallback import CallbackRequestRow
 from cti.platform.db.tables.ivr import ProcedureRunRow, ProcedureStepRow, ScriptDepartureRow
 from cti.platform.errors import NotFound
 from cti.platform.log import get_logger
 
 log = get_logger(__name__)
+RETRY_S = 1.0  # the database away: the same entry again after this
 TIMELINE_KINDS = frozenset({
     "prompt_started", "prompt_finished", "wait_started", "wait_finished", "trigger", "hangup",
     "volume_raised", "routed",
@@ -57,6 +59,7 @@ class ProcedureAudit:
         self._task: asyncio.Task[None] | None = None
         self._run_start: dict[str, float] = {}
         self._seq: dict[str, int] = {}
+        self._holding = 0  # an entry the database refused, held for the next try
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -95,13 +98,27 @@ class ProcedureAudit:
         while True:
             entry = await self._queue.get()
             try:
-                if entry is not None:
-                    await self.record(entry)
-            except Exception as exc:  # one bad write must not stop the audit trail
-                log.error("audit_write_failed", call_id=entry.call_id if entry else None,
-                          error=f"{exc.__class__.__name__}: {exc}")
+                while entry is not None:
+                    try:
+                        await self.record(entry)
+                        break
+                    except Exception as exc:  # one bad write must not stop the audit trail
+                        log.error("audit_write_failed", call_id=entry.call_id,
+                                  error=f"{exc.__class__.__name__}: {exc}",
+                                  kept=db_unavailable(exc), queued=self._queue.qsize())
+                        if not db_unavailable(exc):
+                            break
+                    # The database away (a restart): the same entry again, in order.
+                    self._holding = 1
+                    await asyncio.sleep(RETRY_S)
             finally:
+                self._holding = 0
                 self._queue.task_done()
+
+    @property
+    def pending(self) -> int:
+        """Entries not yet stored (queued, or held while the database is away)."""
+        return self._queue.qsize() + self._holding
 
     async def record(self, entry: AuditEntry) -> None:
         a = entry.audit

@@ -17,11 +17,13 @@ from typing import Protocol
 
 from cti.domain.routing.decisions import Decision
 from cti.domain.routing.events import RoutingEvent
+from cti.platform.db.health import db_unavailable, describe
 from cti.platform.log import get_logger
 
 log = get_logger(__name__)
 
 RECORD_BATCH_MAX = 500
+RETRY_S = 1.0  # the database away: the same batch again after this
 
 Record = tuple[datetime, Decision] | RoutingEvent
 
@@ -39,6 +41,13 @@ class DecisionLog:
         self._sink = sink  # None: nothing is kept
         self._records: asyncio.Queue[Record] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
+        self.retry_s = RETRY_S
+        self._held = 0  # items of a batch the database refused, held for the next try
+
+    @property
+    def pending(self) -> int:
+        """Items not yet in the sink: queued, or held while the database is away."""
+        return self._records.qsize() + self._held
 
     def record(self, item: Record) -> None:
         if self._sink is None:
@@ -71,9 +80,26 @@ class DecisionLog:
             while not self._records.empty() and len(batch) < RECORD_BATCH_MAX:
                 batch.append(self._records.get_nowait())
             try:
-                await sink.record_batch(batch)
-            except Exception:
-                log.exception("routing_record_failed", items=len(batch))
+                await self._write(sink, batch)
             finally:
                 for _ in batch:
                     self._records.task_done()
+
+    async def _write(self, sink: DecisionSink, batch: list[Record]) -> None:
+        """The batch, again every `retry_s` while the database is away (agents' states are
+        restored from these rows at a takeover: none may go missing)."""
+        self._held = len(batch)
+        try:
+            while True:
+                try:
+                    await sink.record_batch(batch)
+                    return
+                except Exception as exc:
+                    if not db_unavailable(exc):
+                        log.exception("routing_record_failed", items=len(batch))
+                        return
+                    log.error("routing_record_kept", items=len(batch), error=describe(exc),
+                              queued=self._records.qsize())
+                await asyncio.sleep(self.retry_s)
+        finally:
+            self._held = 0

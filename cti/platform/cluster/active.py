@@ -71,6 +71,8 @@ class ActiveRole:
         self.held: HeldLease | None = None
         self.alone = False  # active without the lease: Redis is away for every node
         self.waiting_since = clock.monotonic()
+        self._back_at: float | None = None  # when Redis answered again after being away
+        self.lookup_error: str | None = None  # why the active node could not be looked up
         self.took_s: float | None = None  # from asking to holding (the last takeover)
         self.peers: dict[str, str] = {}  # node id -> URL, kept while Redis answers
         self._peers_read = -1e9
@@ -91,11 +93,16 @@ class ActiveRole:
         """Ask for the lease until it is ours (Redis away: keep asking), then publish our URL
         under it and watch it: losing it fences this node."""
         self.waiting_since = self.clock.monotonic()
+        redis_lost = False
         while True:
+            held = None
             try:
-                held = await self.keeper.acquire(ACTIVE)
+                if redis_lost:
+                    redis_lost = await self._rejoin_grace()
+                if not redis_lost:
+                    held = await self.keeper.acquire(ACTIVE)
             except ClusterUnavailable:
-                held = None
+                redis_lost, self._back_at = True, None
             if held is not None:
                 break
             await self._read_peers()
@@ -106,6 +113,22 @@ class ActiveRole:
                  waited_s=round(self.took_s, 3))
         self._watch = asyncio.get_running_loop().create_task(self._guard(), name="active-guard")
         return held
+
+    async def _rejoin_grace(self) -> bool:
+        """After Redis was away: True while this standby must not ask for the lease yet.
+
+        A Redis restarted empty has no lease, and the node that drove the PBX alone meanwhile
+        asks for it again within `poll_s`; a standby asking at the same moment could win, and
+        the active node would then fence itself with every call on it. So a standby waits one
+        lease time from Redis's return first: the node driving alone takes its lease back, and
+        if no node does (it died meanwhile) the standby takes over one lease time later."""
+        await self.store.current(ACTIVE)  # ClusterUnavailable: still away
+        now = self.clock.monotonic()
+        if self._back_at is None:
+            self._back_at = now
+            log.info("cluster.redis_back_standby", node=self.node_id,
+                     grace_s=self.keeper.times.ttl)
+        return now - self._back_at < self.keeper.times.ttl
 
     async def _holding(self, held: HeldLease) -> None:
         self.held, self.alone = held, False
@@ -195,7 +218,7 @@ class ActiveRole:
         if self._cached is not None and now - self._cached[0] < max_age_s:
             return self._cached[1]
         found: ActiveNode | None = None
-        with contextlib.suppress(ClusterUnavailable):
+        try:
             current = await self.store.current(ACTIVE)
             if current is not None:
                 holder, token = current
@@ -203,6 +226,9 @@ class ActiveRole:
                 # The URL of an earlier holder stays in the state hash: only this token's counts.
                 if info.get("_token") == str(token) and info.get("url"):
                     found = ActiveNode(holder, info["url"], token)
+            self.lookup_error = None
+        except ClusterUnavailable as exc:
+            self.lookup_error = exc.message
         self._cached = (now, found)
         return found
 

@@ -149,8 +149,12 @@ class ClusterBus(InProcessBus):
 
     async def _reserve_block(self) -> None:
         try:
+            # Above every number this node holds (the rest of its block too): a Redis
+            # restarted empty has lost the counter, and a block from `_next` would hand this
+            # node the rest of its own block a second time.
+            floor = max(self._next, self._block_end)
             last = await call("seq reserve", lambda: self._reserve(
-                [self._seq_key], [self.seq_block, self._next]))
+                [self._seq_key], [self.seq_block, floor]))
         except ClusterUnavailable as exc:
             log.warning("cluster.seq_reserve_failed", error=exc.message)
             return

@@ -56,6 +56,11 @@ class ForwardToActive:
             await _unavailable(send, "this node is not the active node any more; retry")
             return
         active = await self.role.active()
+        if active is None and self.role.lookup_error is not None:
+            await _unavailable(send, "this standby cannot find the active node: Redis is "
+                                     f"unreachable ({self.role.lookup_error}); retry, or use "
+                                     "the active node's address")
+            return
         if active is None or active.node_id == self.role.node_id:
             await _unavailable(send, "no node drives the PBX right now (a takeover is under "
                                      "way); retry in a moment")

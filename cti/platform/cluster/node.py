@@ -118,7 +118,8 @@ class ClusterStatus:
             active = await self.role.active()
             if active is not None:
                 out.active_node, out.active_url = active.node_id, active.url
-            elif "no node holds the active lease" not in out.limits:
+            elif self.role.lookup_error is None and self.role.state != "active":
+                # (Redis away: who holds the lease is not known, and limits say why.)
                 out.limits.append("no node holds the active lease: calls wait for a takeover")
         return out
 
