@@ -306,7 +306,8 @@ def pbx_pair(name: str = "e2e-pair", ids: tuple[str, str] = ("pbxa", "pbxb")) ->
     on the other, so `PJSIP/<agent>@<id>` on one rings an agent registered on the other."""
     a = Pbx(f"{name}-a", systemname=ids[0])
     b = Pbx(f"{name}-b", systemname=ids[1])
-    assert a.sip_port is not None and b.sip_port is not None
+    assert a.sip_port is not None
+    assert b.sip_port is not None
     a.trunks = {ids[1]: b.sip_port}
     b.trunks = {ids[0]: a.sip_port}
     return a, b

@@ -8,6 +8,7 @@ database by an earlier process) are adopted and carry on.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -58,8 +59,15 @@ class Resync:
         inbound: InboundCalls,
         clock: Clock,
         routing: AdoptedCalls | None = None,
+        *,
+        pbx: str = "",
+        owns: Callable[[str], bool] | None = None,
     ) -> None:
+        """One per Asterisk when a process drives several: `owns(channel_id)` says which
+        calls and legs are this PBX's (the others are left to their own resync)."""
         self.routing = routing
+        self.pbx = pbx
+        self.owns = owns or (lambda _channel_id: True)
         self.telephony = telephony
         self.registry = registry
         self.repo = repo
@@ -74,6 +82,8 @@ class Resync:
         kept = closed = adopted = 0
 
         for session in self.registry.sessions():
+            if not self.owns(session.call.channel_id):
+                continue
             if session.call.channel_id in channels:
                 kept += 1
             else:
@@ -82,12 +92,13 @@ class Resync:
         if self.routing is not None:
             # Agent legs that ended while the socket was down: their end was never heard.
             for leg in self.routing.leg_channel_ids() - set(channels):
-                await self.routing.on_leg_lost(leg)
+                if self.owns(leg):
+                    await self.routing.on_leg_lost(leg)
 
         ours = self.routing.leg_channel_ids() if self.routing is not None else set()
         stray_legs = {c for c in in_app if c.startswith(ORIGINATED_PREFIXES)} - ours
         for call in await self.repo.open_calls():
-            if self.registry.get(call.id) is not None:
+            if self.registry.get(call.id) is not None or not self.owns(call.channel_id):
                 continue
             if call.channel_id not in in_app:
                 await self.repo.save(ended(call, self.clock.now(), None, "gone while disconnected"))
@@ -103,7 +114,7 @@ class Resync:
                 call = move(call, CallState.QUEUED)
             if link is not None:
                 stray_legs.discard(link[0])
-            self.inbound.adopt(call, channels.get(call.channel_id))
+            self.inbound.adopt(call, channels.get(call.channel_id), self.pbx)
             if self.routing is not None:
                 await self.routing.resume_adopted(call, link)
             adopted += 1
@@ -128,7 +139,7 @@ class Resync:
                 caller_name=info.caller_name, dialled_number=info.dialplan_exten,
                 arrived_at=self.clock.now(),
             )
-            self.inbound.adopt(call, info)
+            self.inbound.adopt(call, info, self.pbx)
             adopted += 1
 
         destroyed = 0
