@@ -286,6 +286,17 @@ class Pbx:
     def cli(self, command: str) -> str:
         return self._script("cli", command).stdout
 
+    def crash(self) -> None:
+        """SIGKILL the instance's Asterisk (a PBX that goes away without a word: no BYE, no
+        StasisEnd), then let `down()` clean up after it."""
+        pid_file = PBX_ROOT / "run" / f"asterisk-{self.name}" / "asterisk.pid"
+        pid = int(pid_file.read_text().split()[0])
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.02)
+        self.down()
+
     def __enter__(self) -> Pbx:
         return self.up()
 
