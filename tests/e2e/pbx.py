@@ -560,11 +560,14 @@ class AgentPhone:
             if m.direction == "received" and m.method_or_status == "INVITE"
         ]
 
-    async def stop(self) -> None:
-        """Stop the phone and remove its registration (so the PBX does not dial a dead port)."""
+    async def stop(self, unregister: bool = True) -> None:
+        """Stop the phone and remove its registration (so the PBX does not dial a dead port;
+        `unregister=False`: its PBX is gone, nobody to tell)."""
         if self.process.returncode is None:
             await _stop(self.process)
         _live_processes.discard(self.process)
+        if not unregister:
+            return
         result = await run_sipp(
             self.pbx,
             "agent_unregister",
