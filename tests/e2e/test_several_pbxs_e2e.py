@@ -102,7 +102,8 @@ async def test_callers_reach_agents_across_the_trunk_and_a_dead_pbx_is_cleared(
         assert on_b.startswith("pbxb-")  # b's systemname starts its channel ids
         assert [e.pbx for e in arrived if e.call_id == on_b] == ["pbxb"]
         assert next(c for c in connected if c.call_id == on_b).agent_id == "1001"
-        assert len(phone_a.invites()) == 1 and phone_b.invites() == []
+        assert len(phone_a.invites()) == 1
+        assert phone_b.invites() == []
 
         # and the other way: a caller on a, answered by 1002 whose phone is on b
         await acd.agent_login("1002")
