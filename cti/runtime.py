@@ -45,6 +45,7 @@ from cti.features.monitoring.service import Monitoring
 from cti.features.outbound.service import AGENT_ARG as OUTBOUND_AGENT_ARG
 from cti.features.outbound.service import CUSTOMER_ARG as OUTBOUND_CUSTOMER_ARG
 from cti.features.outbound.service import OutboundCalls
+from cti.features.pbxs.status import PbxStatus
 from cti.features.pbxs.watch import PbxWatch
 from cti.features.procedures.audit import ProcedureAudit
 from cti.features.procedures.events import AuditPublisher
@@ -131,6 +132,7 @@ class Service:
     pbx_clients: dict[str, AriClient]
     pbx_resyncs: dict[str, Resync]
     pbx_watch: PbxWatch | None
+    pbx_status: PbxStatus
     _ari_task: asyncio.Task[None] | None = None
     _ari_tasks: list[asyncio.Task[None]] | None = None
 
@@ -350,6 +352,9 @@ class Service:
             handover_reminders=handover_reminders, messages=messages, knowledge=knowledge,
             surveys=surveys, cluster=ClusterStatus(node), pbx_clients=clients,
             pbx_resyncs=resyncs, pbx_watch=pbx_watch,
+            pbx_status=PbxStatus(
+                clients, telephony.lost if isinstance(telephony, PbxSet) else None
+            ),
         )
 
     def _handlers_for(self, pbx_id: str) -> tuple[Any, Any, Any]:
@@ -368,6 +373,8 @@ class Service:
                     member = several.members[pbx_id]
                     for channel_id in await member.application_channel_ids():
                         several.channels.setdefault(channel_id, pbx_id)
+                    for bridge in await member.list_bridges():
+                        several.bridges.setdefault(bridge.id, pbx_id)
                 await resync(generation)
                 await self.monitoring.on_connect()
             except TelephonyError as exc:
