@@ -2,7 +2,8 @@
 Asterisk servers"): a caller on one PBX is answered by an agent registered on the other,
 through the ACD and the trunk, both ways; then one PBX dies (SIGKILL: no BYE, no StasisEnd):
 its call ends in the record as "PBX lost", the call on the other goes on, and the agent whose
-phone was on the dead one is paused as unreachable.
+phone was on the dead one is paused as unreachable; when it is back, that agent is available
+again and the other PBX's call is still up.
 
 Run alone:  CTI_E2E_INSTANCE_SUFFIX=me .venv/bin/pytest tests/e2e/test_several_pbxs_e2e.py
 """
@@ -127,6 +128,23 @@ async def test_callers_reach_agents_across_the_trunk_and_a_dead_pbx_is_cleared(
                          or acd.agent_status("1002").pending_reason == UNREACHABLE,
                          10, "1002 unreachable")
         assert acd.agent_status("1001").state is not AgentState.PAUSED
+        assert [(s.id, s.lost) for s in service.pbx_status.states()] == [
+            ("pbxa", False), ("pbxb", True)]
+
+        # b is back: its resync runs (and leaves a's call alone); 1002, still on a's call, will
+        # not be paused when it ends
+        b.up()
+        await wait_until(lambda: acd.agent_status("1002").pending is None, 15,
+                         "1002's pause cancelled")
+        assert acd.agent_status("1002").state is AgentState.ON_CALL
+        # connected: once its resync is done
+        await wait_until(lambda: all(s.connected for s in service.pbx_status.states()), 10,
+                         "b resynced")
+        assert [(s.id, s.lost) for s in service.pbx_status.states()] == [
+            ("pbxa", False), ("pbxb", False)]
+        assert service.pbx_resyncs["pbxb"].last is not None
+        assert service.pbx_resyncs["pbxb"].last.generation == 2
+        assert service.registry.get(on_a) is not None
 
         await service.telephony.hangup(on_a)
         await wait_until(lambda: service.registry.get(on_a) is None, 10, "a's call closed")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -268,10 +269,18 @@ class FakeAgents:
         return self.status[agent_id]
 
     async def agent_pause(self, agent_id: str, reason: str = "break") -> None:
-        self.status[agent_id] = AgentStatus(agent_id, AgentState.PAUSED, reason=reason)
+        now = self.status[agent_id]
+        if now.state is AgentState.ON_CALL:  # as the agent state machine: after the call
+            self.status[agent_id] = replace(now, pending="pause", pending_reason=reason)
+        else:
+            self.status[agent_id] = AgentStatus(agent_id, AgentState.PAUSED, reason=reason)
 
     async def agent_available(self, agent_id: str) -> None:
-        self.status[agent_id] = AgentStatus(agent_id, AgentState.AVAILABLE)
+        now = self.status[agent_id]
+        if now.state is AgentState.ON_CALL:
+            self.status[agent_id] = replace(now, pending=None, pending_reason=None)
+        else:
+            self.status[agent_id] = AgentStatus(agent_id, AgentState.AVAILABLE)
 
 
 def call(channel: str) -> Call:
@@ -282,7 +291,8 @@ def call(channel: str) -> Call:
 async def test_a_lost_pbx_ends_its_calls_pauses_its_agents_and_spares_the_others() -> None:
     pbxs, _ = make_set(
         pbxa={"endpoints/PJSIP/1001": {"state": "online"},
-              "endpoints/PJSIP/1002": {"state": "offline"}},
+              "endpoints/PJSIP/1002": {"state": "offline"},
+              "endpoints/PJSIP/1004": {"state": "offline"}},
     )
     registry = CallRegistry()
     for channel in ("pbxa-1.1", "pbxb-1.1"):
@@ -291,11 +301,12 @@ async def test_a_lost_pbx_ends_its_calls_pauses_its_agents_and_spares_the_others
     pbxs.channels["acd-leg-a"] = "pbxa"
     inbound, legs = FakeInbound(registry), FakeLegs({"acd-leg-a", "acd-leg-b"})
     agents = FakeAgents({"001": AgentState.AVAILABLE, "002": AgentState.AVAILABLE,
-                         "003": AgentState.LOGGED_OUT})
+                         "003": AgentState.LOGGED_OUT, "004": AgentState.ON_CALL})
     scheduler = ManualScheduler()
     watch = PbxWatch(
         pbxs, registry, inbound, legs, agents,  # type: ignore[arg-type]
-        lambda: {"001": "PJSIP/1001", "002": "PJSIP/1002", "003": "PJSIP/1003"},
+        lambda: {"001": "PJSIP/1001", "002": "PJSIP/1002", "003": "PJSIP/1003",
+                 "004": "PJSIP/1004"},
         scheduler, {"pbxa": 5.0, "pbxb": 5.0},
     )
 
@@ -313,11 +324,16 @@ async def test_a_lost_pbx_ends_its_calls_pauses_its_agents_and_spares_the_others
     assert agents.status["001"].state is AgentState.AVAILABLE
     assert agents.status["002"] == AgentStatus("002", AgentState.PAUSED, reason=UNREACHABLE)
     assert agents.status["003"].state is AgentState.LOGGED_OUT
+    # 004 is on a call (on pbxa, through the trunk): paused once it ends
+    assert (agents.status["004"].pending, agents.status["004"].pending_reason) == (
+        "pause", UNREACHABLE)
     assert "pbxb" in pbxs.lost
 
     await watch.on_connected("pbxb")
     assert "pbxb" not in pbxs.lost
     assert agents.status["002"].state is AgentState.AVAILABLE
+    assert agents.status["004"].state is AgentState.ON_CALL
+    assert agents.status["004"].pending is None
     await watch.aclose()
 
 

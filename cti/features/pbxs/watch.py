@@ -120,7 +120,12 @@ class PbxWatch:
         back = []
         for agent_id in self.paused.pop(pbx, set()):
             status = self.agents.agent_status(agent_id)
-            if status.state is AgentState.PAUSED and status.reason == UNREACHABLE:
+            paused = status.state is AgentState.PAUSED and status.reason == UNREACHABLE
+            # on a call (through another PBX's trunk) the pause waited for its end: cancelled
+            # (in wrap-up it stays: "available" there would cut the agent's wrap-up short)
+            waiting = (status.state in (AgentState.RESERVED, AgentState.ON_CALL)
+                       and status.pending == "pause" and status.pending_reason == UNREACHABLE)
+            if paused or waiting:
                 await self.agents.agent_available(agent_id)
                 back.append(agent_id)
         log.info("pbx.back", pbx=pbx, agents_available=sorted(back))
