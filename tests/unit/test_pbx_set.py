@@ -97,6 +97,25 @@ async def test_agent_leg_is_dialled_from_the_callers_pbx_through_the_trunk() -> 
     assert pbxs.endpoint_pbx["1001"] == "pbxa"
 
 
+async def test_an_outbound_calls_legs_all_go_to_the_pbx_of_its_first_leg() -> None:
+    pbxs, clients = make_set(
+        pbxa={"endpoints/PJSIP/1001": {"state": "offline"}},
+        pbxb={"endpoints/PJSIP/1001": {"state": "online"}},
+    )
+    # the agent's phone first (no caller channel yet), then the customer, one call id
+    await pbxs.originate("PJSIP/1001", channel_id="out-agent",
+                         variables={"CTI_CALL_ID": "out-call1"})
+    token = CURRENT_PBX.set("pbxb")  # whatever the context, the call's PBX wins
+    try:
+        await pbxs.originate("PJSIP/+8613800000001@provider", channel_id="out-call1",
+                             variables={"CTI_CALL_ID": "out-call1"})
+    finally:
+        CURRENT_PBX.reset(token)
+    assert [c for c in clients["pbxa"].calls if c == ("POST", "channels")] == [
+        ("POST", "channels"), ("POST", "channels")]
+    assert pbxs.pbx_of_channel("out-agent") == pbxs.pbx_of_channel("out-call1") == "pbxa"
+
+
 async def test_the_dialled_endpoint_names_the_trunk_when_the_agent_is_elsewhere() -> None:
     pbxs, _ = make_set(
         pbxa={"endpoints/PJSIP/1001": {"state": "online"}},

@@ -66,6 +66,9 @@ class PbxSet:
         self.pending_bridges: dict[str, _PendingBridge] = {}
         self.playbacks: dict[str, str] = {}
         self.recordings: dict[str, str] = {}
+        # calls whose id is no channel of ours (an agent's outbound call before its customer
+        # leg exists): the PBX their first leg went to, so the next legs join it
+        self.call_pbx: dict[str, str] = {}
         # the last PBX each agent endpoint (PJSIP resource) was found registered on
         self.endpoint_pbx: dict[str, str] = {}
         # PBXs whose event socket is down: nothing new goes there
@@ -81,6 +84,7 @@ class PbxSet:
             self.channels[event.channel.id] = pbx
         elif isinstance(event, ChannelDestroyed):
             self.channels.pop(event.channel.id, None)
+            self.call_pbx.pop(event.channel.id, None)
         elif isinstance(event, PlaybackFinished):
             self.playbacks.pop(event.playback.id, None)
 
@@ -106,7 +110,8 @@ class PbxSet:
 
     def _creating_pbx(self, call_id: str | None = None) -> str:
         if call_id:
-            pbx = self.pbx_of_channel(call_id)  # our call id is the caller's channel id
+            # our call id is the caller's channel id (an outbound call's: its customer leg's)
+            pbx = self.pbx_of_channel(call_id) or self.call_pbx.get(call_id)
             if pbx is not None:
                 return pbx
         current = CURRENT_PBX.get()
@@ -225,7 +230,10 @@ class PbxSet:
         timeout: int = 30, channel_id: str | None = None,
         variables: Mapping[str, str] | None = None, formats: str | None = None,
     ) -> ChannelInfo:
-        pbx = self._creating_pbx((variables or {}).get("CTI_CALL_ID"))
+        call_id = (variables or {}).get("CTI_CALL_ID")
+        pbx = self._creating_pbx(call_id)
+        if call_id:
+            self.call_pbx.setdefault(call_id, pbx)
         if pbx in self.lost:
             raise TelephonyUnavailable(f"PBX {pbx} is unreachable: cannot dial {endpoint}")
         routed = await self.route_endpoint(endpoint, pbx)
