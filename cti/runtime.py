@@ -67,7 +67,7 @@ from cti.features.work_orders.driver import WorkOrderDriver
 from cti.features.work_orders.notify import WorkOrderNotifier
 from cti.features.work_orders.service import WorkOrders
 from cti.features.work_orders.storage import WorkOrderStore
-from cti.platform.ari.client import AriClient
+from cti.platform.ari.client import AriClient, ConnectHandler, DisconnectHandler, EventHandler
 from cti.platform.ari.events import AriEvent, PlaybackFinished
 from cti.platform.ari.pbx_set import CURRENT_PBX, PbxSet
 from cti.platform.ari.telephony import AriTelephony
@@ -357,7 +357,9 @@ class Service:
             ),
         )
 
-    def _handlers_for(self, pbx_id: str) -> tuple[Any, Any, Any]:
+    def _handlers_for(
+        self, pbx_id: str
+    ) -> tuple[EventHandler, ConnectHandler, DisconnectHandler]:
         """The event, connect and disconnect handlers of one Asterisk's client."""
         resync = self.pbx_resyncs[pbx_id]
         several = self.telephony if isinstance(self.telephony, PbxSet) else None
