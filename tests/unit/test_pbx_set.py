@@ -371,3 +371,12 @@ async def test_a_pbx_back_within_the_grace_loses_nothing() -> None:
     assert inbound.ended == []
     assert not pbxs.lost
     await watch.aclose()
+
+
+def test_an_asterisk_whose_systemname_is_not_its_id_is_refused_at_start() -> None:
+    from cti.runtime import _check_systemname
+
+    client = SimpleNamespace(settings=SimpleNamespace(url="http://127.0.0.1:8090/ari"))
+    _check_systemname("pbxb", client, {"config": {"name": "pbxb"}})  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"systemname '\(none\)': set `systemname = pbxb`"):
+        _check_systemname("pbxb", client, {"config": {}})  # type: ignore[arg-type]
