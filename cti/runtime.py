@@ -133,7 +133,6 @@ class Service:
     pbx_resyncs: dict[str, Resync]
     pbx_watch: PbxWatch | None
     pbx_status: PbxStatus
-    _ari_task: asyncio.Task[None] | None = None
     _ari_tasks: list[asyncio.Task[None]] | None = None
 
     @classmethod
@@ -422,7 +421,6 @@ class Service:
             self._ari_tasks.append(
                 asyncio.create_task(self._run_ari(client, pbx_id), name=f"ari-events-{pbx_id}")
             )
-        self._ari_task = self._ari_tasks[0]
         for client in self.pbx_clients.values():
             try:
                 await asyncio.wait_for(
