@@ -76,7 +76,12 @@ from cti.platform.clock import Clock, SystemClock
 from cti.platform.cluster.node import ClusterNode, ClusterStatus
 from cti.platform.db.base import describe_db_error, make_engine, make_sessionmaker, warm_up
 from cti.platform.db.migrate import upgrade_async
-from cti.platform.errors import ConfigError, TelephonyError, TelephonyUnavailable
+from cti.platform.errors import (
+    ConfigError,
+    TelephonyError,
+    TelephonyTimeout,
+    TelephonyUnavailable,
+)
 from cti.platform.log import get_logger
 from cti.platform.metrics import ARI_CONNECTED, ARI_RECONNECTS
 from cti.platform.scheduler import LoopScheduler
@@ -399,10 +404,7 @@ class Service:
                 await upgrade_async(self.settings.database_url)
             except Exception as exc:  # unreachable server, bad URL, no permission
                 raise ConfigError(describe_db_error(self.settings.database_url, exc)) from None
-        for pbx_id, client in self.pbx_clients.items():  # fail fast: URL, auth, systemname
-            info = await client.request("GET", "asterisk/info")
-            if len(self.pbx_clients) > 1:
-                _check_systemname(pbx_id, client, info)
+        reachable = await self._check_pbxs()
         try:
             await warm_up(self.engine)
             self.bus.continue_after(await self.events.last_seq())  # one stream across restarts
@@ -421,7 +423,7 @@ class Service:
             self._ari_tasks.append(
                 asyncio.create_task(self._run_ari(client, pbx_id), name=f"ari-events-{pbx_id}")
             )
-        for client in self.pbx_clients.values():
+        for client in reachable:
             try:
                 await asyncio.wait_for(
                     client.connected.wait(), client.settings.request_timeout * 2
@@ -442,6 +444,31 @@ class Service:
         # it paused the event loop ~100 ms, the p99 of arrival-to-ring at 20 calls/s.
         gc.collect()
         gc.freeze()
+
+    async def _check_pbxs(self) -> list[AriClient]:
+        """Fail fast on a wrong URL, password or systemname. With several Asterisks, one that
+        cannot be reached now is started as lost (its client keeps trying; when it answers,
+        its resync runs): the others need not wait for it. The reachable ones are returned."""
+        several = self.telephony if isinstance(self.telephony, PbxSet) else None
+        reachable = []
+        for pbx_id, client in self.pbx_clients.items():
+            try:
+                info = await client.request("GET", "asterisk/info")
+            except (TelephonyUnavailable, TelephonyTimeout) as exc:
+                if several is None:
+                    raise
+                log.error("pbx.unreachable_at_start", pbx=pbx_id, error=exc.message)
+                several.lost.add(pbx_id)
+                continue
+            if several is not None:
+                _check_systemname(pbx_id, client, info)
+            reachable.append(client)
+        if not reachable:
+            raise TelephonyUnavailable(
+                "no Asterisk answers: " + ", ".join(
+                    f"{p} ({c.settings.url})" for p, c in self.pbx_clients.items())
+            )
+        return reachable
 
     async def _run_ari(self, client: AriClient, pbx_id: str) -> None:
         # Everything this task runs, and the tasks it starts (a call's own), knows its PBX:

@@ -26,7 +26,7 @@ from cti.platform.ari.pbx_set import PbxSet
 from cti.platform.settings import load_settings
 from cti.runtime import Service
 from tests.e2e.conftest import call_from, flows_dir, wait_until
-from tests.e2e.pbx import Pbx, pbx_pair, register_agent, run_sipp
+from tests.e2e.pbx import Pbx, free_port, pbx_pair, register_agent, run_sipp
 
 pytestmark = [
     pytest.mark.e2e,
@@ -156,3 +156,26 @@ async def test_callers_reach_agents_across_the_trunk_and_a_dead_pbx_is_cleared(
         await phone_b.stop(unregister=b.is_running())
         await service.stop()
         shutil.rmtree(tmp_path / "flows", ignore_errors=True)
+
+
+async def test_an_asterisk_down_at_start_is_lost_and_the_others_serve(
+    pair: tuple[Pbx, Pbx], database_url: str, tmp_path: Path
+) -> None:
+    a, _ = pair
+    rules = tmp_path / "routing.yaml"
+    rules.write_text(RULES)
+    nobody = f"http://127.0.0.1:{free_port('tcp')}/ari"  # nothing listens there
+    service = Service.build(load_settings(
+        database_url=database_url, sounds_dir=a.sounds_dir, rules_file=rules,
+        inbound_flow="routing_direct", flows_dir=flows_dir(tmp_path),
+        asterisks=[{**a.asterisk_setting(), "reconnect_max": 1.0},
+                   {"id": "pbxc", "url": nobody, "request_timeout": 1.0}],
+    ))
+    await service.start()
+    try:
+        assert [(s.id, s.connected, s.lost) for s in service.pbx_status.states()] == [
+            ("pbxa", True, False), ("pbxc", False, True)]
+        # the lost one is left out of what asks every PBX (it would raise otherwise)
+        assert isinstance(await service.telephony.list_channels(), list)
+    finally:
+        await service.stop()
