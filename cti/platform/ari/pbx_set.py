@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -289,8 +290,6 @@ class PbxSet:
     # ------------------------------------------------------------------ bridges
     async def create_bridge(self, bridge_id: str | None = None, kind: str = "mixing") -> str:
         """Made on its PBX when its first channels arrive (which PBX is not known before)."""
-        import uuid
-
         bid = bridge_id or uuid.uuid4().hex
         self.pending_bridges[bid] = _PendingBridge(kind)
         return bid
