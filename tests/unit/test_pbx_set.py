@@ -380,3 +380,15 @@ def test_an_asterisk_whose_systemname_is_not_its_id_is_refused_at_start() -> Non
     _check_systemname("pbxb", client, {"config": {"name": "pbxb"}})  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"systemname '\(none\)': set `systemname = pbxb`"):
         _check_systemname("pbxb", client, {"config": {}})  # type: ignore[arg-type]
+
+
+async def test_a_lost_pbx_fails_at_once_and_gets_nothing_new() -> None:
+    pbxs, clients = make_set()
+    pbxs.observe(stasis_start("c1", "pbxb", "inbound"))
+    pbxs.lost.add("pbxb")
+    with pytest.raises(TelephonyError, match="pbxb is lost"):
+        await pbxs.answer("c1")
+    # no call to follow: created on a live PBX
+    await pbxs.external_media(external_host="127.0.0.1:4000", channel_id="tap-2")
+    assert clients["pbxb"].calls == []
+    assert pbxs.pbx_of_channel("tap-2") == "pbxa"

@@ -102,12 +102,19 @@ class PbxSet:
         """Is this channel (a call's, by its id) on PBX `pbx`? Unknown ones are the first's."""
         return (self.pbx_of_channel(channel_id) or self.first) == pbx
 
+    def _member(self, pbx: str) -> AriTelephony:
+        """A lost PBX fails at once: a host that is down would make each request wait for
+        its timeout."""
+        if pbx in self.lost:
+            raise TelephonyUnavailable(f"PBX {pbx} is lost (its event socket is down)")
+        return self.members[pbx]
+
     def _for_channel(self, channel_id: str) -> AriTelephony:
         pbx = self.pbx_of_channel(channel_id)
         if pbx is None:
             # never seen, no PBX prefix: a single-PBX-era id; the first PBX is the old one
             pbx = self.first
-        return self.members[pbx]
+        return self._member(pbx)
 
     def _creating_pbx(self, call_id: str | None = None) -> str:
         if call_id:
@@ -180,7 +187,7 @@ class PbxSet:
         lang: str | None = None,
     ) -> str:
         pbx = self.pbx_of_channel(channel_id) or self.first
-        pid = await self.members[pbx].play(channel_id, media, playback_id, lang)
+        pid = await self._member(pbx).play(channel_id, media, playback_id, lang)
         self.playbacks[pid] = pbx
         return pid
 
@@ -254,7 +261,7 @@ class PbxSet:
         pbx = self.pbx_of_channel(channel_id) or self.first
         if snoop_id:
             self.channels[snoop_id] = pbx
-        info = await self.members[pbx].snoop(
+        info = await self._member(pbx).snoop(
             channel_id, spy=spy, app_args=app_args, snoop_id=snoop_id, whisper=whisper
         )
         self.channels[info.id] = pbx
@@ -334,7 +341,7 @@ class PbxSet:
         max_silence_s: float = 0, beep: bool = False, terminate_on: str = "none",
     ) -> None:
         pbx = self.pbx_of_channel(channel_id) or self.first
-        await self.members[pbx].record(
+        await self._member(pbx).record(
             channel_id, name, fmt=fmt, max_duration_s=max_duration_s,
             max_silence_s=max_silence_s, beep=beep, terminate_on=terminate_on,
         )
