@@ -1,5 +1,5 @@
-# The CTI service. The sandbox Asterisk for it is the `asterisk` service of docker-compose.yml
-# (or scripts/pbx on a Debian host).
+# The CTI service (a node). docker-compose.yml runs two of them with two Asterisks (asterisk-a,
+# asterisk-b), PostgreSQL and Redis; scripts/pbx is the sandbox Asterisk on a Debian host.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

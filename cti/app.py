@@ -54,6 +54,7 @@ def create_app(service: Service) -> FastAPI:
         service.recordings, service.rollups, service.reviews, service.reviews.forms,
         service.monitoring, service.outbound, service.handovers, service.messages,
         service.knowledge, service.surveys, service.cluster, service.database,
+        service.pbx_status,
     )
     app.include_router(calls_http.router)
     install_agent_desk(app, service.desk)

@@ -100,6 +100,8 @@ class CallArrived:
     caller_number: str
     dialled_number: str
     adopted: bool = False
+    # The Asterisk the call is on (its id in the settings; v2).
+    pbx: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -579,6 +581,8 @@ VERSIONS: dict[str, int] = {
     **dict.fromkeys(EVENT_CLASSES, 1),
     # 2: call recordings (agent_id, segment; reason on a failure)
     "RecordingStarted": 2, "RecordingStopped": 2,
+    # 2: the PBX the call is on (several Asterisks, docs/cluster.md)
+    "CallArrived": 2,
 }
 
 

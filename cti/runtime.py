@@ -47,6 +47,8 @@ from cti.features.monitoring.service import Monitoring
 from cti.features.outbound.service import AGENT_ARG as OUTBOUND_AGENT_ARG
 from cti.features.outbound.service import CUSTOMER_ARG as OUTBOUND_CUSTOMER_ARG
 from cti.features.outbound.service import OutboundCalls
+from cti.features.pbxs.status import PbxStatus
+from cti.features.pbxs.watch import PbxWatch
 from cti.features.procedures.audit import ProcedureAudit
 from cti.features.procedures.events import AuditPublisher
 from cti.features.recordings.service import CallRecordings
@@ -67,8 +69,9 @@ from cti.features.work_orders.driver import WorkOrderDriver
 from cti.features.work_orders.notify import WorkOrderNotifier
 from cti.features.work_orders.service import WorkOrders
 from cti.features.work_orders.storage import WorkOrderStore
-from cti.platform.ari.client import AriClient
+from cti.platform.ari.client import AriClient, ConnectHandler, DisconnectHandler, EventHandler
 from cti.platform.ari.events import AriEvent, PlaybackFinished
+from cti.platform.ari.pbx_set import CURRENT_PBX, PbxSet
 from cti.platform.ari.telephony import AriTelephony
 from cti.platform.bus import InProcessBus
 from cti.platform.clock import Clock, SystemClock
@@ -78,9 +81,15 @@ from cti.platform.db.base import describe_db_error, make_engine, make_sessionmak
 from cti.platform.db.health import DatabaseHealth
 from cti.platform.db.migrate import upgrade_async
 from cti.platform.db.pending_callbacks import PendingCallbackStore
-from cti.platform.errors import ConfigError, TelephonyError, TelephonyUnavailable
+from cti.platform.errors import (
+    ConfigError,
+    TelephonyError,
+    TelephonyTimeout,
+    TelephonyUnavailable,
+)
 from cti.platform.log import get_logger
 from cti.platform.metrics import ARI_CONNECTED, ARI_RECONNECTS
+from cti.platform.scheduler import LoopScheduler
 from cti.platform.settings import Settings
 
 log = get_logger(__name__)
@@ -97,8 +106,8 @@ class Service:
     bus: InProcessBus
     events: EventLog
     calls_repo: CallRepository
-    ari: AriClient
-    telephony: AriTelephony
+    ari: AriClient  # the first Asterisk's (the only one's, usually)
+    telephony: AriTelephony | PbxSet  # PbxSet: several Asterisks (settings `asterisks:`)
     registry: CallRegistry
     dispatcher: StasisDispatcher
     inbound: InboundCalls
@@ -132,7 +141,12 @@ class Service:
     surveys: Surveys
     cluster: ClusterStatus
     database: DatabaseHealth
-    _ari_task: asyncio.Task[None] | None = None
+    # every Asterisk by id: its client and its resync (one entry with `ari:`)
+    pbx_clients: dict[str, AriClient]
+    pbx_resyncs: dict[str, Resync]
+    pbx_watch: PbxWatch | None
+    pbx_status: PbxStatus
+    _ari_tasks: list[asyncio.Task[None]] | None = None
     _takeover_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -168,8 +182,14 @@ class Service:
         # platform
         engine = make_engine(settings.database_url)
         sessions = make_sessionmaker(engine)
-        ari = AriClient(settings.ari)
-        telephony = AriTelephony(ari)
+        # One client per Asterisk. With one, the telephony is its AriTelephony, as it always
+        # was; with several, a PbxSet routes each operation to the PBX holding its subject.
+        clients = {pbx.id: AriClient(pbx) for pbx in settings.pbxs()}
+        members = {pbx_id: AriTelephony(client) for pbx_id, client in clients.items()}
+        ari = next(iter(clients.values()))
+        telephony: AriTelephony | PbxSet = (
+            PbxSet(members) if len(members) > 1 else next(iter(members.values()))
+        )
         if settings.redis_url and not settings.auth_secret:
             raise ConfigError(
                 "redis_url turns clustering on: set auth_secret (32+ characters), the same on "
@@ -308,7 +328,29 @@ class Service:
             telephony, registry, repo, clock, script_factory,
             talk_detect=(det.talk_detect_silence_ms, det.talk_detect_threshold), bus=bus,
         )
-        resync = Resync(telephony, registry, repo, inbound, clock, routing)
+        if isinstance(telephony, PbxSet):
+            pbx_set = telephony
+            resyncs = {
+                pbx_id: Resync(
+                    member, registry, repo, inbound, clock, routing, pbx=pbx_id,
+                    owns=lambda ch, p=pbx_id: pbx_set.owns(p, ch),  # type: ignore[misc]
+                )
+                for pbx_id, member in members.items()
+            }
+            pbx_watch: PbxWatch | None = PbxWatch(
+                pbx_set, registry, inbound, routing, acd,
+                lambda: {a: p.endpoint for a, p in acd.core.rules.agents.items()},
+                LoopScheduler(), {p.id: p.lost_after_s for p in settings.pbxs()},
+            )
+        else:
+            only = next(iter(members.values()))
+            resyncs = {
+                settings.pbxs()[0].id: Resync(
+                    only, registry, repo, inbound, clock, routing, pbx=settings.pbxs()[0].id
+                )
+            }
+            pbx_watch = None
+        resync = next(iter(resyncs.values()))
         # calls the agents place from the page (docs/outbound_calls.md)
         outbound = OutboundCalls(telephony, registry, repo, acd, inbound, bus, clock,
                                  settings.outbound)
@@ -355,19 +397,48 @@ class Service:
             handovers=handovers,
             handover_reminders=handover_reminders, messages=messages, knowledge=knowledge,
             surveys=surveys, cluster=ClusterStatus(node, role), database=database,
+            pbx_clients=clients,
+            pbx_resyncs=resyncs, pbx_watch=pbx_watch,
+            pbx_status=PbxStatus(
+                clients, telephony.lost if isinstance(telephony, PbxSet) else None
+            ),
         )
 
-    async def _on_connect(self, generation: int) -> None:
-        ARI_CONNECTED.set(1)
-        ARI_RECONNECTS.inc()
-        try:
-            await self.resync(generation)
-            await self.monitoring.on_connect()
-        except TelephonyError as exc:
-            log.error("ari.resync_failed", error=exc.message)
+    def _handlers_for(
+        self, pbx_id: str
+    ) -> tuple[EventHandler, ConnectHandler, DisconnectHandler]:
+        """The event, connect and disconnect handlers of one Asterisk's client."""
+        resync = self.pbx_resyncs[pbx_id]
+        several = self.telephony if isinstance(self.telephony, PbxSet) else None
+        client = self.pbx_clients[pbx_id]
 
-    async def _on_event(self, event: AriEvent) -> None:
-        await self.dispatcher.dispatch(event)
+        async def on_connect(generation: int) -> None:
+            ARI_CONNECTED.set(1)
+            ARI_RECONNECTS.inc()
+            try:
+                if several is not None and self.pbx_watch is not None:
+                    await self.pbx_watch.on_connected(pbx_id)
+                    # what is in the app now is this PBX's (legs of an earlier process)
+                    member = several.members[pbx_id]
+                    for channel_id in await member.application_channel_ids():
+                        several.channels.setdefault(channel_id, pbx_id)
+                    for bridge in await member.list_bridges():
+                        several.bridges.setdefault(bridge.id, pbx_id)
+                await resync(generation)
+                await self.monitoring.on_connect()
+            except TelephonyError as exc:
+                log.error("ari.resync_failed", pbx=pbx_id, error=exc.message)
+
+        async def on_event(event: AriEvent) -> None:
+            if several is not None:
+                several.observe(event)
+            await self.dispatcher.dispatch(event)
+
+        async def on_disconnect() -> None:
+            if self.pbx_watch is not None and not client.connected.is_set():
+                await self.pbx_watch.on_disconnected(pbx_id)
+
+        return on_event, on_connect, on_disconnect
 
     async def start(self) -> None:
         """Migrate, check the PBX, then drive it (one box, or the active node of a cluster);
@@ -378,7 +449,7 @@ class Service:
                 await upgrade_async(self.settings.database_url)
             except Exception as exc:  # unreachable server, bad URL, no permission
                 raise ConfigError(describe_db_error(self.settings.database_url, exc)) from None
-        await self.telephony.client.request("GET", "asterisk/info")  # fail fast: URL, auth
+        await self._check_pbxs()  # fail fast: URL, password, systemname
         try:
             await warm_up(self.engine)
             self.bus.continue_after(await self.events.last_seq())  # one stream across restarts
@@ -422,17 +493,23 @@ class Service:
         except (SQLAlchemyError, OSError) as exc:
             raise ConfigError(describe_db_error(self.settings.database_url, exc)) from None
         await self.acd.restore_agents(states)
-        self.ari.set_handlers(self._on_event, self._on_connect)
-        self._ari_task = asyncio.create_task(self._run_ari(), name="ari-events")
-        try:
-            await asyncio.wait_for(
-                self.ari.connected.wait(), self.settings.ari.request_timeout * 2
+        reachable = await self._check_pbxs()  # again: a takeover comes long after the start
+        self._ari_tasks = []
+        for pbx_id, client in self.pbx_clients.items():
+            client.set_handlers(*self._handlers_for(pbx_id))
+            self._ari_tasks.append(
+                asyncio.create_task(self._run_ari(client, pbx_id), name=f"ari-events-{pbx_id}")
             )
-        except TimeoutError:
-            raise TelephonyUnavailable(
-                f"ARI at {self.settings.ari.url} answers REST but its event socket for app "
-                f"{self.settings.ari.app!r} did not connect"
-            ) from None
+        for client in reachable:
+            try:
+                await asyncio.wait_for(
+                    client.connected.wait(), client.settings.request_timeout * 2
+                )
+            except TimeoutError:
+                raise TelephonyUnavailable(
+                    f"ARI at {client.settings.url} answers REST but its event socket for app "
+                    f"{client.settings.app!r} did not connect"
+                ) from None
         await self.acd.start()
         self.work_order_timers.start()
         self.complaint_callbacks.start()
@@ -446,9 +523,37 @@ class Service:
         gc.collect()
         gc.freeze()
 
-    async def _run_ari(self) -> None:
+    async def _check_pbxs(self) -> list[AriClient]:
+        """Fail fast on a wrong URL, password or systemname. With several Asterisks, one that
+        cannot be reached now is started as lost (its client keeps trying; when it answers,
+        its resync runs): the others need not wait for it. The reachable ones are returned."""
+        several = self.telephony if isinstance(self.telephony, PbxSet) else None
+        reachable = []
+        for pbx_id, client in self.pbx_clients.items():
+            try:
+                info = await client.request("GET", "asterisk/info")
+            except (TelephonyUnavailable, TelephonyTimeout) as exc:
+                if several is None:
+                    raise
+                log.error("pbx.unreachable_at_start", pbx=pbx_id, error=exc.message)
+                several.lost.add(pbx_id)
+                continue
+            if several is not None:
+                _check_systemname(pbx_id, client, info)
+            reachable.append(client)
+        if not reachable:
+            raise TelephonyUnavailable(
+                "no Asterisk answers: " + ", ".join(
+                    f"{p} ({c.settings.url})" for p, c in self.pbx_clients.items())
+            )
+        return reachable
+
+    async def _run_ari(self, client: AriClient, pbx_id: str) -> None:
+        # Everything this task runs, and the tasks it starts (a call's own), knows its PBX:
+        # what they create without naming a channel goes there (PbxSet).
+        CURRENT_PBX.set(pbx_id)
         try:
-            await self.ari.run()
+            await client.run()
         finally:
             ARI_CONNECTED.set(0)
 
@@ -471,13 +576,16 @@ class Service:
         await self.messages.aclose()
         await self.customers.aclose()
         await self.desk.aclose()
-        # The event socket closes before the lease is given up (node.aclose): the node taking
-        # over must not share the PBX with this one.
-        await self.ari.close()
-        if self._ari_task is not None:
-            self._ari_task.cancel()
+        # The event sockets close before the lease is given up (node.aclose): the node taking
+        # over must not share the PBXs with this one.
+        if self.pbx_watch is not None:
+            await self.pbx_watch.aclose()
+        for client in self.pbx_clients.values():
+            await client.close()
+        for task in self._ari_tasks or []:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._ari_task
+                await task
         if self.cluster.node is not None:
             await self.cluster.node.aclose()  # the bus too, once its events are on the stream
             await self.cluster.aclose()
@@ -488,6 +596,18 @@ class Service:
         await self.calls_repo.aclose()  # call rows kept while the database was away
         await self.database.aclose()
         await self.engine.dispose()
+
+
+def _check_systemname(pbx_id: str, client: AriClient, info: Any) -> None:
+    """With several Asterisks, each one's systemname must be its id: the channel ids it makes
+    start with it, which is how a call adopted after a restart is found on its PBX."""
+    name = str(((info or {}).get("config") or {}).get("name", ""))
+    if name != pbx_id:
+        raise ConfigError(
+            f"Asterisk {pbx_id!r} at {client.settings.url} has systemname {name or '(none)'!r}: "
+            f"set `systemname = {pbx_id}` in its asterisk.conf [options] (each Asterisk's "
+            "systemname must be its id in asterisks:)"
+        )
 
 
 def _team_of(acd: Acd, agent_id: str) -> str | None:

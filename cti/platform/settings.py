@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from cti.domain.ivr.config import DetectionSettings, ProcedureSettings
@@ -21,8 +21,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class AriSettings(BaseModel):
+    """One Asterisk server's ARI. `id` names the PBX in the record (CallArrived, and the call
+    ids: set the Asterisk's `systemname` to it, docs/cluster.md); a setting, never derived from
+    the host, so a PBX moved to another address keeps its calls' history."""
+
     model_config = ConfigDict(extra="forbid")
 
+    id: str = Field(default="pbx1", min_length=1, max_length=31, pattern=r"^[a-z0-9][a-z0-9_-]*$")
     url: str = "http://127.0.0.1:8088/ari"
     username: str = "cti"
     password: str = "cti-secret"
@@ -30,6 +35,9 @@ class AriSettings(BaseModel):
     request_timeout: float = Field(default=5.0, gt=0)
     reconnect_initial: float = Field(default=0.2, gt=0)
     reconnect_max: float = Field(default=5.0, gt=0)
+    # With several Asterisks: an event socket down this long means the PBX is lost (its calls
+    # end in the record, its agents are paused as unreachable); a shorter blink is a reconnect.
+    lost_after_s: float = Field(default=5.0, gt=0, le=600)
 
 
 class CompanySettings(BaseModel):
@@ -136,6 +144,9 @@ class Settings(BaseSettings):
     log_json: bool = False
     auto_migrate: bool = True  # `cti serve` brings the schema up to date before it starts
     ari: AriSettings = AriSettings()
+    # Several Asterisk servers driven by this process, trunked together (docs/cluster.md,
+    # "Several Asterisk servers"); empty: the one of `ari`. Set one or the other.
+    asterisks: list[AriSettings] = Field(default_factory=list)
     company: CompanySettings = CompanySettings()
     # Caller-audio detection that starts the procedures, and the procedures' tunables.
     detection: DetectionSettings = DetectionSettings()
@@ -188,6 +199,35 @@ class Settings(BaseSettings):
         if host in ("0.0.0.0", "::", ""):  # listening everywhere: the host's own name
             host = socket.gethostname()
         return f"http://{host}:{self.http_port}"
+
+    @field_validator("asterisks")
+    @classmethod
+    def _distinct_pbx_ids(cls, value: list[AriSettings]) -> list[AriSettings]:
+        seen: dict[str, int] = {}
+        for i, pbx in enumerate(value):
+            if pbx.id in seen:
+                raise ValueError(
+                    f"entries {seen[pbx.id]} and {i} have the same id {pbx.id!r}: each Asterisk "
+                    "needs its own (it is its systemname and names it in the record)"
+                )
+            seen[pbx.id] = i
+        urls = [p.url.rstrip("/") for p in value]
+        for i, url in enumerate(urls):
+            if url in urls[:i]:
+                raise ValueError(f"entries {urls.index(url)} and {i} have the same url {url!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _ari_or_asterisks(self) -> Settings:
+        if self.asterisks and "ari" in self.model_fields_set:
+            raise ValueError(
+                "set either ari (one Asterisk) or asterisks (several), not both"
+            )
+        return self
+
+    def pbxs(self) -> list[AriSettings]:
+        """The Asterisk servers this process drives: `asterisks`, or the one of `ari`."""
+        return list(self.asterisks) or [self.ari]
 
     @classmethod
     def settings_customise_sources(

@@ -104,6 +104,10 @@ class Pbx:
     ari_user: str = "cti"
     ari_password: str = "cti-secret"
     app: str = "cti"
+    # Asterisk's systemname (= the PBX id in the CTI's settings): channel ids start with it.
+    systemname: str | None = None
+    # Other instances trunked with this one, id -> SIP port (see pbx_pair).
+    trunks: dict[str, int] = field(default_factory=dict)
     started: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
@@ -162,8 +166,16 @@ class Pbx:
             CTI_ARI_USER=self.ari_user,
             CTI_ARI_PASSWORD=self.ari_password,
             CTI_ARI_APP=self.app,
+            CTI_PBX_SYSTEMNAME=self.systemname or "",
+            CTI_PBX_TRUNKS=" ".join(f"{peer}:{port}" for peer, port in self.trunks.items()),
         )
         return env
+
+    def asterisk_setting(self) -> dict[str, str]:
+        """This instance as an entry of the CTI's `asterisks:` setting (needs a systemname)."""
+        assert self.systemname, "an entry of asterisks: needs the instance's systemname (its id)"
+        return {"id": self.systemname, "url": self.ari_url, "username": self.ari_user,
+                "password": self.ari_password, "app": self.app}
 
     # -- work directory inside the chroot
     @property
@@ -274,6 +286,17 @@ class Pbx:
     def cli(self, command: str) -> str:
         return self._script("cli", command).stdout
 
+    def crash(self) -> None:
+        """SIGKILL the instance's Asterisk (a PBX that goes away without a word: no BYE, no
+        StasisEnd), then let `down()` clean up after it."""
+        pid_file = PBX_ROOT / "run" / f"asterisk-{self.name}" / "asterisk.pid"
+        pid = int(pid_file.read_text().split()[0])
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.02)
+        self.down()
+
     def __enter__(self) -> Pbx:
         return self.up()
 
@@ -287,6 +310,18 @@ class Pbx:
 
 
 _live_instances: set[Pbx] = set()
+
+
+def pbx_pair(name: str = "e2e-pair", ids: tuple[str, str] = ("pbxa", "pbxb")) -> tuple[Pbx, Pbx]:
+    """Two instances trunked together (not started): systemnames `ids`, each a trunk endpoint
+    on the other, so `PJSIP/<agent>@<id>` on one rings an agent registered on the other."""
+    a = Pbx(f"{name}-a", systemname=ids[0])
+    b = Pbx(f"{name}-b", systemname=ids[1])
+    assert a.sip_port is not None
+    assert b.sip_port is not None
+    a.trunks = {ids[1]: b.sip_port}
+    b.trunks = {ids[0]: a.sip_port}
+    return a, b
 
 
 # --- SIPp ------------------------------------------------------------------------------------
@@ -525,11 +560,14 @@ class AgentPhone:
             if m.direction == "received" and m.method_or_status == "INVITE"
         ]
 
-    async def stop(self) -> None:
-        """Stop the phone and remove its registration (so the PBX does not dial a dead port)."""
+    async def stop(self, unregister: bool = True) -> None:
+        """Stop the phone and remove its registration (so the PBX does not dial a dead port;
+        `unregister=False`: its PBX is gone, nobody to tell)."""
         if self.process.returncode is None:
             await _stop(self.process)
         _live_processes.discard(self.process)
+        if not unregister:
+            return
         result = await run_sipp(
             self.pbx,
             "agent_unregister",

@@ -15,6 +15,7 @@ from cti.features.auth.service import Principal, Role, require_agent_access
 from cti.features.calls.registry import CallRegistry
 from cti.features.calls.resync import Resync
 from cti.features.calls.storage import CallRepository
+from cti.features.pbxs.status import PbxStatus
 from cti.platform.ari.client import AriClient
 from cti.platform.cluster.node import ClusterHealthOut, ClusterStatus
 from cti.platform.db.health import DatabaseHealth, DatabaseHealthOut
@@ -76,9 +77,20 @@ class ResyncOut(BaseModel):
     orphan_bridges_destroyed: int
 
 
+class PbxOut(BaseModel):
+    """One Asterisk (settings `ari:` or `asterisks:`)."""
+
+    id: str
+    url: str
+    connected: bool
+    generation: int
+    lost: bool  # its socket stayed down past lost_after_s: its calls were ended
+
+
 class HealthOut(BaseModel):
-    ari_connected: bool
+    ari_connected: bool  # the first (usually the only) Asterisk's
     ari_generation: int
+    pbxs: list[PbxOut]
     active_calls: int
     last_resync: ResyncOut | None
     cluster: ClusterHealthOut
@@ -92,10 +104,12 @@ async def health(
     registry: Registry,
     cluster: Annotated[ClusterStatus, Depends(provide(ClusterStatus))],
     database: Annotated[DatabaseHealth, Depends(provide(DatabaseHealth))],
+    pbxs: Annotated[PbxStatus, Depends(provide(PbxStatus))],
 ) -> HealthOut:
     last = resync.last
     return HealthOut(
         ari_connected=ari.connected.is_set(), ari_generation=ari.generation,
+        pbxs=[PbxOut.model_validate(s.__dict__) for s in pbxs.states()],
         active_calls=len(registry),
         last_resync=ResyncOut.model_validate(last.__dict__) if last else None,
         cluster=await cluster.health_now(), database=database.health(),

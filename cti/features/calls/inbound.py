@@ -108,18 +108,19 @@ class InboundCalls:
         )
         session = CallSession(call=call)
         self.registry.add(session)
-        self._publish(CallArrived(call.id, call.arrived_at, ch.id, call.caller_number, dialled))
+        self._publish(CallArrived(call.id, call.arrived_at, ch.id, call.caller_number, dialled,
+                                  pbx=event.pbx))
         CALLS_ACTIVE.inc()
         session.task = asyncio.create_task(self._run(session, answer=True), name=f"call-{ch.id}")
 
-    def adopt(self, call: Call, channel: ChannelInfo | None) -> CallSession:
+    def adopt(self, call: Call, channel: ChannelInfo | None, pbx: str = "") -> CallSession:
         """Take back a call that is still up on the PBX after a reconnect or restart."""
         if channel is not None and call.state is CallState.ARRIVED and channel.state == "Up":
             call = answered(call, self.clock.now())
         session = CallSession(call=call, adopted=True)
         self.registry.add(session)
         self._publish(CallArrived(call.id, self.clock.now(), call.channel_id, call.caller_number,
-                                  call.dialled_number, adopted=True))
+                                  call.dialled_number, adopted=True, pbx=pbx))
         CALLS_ACTIVE.inc()
         session.task = asyncio.create_task(
             self._run(session, answer=call.state is CallState.ARRIVED), name=f"call-{call.id}"
@@ -229,10 +230,13 @@ class InboundCalls:
         await self.save(session)
         log.info("call.ended", cause=cause, cause_text=cause_text)
 
-    async def end_lost(self, session: CallSession) -> None:
-        """The caller's channel vanished while we were disconnected: close the call."""
+    async def end_lost(
+        self, session: CallSession, reason: str = "gone while disconnected"
+    ) -> None:
+        """The caller's channel vanished while we were disconnected (or its whole PBX went
+        away, reason "PBX lost"): close the call."""
         session.ended_by = session.ended_by or "unknown"
-        await self.finish(session, session.call.hangup_cause, "gone while disconnected")
+        await self.finish(session, session.call.hangup_cause, reason)
         if session.task is not None and session.task is not asyncio.current_task():
             session.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

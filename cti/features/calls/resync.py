@@ -8,7 +8,7 @@ database by an earlier process) are adopted and carry on.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -63,8 +63,15 @@ class Resync:
         inbound: InboundCalls,
         clock: Clock,
         routing: AdoptedCalls | None = None,
+        *,
+        pbx: str = "",
+        owns: Callable[[str], bool] | None = None,
     ) -> None:
+        """One per Asterisk when a process drives several: `owns(channel_id)` says which
+        calls and legs are this PBX's (the others are left to their own resync)."""
         self.routing = routing
+        self.pbx = pbx
+        self.owns = owns or (lambda _channel_id: True)
         self.telephony = telephony
         self.registry = registry
         self.repo = repo
@@ -79,6 +86,8 @@ class Resync:
         kept = closed = adopted = 0
 
         for session in self.registry.sessions():
+            if not self.owns(session.call.channel_id):
+                continue
             if session.call.channel_id in channels:
                 kept += 1
             else:
@@ -87,7 +96,8 @@ class Resync:
         if self.routing is not None:
             # Agent legs that ended while the socket was down: their end was never heard.
             for leg in self.routing.leg_channel_ids() - set(channels):
-                await self.routing.on_leg_lost(leg)
+                if self.owns(leg):
+                    await self.routing.on_leg_lost(leg)
 
         ours = self.routing.leg_channel_ids() if self.routing is not None else set()
         stray_legs = {c for c in in_app if c.startswith(ORIGINATED_PREFIXES)} - ours
@@ -97,7 +107,7 @@ class Resync:
         gone: list[Call] = []
         for call in sorted(await self.repo.open_calls(),
                            key=lambda c: (c.queued_at or c.arrived_at, c.arrived_at)):
-            if self.registry.get(call.id) is not None:
+            if self.registry.get(call.id) is not None or not self.owns(call.channel_id):
                 continue
             if call.channel_id not in in_app:
                 gone.append(call)
@@ -125,7 +135,7 @@ class Resync:
             looked_up = list(await asyncio.gather(
                 *(self.routing.attributes_of(c) for c, _ in taken)))
         for (call, link), attributes in zip(taken, looked_up, strict=True):
-            self.inbound.adopt(call, channels.get(call.channel_id))
+            self.inbound.adopt(call, channels.get(call.channel_id), self.pbx)
             if self.routing is not None:
                 await self.routing.resume_adopted(call, link, attributes)
             adopted += 1
@@ -151,7 +161,7 @@ class Resync:
                 caller_name=info.caller_name, dialled_number=info.dialplan_exten,
                 arrived_at=self.clock.now(),
             )
-            self.inbound.adopt(call, info)
+            self.inbound.adopt(call, info, self.pbx)
             adopted += 1
 
         await _all_quietly(self.telephony.hangup(ch) for ch in tap_channels)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -64,6 +64,7 @@ class MonitorPbx(Protocol):
     async def originate(
         self, endpoint: str, *, app_args: str = "", caller_id: str | None = None,
         timeout: int = 30, channel_id: str | None = None, formats: str | None = None,
+        variables: Mapping[str, str] | None = None,
     ) -> ChannelInfo: ...
     async def snoop(
         self, channel_id: str, *, spy: Direction = "in", app_args: str = "",
@@ -288,6 +289,8 @@ class Monitoring:
                     cmd.endpoint, app_args=f"{ROLE},{s.id}", channel_id=s.leg,
                     caller_id=f"Monitor <{s.legs.agent_id}>", timeout=RING_TIMEOUT_S,
                     formats="ulaw",
+                    # with several Asterisks: rung from the call's own (cti/platform/ari/pbx_set)
+                    variables={"CTI_CALL_ID": s.call_id},
                 )
             elif isinstance(cmd, core.OpenSnoop):
                 snoop_id = f"{s.leg}-s{cmd.gen}"

@@ -34,6 +34,7 @@ log = get_logger(__name__)
 
 EventHandler = Callable[[AriEvent], Awaitable[None]]
 ConnectHandler = Callable[[int], Awaitable[None]]
+DisconnectHandler = Callable[[], Awaitable[None]]
 
 
 # Half of a routed call's events are ChannelVarset (26: dialling, PJSIP, our own variables),
@@ -72,6 +73,7 @@ class AriClient:
         self.settings = settings
         self._on_event = on_event
         self._on_connect = on_connect
+        self._on_disconnect: DisconnectHandler | None = None
         token = base64.b64encode(f"{settings.username}:{settings.password}".encode()).decode()
         self._basic = f"Basic {token}"
         self._base = settings.url.rstrip("/") + "/"
@@ -87,9 +89,14 @@ class AriClient:
         self.connected = asyncio.Event()
         self.generation = 0  # increments on every successful connect
 
-    def set_handlers(self, on_event: EventHandler, on_connect: ConnectHandler | None) -> None:
+    def set_handlers(
+        self, on_event: EventHandler, on_connect: ConnectHandler | None,
+        on_disconnect: DisconnectHandler | None = None,
+    ) -> None:
+        """`on_disconnect`: after a connected socket was lost (not after a failed attempt)."""
         self._on_event = on_event
         self._on_connect = on_connect
+        self._on_disconnect = on_disconnect
 
     # ------------------------------------------------------------------ REST
     def _session(self, urgent: bool = False) -> aiohttp.ClientSession:
@@ -222,9 +229,15 @@ class AriClient:
                 log.warning("ari.ws_error", error=str(exc))
             finally:
                 self._ws = None
+                was_connected = self.connected.is_set()
                 self.connected.clear()
             if self._stopping:
                 break
+            if was_connected and self._on_disconnect is not None:
+                try:
+                    await self._on_disconnect()
+                except Exception:  # the reconnect loop must go on whatever a handler does
+                    log.exception("ari.disconnect_handler_failed")
             # jitter avoids every service instance hammering a restarting Asterisk at once
             await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
             delay = min(delay * 2, self.settings.reconnect_max)
@@ -246,6 +259,8 @@ class AriClient:
             except ValueError:
                 log.warning("ari.bad_frame", size=len(raw))
                 continue
+            if isinstance(data, dict):
+                data["pbx"] = self.settings.id  # which Asterisk, for a process driving several
             event = parse_event(data)
             if self._on_event is not None:
                 try:

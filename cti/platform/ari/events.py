@@ -69,6 +69,9 @@ class _Event(_Model):
     application: str = ""
     timestamp: str = ""
     asterisk_id: str = ""
+    # Our id of the Asterisk the event came from (settings `ari.id` / `asterisks[].id`),
+    # set by the client that read it: one process may drive several.
+    pbx: str = ""
 
 
 class StasisStart(_Event):
@@ -195,6 +198,7 @@ class RecordingFailed(_Event):
 class UnknownEvent(_Model):
     model_config = ConfigDict(extra="allow", frozen=True)
     type: str
+    pbx: str = ""
 
 
 KnownEvent = Annotated[
