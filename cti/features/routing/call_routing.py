@@ -55,12 +55,24 @@ class CallRouting:
         self.customers = customers
         self.agent_flow = agent_flow
         self._leg_work: dict[str, asyncio.Task[None]] = {}  # agent leg -> its latest handling
+        self._routing: set[asyncio.Task[None]] = set()  # calls being handed to the ACD
         bus.subscribe("routing.call_routed", self._on_routed, (CallRouted,))
         bus.subscribe("routing.call_states", self.on_routing_event, ROUTING_EVENTS)
         bus.subscribe("routing.call_ended", self._on_call_ended, (CallEnded,))
 
     async def _on_routed(self, event: CallRouted) -> None:
-        await self.on_route(event.call_id, event.queue, event.lang)
+        # Each call on a task of its own: a bus subscriber handles its events one at a time,
+        # and a route's CRM lookup, ring and call-log write (tens of ms) would make every
+        # later caller wait behind it; at 20 calls/s the waits grew to seconds.
+        task = asyncio.create_task(self._route(event), name=f"route-{event.call_id}")
+        self._routing.add(task)
+        task.add_done_callback(self._routing.discard)
+
+    async def _route(self, event: CallRouted) -> None:
+        try:
+            await self.on_route(event.call_id, event.queue, event.lang)
+        except Exception:
+            log.exception("call.route_failed", call_id=event.call_id, queue=event.queue)
 
     async def _on_call_ended(self, event: CallEnded) -> None:
         await self.acd.on_caller_hangup(event.call_id)
