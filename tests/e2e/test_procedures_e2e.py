@@ -636,10 +636,23 @@ async def gather_cases(*cases: Awaitable[None]) -> None:
 # --- the tests --------------------------------------------------------------------------------
 
 
+def open_rules(tmp_path: Path) -> Path:
+    """The real routing rules, open around the clock: after hours (Asia/Shanghai) the ACD
+    would send a caller the procedure hands on to voicemail instead of queueing them, and the
+    tests would depend on the hour they run at."""
+    rules = (REPO_ROOT / "config" / "routing.yaml").read_text(encoding="utf-8")
+    head, rest = rules.split("\nbusiness_hours:\n", 1)
+    rules_file = tmp_path / "routing.yaml"
+    rules_file.write_text(head + "\n" + rest.split("\n\n", 1)[1], encoding="utf-8")
+    return rules_file
+
+
 async def test_procedures_start_on_the_callers_audio_and_keep_the_5s_waits(
-    pbx: Pbx, line_audio: LineAudio, database_url: str
+    pbx: Pbx, line_audio: LineAudio, database_url: str, tmp_path: Path
 ) -> None:
-    async with running_service(pbx, database_url, company=COMPANY) as cti:
+    async with running_service(
+        pbx, database_url, company=COMPANY, rules_file=open_rules(tmp_path)
+    ) as cti:
         app = create_app(cti.service)
         await cti.service.desk.auth.users.create(NewUser(
             "sup-e2e", "secret-e2e", Role.SUPERVISOR, agent_id="1001", display_name="Sup"
@@ -757,15 +770,9 @@ async def test_menu_keys_reach_the_queue_of_the_digit(
             text = (head + "business_hours:\n  timezone: UTC\n  days: [mon, tue, wed, thu, "
                     "fri, sat, sun]\n  open: \"00:00\"\n  close: \"23:59:59\"\n\n" + rest)
         (flows / source.name).write_text(text, encoding="utf-8")
-    # The real routing rules, open around the clock too: after hours (Asia/Shanghai) the ACD
-    # would send the caller to voicemail instead of queueing them.
-    rules = (REPO_ROOT / "config" / "routing.yaml").read_text(encoding="utf-8")
-    head, rest = rules.split("\nbusiness_hours:\n", 1)
-    rules_file = tmp_path / "routing.yaml"
-    rules_file.write_text(head + "\n" + rest.split("\n\n", 1)[1], encoding="utf-8")
     async with running_service(
         pbx, database_url, company=COMPANY, inbound_flow="main_menu", flows_dir=flows,
-        rules_file=rules_file,
+        rules_file=open_rules(tmp_path),
     ) as cti:
         a = line_audio
         await gather_cases(
