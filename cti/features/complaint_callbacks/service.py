@@ -32,7 +32,7 @@ from cti.domain.work_orders import Status, WorkOrderStatusChanged
 from cti.events import Bus, CallbackMissed, OutboundCallOutcome
 from cti.features.outbound.service import OutboundCalls
 from cti.features.routing.acd import Acd
-from cti.features.work_orders.driver import ClockSleeper, Sleeper, sleep_until_woken
+from cti.features.work_orders.driver import ClockSleeper, Sleeper, drive_timers
 from cti.features.work_orders.service import WorkOrders
 from cti.platform.clock import Clock
 from cti.platform.db.pending_callbacks import PendingCallback, PendingCallbackStore
@@ -244,16 +244,8 @@ class ComplaintCallbacks:
             await self.restore()
         except Exception:
             log.exception("callback.restore_failed")
-        while True:
-            self._wake.clear()
-            try:
-                wake_at = await self.run_once()
-            except Exception:
-                log.exception("callbacks.tick_failed")
-                wake_at = self.clock.now() + IDLE
-            if wake_at <= self.clock.now():
-                continue
-            await sleep_until_woken(self.sleeper, wake_at, self._wake)
+        await drive_timers(self.run_once, self.clock, self.sleeper, self._wake, IDLE,
+                           "callbacks.tick_failed")
 
     def start(self) -> None:
         if self._task is None:

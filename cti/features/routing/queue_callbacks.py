@@ -35,7 +35,7 @@ from cti.events import (
 from cti.features.calls.registry import CallRegistry
 from cti.features.ivr.runner import IvrRunner
 from cti.features.routing.acd import Acd
-from cti.features.work_orders.driver import ClockSleeper, Sleeper, sleep_until_woken
+from cti.features.work_orders.driver import ClockSleeper, Sleeper, drive_timers
 from cti.platform.clock import Clock
 from cti.platform.db.pending_callbacks import PendingCallback, PendingCallbackStore
 from cti.platform.errors import CtiError, NotFound
@@ -211,16 +211,8 @@ class QueueCallbacks:
             await self.restore()
         except Exception:
             log.exception("queue_callback.restore_failed")
-        while True:
-            self._wake.clear()
-            try:
-                wake_at = await self.run_once()
-            except Exception:
-                log.exception("queue_callback.tick_failed")
-                wake_at = self.clock.now() + IDLE
-            if wake_at <= self.clock.now():
-                continue
-            await sleep_until_woken(self.sleeper, wake_at, self._wake)
+        await drive_timers(self.run_once, self.clock, self.sleeper, self._wake, IDLE,
+                           "queue_callback.tick_failed")
 
     def start(self) -> None:
         if self._task is None and self.key is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -41,6 +42,24 @@ async def sleep_until_woken(sleeper: Sleeper, instant: datetime, wake: asyncio.E
         for fut in (sleep, woken):
             fut.cancel()
         await asyncio.gather(sleep, woken, return_exceptions=True)
+
+
+async def drive_timers(
+    run_once: Callable[[], Awaitable[datetime]], clock: Clock, sleeper: Sleeper,
+    wake: asyncio.Event, idle: timedelta, failed: str,
+) -> None:
+    """A timer driver's loop: `run_once` does what is due and says when to look again; a
+    failing round is logged as `failed` and retried after `idle`."""
+    while True:
+        wake.clear()
+        try:
+            wake_at = await run_once()
+        except Exception:
+            log.exception(failed)
+            wake_at = clock.now() + idle
+        if wake_at <= clock.now():
+            continue
+        await sleep_until_woken(sleeper, wake_at, wake)
 
 
 class ClockSleeper:
