@@ -44,6 +44,7 @@ if __package__ in (None, ""):
 
 import asyncpg
 
+from benchmarks.stage_trace import StageTrace
 from cti.domain.agents.state import AgentState
 from cti.domain.ivr.config import DetectionSettings
 from cti.platform.db.migrate import upgrade_async
@@ -331,9 +332,15 @@ async def main(args: argparse.Namespace) -> int:
             for i, (rate, calls) in enumerate(plan):
                 phase = Phase(name, rate, f"+4931{i}{j}0")
                 print(f"[bench] {name}: {calls} calls at {rate:g}/s ...")
+                trace = StageTrace() if args.stages and service is not None else None
+                if trace is not None and service is not None:
+                    trace.install(service.bus)
                 await run_phase(pbx, phase, calls)
                 await asyncio.sleep(TALK_MS / 1000 + 1)  # let the last calls end
                 measure(phase, phones)
+                if trace is not None:
+                    trace.uninstall()
+                    print(trace.report())
                 phases.append(phase)
             if service is not None:
                 await service.stop()
@@ -370,6 +377,8 @@ if __name__ == "__main__":
                         choices=["ours", "two_nodes", "app_queue"],
                         help="ours: one node (no Redis); two_nodes: the active node of two "
                              "(Redis, a standby `cti serve` process); app_queue: Asterisk's own")
+    parser.add_argument("--stages", action="store_true",
+                        help="print where our path's time goes (benchmarks/stage_trace.py)")
     parser.add_argument("--rates", type=float, nargs="+", default=[1.0, 20.0],
                         help="calls arriving per second, one phase per rate and path")
     parser.add_argument("--seconds", type=float, default=10.0,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -78,6 +79,24 @@ def _insert_for(dialect: str) -> Any:
     raise NotImplementedError(f"call log upsert on {dialect}")
 
 
+_UPSERTS: dict[str, Any] = {}
+
+
+def _upsert_for(dialect: str) -> Any:
+    """One upsert statement per dialect, built once and executed with each call's values:
+    building it per save (the table's `excluded` alias, its columns, the ORM's bulk
+    handling) cost more CPU than the database round trips, on every call's path."""
+    stmt = _UPSERTS.get(dialect)
+    if stmt is None:
+        insert = _insert_for(dialect)(CallRow.__table__)
+        # The columns a save writes (not `direction`, set once by whoever made the row).
+        keys = list(_row_values(Call("", "", "", "", "", datetime.now(UTC))))
+        stmt = _UPSERTS[dialect] = insert.on_conflict_do_update(
+            index_elements=["id"], set_={k: insert.excluded[k] for k in keys}
+        )
+    return stmt
+
+
 class CallRepository:
     def __init__(self, sessions: async_sessionmaker[Any], *, retry_s: float = RETRY_S) -> None:
         self._sessions = sessions
@@ -118,14 +137,11 @@ class CallRepository:
             self._forget_lock(call)
 
     async def _write(self, call: Call) -> None:
-        values = _row_values(call)
         async with self._sessions() as session, session.begin():
             # One upsert statement: a call is saved four times or more, and the ORM's
             # select-then-flush cost twice the round trips and most of the CPU of a call.
-            upsert = _insert_for(session.bind.dialect.name)(CallRow).values(id=call.id, **values)
-            await session.execute(
-                upsert.on_conflict_do_update(index_elements=[CallRow.id], set_=values)
-            )
+            await session.execute(_upsert_for(session.bind.dialect.name),
+                                  {"id": call.id, **_row_values(call)})
 
     def _forget_lock(self, call: Call) -> None:
         lock = self._locks.get(call.id)
