@@ -40,6 +40,9 @@ class InProcessBus:
     def __init__(self, first_seq: int = 1) -> None:
         self._next = first_seq
         self._subscribers: list[_Subscriber] = []
+        # Event type -> the subscribers that want it: every call publishes tens of events,
+        # each tested against every subscriber's kinds once per type instead of each time.
+        self._wanting: dict[type[Any], list[_Subscriber]] = {}
         self._closed = False
 
     @property
@@ -56,10 +59,13 @@ class InProcessBus:
         seq = self._next
         self._next += 1
         envelope = Envelope(seq, event)
-        for sub in self._subscribers:
-            if sub.wants(event):
-                sub.queue.put_nowait(envelope)
-                self._ensure_running(sub)
+        wanting = self._wanting.get(type(event))
+        if wanting is None:
+            wanting = self._wanting[type(event)] = [
+                s for s in self._subscribers if s.wants(event)]
+        for sub in wanting:
+            sub.queue.put_nowait(envelope)
+            self._ensure_running(sub)
         return seq
 
     def subscribe(
@@ -67,6 +73,7 @@ class InProcessBus:
         *, everywhere: bool = False,
     ) -> None:
         self._subscribers.append(_Subscriber(name, kinds, handler=handler, everywhere=everywhere))
+        self._wanting.clear()
 
     def subscribe_batches(
         self, name: str, handler: BatchHandler, max_batch: int = 500, *, everywhere: bool = False
@@ -75,6 +82,7 @@ class InProcessBus:
             _Subscriber(name, None, batch_handler=handler, max_batch=max_batch,
                         everywhere=everywhere)
         )
+        self._wanting.clear()
 
     def deliver_remote(self, envelope: Envelope) -> None:
         """An event another node published (numbered there): to the `everywhere` subscribers

@@ -100,7 +100,9 @@ class ClusterBus(InProcessBus):
         self.maxlen = maxlen
         self.outbox_max = outbox_max
         self.stats = StreamStats()
-        self._outbox: deque[str] = deque()
+        # Encoded by the writer, not in `publish`: the publisher (a call's path to the agent's
+        # ring) goes on at once, and the JSON of a burst is made in one go.
+        self._outbox: deque[tuple[int, DomainEvent]] = deque()
         self._wake = asyncio.Event()
         # Stopping lets a blocking read end by itself: a Redis command cancelled mid-read can
         # leave the client waiting on its connection for good.
@@ -125,7 +127,7 @@ class ClusterBus(InProcessBus):
             if self.stats.dropped == 1 or self.stats.dropped % 10_000 == 0:
                 log.error("cluster.outbox_full", dropped=self.stats.dropped,
                           effect="other nodes' pages miss this node's oldest events")
-        self._outbox.append(encode(self.node_id, seq, event))
+        self._outbox.append((seq, event))
         self._wake.set()
         return seq
 
@@ -192,7 +194,7 @@ class ClusterBus(InProcessBus):
                 continue
             batch = [self._outbox[i] for i in range(min(BATCH, len(self._outbox)))]
             try:
-                await self._append(batch)
+                await self._append([encode(self.node_id, seq, event) for seq, event in batch])
             except ClusterUnavailable as exc:
                 self._trouble("writer", exc.message)
                 await self._pause()
