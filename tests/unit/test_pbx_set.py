@@ -172,6 +172,18 @@ async def test_what_a_call_task_creates_goes_to_the_pbx_of_the_event_it_handles(
     assert pbxs.pbx_of_channel("tap-1") == "pbxb"
 
 
+async def test_a_media_channel_is_made_beside_the_channel_it_will_join() -> None:
+    # A call's audio tap started by a task that handles no PBX's event (after a takeover, the
+    # routing's bus subscriber switching an adopted call's flow): the caller's PBX, not the
+    # first; else the snoop (on the caller's PBX) and the media channel cannot share a bridge.
+    pbxs, clients = make_set()
+    await pbxs.external_media(external_host="127.0.0.1:4000", channel_id="tap-3",
+                              near="pbxb-1.1")
+    assert ("POST", "channels/externalMedia") in clients["pbxb"].calls
+    assert clients["pbxa"].calls == []
+    assert pbxs.pbx_of_channel("tap-3") == "pbxb"
+
+
 async def test_playbacks_and_recordings_follow_their_channel() -> None:
     pbxs, clients = make_set(pbxb={"recordings/stored/vm1/file": b"RIFF"})
     pbxs.observe(stasis_start("c1", "pbxb", "inbound"))
