@@ -1,14 +1,22 @@
-"""Two CTI nodes on one PBX, PostgreSQL and Redis, as real processes; `kill -9` of the active
-node while a caller talks with an agent, two wait in the queue, one is in the silent-call
-procedure's 5 s wait and one is in the menu (docs/cluster.md, "Takeover").
+"""Two CTI nodes driving two trunked Asterisks, PostgreSQL and Redis, as real processes;
+`kill -9` of the active node while callers on both PBXs are in the menu, in the silent-call
+procedure's 5 s wait, waiting in the queue and talking (docs/cluster.md, "Takeover" and
+"Several Asterisk servers").
 
-The standby drives the PBX within 3 s; the talking call stays up with its agent; the silent
-caller's next prompt starts at the kept deadline (+-250 ms, from Asterisk's own time stamps);
-the menu caller goes on to the queue; the waiting callers are answered in their original
-order, the menu caller after them; the agent's page connected to the standby keeps its live
-socket and sees the calls after the takeover; the API answers through either node; the killed
-node comes back as a standby; and over the whole run no agent was offered two calls at once
-and no call was connected twice (from the event log).
+Agent 1001's phone is on PBX a, 1003's on PBX b; the talking caller and one waiting caller are
+on PBX b, the others on PBX a. Before the kill the talker (on b) reaches 1001 through the trunk;
+after it, the first waiting caller (on a) reaches 1003 on b and the next (on b) 1001 on a.
+
+The standby drives both PBXs within 3 s, each PBX's resync adopting its own calls; the talking
+call stays up with its agent; the silent caller's next prompt starts at the kept deadline
+(+-250 ms, from Asterisk's own time stamps); the menu caller goes on to the queue; the waiting
+callers are answered in their original order across the PBXs, the menu caller after them; each
+agent's phone shows the caller's number, through the trunk too; the agents' pages connected to
+the standby keep their live sockets and see the calls after the takeover; the API answers
+through either node; the killed node comes back as a standby; and over the whole run no agent
+was offered two calls at once and no call was connected twice (from the event log).
+
+Run alone:  CTI_E2E_INSTANCE_SUFFIX=me .venv/bin/pytest tests/e2e/test_node_takeover_e2e.py
 """
 
 from __future__ import annotations
@@ -219,6 +227,8 @@ async def test_kill_9_of_the_active_node_loses_no_call_and_keeps_queue_order(
                 "PlaybackStarted", silent, "silent_call_second", timeout=15)
             late = (next_start - (first_end + timedelta(seconds=WAIT_S))).total_seconds()
             assert abs(late) <= TOLERANCE_S, f"second prompt {late * 1000:+.0f} ms off"
+            print(f"takeover: all calls adopted {adopted_in:.2f} s after the kill; "  # -s
+                  f"the silent caller's second prompt {late * 1000:+.0f} ms off its deadline")
             # the killed node starts again (as a supervisor would start it) meanwhile
             await a.start()
 
