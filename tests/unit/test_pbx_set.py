@@ -173,9 +173,8 @@ async def test_what_a_call_task_creates_goes_to_the_pbx_of_the_event_it_handles(
 
 
 async def test_a_media_channel_is_made_beside_the_channel_it_will_join() -> None:
-    # A call's audio tap started by a task that handles no PBX's event (after a takeover, the
-    # routing's bus subscriber switching an adopted call's flow): the caller's PBX, not the
-    # first; else the snoop (on the caller's PBX) and the media channel cannot share a bridge.
+    # A call's audio tap started by a task that handles no PBX's event: the caller's PBX, not
+    # the first; else the snoop (on the caller's PBX) and the media channel share no bridge.
     pbxs, clients = make_set()
     await pbxs.external_media(external_host="127.0.0.1:4000", channel_id="tap-3",
                               near="pbxb-1.1")
