@@ -15,13 +15,16 @@ import pytest
 from cti.domain.agents.state import AgentState, AgentStatus
 from cti.domain.calls import Call
 from cti.features.calls.registry import CallRegistry, CallSession
+from cti.features.calls.resync import ResyncReport
+from cti.features.pbxs.status import PbxStatus
 from cti.features.pbxs.watch import LOST_REASON, UNREACHABLE, PbxWatch
+from cti.platform.ari.client import AriClient
 from cti.platform.ari.events import parse_event
 from cti.platform.ari.pbx_set import CURRENT_PBX, PbxSet
 from cti.platform.ari.telephony import AriTelephony
 from cti.platform.errors import ChannelGone, ConfigError, TelephonyError
 from cti.platform.scheduler import ManualScheduler
-from cti.platform.settings import load_settings
+from cti.platform.settings import AriSettings, load_settings
 
 
 class FakeAriClient:
@@ -403,3 +406,16 @@ async def test_a_lost_pbx_fails_at_once_and_gets_nothing_new() -> None:
     await pbxs.external_media(external_host="127.0.0.1:4000", channel_id="tap-2")
     assert clients["pbxb"].calls == []
     assert pbxs.pbx_of_channel("tap-2") == "pbxa"
+
+
+def test_health_gives_each_pbxs_own_last_resync() -> None:
+    # A takeover adopts calls on every PBX: each one's resync says what it found.
+    clients = {p: AriClient(AriSettings(id=p, url=f"http://{p}:8088/ari"))
+               for p in ("pbxa", "pbxb")}
+    found = ResyncReport(generation=1, kept=0, closed=0, adopted=2, orphan_bridges_destroyed=1)
+    resyncs: Any = {"pbxa": SimpleNamespace(last=None), "pbxb": SimpleNamespace(last=found)}
+    states = PbxStatus(clients, {"pbxa"}, resyncs).states()
+    assert [(s.id, s.lost, s.last_resync) for s in states] == [
+        ("pbxa", True, None), ("pbxb", False, found)]
+    # one Asterisk, no resyncs given: none reported
+    assert PbxStatus({"pbx1": clients["pbxa"]}).states()[0].last_resync is None
