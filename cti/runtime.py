@@ -400,7 +400,7 @@ class Service:
             pbx_clients=clients,
             pbx_resyncs=resyncs, pbx_watch=pbx_watch,
             pbx_status=PbxStatus(
-                clients, telephony.lost if isinstance(telephony, PbxSet) else None
+                clients, telephony.lost if isinstance(telephony, PbxSet) else None, resyncs
             ),
         )
 

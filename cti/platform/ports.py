@@ -81,8 +81,11 @@ class Telephony(Protocol):
     ) -> ChannelInfo: ...
     async def external_media(
         self, *, external_host: str, fmt: str = "slin16", channel_id: str | None = None,
-        app_args: str = "",
-    ) -> ChannelInfo: ...
+        app_args: str = "", near: str | None = None,
+    ) -> ChannelInfo:
+        """`near`: the channel it will be bridged with; with several Asterisks the media
+        channel is made on that channel's."""
+        ...
     async def continue_in_dialplan(
         self, channel_id: str, context: str | None = None, extension: str | None = None,
         priority: int | None = None,

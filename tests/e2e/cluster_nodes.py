@@ -11,6 +11,7 @@ import signal
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,8 @@ class Node:
                                      f"{self.tail()}")
             h = await self.health()
             if h is not None and h["cluster"]["role"] == role and (
-                role != "active" or (h["ari_connected"] and h["last_resync"] is not None)
+                role != "active" or all(  # active: every Asterisk driven, its resync done
+                    p["connected"] and p["last_resync"] is not None for p in h["pbxs"])
             ):
                 return h
             await asyncio.sleep(0.02)
@@ -112,17 +114,26 @@ class Node:
 
 
 def node_settings(
-    pbx: Pbx, database_url: str, prefix: str, **extra: Any
+    pbx: Pbx | Sequence[Pbx], database_url: str, prefix: str, **extra: Any
 ) -> dict[str, Any]:
-    """What every node of one cluster shares."""
+    """What every node of one cluster shares. Several instances (trunked, see pbx_pair): the
+    nodes drive them all (`asterisks:`, ids = their systemnames)."""
+    reconnect = {"reconnect_initial": 0.1, "reconnect_max": 1.0}
+    if isinstance(pbx, Pbx):
+        first = pbx
+        pbx_settings: dict[str, Any] = {"ari": {
+            "url": pbx.ari_url, "username": pbx.ari_user, "password": pbx.ari_password,
+            "app": pbx.app, **reconnect}}
+    else:
+        first = pbx[0]
+        pbx_settings = {"asterisks": [{**p.asterisk_setting(), **reconnect} for p in pbx]}
     return {
         "database_url": database_url,
         "redis_url": REDIS_URL,
         "auth_secret": SECRET,
         "auto_migrate": False,  # the test migrated it
         "cluster": {"key_prefix": prefix},
-        "ari": {"url": pbx.ari_url, "username": pbx.ari_user, "password": pbx.ari_password,
-                "app": pbx.app, "reconnect_initial": 0.1, "reconnect_max": 1.0},
-        "sounds_dir": str(pbx.sounds_dir),
+        **pbx_settings,
+        "sounds_dir": str(first.sounds_dir),  # one chroot: every instance's sound:custom/
         **extra,
     }

@@ -125,14 +125,18 @@ class AriProbe:
         return self.playbacks(type_, channel, phrase)[0]
 
 
-@pytest.fixture(scope="module")
-def prompts_rendered(pbx: Pbx) -> None:
+def render_prompts(sounds_dir: Path) -> None:
     """Every prompt rendered and installed before the calls (as `cti phrases render` does for
     a deployment): none is rendered on demand in the middle of a timed wait."""
     library = load_phrase_library(REPO_ROOT / "scripts_lib")
     plan = library.render_plan({"company": {"zh": [COMPANY.name], "en": [COMPANY.name_en]}})
     render_all(plan, REPO_ROOT / "scripts_lib" / "audio")
-    install(REPO_ROOT / "scripts_lib" / "audio", pbx.sounds_dir)
+    install(REPO_ROOT / "scripts_lib" / "audio", sounds_dir)
+
+
+@pytest.fixture(scope="module")
+def prompts_rendered(pbx: Pbx) -> None:
+    render_prompts(pbx.sounds_dir)
 
 
 @contextlib.asynccontextmanager

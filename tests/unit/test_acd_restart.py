@@ -9,7 +9,7 @@ import pytest
 from routing_fixtures import basic_rules
 
 from cti.domain.agents.state import AgentState, AgentStatus, ResumeCall, step
-from cti.domain.routing.acd import AcdCore, HoldMusic, RingAgent, StartWrapUpTimer
+from cti.domain.routing.acd import AcdCore, HoldMusic, Requeued, RingAgent, StartWrapUpTimer
 from cti.platform.errors import IllegalTransition
 
 AT = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -159,3 +159,21 @@ def test_a_kept_entry_time_ahead_of_this_clock_counts_as_now() -> None:
     offer = core.router.offer(next(c for c in cmds if isinstance(c, RingAgent)).offer_id)
     assert offer is not None
     assert offer.waited_s == 0.0
+
+
+def test_callers_adopted_together_go_back_in_the_order_they_first_waited() -> None:
+    # A takeover with two PBXs: each one's resync hands over its own callers, so the later
+    # caller (on the PBX whose resync ended first) may come first. The agent free at that
+    # moment is offered the one who waited longest.
+    core = AcdCore(basic_rules())
+    core.restore_agent("a4", "available", None, 1.0, AT)
+    cmds = core.requeue_all([
+        Requeued("on-b", {"menu": "9"}, "general", AT - timedelta(seconds=20)),
+        Requeued("unknown", {"menu": "9"}, "general", None),
+        Requeued("on-a", {"menu": "9"}, "general", AT - timedelta(seconds=30)),
+    ], 100.0, AT)
+    assert [c.call_id for c in cmds if isinstance(c, RingAgent)] == ["on-a"]
+    # the others wait behind, the call without a kept time last
+    assert [c.call_id for c in core.router.waiting_calls()] == ["on-b", "unknown"]
+    again = core.restore_agent("a5", "available", None, 101.0, AT)
+    assert [c.call_id for c in again if isinstance(c, RingAgent)] == ["on-b"]

@@ -15,13 +15,16 @@ import pytest
 from cti.domain.agents.state import AgentState, AgentStatus
 from cti.domain.calls import Call
 from cti.features.calls.registry import CallRegistry, CallSession
+from cti.features.calls.resync import ResyncReport
+from cti.features.pbxs.status import PbxStatus
 from cti.features.pbxs.watch import LOST_REASON, UNREACHABLE, PbxWatch
+from cti.platform.ari.client import AriClient
 from cti.platform.ari.events import parse_event
 from cti.platform.ari.pbx_set import CURRENT_PBX, PbxSet
 from cti.platform.ari.telephony import AriTelephony
 from cti.platform.errors import ChannelGone, ConfigError, TelephonyError
 from cti.platform.scheduler import ManualScheduler
-from cti.platform.settings import load_settings
+from cti.platform.settings import AriSettings, load_settings
 
 
 class FakeAriClient:
@@ -170,6 +173,17 @@ async def test_what_a_call_task_creates_goes_to_the_pbx_of_the_event_it_handles(
         CURRENT_PBX.reset(token)
     assert ("POST", "channels/externalMedia") in clients["pbxb"].calls
     assert pbxs.pbx_of_channel("tap-1") == "pbxb"
+
+
+async def test_a_media_channel_is_made_beside_the_channel_it_will_join() -> None:
+    # A call's audio tap started by a task that handles no PBX's event: the caller's PBX, not
+    # the first; else the snoop (on the caller's PBX) and the media channel share no bridge.
+    pbxs, clients = make_set()
+    await pbxs.external_media(external_host="127.0.0.1:4000", channel_id="tap-3",
+                              near="pbxb-1.1")
+    assert ("POST", "channels/externalMedia") in clients["pbxb"].calls
+    assert clients["pbxa"].calls == []
+    assert pbxs.pbx_of_channel("tap-3") == "pbxb"
 
 
 async def test_playbacks_and_recordings_follow_their_channel() -> None:
@@ -392,3 +406,16 @@ async def test_a_lost_pbx_fails_at_once_and_gets_nothing_new() -> None:
     await pbxs.external_media(external_host="127.0.0.1:4000", channel_id="tap-2")
     assert clients["pbxb"].calls == []
     assert pbxs.pbx_of_channel("tap-2") == "pbxa"
+
+
+def test_health_gives_each_pbxs_own_last_resync() -> None:
+    # A takeover adopts calls on every PBX: each one's resync says what it found.
+    clients = {p: AriClient(AriSettings(id=p, url=f"http://{p}:8088/ari"))
+               for p in ("pbxa", "pbxb")}
+    found = ResyncReport(generation=1, kept=0, closed=0, adopted=2, orphan_bridges_destroyed=1)
+    resyncs: Any = {"pbxa": SimpleNamespace(last=None), "pbxb": SimpleNamespace(last=found)}
+    states = PbxStatus(clients, {"pbxa"}, resyncs).states()
+    assert [(s.id, s.lost, s.last_resync) for s in states] == [
+        ("pbxa", True, None), ("pbxb", False, found)]
+    # one Asterisk, no resyncs given: none reported
+    assert PbxStatus({"pbx1": clients["pbxa"]}).states()[0].last_resync is None

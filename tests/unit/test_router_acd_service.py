@@ -7,6 +7,7 @@ import asyncio
 import os
 import re
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -237,4 +238,29 @@ async def test_hot_reload_refuses_a_non_utf8_file_and_keeps_the_rules(rules_file
     await acd.agent_login("a2")
     await acd.enqueue("c1", "chan-c1", {"menu": "1"})  # still routed by the old rules
     assert [e.queue for e in ev.items if isinstance(e, CallOffered)] == ["billing"]
+    await acd.aclose()
+
+
+async def test_callers_adopted_before_start_go_back_at_start_in_the_order_they_waited(
+    rules_file: Path,
+) -> None:
+    # At a takeover each PBX's resync adopts its own callers, concurrently: the ACD takes
+    # them all at start (once every resync is done), the first in line offered first.
+    acd, _tel, ev, _ = await make(rules_file)
+    await acd.agent_login("a1")
+    now = acd.clock.now()
+    await acd.requeue("later", "chan-later", {"menu": "1"}, "billing",
+                      since=now - timedelta(seconds=10))
+    await acd.requeue("gone", "chan-gone", {"menu": "1"}, "billing",
+                      since=now - timedelta(seconds=60))
+    await acd.requeue("first", "chan-first", {"menu": "1"}, "billing",
+                      since=now - timedelta(seconds=30))
+    await acd.on_caller_hangup("gone")  # hung up before start: not put back
+    assert not [e for e in ev.items if isinstance(e, CallOffered)]
+    await acd.start()
+    assert [e.call_id for e in ev.items if isinstance(e, CallOffered)] == ["first"]
+    assert [c.call_id for c in acd.core.router.waiting_calls()] == ["later"]
+    # once started, a caller adopted later (a PBX reconnecting) goes back at once
+    await acd.requeue("after", "chan-after", {"menu": "1"}, "billing", since=now)
+    assert [c.call_id for c in acd.core.router.waiting_calls()] == ["later", "after"]
     await acd.aclose()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -115,6 +115,16 @@ Command = (
     | Emit
     | RecordDecision
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Requeued:
+    """A caller an earlier process had waiting (or ringing an agent), as its record kept it."""
+
+    call_id: str
+    attributes: CallAttributes
+    queue: str | None
+    since: datetime | None  # when it first entered the ACD
 
 
 @dataclass(slots=True)
@@ -360,6 +370,18 @@ class AcdCore:
         else:
             self._decision(self.router.enqueue(call_id, attributes, now, since=entered), at)
         return self._take()
+
+    def requeue_all(
+        self, calls: Iterable[Requeued], now: float, at: datetime
+    ) -> list[Command]:
+        """Callers adopted together (after a takeover, each PBX's resync adopts its own at the
+        same time, in no order across PBXs): put back in the order they first waited, so an
+        agent free at that moment is offered the first in line, whichever PBX it is on. Those
+        without a kept time come after, in the order given."""
+        out: list[Command] = []
+        for c in sorted(calls, key=lambda c: (c.since is None, c.since or at)):
+            out.extend(self.requeue(c.call_id, c.attributes, c.queue, now, at, since=c.since))
+        return out
 
     def caller_hangup(self, call_id: str, now: float, at: datetime) -> list[Command]:
         """The caller's channel ended: while waiting, ringing an agent, or talking."""

@@ -85,6 +85,7 @@ class PbxOut(BaseModel):
     connected: bool
     generation: int
     lost: bool  # its socket stayed down past lost_after_s: its calls were ended
+    last_resync: ResyncOut | None  # what its last (re)connect's resync found
 
 
 class HealthOut(BaseModel):
@@ -92,7 +93,7 @@ class HealthOut(BaseModel):
     ari_generation: int
     pbxs: list[PbxOut]
     active_calls: int
-    last_resync: ResyncOut | None
+    last_resync: ResyncOut | None  # the first Asterisk's; each one's is in `pbxs`
     cluster: ClusterHealthOut
     database: DatabaseHealthOut
 
@@ -109,7 +110,8 @@ async def health(
     last = resync.last
     return HealthOut(
         ari_connected=ari.connected.is_set(), ari_generation=ari.generation,
-        pbxs=[PbxOut.model_validate(s.__dict__) for s in pbxs.states()],
+        pbxs=[PbxOut(**{**s.__dict__, "last_resync": ResyncOut.model_validate(
+            s.last_resync.__dict__) if s.last_resync else None}) for s in pbxs.states()],
         active_calls=len(registry),
         last_resync=ResyncOut.model_validate(last.__dict__) if last else None,
         cluster=await cluster.health_now(), database=database.health(),

@@ -70,7 +70,8 @@ class CallerAudioTap:
                 self.telephony.snoop(caller_channel, spy="in", app_args="tap",
                                      snoop_id=snoop_id),
                 self.telephony.external_media(
-                    external_host=f"{self.host}:{port}", fmt=fmt, channel_id=media_id
+                    external_host=f"{self.host}:{port}", fmt=fmt, channel_id=media_id,
+                    near=caller_channel,  # on the caller's PBX, like the snoop
                 ),
                 self.telephony.create_bridge(bridge_id, "mixing"),
                 return_exceptions=True,  # all three settled before stop() cleans up

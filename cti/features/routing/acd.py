@@ -49,6 +49,7 @@ from cti.domain.routing.acd import (
     Emit,
     HoldMusic,
     RecordDecision,
+    Requeued,
     RingAgent,
     SendToFallback,
     StartWrapUpTimer,
@@ -146,6 +147,9 @@ class Acd:
             rules, rules_path, apply=self._apply_rules, clock=self.clock, timers=self.timers,
             bus=bus, interval_s=watch_s,
         )
+        # Waiting callers adopted before start(): put back together at start, in their order
+        # (None once started: from then on each is put back as its resync adopts it).
+        self._adopted: list[Requeued] | None = []
 
     @classmethod
     def from_file(cls, telephony: Telephony, path: Path, **kw: Any) -> Acd:
@@ -155,6 +159,11 @@ class Acd:
     # ----- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Once every reachable PBX's first resync has adopted its calls (Service._activate):
+        the waiting callers they found, from all PBXs, go back in the order they waited."""
+        adopted, self._adopted = self._adopted or [], None
+        if adopted:
+            await self._run(self.core.requeue_all(adopted, *self._now()))
         self.timers.every(self._tick_s, self._tick, name="acd-tick", failure="acd_tick_failed")
         self.rules_watch.start()
 
@@ -209,6 +218,8 @@ class Acd:
         call = self.calls.by_id.pop(call_id, None)
         if call is None:
             return
+        if self._adopted is not None:  # gone before it was put back
+            self._adopted = [c for c in self._adopted if c.call_id != call_id]
         if call.callback_channel:
             self.calls.callback_channels.pop(call.callback_channel, None)
         self.announcements.forget(call)
@@ -391,6 +402,9 @@ class Acd:
         in the same queue, with hold music; `since` (when it first entered the ACD, kept in
         its log row): in its original place, its wait counted from then."""
         self.calls.by_id[call_id] = AcdCall(channel_id, attributes=dict(attributes))
+        if self._adopted is not None:  # before start: with the other PBXs' callers, at start
+            self._adopted.append(Requeued(call_id, dict(attributes), queue, since))
+            return
         await self._run(self.core.requeue(call_id, attributes, queue, *self._now(), since=since))
 
     # ----- agent legs ------------------------------------------------------------------

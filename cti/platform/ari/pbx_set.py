@@ -269,9 +269,11 @@ class PbxSet:
 
     async def external_media(
         self, *, external_host: str, fmt: str = "slin16", channel_id: str | None = None,
-        app_args: str = "",
+        app_args: str = "", near: str | None = None,
     ) -> ChannelInfo:
-        pbx = self._creating_pbx()
+        # Beside the channel it will be bridged with (the snoop, on the caller's PBX): the
+        # task asking may handle no PBX's event, and so not know the call's PBX.
+        pbx = (self.pbx_of_channel(near) if near else None) or self._creating_pbx()
         if channel_id:
             self.channels[channel_id] = pbx
         info = await self.members[pbx].external_media(

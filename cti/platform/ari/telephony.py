@@ -208,7 +208,7 @@ class AriTelephony:
 
     async def external_media(
         self, *, external_host: str, fmt: str = "slin16", channel_id: str | None = None,
-        app_args: str = "",
+        app_args: str = "", near: str | None = None,
     ) -> ChannelInfo:
         data = await self.client.request(
             "POST", "channels/externalMedia",
