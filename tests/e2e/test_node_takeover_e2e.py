@@ -375,20 +375,25 @@ async def _until_agent(
     raise AssertionError(f"{number} not connected with {agent} after {timeout} s: {seen}")
 
 
-async def _hang_up_agent_leg(pbx: Pbx, call_id: str) -> None:
+async def _hang_up_agent_leg(pbx: Pbx, call_id: str | None = None) -> None:
     """The agent's phone hangs up the call (as a softphone's BYE would): the ACD's leg in the
     caller's bridge, on the caller's PBX (a leg to a phone on the other PBX goes through the
-    trunk from there), ends."""
+    trunk from there), ends. No `call_id`: every answered agent leg on `pbx`."""
     auth = (pbx.ari_user, pbx.ari_password)
     async with httpx.AsyncClient(timeout=5, auth=auth) as client:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            bridges = (await client.get(f"{pbx.ari_url}/bridges")).json()
-            legs = [c for br in bridges if call_id in br["channels"]
-                    for c in br["channels"] if c.startswith("acd-")]
+            if call_id is None:
+                channels = (await client.get(f"{pbx.ari_url}/channels")).json()
+                legs = [c["id"] for c in channels
+                        if c["id"].startswith("acd-") and c["state"] == "Up"]
+            else:
+                bridges = (await client.get(f"{pbx.ari_url}/bridges")).json()
+                legs = [c for br in bridges if call_id in br["channels"]
+                        for c in br["channels"] if c.startswith("acd-")]
             if legs:
                 for leg in legs:
                     await client.delete(f"{pbx.ari_url}/channels/{leg}")
                 return
             await asyncio.sleep(0.1)
-    raise AssertionError(f"no agent leg bridged with {call_id} to hang up")
+    raise AssertionError(f"no agent leg ({call_id or 'any call'}) to hang up")
