@@ -26,7 +26,8 @@ Codec = Literal["slin", "slin16", "ulaw"]
 RTP_HEADER = 12
 MAX_DATAGRAM = 2048  # RTP of 20-40 ms of 16 kHz linear audio is well under it
 STREAMS_PER_SOCKET = 32
-BATCH_S = 0.01  # a socket read rests this long before it is watched again
+BATCH_S = 0.02  # while RTP flows, a socket is read on a timer this often (one packet's time)
+IDLE_TICKS = 5  # this many empty reads in a row and it is watched for readiness again
 RCVBUF_BYTES = 4 << 20
 
 
@@ -137,12 +138,13 @@ class _SharedSocket:
     """One UDP socket for the RTP of up to STREAMS_PER_SOCKET calls, told apart by their
     sender (Asterisk's port, its address when two senders share a port number).
 
-    Read in batches: when the socket is readable, every datagram queued is read, then the
-    socket rests BATCH_S before it is watched again. A socket and an event-loop wake-up per
-    call per 20 ms packet cost the node more than the classifier did (docs/sizing.md); a
-    batch costs one wake-up per socket per BATCH_S, which delays a 1 s window by at most
-    that. The kernel holds what arrives meanwhile (its receive buffer: RCVBUF_BYTES asked,
-    within net.core.rmem_max; a few calls per socket keep the need small)."""
+    Read in batches: once the socket is readable, it is read on a timer every BATCH_S (all
+    that is queued each time) for as long as datagrams come, and watched for readiness again
+    after IDLE_TICKS empty reads. A socket and an event-loop wake-up per call per 20 ms packet
+    cost the node more than the classifier did (docs/sizing.md); this costs one timer per
+    socket per BATCH_S, and delays a 1 s window by at most BATCH_S. The kernel holds what
+    arrives meanwhile (its receive buffer: RCVBUF_BYTES asked, within net.core.rmem_max; at
+    most STREAMS_PER_SOCKET calls' packets of a few ticks are queued)."""
 
     def __init__(self, pool: _SocketPool, host: str) -> None:
         self.pool = pool
@@ -164,8 +166,9 @@ class _SharedSocket:
         self.closed = False
         self._buffer = bytearray(MAX_DATAGRAM)
         self._view = memoryview(self._buffer)
-        self._resting: asyncio.TimerHandle | None = None
-        self.loop.add_reader(self.sock.fileno(), self._drain)
+        self._timer: asyncio.TimerHandle | None = None  # read on a timer (RTP flows)
+        self._empty = 0
+        self.loop.add_reader(self.sock.fileno(), self._readable)
 
     def add(self, stream: CallerAudioStream) -> None:
         self.streams.add(stream)
@@ -193,15 +196,16 @@ class _SharedSocket:
 
     def close(self) -> None:
         self.closed = True
-        if self._resting is not None:
-            self._resting.cancel()
-            self._resting = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         else:
             self.loop.remove_reader(self.sock.fileno())
         self.sock.close()
         self.pool.closed(self)
 
-    def _drain(self) -> None:
+    def _drain(self) -> int:
+        """Read every datagram queued; how many."""
         recv, view, by_port = self.sock.recvfrom_into, self._view, self.by_port
         read = 0
         while True:
@@ -227,14 +231,25 @@ class _SharedSocket:
                     stream.flush()
             else:
                 stream.datagram_received(bytes(view[:n]), addr)
-        if read and not self.closed:
-            # Rest: what arrives meanwhile is read in one go.
-            self.loop.remove_reader(self.sock.fileno())
-            self._resting = self.loop.call_later(BATCH_S, self._wake)
+        return read
 
-    def _wake(self) -> None:
-        self._resting = None
-        self.loop.add_reader(self.sock.fileno(), self._drain)
+    def _readable(self) -> None:
+        self.loop.remove_reader(self.sock.fileno())
+        self._empty = 0
+        self._tick()
+
+    def _tick(self) -> None:
+        self._timer = None
+        if self._drain():
+            self._empty = 0
+        else:
+            self._empty += 1
+        if self.closed:
+            return
+        if self._empty >= IDLE_TICKS:
+            self.loop.add_reader(self.sock.fileno(), self._readable)
+        else:
+            self._timer = self.loop.call_later(BATCH_S, self._tick)
 
 
 def _by_address(
