@@ -521,3 +521,39 @@ def test_a_quiet_caller_through_the_classifier_never_starts_the_silent_call() ->
     started = [a.procedure for a in sim.audits("procedure_started")]
     assert "silent_call" not in started
     assert started[0] == "quiet"
+
+
+def test_digital_silence_is_measured_the_same_without_decoding_it() -> None:
+    """Windows of digital zero take a short cut (no decoding; once the history is all pause,
+    the measures kept): the features of every window, and of the windows after them, are
+    those of the full computation, whatever came before and after."""
+    rng = np.random.default_rng(11)
+    zero = bytes(16000)
+    hiss = (rng.standard_normal(8000 * 3) * 32767 * 10 ** (-60 / 20)).astype("<i2").tobytes()
+    loud = pcm_to_ulaw(CASES_8K["loud_noise"][1])
+    speech = ulaw_to_pcm(loud)[: 16000 * 3]
+    half = bytes(8000) + hiss[:8000]  # a window half zero
+    sequence = [hiss[:16000], zero, zero, speech[:16000], zero, half] + [zero] * 12 + [
+        speech[16000:32000], hiss[16000:32000]] + [zero] * 9 + [speech[32000:48000], zero]
+    for window_ms in (1000, 200):
+        fast = AudioClassifier(ClassifierSettings(), 8000, window_ms)
+        full = AudioClassifier(ClassifierSettings(), 8000, window_ms)
+        full._zero = b"never a window"
+        steady = 0
+        for chunk in sequence:
+            assert fast.feed(chunk) == full.feed(chunk)
+            steady += fast._steady is not None
+        assert fast._empty_run == full._empty_run
+        assert steady >= 5  # the kept measures were used
+
+
+def test_zero_window_pause_count_matches_the_frame_by_frame_count() -> None:
+    for n in (1, 2, 3, 4, 50):
+        for run in range(0, 7):
+            c = AudioClassifier(ClassifierSettings(), 8000, n * 20)
+            c._empty_run = run
+            expected = c._pause_frames(np.ones(n, dtype=bool))
+            c._empty_run = run
+            c._measure_zero()
+            assert c._powers.size == expected
+            assert c._empty_run == run + n
