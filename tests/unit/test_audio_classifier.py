@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, Literal
@@ -32,6 +33,7 @@ from cti.domain.audio_classifier import (
 from cti.domain.ivr import commands as c
 from cti.domain.ivr import events as e
 from cti.features.ivr.call_script import audio_classified
+from cti.platform.audio import rtp_stream
 from cti.platform.audio.rtp_stream import (
     STREAMS_PER_SOCKET,
     CallerAudioStream,
@@ -557,3 +559,38 @@ def test_zero_window_pause_count_matches_the_frame_by_frame_count() -> None:
             c._measure_zero()
             assert c._powers.size == expected
             assert c._empty_run == run + n
+
+
+async def test_shared_sockets_read_one_datagram_at_a_time_where_there_is_no_recvmmsg(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same tests through the one-at-a-time path (another OS); on Linux the batches
+    (recvmmsg) are what the tests above went through."""
+    probe = await open_caller_audio("127.0.0.1", "slin", ClassifierSettings(), 1000,
+                                    lambda w: None)
+    batched = _shared(probe)._batch is not None
+    probe.close()
+    assert batched == sys.platform.startswith("linux")
+    monkeypatch.setattr(rtp_stream, "USE_BATCH", False)
+    await test_rtp_endpoint_hears_only_its_sender()
+    await test_calls_share_a_socket_each_hearing_its_own_sender()
+    await test_rtp_endpoint_classifies_a_ulaw_stream()
+
+
+async def test_batches_larger_than_one_read_are_all_heard(monkeypatch: pytest.MonkeyPatch) -> None:
+    """More datagrams queued than one system call reads (a late tick): all are taken."""
+    monkeypatch.setattr(rtp_stream, "BATCH_DATAGRAMS", 4)
+    windows: list[WindowFeatures] = []
+    stream = await open_caller_audio("127.0.0.1", "ulaw", ClassifierSettings(), 1000,
+                                     windows.append)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            stream.hear_only(sock.getsockname()[1])
+            for seq in range(100):  # 2 s, sent at once
+                sock.sendto(rtp(seq, bytes([0xFF]) * 160), ("127.0.0.1", stream.port))
+        await _until(lambda: len(windows) >= 2)
+    finally:
+        stream.close()
+    assert stream.packets == 100
+    assert [w.kind for w in windows] == ["silent", "silent"]
