@@ -69,7 +69,8 @@ async def _write(session: AsyncSession, plans: list[_Plan | None]) -> None:
 
     async def insert_pending() -> None:
         if pending:
-            await session.execute(insert(_TABLES[str(table)]), list(pending))
+            # the table, not the mapped class: the ORM's bulk path cost a third more
+            await session.execute(insert(_TABLES[str(table)].__table__), list(pending))
             pending.clear()
 
     for plan in plans:
