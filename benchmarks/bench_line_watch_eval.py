@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from cti.domain.audio_classifier import ClassifierSettings  # noqa: E402
-from cti.platform.audio.rtp_stream import CallerAudioProtocol, pcm_to_ulaw  # noqa: E402
+from cti.platform.audio.rtp_stream import CallerAudioStream, pcm_to_ulaw  # noqa: E402
 from tests import audio_eval as ev  # noqa: E402
 
 TARGET_ACCURACY = 0.97
@@ -64,7 +64,7 @@ def table(title: str, scored: Iterable[ev.Scored], key: Callable[[ev.Scored], st
 
 def cpu_per_call(clips: list[ev.Clip], seconds: float = 60.0) -> float:
     """CPU (% of one core) of one watched call through the RTP path: a µ-law packet every
-    20 ms into CallerAudioProtocol (buffered, decoded and classified a window at a time)."""
+    20 ms into CallerAudioStream (buffered, decoded and classified a window at a time)."""
     pcm = b"".join(c.pcm for c in clips if c.rate == 8000)[: int(seconds * 8000) * 2]
     ulaw = pcm_to_ulaw(pcm)
     packets = [bytes([0x80, 0]) + i.to_bytes(2, "big") + (i * 160).to_bytes(4, "big")
@@ -73,7 +73,7 @@ def cpu_per_call(clips: list[ev.Clip], seconds: float = 60.0) -> float:
     windows: list[object] = []
     best = float("inf")
     for _ in range(3):  # the least disturbed of three runs
-        protocol = CallerAudioProtocol("ulaw", ClassifierSettings(), WINDOW_MS, windows.append)
+        protocol = CallerAudioStream("ulaw", ClassifierSettings(), WINDOW_MS, windows.append)
         start = time.process_time()
         for packet in packets:
             protocol.datagram_received(packet, ("127.0.0.1", 4000))

@@ -65,6 +65,7 @@ PAUSE_POWER = 1e-9  # -90 dBFS: the floor of such a line
 ENVELOPE_FRAMES = 64  # the modulation spectrum looks at the last 1.28 s at least
 QUIET_SHARE = 0.3  # the floor: the quietest 30 % of the frames
 _TINY = 1e-12  # -120 dBFS, in power
+_NOTHING = np.zeros(0)
 
 
 class ClassifierSettings(BaseModel):
@@ -221,6 +222,12 @@ class AudioClassifier:
         self._last_env = 0.0
         self._speaking = False
         self._empty_run = 0
+        # Digital silence (a silent caller, a line muted): a window of zero bytes moves the
+        # history on without decoding it, and once every kept frame is a pause the measures
+        # repeat (the same history in, the same measures out), so they are kept.
+        self._zero = bytes(self.window_bytes)
+        self._zero_frame = np.zeros(self._a.frame)
+        self._steady: Measures | None = None
 
     def feed(self, pcm: bytes) -> list[WindowFeatures]:
         """Any amount of PCM; returns the windows completed by it (usually none or one)."""
@@ -240,6 +247,9 @@ class AudioClassifier:
 
     def _measure(self, window: bytes) -> Measures:
         """One window's measures; the floor, envelope and history move on by it."""
+        if window == self._zero and self.settings.silence_dbfs > FLOOR_DBFS:
+            return self._measure_zero()
+        self._steady = None
         a, s = self._a, self.settings
         n = self.frames_per_window
         frames = np.frombuffer(window, dtype="<i2").astype(np.float64) / 32768.0
@@ -280,6 +290,28 @@ class AudioClassifier:
         base = self._floor_measures(level, n, with_snr=True)
         return Measures(level, base.floor_dbfs, base.snr_db, base.floor_spread_db, voicing,
                         flatness, modulation, voiced, n)
+
+    def _measure_zero(self) -> Measures:
+        """A window of digital zero, as `_measure` takes it (every frame empty, nothing to
+        analyse) without decoding it."""
+        n = self.frames_per_window
+        self._last_frame = self._zero_frame
+        run = self._empty_run + n
+        self._empty_run = run
+        if self._steady is not None:
+            return self._steady
+        # every frame empty: all of them lie in a pause once the run reaches PAUSE_FRAMES
+        # within the window (_pause_frames), none if it does not
+        pause = n if run >= PAUSE_FRAMES else 0
+        self._remember(_NOTHING, _NOTHING, pause)
+        self._hold_envelope(n)
+        measures = self._floor_measures(FLOOR_DBFS, n, with_snr=False)
+        if (self._powers.size == self._keep and np.all(self._powers == PAUSE_POWER)
+                and np.all(self._band_powers == PAUSE_POWER)
+                and self._envelope.size == ENVELOPE_FRAMES
+                and np.all(self._envelope == self._last_env)):
+            self._steady = measures  # the next zero windows leave all of it as it is
+        return measures
 
     # -- the floor and the envelope ---------------------------------------------------------
 

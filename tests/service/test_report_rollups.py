@@ -16,6 +16,7 @@ from cti.domain.routing.hours import is_open
 from cti.domain.routing.model import RoutingRules
 from cti.domain.staffing import staffing_for_interval
 from cti.domain.stats import QueueTargets
+from cti.events import ProcedureStepped
 from cti.features.events.store import EventLog
 from cti.features.reports.rollups import Rollups
 from cti.features.reports.service import build_report
@@ -156,5 +157,51 @@ async def test_teams_staffing_and_business_hours(database_url: str) -> None:
                                  business_hours_only=True)
         assert sum(r["offered"] for r in day.queues) == sum(r["offered"] for r in open_only.queues)
         await bus.aclose()
+    finally:
+        await engine.dispose()
+
+
+async def test_batches_without_figures_write_nothing_and_a_restart_loses_nothing(
+    database_url: str,
+) -> None:
+    """A batch of a call's IVR steps (no event the figures count) costs no transaction; the
+    roll-ups kept after it, and after a restart, are those of folding the events."""
+    engine = make_engine(database_url)
+    sessions = make_sessionmaker(engine)
+    day = list(next(iter(history(HistorySpec(START, 1, 20, eligible(RULES), tz=TZ)))))
+    try:
+        bus = InProcessBus()
+        log = EventLog(sessions, bus)
+        rollups = Rollups(sessions, log, targets, bus)
+        await rollups.start()
+        half = len(day) // 2
+        for event in day[:half]:
+            bus.publish(event)
+        await bus.drain(60)
+        written = rollups.transactions
+        at = day[half - 1].at
+        for i in range(30):
+            bus.publish(ProcedureStepped("c-ivr", at, float(i), "c-ivr-r1", "silent_call",
+                                         "wait_started", {"seconds": 5}))
+            await bus.drain(60)  # one batch each
+        assert rollups.transactions == written
+        assert rollups.seq == bus.last_seq
+        for event in day[half:]:
+            bus.publish(event)
+        await bus.drain(60)
+        assert rollups.transactions > written
+        await bus.aclose()
+
+        restarted = Rollups(sessions, log, targets)
+        await restarted.start()
+        since, until = SINCE, SINCE + timedelta(days=1)
+        folded = await build_report(log, since, until, interval="60m", timezone=TZ,
+                                    targets=targets, rules=RULES)
+        kept = await build_report(log, since, until, interval="60m", timezone=TZ,
+                                  targets=targets, rules=RULES, source=restarted)
+        assert kept.source == "rollups"
+        assert folded.queues
+        same(kept.queues, folded.queues)
+        same(kept.agents, folded.agents)
     finally:
         await engine.dispose()

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 from collections import Counter
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import numpy as np
 import pytest
@@ -31,8 +33,10 @@ from cti.domain.audio_classifier import (
 from cti.domain.ivr import commands as c
 from cti.domain.ivr import events as e
 from cti.features.ivr.call_script import audio_classified
+from cti.platform.audio import rtp_stream
 from cti.platform.audio.rtp_stream import (
-    CallerAudioProtocol,
+    STREAMS_PER_SOCKET,
+    CallerAudioStream,
     open_caller_audio,
     pcm_to_ulaw,
     rtp_payload,
@@ -112,14 +116,16 @@ def test_rtp_payload_parsing() -> None:
 
 async def test_rtp_endpoint_classifies_a_ulaw_stream() -> None:
     windows: list[WindowFeatures] = []
-    transport, port = await open_caller_audio(
+    stream = await open_caller_audio(
         "127.0.0.1", "ulaw", ClassifierSettings(), 1000, windows.append
     )
     try:
         ulaw = pcm_to_ulaw(CASES_8K["loud_noise"][1])
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            stream.hear_only(sock.getsockname()[1], "127.0.0.1")
             for seq, start in enumerate(range(0, len(ulaw), 160)):
-                sock.sendto(rtp(seq, ulaw[start : start + 160]), ("127.0.0.1", port))
+                sock.sendto(rtp(seq, ulaw[start : start + 160]), ("127.0.0.1", stream.port))
                 if seq % 20 == 0:
                     await asyncio.sleep(0.001)
         for _ in range(100):
@@ -127,7 +133,7 @@ async def test_rtp_endpoint_classifies_a_ulaw_stream() -> None:
                 break
             await asyncio.sleep(0.01)
     finally:
-        transport.close()
+        stream.close()
     assert len(windows) >= 3
     assert {w.kind for w in windows} == {"noisy"}
 
@@ -136,14 +142,17 @@ async def test_rtp_endpoint_classifies_an_8khz_signed_linear_stream() -> None:
     """The tap's format (detection.tap_format "slin"): L16 big-endian at 8 kHz, 320 bytes per
     20 ms, classified as the same audio through µ-law is."""
     windows: list[WindowFeatures] = []
-    transport, port = await open_caller_audio(
+    stream = await open_caller_audio(
         "127.0.0.1", "slin", ClassifierSettings(), 1000, windows.append
     )
     try:
         pcm = np.frombuffer(CASES_8K["loud_noise"][1], "<i2").astype(">i2").tobytes()
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            stream.hear_only(sock.getsockname()[1])  # the port alone, as a GET tells it
             for seq, start in enumerate(range(0, len(pcm), 320)):
-                sock.sendto(rtp(seq, pcm[start : start + 320], pt=118), ("127.0.0.1", port))
+                sock.sendto(rtp(seq, pcm[start : start + 320], pt=118),
+                            ("127.0.0.1", stream.port))
                 if seq % 20 == 0:
                     await asyncio.sleep(0.001)
         for _ in range(100):
@@ -151,12 +160,10 @@ async def test_rtp_endpoint_classifies_an_8khz_signed_linear_stream() -> None:
                 break
             await asyncio.sleep(0.01)
     finally:
-        transport.close()
+        stream.close()
     assert len(windows) >= 3
     assert {w.kind for w in windows} == {"noisy"}
-    protocol = transport.get_protocol()
-    assert isinstance(protocol, CallerAudioProtocol)
-    assert protocol.classifier.sample_rate == 8000
+    assert stream.classifier.sample_rate == 8000
 
 
 @pytest.mark.parametrize(
@@ -169,33 +176,116 @@ def test_faint_line_hiss_is_silence_and_loud_hiss_is_noise(hiss_dbfs: float, exp
     assert (kind, share) == (expected, 1.0)
 
 
-async def test_rtp_endpoint_hears_only_its_sender_once_known() -> None:
-    """A stale stream to the same port (a tap of a process that died) is not this caller."""
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(200):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+
+
+async def test_rtp_endpoint_hears_only_its_sender() -> None:
+    """A stale stream to the same port (a tap of a process that died, another call's sender)
+    is not this caller; nothing is heard before the sender is known."""
     windows: list[WindowFeatures] = []
-    transport, port = await open_caller_audio(
+    stream = await open_caller_audio(
         "127.0.0.1", "ulaw", ClassifierSettings(), 1000, windows.append
     )
-    protocol = transport.get_protocol()
-    assert isinstance(protocol, CallerAudioProtocol)
     noise = pcm_to_ulaw(CASES_8K["loud_noise"][1])
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as ours, \
                 socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stale:
             ours.bind(("127.0.0.1", 0))
-            protocol.sender_port = ours.getsockname()[1]
+            ours.sendto(rtp(0, noise[:160]), ("127.0.0.1", stream.port))  # not known yet
+            await _until(lambda: _shared(stream).foreign == 1)
+            stream.hear_only(ours.getsockname()[1], "127.0.0.1")
             for seq, start in enumerate(range(0, 8000 * 3, 160)):
-                stale.sendto(rtp(seq, noise[start : start + 160]), ("127.0.0.1", port))
-                ours.sendto(rtp(seq, bytes([0xFF]) * 160), ("127.0.0.1", port))  # µ-law 0
+                stale.sendto(rtp(seq, noise[start : start + 160]), ("127.0.0.1", stream.port))
+                ours.sendto(rtp(seq, bytes([0xFF]) * 160), ("127.0.0.1", stream.port))  # µ-law 0
                 if seq % 20 == 0:
                     await asyncio.sleep(0.001)
-        for _ in range(100):
-            if len(windows) >= 3:
-                break
-            await asyncio.sleep(0.01)
+        await _until(lambda: len(windows) >= 3)
+        assert [w.kind for w in windows] == ["silent"] * 3
+        assert _shared(stream).foreign == 151
+        assert stream.packets == 150
     finally:
-        transport.close()
-    assert [w.kind for w in windows] == ["silent"] * 3
-    assert protocol.foreign == 150
+        stream.close()
+
+
+def _shared(stream: CallerAudioStream) -> Any:
+    return stream._socket
+
+
+async def test_calls_share_a_socket_each_hearing_its_own_sender() -> None:
+    """Calls share a UDP port (one socket read per batch, not one per call and packet), each
+    taking only its sender's RTP; two senders with the same port number on two addresses
+    (two PBXs) are told apart by the address. A socket closes with its last call."""
+    heard: dict[str, list[WindowFeatures]] = {"noise": [], "zero": [], "other_pbx": []}
+    streams = {name: await open_caller_audio(
+        "127.0.0.1", "ulaw", ClassifierSettings(), 1000, windows.append
+    ) for name, windows in heard.items()}
+    ports = {stream.port for stream in streams.values()}
+    assert len(ports) == 1
+    noise = pcm_to_ulaw(CASES_8K["loud_noise"][1])
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a, \
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b, \
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
+            a.bind(("127.0.0.1", 0))
+            b.bind(("127.0.0.1", 0))
+            # the same port number as a's, from another address of this host
+            c.bind(("127.0.0.2", a.getsockname()[1]))
+            streams["noise"].hear_only(a.getsockname()[1], "127.0.0.1")
+            streams["zero"].hear_only(b.getsockname()[1])
+            streams["other_pbx"].hear_only(a.getsockname()[1], "127.0.0.2")
+            port = ports.pop()
+            for seq, start in enumerate(range(0, 8000 * 2, 160)):
+                a.sendto(rtp(seq, noise[start : start + 160]), ("127.0.0.1", port))
+                b.sendto(rtp(seq, bytes([0xFF]) * 160), ("127.0.0.1", port))
+                c.sendto(rtp(seq, bytes([0xFF]) * 160), ("127.0.0.1", port))
+                if seq % 20 == 0:
+                    await asyncio.sleep(0.001)
+        await _until(lambda: all(len(w) >= 2 for w in heard.values()))
+    finally:
+        shared = _shared(streams["noise"])
+        for stream in streams.values():
+            assert not shared.closed
+            stream.close()
+            stream.close()  # idempotent
+    assert [w.kind for w in heard["noise"]] == ["noisy"] * 2
+    assert [w.kind for w in heard["zero"]] == ["silent"] * 2
+    assert [w.kind for w in heard["other_pbx"]] == ["silent"] * 2
+    assert shared.foreign == 0
+    assert shared.closed
+
+
+async def test_a_full_socket_sends_new_calls_to_the_next() -> None:
+    streams = [await open_caller_audio("127.0.0.1", "slin", ClassifierSettings(), 1000,
+                                       lambda w: None)
+               for _ in range(STREAMS_PER_SOCKET + 1)]
+    try:
+        assert len({s.port for s in streams[:-1]}) == 1
+        assert streams[-1].port != streams[0].port
+    finally:
+        for stream in streams:
+            stream.close()
+    # and a new call after a closed socket gets a working one
+    fresh = await open_caller_audio("127.0.0.1", "slin", ClassifierSettings(), 1000,
+                                    lambda w: None)
+    try:
+        assert not _shared(fresh).closed
+    finally:
+        fresh.close()
+
+
+def test_a_stream_fed_datagrams_directly_skips_headers_and_padding() -> None:
+    """The slow path (CSRCs, extension, padding), as benchmarks feed it."""
+    windows: list[WindowFeatures] = []
+    stream = CallerAudioStream("ulaw", ClassifierSettings(), 1000, windows.append)
+    padded = bytes([0xA0, 0]) + bytes(10) + bytes([0xFF]) * 160 + bytes([0, 0, 3])
+    for _ in range(50):
+        stream.datagram_received(padded, ("127.0.0.1", 1))
+    assert stream.packets == 50
+    assert [w.kind for w in windows] == ["silent"]
 
 
 # --- the labelled evaluation subset ------------------------------------------------------------
@@ -433,3 +523,74 @@ def test_a_quiet_caller_through_the_classifier_never_starts_the_silent_call() ->
     started = [a.procedure for a in sim.audits("procedure_started")]
     assert "silent_call" not in started
     assert started[0] == "quiet"
+
+
+def test_digital_silence_is_measured_the_same_without_decoding_it() -> None:
+    """Windows of digital zero take a short cut (no decoding; once the history is all pause,
+    the measures kept): the features of every window, and of the windows after them, are
+    those of the full computation, whatever came before and after."""
+    rng = np.random.default_rng(11)
+    zero = bytes(16000)
+    hiss = (rng.standard_normal(8000 * 3) * 32767 * 10 ** (-60 / 20)).astype("<i2").tobytes()
+    loud = pcm_to_ulaw(CASES_8K["loud_noise"][1])
+    speech = ulaw_to_pcm(loud)[: 16000 * 3]
+    half = bytes(8000) + hiss[:8000]  # a window half zero
+    sequence = [hiss[:16000], zero, zero, speech[:16000], zero, half] + [zero] * 12 + [
+        speech[16000:32000], hiss[16000:32000]] + [zero] * 9 + [speech[32000:48000], zero]
+    for window_ms in (1000, 200):
+        fast = AudioClassifier(ClassifierSettings(), 8000, window_ms)
+        full = AudioClassifier(ClassifierSettings(), 8000, window_ms)
+        full._zero = b"never a window"
+        steady = 0
+        for chunk in sequence:
+            assert fast.feed(chunk) == full.feed(chunk)
+            steady += fast._steady is not None
+        assert fast._empty_run == full._empty_run
+        assert steady >= 5  # the kept measures were used
+
+
+def test_zero_window_pause_count_matches_the_frame_by_frame_count() -> None:
+    for n in (1, 2, 3, 4, 50):
+        for run in range(0, 7):
+            c = AudioClassifier(ClassifierSettings(), 8000, n * 20)
+            c._empty_run = run
+            expected = c._pause_frames(np.ones(n, dtype=bool))
+            c._empty_run = run
+            c._measure_zero()
+            assert c._powers.size == expected
+            assert c._empty_run == run + n
+
+
+async def test_shared_sockets_read_one_datagram_at_a_time_where_there_is_no_recvmmsg(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same tests through the one-at-a-time path (another OS); on Linux the batches
+    (recvmmsg) are what the tests above went through."""
+    probe = await open_caller_audio("127.0.0.1", "slin", ClassifierSettings(), 1000,
+                                    lambda w: None)
+    batched = _shared(probe)._batch is not None
+    probe.close()
+    assert batched == sys.platform.startswith("linux")
+    monkeypatch.setattr(rtp_stream, "USE_BATCH", False)
+    await test_rtp_endpoint_hears_only_its_sender()
+    await test_calls_share_a_socket_each_hearing_its_own_sender()
+    await test_rtp_endpoint_classifies_a_ulaw_stream()
+
+
+async def test_batches_larger_than_one_read_are_all_heard(monkeypatch: pytest.MonkeyPatch) -> None:
+    """More datagrams queued than one system call reads (a late tick): all are taken."""
+    monkeypatch.setattr(rtp_stream, "BATCH_DATAGRAMS", 4)
+    windows: list[WindowFeatures] = []
+    stream = await open_caller_audio("127.0.0.1", "ulaw", ClassifierSettings(), 1000,
+                                     windows.append)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            stream.hear_only(sock.getsockname()[1])
+            for seq in range(100):  # 2 s, sent at once
+                sock.sendto(rtp(seq, bytes([0xFF]) * 160), ("127.0.0.1", stream.port))
+        await _until(lambda: len(windows) >= 2)
+    finally:
+        stream.close()
+    assert stream.packets == 100
+    assert [w.kind for w in windows] == ["silent", "silent"]

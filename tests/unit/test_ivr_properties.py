@@ -8,6 +8,7 @@
   conversation, or waiting for the agent) in a bounded number of steps;
 - no dead air: whenever a procedure ends without hanging up, the caller is at once with an
   agent, hearing a prompt, in the queue, or in a node that will act (a timer or a menu);
+- a step leaves the state it was given as it was (it changes a copy);
 - no hang-up on a present caller: a procedure hangs up only after its presence check was
   answered "absent" (or "unknown"), or went unanswered past its bound.
 
@@ -17,6 +18,7 @@ with every procedure on top (breadth first, states merged by what decides their 
 
 from __future__ import annotations
 
+import copy
 from collections import deque
 from collections.abc import Hashable
 from typing import Any
@@ -106,7 +108,10 @@ class IvrCall(RuleBasedStateMachine):
         if isinstance(event, e.CallerPresence) and event.present:
             self.answered_present.add(event.check)
         was_ended = self.ended
+        before, as_given = self.state, copy.deepcopy(self.state)
         self.state, out = self.m.step(self.state, event)
+        # pure: the state given is left as it was (the step changes a private copy)
+        assert before == as_given, f"{event} changed the state it was given"
         if isinstance(event, e.HangUp):
             self.ended = True
         for command in out:
@@ -343,3 +348,21 @@ IvrCall.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestIvrCallProperties = IvrCall.TestCase
+
+
+def test_a_step_copies_every_mutable_part_of_the_state() -> None:
+    """The step's private copy shares only what cannot change (the frozen context, strings,
+    times): a field added to CallState with a mutable value must be copied there too."""
+    m = machine()
+    state = m.new_call(CallContext("c1", "zh", SLOTS), "agent_greeting")
+    state, _ = m.step(state, e.Answered(OPEN))
+    state, _ = m.step(state, e.StartProcedure("silent_call", "agent"))
+    state, _ = m.step(state, e.AudioClassified("silent", -90.0, 0.0))
+    assert state.procedure is not None
+    assert state.audio_detail is not None
+    state.auto_starts["noisy"] = 1
+    after, _ = m.step(state, e.Dtmf("5"))
+    immutable = (str, int, float, bool, type(None), Phase, CallContext, type(OPEN))
+    for name in CallState.__dataclass_fields__:
+        mine, theirs = getattr(state, name), getattr(after, name)
+        assert isinstance(mine, immutable) or mine is not theirs, f"{name} is shared"

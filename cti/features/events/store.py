@@ -15,9 +15,9 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cti.events import Bus, DomainEvent, Envelope, event_from_record, event_record
@@ -29,6 +29,7 @@ log = get_logger(__name__)
 
 BACKLOG_MAX = 200_000  # events kept in memory while the database is away (about 200 MB)
 RETRY_S = 1.0
+EVENTS = cast(Table, EventRow.__table__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +72,8 @@ class EventLog:
         self._backlog = []
         try:
             async with self.sessions.begin() as session:
-                await session.execute(insert(EventRow), rows)
+                # the table, not the mapped class: the ORM's bulk path cost a third more
+                await session.execute(insert(EVENTS), rows)
         except Exception as exc:
             self.failures += 1
             if not db_unavailable(exc) and await self._append_untaken(rows, exc):
@@ -98,7 +100,7 @@ class EventLog:
                     EventRow.seq.between(min(seqs), max(seqs)))))
                 fresh = [r for r in rows if r["seq"] not in taken]
                 if fresh:
-                    await session.execute(insert(EventRow), fresh)
+                    await session.execute(insert(EVENTS), fresh)
         except Exception:  # still refused: kept, as any failed batch
             return False
         self.written += len(fresh)

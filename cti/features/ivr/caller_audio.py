@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from cti.domain.audio_classifier import WindowFeatures
 from cti.domain.ivr.config import DetectionSettings
 from cti.features.calls.registry import CallRegistry
-from cti.platform.audio.rtp_stream import CallerAudioProtocol, open_caller_audio
+from cti.platform.audio.rtp_stream import CallerAudioStream, open_caller_audio
 from cti.platform.errors import TelephonyError
 from cti.platform.log import get_logger
 from cti.platform.ports import ChannelInfo, Telephony
@@ -40,7 +40,7 @@ class CallerAudioTap:
         self.registry = registry
         self.detection = detection
         self.host = host
-        self._transport: asyncio.DatagramTransport | None = None
+        self._stream: CallerAudioStream | None = None
         self._bridge: str | None = None
         self._channels: list[str] = []
 
@@ -48,10 +48,11 @@ class CallerAudioTap:
         self, call_id: str, caller_channel: str, on_window: Callable[[WindowFeatures], None]
     ) -> None:
         fmt = self.detection.tap_format
-        transport, port = await open_caller_audio(
+        stream = await open_caller_audio(
             self.host, fmt, self.detection.classifier, self.detection.window_ms, on_window
         )
-        self._transport = transport
+        self._stream = stream
+        port = stream.port
         # Ids of this tap's own: a process that adopts the call makes its tap while the dead
         # process's one may still be there (the resync hangs that up and removes its bridge).
         tag = uuid.uuid4().hex[:8]
@@ -81,7 +82,7 @@ class CallerAudioTap:
                     raise outcome
             media = made[1]
             assert isinstance(media, ChannelInfo)
-            await self._listen_only_to(media_id, media.variables, transport)
+            await self._listen_only_to(media_id, media.variables, stream)
             await self._add_when_in_stasis(bridge_id, [snoop_id, media_id])
         except BaseException:
             self.close_socket()  # the PBX side is cleaned up by stop()
@@ -89,13 +90,11 @@ class CallerAudioTap:
         log.info("audio_tap.started", port=port)
 
     async def _listen_only_to(
-        self, media_id: str, variables: Mapping[str, str], transport: asyncio.DatagramTransport
+        self, media_id: str, variables: Mapping[str, str], stream: CallerAudioStream
     ) -> None:
         """Hear only the externalMedia channel's RTP port (Asterisk names it in a variable,
-        returned with the channel since Asterisk 16.6; asked for when it is not)."""
-        protocol = transport.get_protocol()
-        if not isinstance(protocol, CallerAudioProtocol):
-            return
+        returned with the channel since Asterisk 16.6; asked for when it is not). The port
+        is shared with other calls' RTP: a tap whose sender stays unknown hears nothing."""
         port = variables.get("UNICASTRTP_LOCAL_PORT")
         if port is None:
             try:
@@ -104,7 +103,9 @@ class CallerAudioTap:
                 log.warning("audio_tap.sender_unknown", error=exc.message)
                 return
         if port.isdigit():
-            protocol.sender_port = int(port)
+            # Its address too: two PBXs may send from the same port number.
+            address = variables.get("UNICASTRTP_LOCAL_ADDRESS", "").strip("[]")
+            stream.hear_only(int(port), address or None)
         else:
             log.warning("audio_tap.sender_unknown", value=port)
 
@@ -125,9 +126,9 @@ class CallerAudioTap:
 
     def close_socket(self) -> None:
         """Stop receiving the caller's audio now (synchronous: safe from a done-callback)."""
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
 
     async def stop(self) -> None:
         for ch in self._channels:

@@ -47,6 +47,7 @@ def _insert_for(dialect: str) -> Any:
 class CheckpointStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
+        self._upserts: dict[str, Any] = {}
 
     async def write(self, keep: list[Checkpoint], drop: list[str]) -> None:
         """Upsert `keep` (one row per call) and delete `drop`, in one transaction."""
@@ -56,14 +57,22 @@ class CheckpointStore:
                     delete(IvrCheckpointRow).where(IvrCheckpointRow.call_id.in_(drop))
                 )
             if keep:
-                insert = _insert_for(session.get_bind().dialect.name)(IvrCheckpointRow)
                 await session.execute(
-                    insert.on_conflict_do_update(
-                        index_elements=[IvrCheckpointRow.call_id],
-                        set_={"at": insert.excluded.at, "data": insert.excluded.data},
-                    ),
+                    self._upsert(session.get_bind().dialect.name),
                     [{"call_id": cp.call_id, "at": cp.at, "data": to_json(cp)} for cp in keep],
                 )
+
+    def _upsert(self, dialect: str) -> Any:
+        """The keyed upsert, made once (20 writes a second under load: building it each time
+        cost more than its rows)."""
+        upsert = self._upserts.get(dialect)
+        if upsert is None:
+            insert = _insert_for(dialect)(IvrCheckpointRow)
+            upsert = self._upserts[dialect] = insert.on_conflict_do_update(
+                index_elements=[IvrCheckpointRow.call_id],
+                set_={"at": insert.excluded.at, "data": insert.excluded.data},
+            )
+        return upsert
 
     async def sweep(self, before: datetime) -> int:
         """Delete checkpoints older than `before` whose call is not open in the call log (it

@@ -96,6 +96,8 @@ class Rollups:
         self.seq = 0  # the last event folded
         self.at: datetime | None = None
         self.failures = 0
+        self.unwritten = False  # figures a failed write left in the fold
+        self.transactions = 0
         if bus is not None:
             bus.subscribe_batches("reports.rollups", self._on_batch)
 
@@ -144,14 +146,23 @@ class Rollups:
 
     async def _on_batch(self, batch: Sequence[Envelope]) -> None:
         last: Envelope | None = None
+        folded = False
         for env in batch:
             if env.seq <= self.seq:
                 continue
             if type(env.event).__name__ in _STATS_TYPES:
                 self.fold.apply(env.event)
+                folded = True
             last = env
-        if last is not None:
+        if last is None:
+            return
+        if folded or self.unwritten:
             await self.flush(last.seq, last.event.at)
+        else:
+            # Nothing to roll up (a call's IVR steps, say: most batches): no transaction. The
+            # kept position stays at the last batch that had figures, which a restart's
+            # catch-up (stats events only) finds the same as this one.
+            self.seq, self.at = last.seq, last.event.at
 
     async def add(self, events: Sequence[tuple[int, DomainEvent]]) -> None:
         """Roll up events already numbered (a bulk load of history, like the benchmark's)."""
@@ -183,7 +194,10 @@ class Rollups:
                 for agent_id, a in agent_figures.items():
                     self.fold.agent(agent_id, bucket).add(a)
             log.error("report_rollups.write_failed", error=f"{exc.__class__.__name__}: {exc}")
+            self.unwritten = True
             return
+        self.unwritten = False
+        self.transactions += 1
         self.seq, self.at = seq, at
 
     async def _write(self, deltas: dict[tuple[datetime, str, str], Any], seq: int,
