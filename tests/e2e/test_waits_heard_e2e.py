@@ -47,7 +47,12 @@ from tests.e2e.test_procedures_e2e import (
     utc,
 )
 
-pytestmark = pytest.mark.e2e
+# One backend: the waits heard are the subject. PostgreSQL, so the procedure audit is read back
+# from it on a real call (test_procedures_e2e.py runs on SQLite).
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.parametrize("database_url", ["postgresql"], indirect=True),
+]
 
 FRAME_S = 0.020  # the tolerance: one RTP frame
 WAIT_S = 5.0  # rows 4, 6b; row 5b's default (procedures.quiet_hangup_seconds)
