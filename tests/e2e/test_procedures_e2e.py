@@ -49,11 +49,11 @@ from tests.e2e import media
 from tests.e2e.conftest import EventLog, RunningService, service_settings, wait_until
 from tests.e2e.pbx import Pbx, SippResult, run_sipp
 
-# One backend (the embedded default): the waits are the subject. The procedure audit is read
-# back on PostgreSQL by test_waits_heard_e2e.py, on SQLite here and in test_ivr_runner.py.
+# One backend: the waits are the subject. PostgreSQL, so the procedure audit is read back from
+# it on a real call; on SQLite by test_waits_heard_e2e.py and tests/unit/test_ivr_runner.py.
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
+    pytest.mark.parametrize("database_url", ["postgresql"], indirect=True),
 ]
 
 SPEC_WAIT_S = 5.0  # rows 4 and 6b, and row 5b's default
