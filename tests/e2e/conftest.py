@@ -20,6 +20,28 @@ from tests.e2e.pbx import Pbx
 DATA = Path(__file__).resolve().parent / "data"
 REPO_FLOWS = Path(__file__).resolve().parents[2] / "ivr_flows"
 
+# The e2e modules that run `alone` (scripts/test runs them after the others, one at a time):
+# they time waits on the line to +-250 ms or less (a loaded machine moves a hang-up by more),
+# or render and install the prompts into the sounds directory every instance plays from.
+# The others run on pytest-xdist workers, each with sandbox Asterisk instances of its own.
+ALONE = {
+    "test_waits_heard_e2e.py",  # every wait heard to one 20 ms frame
+    "test_procedures_e2e.py",  # the procedures' 5 s waits +-250 ms; installs the prompts
+    "test_node_takeover_e2e.py",  # the takeover's timings +-250 ms; installs the prompts
+    "test_restart_resume_e2e.py",  # the procedure's deadline kept over a kill -9; installs
+    "test_cluster_outages_e2e.py",  # installs the prompts
+    "test_scripted_calls_figures_e2e.py",  # waits and talk times within half a second
+    "test_agent_desk_e2e.py",  # the noisy line's goodbye -> hang-up +-250 ms
+    "test_queue_announcements_e2e.py",  # the announcement ends within 0.2 s of the bridge
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects on the marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.parent == DATA.parent and item.path.name in ALONE:
+            item.add_marker(pytest.mark.alone)
+
 
 @pytest.fixture(scope="session")
 def pbx() -> Iterator[Pbx]:

@@ -111,11 +111,13 @@ class Pbx:
     started: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
-        suffix = os.environ.get("CTI_E2E_INSTANCE_SUFFIX")
-        if suffix and self.name != "main":
-            # Two test runs on one machine (two checkouts) must not share an instance: each
-            # would take the other's calls (an instance already up is used as it is).
-            self.name = f"{self.name}-{suffix}"
+        # Two test runs on one machine (two checkouts), or two pytest-xdist workers of one run
+        # (PYTEST_XDIST_WORKER: gw0, gw1, ...), must not share an instance: each would take the
+        # other's calls (an instance already up is used as it is).
+        if self.name != "main":
+            suffixes = (os.environ.get("CTI_E2E_INSTANCE_SUFFIX"),
+                        os.environ.get("PYTEST_XDIST_WORKER"))
+            self.name = "-".join([self.name, *filter(None, suffixes)])
         if self.name != "main":
             self.http_port = self.http_port or free_port("tcp")
             self.sip_port = self.sip_port or free_port("udp")

@@ -45,6 +45,9 @@ async def test_operation_on_a_missing_channel_is_channel_gone(pbx: Pbx) -> None:
         await client.close()
 
 
+# One backend: the ARI adapter is the subject; the call log on both backends is proven by
+# tests/service/test_call_repository.py.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_asterisk_restart_mid_call_service_reconnects_and_closes_the_lost_call(
     pbx: Pbx, cti: RunningService
 ) -> None:

@@ -13,7 +13,13 @@ from cti.runtime import Service
 from tests.e2e.conftest import EventLog, RunningService, service_settings, wait_until
 from tests.e2e.pbx import Pbx, run_sipp
 
-pytestmark = pytest.mark.e2e
+# One backend: the call log is stored and read back on SQLite and PostgreSQL by
+# tests/service/test_call_repository.py (with a restarted service's routing attributes); here the
+# call itself is the subject, on the embedded default (SQLite).
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
+]
 
 
 def _started(log: EventLog) -> str:

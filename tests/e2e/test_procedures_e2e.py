@@ -12,7 +12,7 @@ the silent-call goodbye hears the flow's next step at once; one who speaks in th
 the agent's hang-up request is found there when the hang-up is due, and not hung up on.
 
 The callers of one test run at once against one service (as on a real line), so the whole file
-takes about as long as its longest call, twice (SQLite and PostgreSQL): ~3.5 min, with Mandarin
+takes about as long as its longest call: ~1.5 min (one database, see pytestmark), with Mandarin
 prompts at a person's pace (docs/prompts.md: the row 1 greeting ~5.9 s, the goodbye ~5.5 s).
 
     .venv/bin/pytest tests/e2e/test_procedures_e2e.py -q -s    (-s prints every measured wait)
@@ -49,7 +49,12 @@ from tests.e2e import media
 from tests.e2e.conftest import EventLog, RunningService, service_settings, wait_until
 from tests.e2e.pbx import Pbx, SippResult, run_sipp
 
-pytestmark = pytest.mark.e2e
+# One backend: the waits are the subject. PostgreSQL, so the procedure audit is read back from
+# it on a real call; on SQLite by test_waits_heard_e2e.py and tests/unit/test_ivr_runner.py.
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.parametrize("database_url", ["postgresql"], indirect=True),
+]
 
 SPEC_WAIT_S = 5.0  # rows 4 and 6b, and row 5b's default
 TOLERANCE_S = 0.25

@@ -33,7 +33,11 @@ from cti.runtime import Service
 from tests.e2e.conftest import EventLog, call_from, flows_dir, service_settings, wait_until
 from tests.e2e.pbx import AgentPhone, Pbx, SippResult, register_agent, run_sipp
 
-pytestmark = pytest.mark.e2e
+# One backend: what the waiting caller hears is the subject, not the database.
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
+]
 
 EVERY_S = 10  # the announcement (zh, position + wait) lasts about 8 s
 

@@ -31,7 +31,12 @@ from tests.e2e import media
 from tests.e2e.conftest import EventLog, call_from, flows_dir, service_settings, wait_until
 from tests.e2e.pbx import Pbx, run_sipp
 
-pytestmark = pytest.mark.e2e
+# One backend: the voicemail and call-back rows are stored on both backends by
+# tests/api/test_fallback_api.py and tests/service/test_pending_callbacks.py.
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
+]
 
 VOICEMAIL_CALLER = "+8613800000801"
 CALLBACK_CALLER = "+8613800000802"

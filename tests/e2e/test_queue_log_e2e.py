@@ -32,7 +32,13 @@ from cti.runtime import Service
 from tests.e2e.conftest import DATA, call_from, flows_dir, service_settings, wait_until
 from tests.e2e.pbx import AgentPhone, Pbx, SippResult, register_agent, run_sipp
 
-pytestmark = pytest.mark.e2e
+# One backend: the queue_log lines are the subject; the event log they are read from is kept
+# and read back on both backends by tests/service/test_event_log.py and
+# tests/unit/test_queue_log_export.py.
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
+]
 
 REPO = Path(__file__).resolve().parents[2]
 

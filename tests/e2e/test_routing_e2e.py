@@ -43,7 +43,7 @@ from tests.e2e.conftest import (
 from tests.e2e.pbx import AgentMode, AgentPhone, Pbx, SippResult, register_agent, run_sipp
 
 # Routing does not depend on the database backend; one backend keeps the file under 3 minutes
-# (the call log on both backends is proven by test_first_call.py).
+# (the call log on both backends is proven by tests/service/test_call_repository.py).
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.parametrize("database_url", ["postgresql"], indirect=True),

@@ -51,7 +51,8 @@ from tests.e2e.test_routing_e2e import (
     _stop,
 )
 
-# Transfers do not depend on the database backend (the call log on both is test_first_call's).
+# Transfers do not depend on the database backend (the call log on both is proven by
+# tests/service/test_call_repository.py).
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.parametrize("database_url", ["postgresql"], indirect=True),

@@ -1,5 +1,5 @@
 """The whole phrase library as the caller hears it (docs/prompts.md): every phrase in both
-languages rendered as `cti phrases render` renders it (once per test session, in tmp), filled
+languages rendered as `cti phrases render` renders it (into its cache, scripts_lib/audio), filled
 with every value the library renders in advance, the settings' company names and agent ids;
 each prompt within 1.3x a person's time, the Mandarin greeting within 6 s, no silence at
 either end of any sound file, one loudness, the telephone band, and espeak-ng's phonemes
@@ -7,6 +7,7 @@ covering every syllable of the text."""
 
 from __future__ import annotations
 
+import fcntl
 import re
 import subprocess
 import wave
@@ -51,12 +52,19 @@ def library() -> PhraseLibrary:
 
 
 @pytest.fixture(scope="module")
-def rendered(library: PhraseLibrary, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Every sound file of the library, rendered once for this module (~270 files)."""
+def rendered(library: PhraseLibrary) -> Path:
+    """Every sound file of the library (~270 files), as `cti phrases render` leaves them in
+    scripts_lib/audio/rendered: rendered there unless its manifest says a file is already made
+    from the same text and render settings. One cache for every pytest-xdist worker (under a
+    lock) and for the e2e tests, which install the same files: rendered once, not per worker
+    and again for the e2e tests."""
     plan = library.render_plan({"company": {"zh": [COMPANY.name], "en": [COMPANY.name_en]}})
-    out = tmp_path_factory.mktemp("prompts")
-    render_all(plan, out)
-    return out / "rendered"
+    audio = PHRASES_DIR / "audio"
+    (audio / "rendered").mkdir(parents=True, exist_ok=True)
+    with (audio / "rendered" / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        render_all(plan, audio)
+    return audio / "rendered"
 
 
 @pytest.fixture(scope="module")

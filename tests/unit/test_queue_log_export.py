@@ -72,10 +72,10 @@ async def kept_events(url: str, events: Sequence[DomainEvent]) -> None:
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'events.db'}"
-    await kept_events(url, EVENTS)
-    return url
+async def db(database_url: str) -> str:
+    """The events kept on each backend (the queue_log e2e test reads them from SQLite only)."""
+    await kept_events(database_url, EVENTS)
+    return database_url
 
 
 async def test_a_window_gives_its_lines_with_what_came_before_it(db: str) -> None:
