@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
 import tempfile
+import uuid
 import wave
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -299,7 +301,9 @@ def finish(x: Samples, rate: int = SAMPLE_RATE) -> Samples:
 def write_wav(x: Samples, target: Path, rate: int = SAMPLE_RATE) -> None:
     pcm = np.clip(np.round(x * 32768), -32768, 32767).astype("<i2")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp.wav")
+    # A name of its own, then one rename: a PBX (or another process rendering the same prompt
+    # into a shared sounds folder) sees the old file or the whole new one, never half of it.
+    tmp = target.with_name(f".{target.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.wav")
     with wave.open(str(tmp), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
@@ -401,7 +405,11 @@ def install(audio_dir: Path, sounds_dir: Path) -> int:
     sounds_dir.mkdir(parents=True, exist_ok=True)
     count = 0
     for wav in sorted((audio_dir / "rendered").glob("*.wav")):
-        shutil.copy2(wav, sounds_dir / wav.name)
+        if wav.name.startswith("."):  # another process's file being written
+            continue
+        tmp = sounds_dir / f".{wav.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.wav"
+        shutil.copy2(wav, tmp)
+        tmp.replace(sounds_dir / wav.name)  # whole or not at all, as in write_wav
         count += 1
     return count
 
