@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from cti.domain.calls import Call, CallState, answered, ended
-from cti.features.calls.storage import CallRepository
+from cti.features.calls.storage import SAVED_COLUMNS, CallRepository, _row_values
 from cti.platform.db.base import make_engine, make_sessionmaker
 
 T0 = datetime(2026, 3, 1, 8, 30, 15, 123000, tzinfo=UTC)
@@ -53,3 +53,11 @@ async def test_routing_attributes_are_kept_for_a_restarted_service(database_url:
         assert bare.attributes == {}
     finally:
         await engine.dispose()
+
+
+def test_a_save_sets_exactly_the_saved_columns() -> None:
+    # The upsert's SET list is SAVED_COLUMNS: a value _row_values gave that it lacked would be
+    # inserted but never updated, and a column it listed without a value would be nulled.
+    call = Call("c1", "c1", "+4930", "", "4000", datetime(2026, 1, 5, tzinfo=UTC))
+    assert set(_row_values(call)) == set(SAVED_COLUMNS)
+    assert "direction" not in SAVED_COLUMNS

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from cti.domain.calls import Call, CallState
 from cti.platform.db.health import db_unavailable, describe
 from cti.platform.db.tables.calls import CallRow
+from cti.platform.db.upsert import upsert
 from cti.platform.log import get_logger
 
 log = get_logger(__name__)
@@ -70,31 +69,11 @@ def _from_row(row: CallRow) -> Call:
     )
 
 
-def _insert_for(dialect: str) -> Any:
-    """The dialect's INSERT, which has ON CONFLICT DO UPDATE (both PostgreSQL and SQLite)."""
-    if dialect == "postgresql":
-        return postgresql.insert
-    if dialect == "sqlite":
-        return sqlite.insert
-    raise NotImplementedError(f"call log upsert on {dialect}")
-
-
-_UPSERTS: dict[str, Any] = {}
-
-
-def _upsert_for(dialect: str) -> Any:
-    """One upsert statement per dialect, built once and executed with each call's values:
-    building it per save (the table's `excluded` alias, its columns, the ORM's bulk
-    handling) cost more CPU than the database round trips, on every call's path."""
-    stmt = _UPSERTS.get(dialect)
-    if stmt is None:
-        insert = _insert_for(dialect)(CallRow.__table__)
-        # The columns a save writes (not `direction`, set once by whoever made the row).
-        keys = list(_row_values(Call("", "", "", "", "", datetime.now(UTC))))
-        stmt = _UPSERTS[dialect] = insert.on_conflict_do_update(
-            index_elements=["id"], set_={k: insert.excluded[k] for k in keys}
-        )
-    return stmt
+# The columns a save writes: all but the key and `direction` (set once by whoever made the
+# row); _row_values gives exactly these (tested).
+SAVED_COLUMNS = tuple(
+    c.name for c in CallRow.__table__.columns if c.name not in ("id", "direction")
+)
 
 
 class CallRepository:
@@ -140,8 +119,8 @@ class CallRepository:
         async with self._sessions() as session, session.begin():
             # One upsert statement: a call is saved four times or more, and the ORM's
             # select-then-flush cost twice the round trips and most of the CPU of a call.
-            await session.execute(_upsert_for(session.bind.dialect.name),
-                                  {"id": call.id, **_row_values(call)})
+            stmt = upsert(CallRow, session.bind.dialect.name, "id", SAVED_COLUMNS)
+            await session.execute(stmt, {"id": call.id, **_row_values(call)})
 
     def _forget_lock(self, call: Call) -> None:
         lock = self._locks.get(call.id)

@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import delete, exists, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cti.domain.ivr.checkpoint import Checkpoint, CheckpointUnreadable, from_json, to_json
 from cti.platform.db.tables.calls import CallRow
 from cti.platform.db.tables.ivr import IvrCheckpointRow
+from cti.platform.db.upsert import upsert
 from cti.platform.log import get_logger
 
 log = get_logger(__name__)
@@ -36,18 +35,9 @@ RETRY_S = 1.0
 CHECKPOINT_SWEEP_AGE = timedelta(minutes=1)
 
 
-def _insert_for(dialect: str) -> Any:
-    if dialect == "postgresql":
-        return postgresql.insert
-    if dialect == "sqlite":
-        return sqlite.insert
-    raise NotImplementedError(f"checkpoint upsert on {dialect}")
-
-
 class CheckpointStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
-        self._upserts: dict[str, Any] = {}
 
     async def write(self, keep: list[Checkpoint], drop: list[str]) -> None:
         """Upsert `keep` (one row per call) and delete `drop`, in one transaction."""
@@ -58,21 +48,10 @@ class CheckpointStore:
                 )
             if keep:
                 await session.execute(
-                    self._upsert(session.get_bind().dialect.name),
+                    upsert(IvrCheckpointRow, session.get_bind().dialect.name, "call_id",
+                           ("at", "data")),
                     [{"call_id": cp.call_id, "at": cp.at, "data": to_json(cp)} for cp in keep],
                 )
-
-    def _upsert(self, dialect: str) -> Any:
-        """The keyed upsert, made once (20 writes a second under load: building it each time
-        cost more than its rows)."""
-        upsert = self._upserts.get(dialect)
-        if upsert is None:
-            insert = _insert_for(dialect)(IvrCheckpointRow)
-            upsert = self._upserts[dialect] = insert.on_conflict_do_update(
-                index_elements=[IvrCheckpointRow.call_id],
-                set_={"at": insert.excluded.at, "data": insert.excluded.data},
-            )
-        return upsert
 
     async def sweep(self, before: datetime) -> int:
         """Delete checkpoints older than `before` whose call is not open in the call log (it
