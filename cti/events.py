@@ -677,9 +677,11 @@ class Bus(Protocol):
         ...
 
     def subscribe_batches(
-        self, name: str, handler: BatchHandler, max_batch: int = 500, *, everywhere: bool = False
+        self, name: str, handler: BatchHandler, max_batch: int = 500, *,
+        everywhere: bool = False, settle_s: float = 0.0,
     ) -> None:
-        """`handler([envelopes])` with whatever queued up meanwhile (stores, exporters)."""
+        """`handler([envelopes])` with whatever queued up meanwhile (stores, exporters);
+        with `settle_s`, at most about one batch per `settle_s` (drain() cuts it short)."""
         ...
 
     async def drain(self, timeout: float = 10.0) -> bool:

@@ -12,6 +12,7 @@ process this is all there is, and `everywhere` changes nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,7 @@ class _Subscriber:
     handler: Handler | None = None
     batch_handler: BatchHandler | None = None
     max_batch: int = 500
+    settle_s: float = 0.0  # after a batch, let the next gather this long (unless draining)
     everywhere: bool = False  # also other nodes' events (a cluster)
     queue: asyncio.Queue[Envelope] = field(default_factory=asyncio.Queue)
     task: asyncio.Task[None] | None = None
@@ -44,6 +46,8 @@ class InProcessBus:
         # each tested against every subscriber's kinds once per type instead of each time.
         self._wanting: dict[type[Any], list[_Subscriber]] = {}
         self._closed = False
+        self._hurry = asyncio.Event()  # set while someone drains: nobody settles
+        self._drains = 0
 
     @property
     def last_seq(self) -> int:
@@ -76,11 +80,15 @@ class InProcessBus:
         self._wanting.clear()
 
     def subscribe_batches(
-        self, name: str, handler: BatchHandler, max_batch: int = 500, *, everywhere: bool = False
+        self, name: str, handler: BatchHandler, max_batch: int = 500, *,
+        everywhere: bool = False, settle_s: float = 0.0,
     ) -> None:
+        """`settle_s`: after each batch, wait that long before taking the next, so a handler
+        whose cost is per batch (a transaction) runs at most about once per `settle_s` however
+        fast events come; `drain()` cuts the wait short."""
         self._subscribers.append(
             _Subscriber(name, None, batch_handler=handler, max_batch=max_batch,
-                        everywhere=everywhere)
+                        settle_s=settle_s, everywhere=everywhere)
         )
         self._wanting.clear()
 
@@ -98,6 +106,8 @@ class InProcessBus:
         """Wait until every subscriber has handled everything published so far (tests,
         shutdown, a read that must see what just happened). Events published meanwhile by
         handlers are waited for too. False when `timeout` passed first (logged)."""
+        self._drains += 1
+        self._hurry.set()
         try:
             async with asyncio.timeout(timeout):
                 while True:
@@ -110,6 +120,10 @@ class InProcessBus:
             behind = {s.name: s.queue.qsize() for s in self._subscribers if s.queue.qsize()}
             log.warning("bus.drain_timeout", timeout_s=timeout, behind=behind)
             return False
+        finally:
+            self._drains -= 1
+            if not self._drains:
+                self._hurry.clear()
 
     async def aclose(self, timeout: float = 5.0) -> None:
         """Deliver what is queued (within `timeout`), then stop the subscribers' tasks."""
@@ -151,3 +165,7 @@ class InProcessBus:
             finally:
                 for _ in batch:
                     sub.queue.task_done()
+            if sub.settle_s and not self._hurry.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(sub.settle_s):
+                        await self._hurry.wait()

@@ -88,6 +88,42 @@ async def test_batches_get_what_queued_up_meanwhile_in_order() -> None:
     assert len(batches) < 5  # batched, not one by one
 
 
+async def test_a_settling_subscriber_takes_what_came_meanwhile_as_one_batch() -> None:
+    bus = InProcessBus()
+    batches: list[list[int]] = []
+
+    async def store(batch: list[Envelope]) -> None:
+        batches.append([e.seq for e in batch])
+
+    bus.subscribe_batches("rollups", store, settle_s=0.3)
+    bus.publish(CallArrived("c1", AT, "+1", "4000", "ch1"))
+    await asyncio.sleep(0.05)  # the first batch is taken alone, then the subscriber settles
+    for _ in range(10):
+        bus.publish(CallAnswered("c1", AT))
+        await asyncio.sleep(0.01)
+    assert batches == [[1]]  # still settling: nothing more handled yet
+    await asyncio.sleep(0.4)
+    assert batches == [[1], list(range(2, 12))]  # the ten as one batch, not ten
+    await bus.aclose()
+
+
+async def test_drain_does_not_wait_for_a_settling_subscriber() -> None:
+    bus = InProcessBus()
+    batches: list[list[int]] = []
+
+    async def store(batch: list[Envelope]) -> None:
+        batches.append([e.seq for e in batch])
+
+    bus.subscribe_batches("rollups", store, settle_s=30.0)
+    bus.publish(CallArrived("c1", AT, "+1", "4000", "ch1"))
+    await asyncio.sleep(0.05)
+    bus.publish(CallAnswered("c1", AT))
+    async with asyncio.timeout(2):
+        assert await bus.drain()
+    assert batches == [[1], [2]]
+    await bus.aclose()
+
+
 async def test_numbering_continues_after_the_kept_log() -> None:
     bus = InProcessBus()
     bus.continue_after(41)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, TypeDecorator, event
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
@@ -51,6 +52,12 @@ class UtcDateTime(TypeDecorator[datetime]):
 # overflow, closed after use) meant opening a connection (~30 ms) in the middle of a call.
 PG_POOL_SIZE = 20
 PG_MAX_OVERFLOW = 30
+# A pooled PostgreSQL connection is pinged before use only when it sat idle this long: a ping
+# is a round trip, and a busy service checks a connection out several times per call (about a
+# tenth of its CPU at 20 calls/s went into pings of connections used a moment before). One used
+# within this time that died since (a server restart) fails its statement once; SQLAlchemy then
+# invalidates the pool, and the writers keep and retry what failed.
+PING_AFTER_IDLE_S = 2.0
 
 
 def make_engine(url: str) -> AsyncEngine:
@@ -59,9 +66,11 @@ def make_engine(url: str) -> AsyncEngine:
         if url.startswith("postgresql") else {}
     )
     try:
-        engine = create_async_engine(url, pool_pre_ping=True, **pool)
+        engine = create_async_engine(url, **pool)
     except SQLAlchemyError as exc:  # unparsable URL, unknown dialect, a driver that is not async
         raise ConfigError(describe_db_error(url, exc)) from None
+    if engine.dialect.name != "sqlite":  # a file: nothing to ping
+        _ping_when_idle(engine)
     if engine.dialect.name == "sqlite":
         _check_sqlite_dir(url, engine.url.database)
     if engine.dialect.name == "sqlite":
@@ -74,6 +83,33 @@ def make_engine(url: str) -> AsyncEngine:
             cur.close()
 
     return engine
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    # Keyed by the DBAPI connection itself: a record that reconnected has a new one.
+    last_used: dict[int, float] = {}
+    dialect = engine.dialect
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _checked_in(dbapi_conn: Any, _record: Any) -> None:
+        if dbapi_conn is not None:
+            last_used[id(dbapi_conn)] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "close")
+    def _closed(dbapi_conn: Any, _record: Any) -> None:
+        last_used.pop(id(dbapi_conn), None)
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _checked_out(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        used = last_used.get(id(dbapi_conn))
+        if used is not None and time.monotonic() - used < PING_AFTER_IDLE_S:
+            return
+        try:
+            dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            # As pool_pre_ping does: a dead connection after a pause means the server went
+            # away, so every pooled one is replaced; the pool retries with a new connection.
+            raise InvalidatePoolError(f"ping failed: {exc}") from exc
 
 
 def _check_sqlite_dir(url: str, database: str | None) -> None:
