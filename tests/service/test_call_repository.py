@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 from cti.domain.calls import Call, CallState, answered, ended
@@ -61,3 +62,54 @@ def test_a_save_sets_exactly_the_saved_columns() -> None:
     call = Call("c1", "c1", "+4930", "", "4000", datetime(2026, 1, 5, tzinfo=UTC))
     assert set(_row_values(call)) == set(SAVED_COLUMNS)
     assert "direction" not in SAVED_COLUMNS
+
+
+def _call(n: int, **kw: object) -> Call:
+    return Call(id=f"9.{n}", channel_id=f"9.{n}", caller_number=f"+86138000{n:05d}",
+                caller_name="", dialled_number="100", arrived_at=T0, **kw)  # type: ignore[arg-type]
+
+
+async def test_saves_asked_together_share_transactions_and_each_returns_once_written(
+    database_url: str,
+) -> None:
+    engine = make_engine(database_url)
+    repo = CallRepository(make_sessionmaker(engine))
+    try:
+        await asyncio.gather(*(repo.save(_call(n)) for n in range(40)))
+        assert len(await repo.open_calls()) == 40  # every save returned after its row was in
+        assert repo.transactions < 40  # grouped: what queued up behind a write went together
+    finally:
+        await engine.dispose()
+
+
+async def test_a_call_saved_again_before_its_write_ends_in_its_latest_state(
+    database_url: str,
+) -> None:
+    engine = make_engine(database_url)
+    repo = CallRepository(make_sessionmaker(engine))
+    try:
+        call = _call(1)
+        states = [call, answered(call, T0 + timedelta(seconds=1))]
+        states.append(ended(states[1], T0 + timedelta(seconds=9), 16, "Normal Clearing",
+                            "caller"))
+        await asyncio.gather(repo.save(_call(2)), *(repo.save(s) for s in states))
+        stored = await repo.get("9.1")
+        assert stored is not None
+        assert stored.state is CallState.ENDED
+        assert stored.answered_at == T0 + timedelta(seconds=1)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_row_the_database_refuses_fails_its_own_save_only(database_url: str) -> None:
+    engine = make_engine(database_url)
+    repo = CallRepository(make_sessionmaker(engine))
+    try:
+        bad = _call(7, attributes={"menu": object()})  # not JSON: refused at the write
+        outcomes = await asyncio.gather(
+            *(repo.save(_call(n)) for n in range(5)), repo.save(bad), return_exceptions=True)
+        assert [o is None for o in outcomes] == [True] * 5 + [False]
+        assert isinstance(outcomes[5], Exception)
+        assert sorted(c.id for c in await repo.open_calls()) == [f"9.{n}" for n in range(5)]
+    finally:
+        await engine.dispose()

@@ -77,15 +77,26 @@ SAVED_COLUMNS = tuple(
 
 
 class CallRepository:
+    """Saves go through one writer that writes whatever saves queued up meanwhile in one
+    transaction (group commit): a call is saved four times or more and every transaction is
+    round trips and CPU on the event loop every call shares; under load the saves of many
+    calls share one. A save still returns only once its row is written (or kept)."""
+
     def __init__(self, sessions: async_sessionmaker[Any], *, retry_s: float = RETRY_S) -> None:
         self._sessions = sessions
         self.retry_s = retry_s
-        # Saves of one call run one at a time, in the order asked: several tasks save the same
-        # call (lifecycle, routing), and the first insert must not race a later update.
-        self._locks: dict[str, asyncio.Lock] = {}
+        # The latest state of each call to write next, and who waits for it. One call saved
+        # twice before the writer gets to it is written once, in its latest state: each save
+        # writes the whole row.
+        self._pending: dict[str, Call] = {}
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._writer: asyncio.Task[None] | None = None
+        # One batch at a time (the writer, the retry loop): a later batch holds later states.
+        self._writing = asyncio.Lock()
         # The latest state of each call whose save the database refused (it was away).
         self._kept: dict[str, Call] = {}
         self._retry: asyncio.Task[None] | None = None
+        self.transactions = 0
 
     @property
     def pending(self) -> int:
@@ -95,38 +106,67 @@ class CallRepository:
     async def save(self, call: Call) -> None:
         """Insert or update the row for this call. The database away: the call's state is
         kept and written again later (never raised to the call's task)."""
-        lock = self._locks.setdefault(call.id, asyncio.Lock())
-        try:
-            async with lock:
-                if self._kept:
-                    # The database is known to be away: no call task waits on it (a server
-                    # cut off by the network may take the connect timeout to refuse); the
-                    # retry loop writes this state with the others.
-                    self._kept[call.id] = call
-                    return
-                try:
-                    await self._write(call)
-                except Exception as exc:
-                    if not db_unavailable(exc):
-                        raise
-                    self._keep(call, exc)
-                else:
-                    self._kept.pop(call.id, None)  # an older kept state is superseded
-        finally:
-            self._forget_lock(call)
+        if self._kept:
+            # The database is known to be away: no call task waits on it (a server cut off by
+            # the network may take the connect timeout to refuse); the retry loop writes this
+            # state with the others.
+            self._pending.pop(call.id, None)
+            self._kept[call.id] = call
+            return
+        self._pending[call.id] = call
+        done = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(call.id, []).append(done)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(
+                self._write_pending(), name="call-log-writer")
+        await done
 
-    async def _write(self, call: Call) -> None:
+    async def _write_pending(self) -> None:
+        while self._pending:
+            async with self._writing:
+                batch, self._pending = self._pending, {}
+                waiters = {cid: self._waiters.pop(cid, []) for cid in batch}
+                failed = await self._write_batch(list(batch.values()))
+            for cid, futures in waiters.items():
+                exc = failed.get(cid)
+                for fut in futures:
+                    if fut.done():
+                        continue
+                    if exc is None:
+                        fut.set_result(None)
+                    else:
+                        fut.set_exception(exc)
+
+    async def _write_batch(self, calls: list[Call]) -> dict[str, BaseException]:
+        """Write `calls` (the database away: keep them); the errors of calls that could not be
+        written for another reason (their saves raise it)."""
+        try:
+            await self._write(calls)
+        except Exception as exc:
+            if db_unavailable(exc):
+                for call in calls:
+                    if call.id not in self._pending:  # a newer state is already queued
+                        self._keep(call, exc)
+                return {}
+            if len(calls) == 1:
+                return {calls[0].id: exc}
+            # One bad row must not fail the others' saves: each on its own.
+            failed: dict[str, BaseException] = {}
+            for call in calls:
+                failed |= await self._write_batch([call])
+            return failed
+        for call in calls:
+            if self._kept.get(call.id) is call:
+                self._kept.pop(call.id, None)
+        return {}
+
+    async def _write(self, calls: list[Call]) -> None:
         async with self._sessions() as session, session.begin():
-            # One upsert statement: a call is saved four times or more, and the ORM's
+            # One upsert statement, executed with every row's values: the ORM's
             # select-then-flush cost twice the round trips and most of the CPU of a call.
             stmt = upsert(CallRow, session.bind.dialect.name, "id", SAVED_COLUMNS)
-            await session.execute(stmt, {"id": call.id, **_row_values(call)})
-
-    def _forget_lock(self, call: Call) -> None:
-        lock = self._locks.get(call.id)
-        if (call.state is CallState.ENDED and call.id not in self._kept
-                and lock is not None and not lock.locked()):
-            self._locks.pop(call.id, None)
+            await session.execute(stmt, [{"id": c.id, **_row_values(c)} for c in calls])
+        self.transactions += 1
 
     def _keep(self, call: Call, exc: BaseException) -> None:
         self._kept[call.id] = call
@@ -141,32 +181,38 @@ class CallRepository:
         """Every `retry_s`, each kept call's latest state, until none is left."""
         while self._kept:
             await asyncio.sleep(self.retry_s)
-            for call_id in list(self._kept):
-                call = self._kept.get(call_id)
-                if call is None:
+            async with self._writing:
+                kept = list(self._kept.values())
+                try:
+                    await self._write(kept)
+                except Exception as exc:
+                    if db_unavailable(exc):
+                        continue  # still away: the next round
+                    # a row the database refuses for good: the others one by one
+                    for call in kept:
+                        try:
+                            await self._write([call])
+                        except Exception as one:
+                            if db_unavailable(one):
+                                break
+                            log.error("call_log.write_dropped", call_id=call.id,
+                                      error=describe(one))
+                        if self._kept.get(call.id) is call:
+                            self._kept.pop(call.id, None)
                     continue
-                lock = self._locks.setdefault(call_id, asyncio.Lock())
-                async with lock:
-                    if self._kept.get(call_id) is not call:  # saved meanwhile, or newer kept
-                        continue
-                    try:
-                        await self._write(call)
-                    except Exception as exc:
-                        if db_unavailable(exc):
-                            break  # still away: the next round
-                        log.error("call_log.write_dropped", call_id=call_id, error=describe(exc))
-                    self._kept.pop(call_id, None)
-                self._forget_lock(call)
-            else:
-                if not self._kept:
-                    log.warning("call_log.caught_up")
+                for call in kept:
+                    if self._kept.get(call.id) is call:  # not saved again meanwhile
+                        self._kept.pop(call.id, None)
+        log.warning("call_log.caught_up")
 
     async def flush(self, timeout: float = 10.0) -> None:
-        """Wait until every kept state is written (shutdown; the database may be back)."""
-        if self._retry is None or self._retry.done():
+        """Wait until every save asked and every kept state is written (shutdown; the database
+        may be back)."""
+        busy = [t for t in (self._writer, self._retry) if t is not None and not t.done()]
+        if not busy:
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._retry), timeout)
+            await asyncio.wait_for(asyncio.shield(asyncio.gather(*busy)), timeout)
 
     async def aclose(self) -> None:
         await self.flush(timeout=2.0)

@@ -141,9 +141,10 @@ class AgentHub:
                 topic.items.pop(str(key), None)
             else:
                 topic.items[str(key)] = body
-        text = _dumps(body)
-        for sub in tuple(topic.subscribers):
-            sub._push(text)
+        if topic.subscribers:  # nobody watching (a wallboard closed): nothing to encode
+            text = _dumps(body)
+            for sub in tuple(topic.subscribers):
+                sub._push(text)
         self.published += 1
         return topic.seq
 
