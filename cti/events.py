@@ -676,6 +676,15 @@ class Bus(Protocol):
         `everywhere`: in a cluster, other nodes' events too (docs/cluster.md)."""
         ...
 
+    def subscribe_now(
+        self, name: str, callback: Callable[[Any], None], kinds: tuple[type[Any], ...],
+    ) -> None:
+        """`callback(event)` inside `publish()`, for this node's events of `kinds`: for a
+        subscriber whose whole work is to start a task (a call's route, its CRM lookup) and
+        that must not wait a turn of the event loop first. It must return at once and not
+        raise (a raise is logged)."""
+        ...
+
     def subscribe_batches(
         self, name: str, handler: BatchHandler, max_batch: int = 500, *,
         everywhere: bool = False, settle_s: float = 0.0,

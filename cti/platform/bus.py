@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,9 @@ class InProcessBus:
         # each tested against every subscriber's kinds once per type instead of each time.
         self._wanting: dict[type[Any], list[_Subscriber]] = {}
         self._closed = False
+        # subscribe_now's callbacks by event type (called inside publish)
+        self._now: list[tuple[str, Callable[[Any], None], tuple[type[Any], ...]]] = []
+        self._now_by_type: dict[type[Any], list[tuple[str, Callable[[Any], None]]]] = {}
         self._hurry = asyncio.Event()  # set while someone drains: nobody settles
         self._drains = 0
 
@@ -70,7 +74,23 @@ class InProcessBus:
         for sub in wanting:
             sub.queue.put_nowait(envelope)
             self._ensure_running(sub)
+        now = self._now_by_type.get(type(event))
+        if now is None:
+            now = self._now_by_type[type(event)] = [
+                (name, cb) for name, cb, kinds in self._now if isinstance(event, kinds)]
+        for name, callback in now:
+            try:
+                callback(event)
+            except Exception:
+                log.exception("bus.subscriber_failed", subscriber=name,
+                              event_type=type(event).__name__, seq=seq)
         return seq
+
+    def subscribe_now(
+        self, name: str, callback: Callable[[Any], None], kinds: tuple[type[Any], ...],
+    ) -> None:
+        self._now.append((name, callback, kinds))
+        self._now_by_type.clear()
 
     def subscribe(
         self, name: str, handler: Handler, kinds: tuple[type[Any], ...] | None = None,

@@ -200,3 +200,30 @@ async def test_drain_gives_up_after_its_timeout_and_says_so() -> None:
     assert await bus.drain(0.05) is False
     stuck.set()
     assert await bus.drain() is True
+
+
+async def test_a_subscriber_now_is_called_inside_publish_and_its_failure_stops_nothing() -> None:
+    bus = InProcessBus()
+    seen: list[tuple[str, int]] = []
+    queued: list[str] = []
+
+    def starts(event: CallArrived) -> None:
+        seen.append((event.call_id, bus.last_seq))
+
+    def broken(event: CallArrived) -> None:
+        raise RuntimeError("boom")
+
+    async def later(event: CallArrived) -> None:
+        queued.append(event.call_id)
+
+    bus.subscribe_now("broken", broken, (CallArrived,))
+    bus.subscribe_now("starts", starts, (CallArrived,))
+    bus.subscribe("later", later, (CallArrived,))
+    bus.publish(CallArrived("c1", AT, "ch1", "+1", "4000"))
+    assert seen == [("c1", 1)]  # before publish returned, with its number given
+    assert queued == []  # the queued subscriber has not run yet
+    bus.publish(CallAnswered("c1", AT))  # not a kind it asked for
+    await bus.drain()
+    assert seen == [("c1", 1)]
+    assert queued == ["c1"]
+    await bus.aclose()

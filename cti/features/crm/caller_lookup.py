@@ -23,16 +23,19 @@ class CallerLookup:
         self.bus = bus
         self.clock = clock
         self._lookups: dict[str, asyncio.Task[CustomerView]] = {}
-        bus.subscribe("crm.caller_lookup", self.on_event,
-                      (CallArrived, OutboundCallPlaced, CallEnded))
+        # The lookup starts as the arrival is published (routing waits for it), not a turn of
+        # the event loop later.
+        bus.subscribe_now("crm.caller_lookup", self.on_start, (CallArrived, OutboundCallPlaced))
+        bus.subscribe("crm.caller_lookup_end", self.on_event, (CallEnded,))
 
-    async def on_event(self, event: CallArrived | OutboundCallPlaced | CallEnded) -> None:
+    def on_start(self, event: CallArrived | OutboundCallPlaced) -> None:
         if isinstance(event, CallArrived):
             self._start(event.call_id, event.caller_number)
-        elif isinstance(event, OutboundCallPlaced):  # the customer called is the "caller"
+        else:  # the customer called is the "caller"
             self._start(event.call_id, event.number)
-        else:
-            self._forget(event.call_id)
+
+    async def on_event(self, event: CallEnded) -> None:
+        self._forget(event.call_id)
 
     def _start(self, call_id: str, number: str) -> asyncio.Task[CustomerView] | None:
         if self.crm is None:

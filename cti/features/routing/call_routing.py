@@ -56,11 +56,12 @@ class CallRouting:
         self.agent_flow = agent_flow
         self._leg_work: dict[str, asyncio.Task[None]] = {}  # agent leg -> its latest handling
         self._routing: set[asyncio.Task[None]] = set()  # calls being handed to the ACD
-        bus.subscribe("routing.call_routed", self._on_routed, (CallRouted,))
+        # At publish, not a turn of the loop later: the route is on the caller's way to an agent
+        bus.subscribe_now("routing.call_routed", self._on_routed, (CallRouted,))
         bus.subscribe("routing.call_states", self.on_routing_event, ROUTING_EVENTS)
         bus.subscribe("routing.call_ended", self._on_call_ended, (CallEnded,))
 
-    async def _on_routed(self, event: CallRouted) -> None:
+    def _on_routed(self, event: CallRouted) -> None:
         # Each call on a task of its own: a bus subscriber handles its events one at a time,
         # and a route's CRM lookup, ring and call-log write (tens of ms) would make every
         # later caller wait behind it; at 20 calls/s the waits grew to seconds.
