@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from cti.domain.crm import Customer
 from cti.events import Bus, CallArrived, CallEnded, CustomerIdentified, OutboundCallPlaced
 from cti.features.crm.service import CrmLookup, CustomerView
 from cti.platform.clock import Clock
@@ -23,6 +24,7 @@ class CallerLookup:
         self.bus = bus
         self.clock = clock
         self._lookups: dict[str, asyncio.Task[CustomerView]] = {}
+        self._identities: dict[str, asyncio.Future[Customer | None]] = {}
         # The lookup starts as the arrival is published (routing waits for it), not a turn of
         # the event loop later.
         bus.subscribe_now("crm.caller_lookup", self.on_start, (CallArrived, OutboundCallPlaced))
@@ -37,46 +39,54 @@ class CallerLookup:
     async def on_event(self, event: CallEnded) -> None:
         self._forget(event.call_id)
 
-    def _start(self, call_id: str, number: str) -> asyncio.Task[CustomerView] | None:
+    def _start(self, call_id: str, number: str) -> asyncio.Future[Customer | None] | None:
         if self.crm is None:
             return None
-        task = self._lookups.get(call_id)
-        if task is None:
-            task = self._lookups[call_id] = asyncio.create_task(
-                self._lookup(self.crm, call_id, number), name=f"crm-{call_id}"
+        known = self._identities.get(call_id)
+        if known is None:
+            known = self._identities[call_id] = asyncio.get_running_loop().create_future()
+            self._lookups[call_id] = asyncio.create_task(
+                self._lookup(self.crm, call_id, number, known), name=f"crm-{call_id}"
             )
-        return task
+        return known
 
-    async def _lookup(self, crm: CrmLookup, call_id: str, number: str) -> CustomerView:
+    async def _lookup(self, crm: CrmLookup, call_id: str, number: str,
+                      known: asyncio.Future[Customer | None]) -> CustomerView:
+        def identified(customer: Customer | None) -> None:
+            if not known.done():
+                known.set_result(customer)
+
         try:
-            view = await crm.lookup_fast(number)
+            view = await crm.lookup_fast(number, identified)
         except Exception as exc:
+            identified(None)  # routed as an unknown caller
             if not db_unavailable(exc):
                 log.exception("crm.lookup_failed", call_id=call_id)
             else:  # a database restart: said in one line, the call is routed all the same
                 log.error("crm.lookup_failed", call_id=call_id, error=describe(exc),
                           effect="the call is routed without the caller's record")
             raise
-        # Published before anyone awaiting the lookup resumes: subscribers see the customer
-        # before the call's later events (queued, offered).
+        identified(view.customer)
         self.bus.publish(CustomerIdentified(
             call_id, self.clock.now(), view.number, view.customer, view.history,
             view.external_pending, view.external_error, view.sources,
         ))
         return view
 
-    async def customer(self, call_id: str, number: str) -> CustomerView | None:
-        """The caller's record (the lookup started at arrival; started now for a call taken
-        back after a restart). None without a CRM or when the lookup failed."""
-        task = self._start(call_id, number)
-        if task is None:
+    async def identity(self, call_id: str, number: str) -> Customer | None:
+        """The caller's record as soon as it is known (their call history may still be on its
+        way: routing and the IVR's greeting need the record only). The lookup started at
+        arrival (started now for a call taken back after a restart). None without a CRM, for
+        an unknown caller, or when the lookup failed."""
+        known = self._start(call_id, number)
+        if known is None:
             return None
-        try:
-            return await asyncio.shield(task)
-        except Exception:  # logged by the lookup itself
-            return None
+        return await asyncio.shield(known)
 
     def _forget(self, call_id: str) -> None:
+        known = self._identities.pop(call_id, None)
+        if known is not None and not known.done():
+            known.set_result(None)  # whoever waits goes on (the call ended)
         task = self._lookups.pop(call_id, None)
         if task is None:
             return

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -122,10 +122,13 @@ class CustomerRepository:
             return _to_customer(row) if row is not None else None
 
     async def by_number_with_history(
-        self, e164: str, limit: int
+        self, e164: str, limit: int,
+        identified: Callable[[Customer | None], None] | None = None,
     ) -> tuple[Customer | None, list[CallSummary]]:
         """The pop's query: the customer owning `e164` and their last calls, in one session and
-        two Core statements (the ORM's relationship loading doubled the screen-pop latency)."""
+        two Core statements (the ORM's relationship loading doubled the screen-pop latency).
+        `identified(customer)` is called between the two: routing needs the record, not its
+        history."""
         # Outside a transaction (each read is its own): no BEGIN and ROLLBACK round trips on
         # every arriving call's path, where each trip waits its turn in a busy event loop.
         async with self._sessions(**self._reads) as db:
@@ -138,6 +141,8 @@ class CustomerRepository:
                     surname=first.surname, title=Title(first.title) if first.title else None,
                     tier=first.tier, company=first.company, notes=first.notes,
                 )
+            if identified is not None:
+                identified(customer)
             numbers = customer.numbers if customer else (e164,)
             history = await self._history_in(db, numbers, limit)
         return customer, history

@@ -78,18 +78,17 @@ class IvrCallScript:
             "en": {"company": company.name_en, "agent_id": agent_id},
         }
         vip = False
-        view = None
+        customer = None
         if self.customers is not None:
             # The lookup started when the call arrived; this waits for it, never twice.
-            view = await self.customers.customer(session.call.id, session.call.caller_number)
-        if view is not None:
-            customer = view.customer
-            if customer is not None:
-                vip = customer.is_vip
-                if customer.surname.strip() and customer.title is not None:
-                    for lang in slots:
-                        slots[lang]["surname"] = customer.surname.strip()
-                        slots[lang]["title"] = address_form("", customer.title, lang).strip()
+            customer = await self.customers.identity(session.call.id,
+                                                     session.call.caller_number)
+        if customer is not None:
+            vip = customer.is_vip
+            if customer.surname.strip() and customer.title is not None:
+                for lang in slots:
+                    slots[lang]["surname"] = customer.surname.strip()
+                    slots[lang]["title"] = address_form("", customer.title, lang).strip()
         # An adopted call goes on in the language its caller chose before the restart.
         lang = session.call.attributes.get("language") or company.language
         return CallContext(

@@ -111,12 +111,11 @@ class CallRouting:
         }
         if call.attributes.get("language"):
             attributes["language"] = call.attributes["language"]
-        view = await self.customers.customer(call.id, call.caller_number)
-        if view is not None and view.customer is not None:
-            attributes["tier"] = view.customer.tier
+        customer = await self.customers.identity(call.id, call.caller_number)
+        if customer is not None:
+            attributes["tier"] = customer.tier
             attributes["crm"] = {
-                "name": view.customer.name, "tier": view.customer.tier,
-                "company": view.customer.company,
+                "name": customer.name, "tier": customer.tier, "company": customer.company,
             }
         return attributes
 
