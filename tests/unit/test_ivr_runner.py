@@ -481,5 +481,10 @@ def test_playback_finished_carries_the_pbx_time_stamp() -> None:
     assert ari_to_domain(event) == ("ch9", e.PromptFinished(
         "c1-p3", datetime(2026, 12, 1, 10, 23, 59, 343000, tzinfo=UTC)
     ))
-    event.timestamp = "not a time"
-    assert ari_to_domain(event) == ("ch9", e.PromptFinished("c1-p3"))
+    event.timestamp = "2026-12-01T18:23:59.343+0800"  # another zone: the same instant
+    assert ari_to_domain(event) == ("ch9", e.PromptFinished(
+        "c1-p3", datetime(2026, 12, 1, 10, 23, 59, 343000, tzinfo=UTC)
+    ))
+    for bad in ("not a time", "2026-12-01T10:23:59.343"):  # no zone: not taken
+        event.timestamp = bad
+        assert ari_to_domain(event) == ("ch9", e.PromptFinished("c1-p3"))

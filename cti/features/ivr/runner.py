@@ -474,9 +474,12 @@ def pbx_time(event: Any) -> datetime | None:
     if not isinstance(stamp, str):
         return None
     try:
-        return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f%z")
+        # Asterisk's "2026-12-01T19:44:42.674+0000"; fromisoformat reads it in ~1 µs where
+        # strptime took ~70 (every prompt's and every classified window's event has one).
+        at = datetime.fromisoformat(stamp)
     except ValueError:
         return None
+    return at if at.tzinfo is not None else None  # a time without its zone is no time here
 
 
 def ari_to_domain(event: Any) -> tuple[str, e.Event] | None:
