@@ -252,13 +252,16 @@ def parse_event(data: dict[str, Any]) -> AriEvent:
 
 def channel_ids_of(event: AriEvent) -> tuple[str, ...]:
     """The channels an event concerns, for per-call dispatch."""
+    # The model's fields from its __dict__: getattr of a field the event type lacks goes
+    # through pydantic's __getattr__ and an AttributeError, the dearest part of dispatching.
+    fields = event.__dict__
     ids: list[str] = []
     for attr in ("channel", "peer", "caller", "replace_channel"):
-        ch = getattr(event, attr, None)
+        ch = fields.get(attr)
         if isinstance(ch, Channel):
             ids.append(ch.id)
     for attr in ("playback", "recording"):
-        obj = getattr(event, attr, None)
+        obj = fields.get(attr)
         target = getattr(obj, "target_uri", "") if obj is not None else ""
         if target.startswith("channel:"):
             ids.append(target.removeprefix("channel:"))
