@@ -701,10 +701,20 @@ class Acd:
         if call.callback_number is not None and call.callback_channel is None:
             await self._dial_back(cmd.call_id, call, leg)  # the caller is called back now
             return
-        await self.announcements.stop(call)  # a running playback would hold up addChannel
-        await self.telephony.stop_moh(call.channel_id)
         name = fresh_bridge_id("acd", cmd.call_id) if call.rebridged else f"acd-{cmd.call_id}"[:60]
-        bridge = await self.telephony.create_bridge(name, "mixing")
+        # The caller's music stops while the bridge is made: the agent is on the line already.
+        stopped, moh, bridge = await asyncio.gather(
+            self.announcements.stop(call),  # a running playback would hold up addChannel
+            self.telephony.stop_moh(call.channel_id),
+            self.telephony.create_bridge(name, "mixing"),
+            return_exceptions=True,
+        )
+        if isinstance(bridge, BaseException):
+            raise bridge
+        for failed in (stopped, moh):
+            if isinstance(failed, BaseException):  # the caller gone, say: no bridge left over
+                await destroy_bridge_quietly(self.telephony, bridge)
+                raise failed
         call.bridge_id = leg.bridge_id = bridge
         await self.telephony.add_to_bridge(bridge, [call.channel_id, leg.channel_id])
 
