@@ -41,6 +41,7 @@ work is a copy (benchmarks/bench_line_watch_eval.py measures it per watched call
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from dataclasses import dataclass
 
@@ -279,9 +280,11 @@ class AudioClassifier:
         spectrum_floor = np.minimum.reduce(list(self._spectrum_floors))
 
         over = band_power >= 2.0 * band_floor  # the frames 3 dB or more over the floor
-        pitch = _pitch_strength(psd, a)
-        voicing = float(np.percentile(pitch[over], 80)) if np.any(over) else 0.0
-        voiced = float(np.sum((pitch >= s.voiced_frame) & over)) / n
+        # Pitch of those frames only (each frame's is its own): a steady line's hiss has few
+        # of them, and the whitening and inverse FFT of every frame were half of a window's cost.
+        pitch = _pitch_strength(psd[over], a) if np.any(over) else np.zeros(0)
+        voicing = float(np.percentile(pitch, 80)) if pitch.size else 0.0
+        voiced = float(np.sum(pitch >= s.voiced_frame)) / n
         flatness = _flatness(band[over], spectrum_floor) if np.any(over) else 1.0
 
         env = np.full(n, np.nan)
@@ -362,11 +365,19 @@ class AudioClassifier:
         keep = max(ENVELOPE_FRAMES, filled.size)
         self._envelope = np.concatenate([self._envelope, filled])[-keep:]
         e = self._envelope - np.mean(self._envelope)
-        taper = np.hanning(e.size)
+        taper, syllabic, taper_energy = _envelope_analysis(e.size)
         spectrum = np.abs(np.fft.rfft(e * taper)) ** 2
-        freqs = np.fft.rfftfreq(e.size, FRAME_MS / 1000.0)
-        syllabic = (freqs >= MODULATION_HZ[0]) & (freqs <= MODULATION_HZ[1])
-        return float(np.sqrt(2.0 * np.sum(spectrum[syllabic]) / np.sum(taper**2) / e.size))
+        return float(np.sqrt(2.0 * np.sum(spectrum[syllabic]) / taper_energy / e.size))
+
+
+@functools.lru_cache(maxsize=8)
+def _envelope_analysis(size: int) -> tuple[Floats, npt.NDArray[np.bool_], float]:
+    """The envelope's taper, its 2-8 Hz bins and the taper's energy, for `size` frames (the
+    same every window: made once, not once a window of every call)."""
+    taper = np.hanning(size)
+    freqs = np.fft.rfftfreq(size, FRAME_MS / 1000.0)
+    syllabic = (freqs >= MODULATION_HZ[0]) & (freqs <= MODULATION_HZ[1])
+    return taper, syllabic, float(np.sum(taper**2))
 
 
 def _floor(powers: Floats) -> float:
