@@ -307,7 +307,10 @@ class UserDirectory:
         moves on, so a later re-activation does not bring old tokens back).
         Returns the user and their new token epoch."""
         async with self._sessions() as db:
-            row = await db.scalar(select(UserRow).where(UserRow.username == username))
+            # locked: two deactivations at once each move the epoch on (PostgreSQL's read
+            # committed would let both read the same epoch; SQLite serializes the transactions)
+            row = await db.scalar(
+                select(UserRow).where(UserRow.username == username).with_for_update())
             if row is None:
                 raise NotFound(f"no user {username!r}")
             if not active:

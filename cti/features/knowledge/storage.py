@@ -130,8 +130,9 @@ class KnowledgeStore:
                              author=author, gap_id=gap_id)
             session.add(row)
             await session.flush()
-            await self._index(session, row.id, article)
-            await _count_terms(session, {ALL: 1})
+            changes = await self._index(session, row.id, article)
+            changes[ALL] += 1
+            await _count_terms(session, changes)
             return _article(row)
 
     async def add_many(self, articles: Sequence[NewArticle], author: str, now: datetime) -> int:
@@ -156,23 +157,29 @@ class KnowledgeStore:
 
     async def replace(self, article_id: int, article: NewArticle, now: datetime) -> Article:
         async with self.sessions.begin() as session:
-            row = await session.get(ArticleRow, article_id)
+            # The article locked first: two edits at once would both take the same old
+            # postings out of the term counts (docs/storage.md).
+            row = await session.get(ArticleRow, article_id, with_for_update=True)
             if row is None:
                 raise NotFound(f"no article {article_id}")
-            await self._unindex(session, article_id)
+            changes = await self._unindex(session, article_id)
             row.language, row.title, row.body = article.language, article.title, article.body
             row.tags, row.updated_at = list(article.tags), now
-            await self._index(session, article_id, article)
+            changes.update(await self._index(session, article_id, article))
+            # one sweep over the terms, in order: two sweeps (out, then in) by two edits of
+            # different articles could each hold a term the other waits for (a deadlock)
+            await _count_terms(session, changes)
             return _article(row)
 
     async def delete(self, article_id: int) -> None:
         async with self.sessions.begin() as session:
-            row = await session.get(ArticleRow, article_id)
+            row = await session.get(ArticleRow, article_id, with_for_update=True)
             if row is None:
                 raise NotFound(f"no article {article_id}")
-            await self._unindex(session, article_id)
+            changes = await self._unindex(session, article_id)
             await session.delete(row)
-            await _count_terms(session, {ALL: -1})
+            changes[ALL] -= 1
+            await _count_terms(session, changes)
 
     async def get(self, article_id: int) -> Article:
         async with self.sessions() as session:
@@ -181,18 +188,21 @@ class KnowledgeStore:
                 raise NotFound(f"no article {article_id}")
             return _article(row)
 
-    async def _index(self, session: AsyncSession, article_id: int, a: NewArticle) -> None:
+    async def _index(self, session: AsyncSession, article_id: int,
+                     a: NewArticle) -> Counter[str]:
+        """Insert the article's postings; the term counts to add (the caller adds them)."""
         postings = postings_of(article_id, a)
         if postings:
             await session.execute(insert(PostingRow), postings)
-        await _count_terms(session, dict.fromkeys((p["term"] for p in postings), 1))
+        return Counter(p["term"] for p in postings)
 
-    async def _unindex(self, session: AsyncSession, article_id: int) -> None:
+    async def _unindex(self, session: AsyncSession, article_id: int) -> Counter[str]:
+        """Delete the article's postings; the term counts to take off (negative)."""
         old = (await session.scalars(
             select(PostingRow.term).where(PostingRow.article_id == article_id)
         )).all()
         await session.execute(delete(PostingRow).where(PostingRow.article_id == article_id))
-        await _count_terms(session, dict.fromkeys(old, -1))
+        return Counter(dict.fromkeys(old, -1))
 
     # ----- search -------------------------------------------------------------------------
 
@@ -250,7 +260,7 @@ class KnowledgeStore:
     async def answer_gap(self, gap_id: int, answer: str, by: str, now: datetime,
                          article_id: int | None) -> Gap:
         async with self.sessions.begin() as session:
-            row = await session.get(GapRow, gap_id)
+            row = await session.get(GapRow, gap_id, with_for_update=True)
             if row is None:
                 raise NotFound(f"no knowledge gap {gap_id}")
             row.status, row.answer, row.answered_by = "answered", answer, by

@@ -9,8 +9,13 @@ from typing import Any
 
 from sqlalchemy import DateTime, MetaData, TypeDecorator, event
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase, ORMExecuteState, Session, UOWTransaction
 
 from cti.platform.errors import ConfigError
 
@@ -64,16 +69,38 @@ def make_engine(url: str) -> AsyncEngine:
         raise ConfigError(describe_db_error(url, exc)) from None
     if engine.dialect.name == "sqlite":
         _check_sqlite_dir(url, engine.url.database)
-    if engine.dialect.name == "sqlite":
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.close()
-
+        _sqlite_transactions(engine)
     return engine
+
+
+# The execution option marking a read-only engine (`make_read_sessionmaker`): on SQLite its
+# transactions start no BEGIN; on PostgreSQL it changes nothing.
+READ_ONLY = "cti_read_only"
+
+
+def _sqlite_transactions(engine: AsyncEngine) -> None:
+    """Every write transaction on SQLite takes the write lock at its start (BEGIN IMMEDIATE).
+
+    The driver's own (legacy) transaction handling sends no BEGIN before a SELECT and a plain
+    deferred BEGIN before the first INSERT/UPDATE/DELETE: a transaction that reads a row and
+    then writes what it computed from it read outside any transaction, so two of them at once
+    both read the old value and one update is lost (docs/storage.md). SQLAlchemy's recipe:
+    switch the driver's BEGIN off and send our own from the `begin` event. Read-only sessions
+    send none: each of their statements reads the last committed state without waiting (WAL
+    readers do not wait for the writer), as every SELECT did before."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.close()
+        dbapi_conn.isolation_level = None  # no BEGIN from the driver: `_sqlite_begin` sends it
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _sqlite_begin(conn: Any) -> None:
+        if not conn.get_execution_options().get(READ_ONLY):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _check_sqlite_dir(url: str, database: str | None) -> None:
@@ -87,7 +114,49 @@ def _check_sqlite_dir(url: str, database: str | None) -> None:
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[Any]:
+    """Sessions for transactions that write (and may read first): on SQLite each takes the
+    write lock at its start, so the transactions writing run one at a time."""
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+class ReadOnlySession(Session):
+    """A session of `make_read_sessionmaker`: it refuses to write (on SQLite its statements
+    run outside a transaction, so a write there would be neither atomic nor serialized)."""
+
+
+@event.listens_for(ReadOnlySession, "do_orm_execute")
+def _refuse_dml(state: ORMExecuteState) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        raise RuntimeError("a read-only session does not write: use the write sessions")
+
+
+@event.listens_for(ReadOnlySession, "before_flush")
+def _refuse_flush(session: Session, _flush: UOWTransaction, _instances: Any) -> None:
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("a read-only session does not write: use the write sessions")
+
+
+def make_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that only read (auth checks, lists, lookups, reports): on SQLite they never
+    wait for the write lock; their statements each see the last committed state (no snapshot
+    across statements). On PostgreSQL they are ordinary sessions."""
+    return async_sessionmaker(
+        engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False,
+        sync_session_class=ReadOnlySession,
+    )
+
+
+def read_sessions(sessions: async_sessionmaker[Any]) -> async_sessionmaker[AsyncSession]:
+    """The read-only sessions on the engine of the write sessions `sessions`."""
+    bind = sessions.kw.get("bind")
+    if not isinstance(bind, AsyncEngine):
+        raise TypeError("read_sessions needs a sessionmaker bound to an AsyncEngine")
+    return make_read_sessionmaker(bind)
+
+
+def read_only_engine(engine: AsyncEngine) -> AsyncEngine:
+    """`engine` for connections that only read (the health probe)."""
+    return engine.execution_options(**{READ_ONLY: True})
 
 
 async def warm_up(engine: AsyncEngine, connections: int = 8) -> None:

@@ -1,0 +1,118 @@
+"""Concurrent read-then-write transactions through the service's own sessions, on a SQLite
+file and on PostgreSQL (docs/storage.md): no update is lost. Deactivating a user moves their
+token epoch on by one (a counter read, then written); replacing a knowledge article reads its
+old postings, then takes them out of the term counts; a plain read-modify-write that locks what
+it reads (FOR UPDATE, a no-op on SQLite). On SQLite: a write transaction takes the write lock
+at its start, read-only sessions neither wait for it nor write."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, update
+
+from cti.features.auth.service import NewUser, Role, UserDirectory
+from cti.features.knowledge.storage import ALL, KnowledgeStore, NewArticle
+from cti.platform.db.base import make_engine, make_sessionmaker, read_sessions
+from cti.platform.db.tables.knowledge import PostingRow, TermRow
+from cti.platform.db.tables.users import UserRow
+
+N = 40  # concurrent transactions: more than the pool's connections (5 + 10 overflow)
+T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[tuple[Any, Any]]:
+    engine = make_engine(database_url)
+    yield engine, make_sessionmaker(engine)
+    await engine.dispose()
+
+
+async def test_concurrent_deactivations_each_move_the_token_epoch_on(db: Any) -> None:
+    _, sessions = db
+    users = UserDirectory(sessions)
+    await users.create(NewUser("agent1001", "secret1", Role.AGENT, "1001"))
+    await asyncio.gather(*(users.set_active("agent1001", False) for _ in range(N)))
+    async with sessions() as s:
+        epoch = await s.scalar(select(UserRow.token_epoch).where(UserRow.username == "agent1001"))
+    assert epoch == N
+
+
+async def test_a_locked_read_modify_write_loses_no_update(db: Any) -> None:
+    _, sessions = db
+    users = UserDirectory(sessions)
+    await users.create(NewUser("agent1001", "secret1", Role.AGENT, "1001"))
+    seen: list[int] = []
+
+    async def bump() -> None:
+        async with sessions.begin() as s:
+            value = await s.scalar(select(UserRow.token_epoch)
+                                   .where(UserRow.username == "agent1001").with_for_update())
+            await asyncio.sleep(0)  # let the others run between the read and the write
+            await s.execute(update(UserRow).where(UserRow.username == "agent1001")
+                            .values(token_epoch=value + 1))
+            seen.append(value + 1)
+
+    await asyncio.gather(*(bump() for _ in range(N)))
+    assert sorted(seen) == list(range(1, N + 1))  # N distinct values of N
+
+
+async def test_concurrent_article_replacements_keep_the_term_counts(db: Any) -> None:
+    _, sessions = db
+    store = KnowledgeStore(sessions)
+    made = await store.add(NewArticle("zh", "宽带报修", "宽带无法上网时请先重启光猫。", ()),
+                           "boss", T0)
+    texts = [NewArticle("zh", f"标题{i}", f"第{i}版说明文字,请按步骤{i}操作。", ())
+             for i in range(N)]
+    await asyncio.gather(*(store.replace(made.id, a, T0) for a in texts))
+    async with sessions() as s:
+        postings = Counter((await s.scalars(select(PostingRow.term))).all())
+        counts = {t: n for t, n in (await s.execute(select(TermRow.term, TermRow.articles)))
+                  if n and t != ALL}
+        total = await s.scalar(select(func.count()).select_from(PostingRow))
+    assert counts == dict(postings)
+    final = await store.get(made.id)
+    assert total == len(postings)
+    assert set(postings.values()) == {1}  # one article: each term once
+    assert final.title in {a.title for a in texts}
+
+
+async def test_read_only_sessions_refuse_to_write(db: Any) -> None:
+    _, sessions = db
+    reads = read_sessions(sessions)
+    async with reads() as s:
+        with pytest.raises(RuntimeError, match="read-only"):
+            await s.execute(update(UserRow).values(active=False))
+    async with reads() as s:
+        s.add(UserRow(username="x", password_hash="-", role="agent", display_name="x",
+                      language="zh", created_at=T0))
+        with pytest.raises(RuntimeError, match="read-only"):
+            await s.flush()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_on_sqlite_reads_do_not_wait_for_the_writer_and_writers_queue(db: Any) -> None:
+    _, sessions = db
+    users = UserDirectory(sessions)
+    await users.create(NewUser("agent1001", "secret1", Role.AGENT, "1001"))
+    reads = read_sessions(sessions)
+    async with sessions.begin() as writer:
+        # a transaction holding the write lock (BEGIN IMMEDIATE), its change not committed
+        await writer.execute(update(UserRow).values(token_epoch=7))
+        async with asyncio.timeout(1.0), reads() as r:
+            epoch = await r.scalar(select(UserRow.token_epoch))
+        assert epoch == 0  # the last committed state, read at once
+
+        async def other_writer() -> None:
+            async with sessions.begin() as s:
+                await s.scalar(select(UserRow.token_epoch))
+
+        second = asyncio.create_task(other_writer())
+        await asyncio.sleep(0.3)
+        assert not second.done()  # its BEGIN IMMEDIATE waits for the lock, even to read
+    await asyncio.wait_for(second, 5.0)
