@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cti.domain.handover import HandoverEntry, HandoverItem, NewItem
+from cti.platform.db.base import read_sessions
 from cti.platform.db.tables.handover import HandoverEntryRow, HandoverItemRow
 from cti.platform.errors import NotFound
 
@@ -35,6 +36,7 @@ def _entry(row: HandoverEntryRow, items: Sequence[HandoverItemRow]) -> HandoverE
 class HandoverStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
+        self.reads = read_sessions(sessions)  # docs/storage.md
 
     async def create(
         self, *, shift: str, next_shift: str, written_by: str, written_at: datetime, note: str,
@@ -53,7 +55,7 @@ class HandoverStore:
             return _entry(row, rows)
 
     async def get(self, entry_id: int) -> HandoverEntry:
-        async with self.sessions() as session:
+        async with self.reads() as session:
             row = await session.get(HandoverEntryRow, entry_id)
             if row is None:
                 raise NotFound(f"no handover entry {entry_id}")
@@ -84,7 +86,7 @@ class HandoverStore:
                 select(HandoverItemRow.entry_id).where(HandoverItemRow.acknowledged_at.is_(None))
             ))
         query = query.order_by(HandoverEntryRow.written_at.desc(), HandoverEntryRow.id.desc())
-        async with self.sessions() as session:
+        async with self.reads() as session:
             rows = (await session.scalars(query.limit(limit))).all()
             if not rows:
                 return []
@@ -97,7 +99,7 @@ class HandoverStore:
         return [_entry(r, by_entry.get(r.id, [])) for r in rows]
 
     async def due(self, now: datetime, limit: int = 500) -> list[HandoverItem]:
-        async with self.sessions() as session:
+        async with self.reads() as session:
             rows = (await session.scalars(
                 select(HandoverItemRow).where(HandoverItemRow.next_reminder_at <= now)
                 .order_by(HandoverItemRow.next_reminder_at).limit(limit)
@@ -105,7 +107,7 @@ class HandoverStore:
             return [_item(r) for r in rows]
 
     async def earliest_reminder(self) -> datetime | None:
-        async with self.sessions() as session:
+        async with self.reads() as session:
             value: datetime | None = await session.scalar(
                 select(func.min(HandoverItemRow.next_reminder_at))
             )

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from cti.domain.knowledge import Hit, index_weights, rarest_first, term_weights
+from cti.platform.db.base import read_sessions
 from cti.platform.db.tables.knowledge import ArticleRow, GapRow, PostingRow, TermRow
 from cti.platform.errors import NotFound
 
@@ -119,6 +120,7 @@ def postings_of(article_id: int, a: NewArticle) -> list[dict[str, Any]]:
 class KnowledgeStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
+        self.reads = read_sessions(sessions)  # docs/storage.md
 
     # ----- articles -----------------------------------------------------------------------
 
@@ -182,7 +184,7 @@ class KnowledgeStore:
             await _count_terms(session, changes)
 
     async def get(self, article_id: int) -> Article:
-        async with self.sessions() as session:
+        async with self.reads() as session:
             row = await session.get(ArticleRow, article_id)
             if row is None:
                 raise NotFound(f"no article {article_id}")
@@ -209,7 +211,7 @@ class KnowledgeStore:
     async def search(self, found: Sequence[str], language: str | None = None,
                      limit: int = CANDIDATES) -> list[tuple[Hit, Article]]:
         """Articles having every term of `found`, best scored first (at most `limit`)."""
-        async with self.sessions() as session:
+        async with self.reads() as session:
             df: dict[str, int] = dict((await session.execute(
                 select(TermRow.term, TermRow.articles).where(TermRow.term.in_([*found, ALL]))
             )).all())
@@ -243,7 +245,7 @@ class KnowledgeStore:
             return _gap(row)
 
     async def gap(self, gap_id: int) -> Gap:
-        async with self.sessions() as session:
+        async with self.reads() as session:
             row = await session.get(GapRow, gap_id)
             if row is None:
                 raise NotFound(f"no knowledge gap {gap_id}")
@@ -253,7 +255,7 @@ class KnowledgeStore:
         query: Any = select(GapRow)
         if status is not None:
             query = query.where(GapRow.status == status)
-        async with self.sessions() as session:
+        async with self.reads() as session:
             rows = (await session.scalars(query.order_by(GapRow.id.desc()).limit(limit))).all()
             return [_gap(r) for r in rows]
 

@@ -17,6 +17,7 @@ from cti.domain.work_orders import (
     Status,
     WorkOrder,
 )
+from cti.platform.db.base import read_sessions
 from cti.platform.db.tables.work_orders import WorkOrderHistoryRow, WorkOrderRow
 from cti.platform.errors import NotFound
 
@@ -80,6 +81,7 @@ def _history_rows(order: WorkOrder, start: int) -> list[WorkOrderHistoryRow]:
 class WorkOrderStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
+        self.reads = read_sessions(sessions)  # docs/storage.md
 
     async def create(
         self, build: Callable[[int], tuple[WorkOrder, T]],
@@ -98,7 +100,7 @@ class WorkOrderStore:
         return order, extra
 
     async def get(self, order_id: int, *, history: bool = True) -> WorkOrder:
-        async with self.sessions() as session:
+        async with self.reads() as session:
             row = await session.get(WorkOrderRow, order_id)
             if row is None:
                 raise NotFound(f"no work order {order_id}")
@@ -132,26 +134,26 @@ class WorkOrderStore:
         if customer_id is not None:
             query = query.where(WorkOrderRow.customer_id == customer_id)
         query = query.order_by(WorkOrderRow.priority, WorkOrderRow.due_at, WorkOrderRow.id)
-        async with self.sessions() as session:
+        async with self.reads() as session:
             return [_order(r) for r in (await session.scalars(query.limit(limit))).all()]
 
     async def due(self, now: datetime, limit: int = 200) -> list[int]:
         """Ids of the orders whose next timer is at or before `now`."""
-        async with self.sessions() as session:
+        async with self.reads() as session:
             return list((await session.scalars(
                 select(WorkOrderRow.id).where(WorkOrderRow.next_timer_at <= now)
                 .order_by(WorkOrderRow.next_timer_at).limit(limit)
             )).all())
 
     async def earliest_timer(self) -> datetime | None:
-        async with self.sessions() as session:
+        async with self.reads() as session:
             value: datetime | None = await session.scalar(
                 select(func.min(WorkOrderRow.next_timer_at))
             )
             return value
 
     async def complaints_since(self, customer_id: int, since: datetime) -> list[datetime]:
-        async with self.sessions() as session:
+        async with self.reads() as session:
             return list((await session.scalars(
                 select(WorkOrderRow.created_at).where(
                     WorkOrderRow.customer_id == customer_id, WorkOrderRow.complaint.is_(True),
