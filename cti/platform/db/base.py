@@ -6,8 +6,9 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import DateTime, MetaData, TypeDecorator, event
+from sqlalchemy import DateTime, Engine, MetaData, TypeDecorator, event
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -70,6 +71,7 @@ def make_engine(url: str) -> AsyncEngine:
     if engine.dialect.name == "sqlite":
         _check_sqlite_dir(url, engine.url.database)
         _sqlite_transactions(engine)
+        _sqlite_reader(url, engine)
     return engine
 
 
@@ -101,6 +103,23 @@ def _sqlite_transactions(engine: AsyncEngine) -> None:
     def _sqlite_begin(conn: Any) -> None:
         if not conn.get_execution_options().get(READ_ONLY):
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+# SQLite: each engine's read-only twin, with a pool of its own (see `_sqlite_reader`)
+_READERS: WeakKeyDictionary[Engine, AsyncEngine] = WeakKeyDictionary()
+
+
+def _sqlite_reader(url: str, engine: AsyncEngine) -> None:
+    """The engine the read-only sessions use, on a pool of its own: writers waiting for the
+    write lock each hold a connection, and a burst of them would take all of a shared pool's,
+    so a read would wait for a writer after all. Disposed with `engine`."""
+    base = create_async_engine(url, pool_pre_ping=True)
+    _sqlite_transactions(base)
+    _READERS[engine.sync_engine] = base.execution_options(**{READ_ONLY: True})
+
+    @event.listens_for(engine.sync_engine, "engine_disposed")
+    def _dispose_reader(_engine: Any) -> None:
+        base.sync_engine.dispose()  # runs inside AsyncEngine.dispose's greenlet
 
 
 def _check_sqlite_dir(url: str, database: str | None) -> None:
@@ -138,11 +157,11 @@ def _refuse_flush(session: Session, _flush: UOWTransaction, _instances: Any) -> 
 
 def make_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions that only read (auth checks, lists, lookups, reports): on SQLite they never
-    wait for the write lock; their statements each see the last committed state (no snapshot
-    across statements). On PostgreSQL they are ordinary sessions."""
+    wait for the write lock (nor for a pool connection held by a waiting writer); their
+    statements each see the last committed state (no snapshot across statements). On
+    PostgreSQL they are ordinary sessions on `engine`."""
     return async_sessionmaker(
-        engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False,
-        sync_session_class=ReadOnlySession,
+        read_only_engine(engine), expire_on_commit=False, sync_session_class=ReadOnlySession,
     )
 
 
@@ -155,8 +174,8 @@ def read_sessions(sessions: async_sessionmaker[Any]) -> async_sessionmaker[Async
 
 
 def read_only_engine(engine: AsyncEngine) -> AsyncEngine:
-    """`engine` for connections that only read (the health probe)."""
-    return engine.execution_options(**{READ_ONLY: True})
+    """`engine` for connections that only read (the health probe, the read-only sessions)."""
+    return _READERS.get(engine.sync_engine) or engine.execution_options(**{READ_ONLY: True})
 
 
 async def warm_up(engine: AsyncEngine, connections: int = 8) -> None:
