@@ -144,7 +144,8 @@ async def main() -> None:
         print(json.dumps(r), flush=True)
         print(f"{mode:>9}: distinct {min(r['distinct_per_round'])}..{max(r['distinct_per_round'])}"
               f" of {args.n} per round, epoch {r['final_epoch']} of {r['expected_epoch']}, "
-              f"{r['errors']} errors; reads p50 {r['read_p50_ms']} ms p99 {r['read_p99_ms']} ms "
+              f"{r['errors']} errors, {r['writes_per_s']} writes/s; "
+              f"reads p50 {r['read_p50_ms']} ms p99 {r['read_p99_ms']} ms "
               f"({r['reads']} reads)", flush=True)
     print(f"load average {os.getloadavg()[0]:.2f}", flush=True)
 
