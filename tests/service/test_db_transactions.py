@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-from cti.features.auth.service import NewUser, Role, UserDirectory
+from cti.features.auth.service import NewUser, Principal, Role, UserDirectory
 from cti.features.knowledge.storage import ALL, KnowledgeStore, NewArticle
 from cti.platform.db.base import make_engine, make_sessionmaker, read_sessions
 from cti.platform.db.tables.knowledge import PostingRow, TermRow
@@ -116,3 +116,40 @@ async def test_on_sqlite_reads_do_not_wait_for_the_writer_and_writers_queue(db: 
         await asyncio.sleep(0.3)
         assert not second.done()  # its BEGIN IMMEDIATE waits for the lock, even to read
     await asyncio.wait_for(second, 5.0)
+
+
+async def test_two_nodes_changing_one_work_order_lose_no_history(database_url: str) -> None:
+    """Two service instances (two nodes, or the service and a second process), each with its
+    own engine and in-process lock, add notes to one order at once: every note is kept, in
+    positions 0..n, and the order's state is the last change's."""
+    from cti.features.work_orders.config import WorkOrderRules
+    from cti.features.work_orders.service import WorkOrders
+    from cti.features.work_orders.storage import WorkOrderStore
+    from cti.platform.bus import InProcessBus
+    from cti.platform.clock import FakeClock
+    from cti.platform.db.tables.work_orders import WorkOrderHistoryRow
+    from cti.platform.settings import REPO_ROOT
+
+    boss = Principal(3, "supervisor", Role.SUPERVISOR, None, "S", "zh")
+    engines = [make_engine(database_url) for _ in range(2)]
+    buses = [InProcessBus() for _ in range(2)]
+    nodes = [WorkOrders(WorkOrderStore(make_sessionmaker(e)),
+                        WorkOrderRules(REPO_ROOT / "config" / "work_orders.yaml"), b,
+                        FakeClock(T0))
+             for e, b in zip(engines, buses, strict=True)]
+    try:
+        made = await nodes[0].create(boss, type_name="service_request", severity="high")
+        notes = [f"note {i}" for i in range(N)]
+        await asyncio.gather(*(nodes[i % 2].add_note(boss, made.id, n)
+                               for i, n in enumerate(notes)))
+        got = await nodes[1].store.get(made.id)
+        async with make_sessionmaker(engines[0])() as s:
+            positions = sorted((await s.scalars(select(WorkOrderHistoryRow.position).where(
+                WorkOrderHistoryRow.order_id == made.id))).all())
+    finally:
+        for b in buses:
+            await b.aclose()
+        for e in engines:
+            await e.dispose()
+    assert sorted(h.note for h in got.history if h.note in notes) == sorted(notes)
+    assert positions == list(range(N + 1))  # "created", then each note once

@@ -112,14 +112,28 @@ class WorkOrderStore:
                 )).all()
             return _order(row, rows)
 
-    async def save(self, old: WorkOrder, new: WorkOrder, next_timer: datetime | None) -> None:
-        """Write the new state and append the history entries `old` did not have."""
+    async def update(
+        self, order_id: int,
+        change: Callable[[WorkOrder], tuple[WorkOrder, datetime | None, T]],
+    ) -> tuple[WorkOrder, T]:
+        """Read the order, `change(order)` -> (new order, its next timer, extra), write the new
+        state and the history entries it added: one transaction, the order's row locked from
+        the read (FOR UPDATE; on SQLite the write lock from BEGIN), so two changes at once (two
+        nodes, two processes) run one after the other and neither is lost. What `change`
+        raises rolls it back."""
         async with self.sessions.begin() as session:
-            row = await session.get(WorkOrderRow, new.id)
+            row = await session.get(WorkOrderRow, order_id, with_for_update=True)
             if row is None:
-                raise NotFound(f"no work order {new.id}")
-            _fill(row, new, next_timer)
+                raise NotFound(f"no work order {order_id}")
+            history = (await session.scalars(
+                select(WorkOrderHistoryRow).where(WorkOrderHistoryRow.order_id == order_id)
+                .order_by(WorkOrderHistoryRow.position)
+            )).all()
+            old = _order(row, history)
+            new, timer, extra = change(old)
+            _fill(row, new, timer)
             session.add_all(_history_rows(new, len(old.history)))
+        return new, extra
 
     async def search(
         self, *, owners: Sequence[str] | None = None, statuses: Sequence[Status] | None = None,
