@@ -153,3 +153,39 @@ async def test_two_nodes_changing_one_work_order_lose_no_history(database_url: s
             await e.dispose()
     assert sorted(h.note for h in got.history if h.note in notes) == sorted(notes)
     assert positions == list(range(N + 1))  # "created", then each note once
+
+
+async def test_two_nodes_acknowledging_one_handover_item_acknowledge_it_once(
+    database_url: str,
+) -> None:
+    """Two service instances acknowledge the same handover item at once, N times over: one
+    acknowledgement is kept and told, the others are refused (it was acknowledged already)."""
+    from cti.domain.handover import NewItem
+    from cti.features.handover.service import Handovers, InvalidHandover
+    from cti.features.handover.storage import HandoverStore
+    from cti.platform.bus import InProcessBus
+    from cti.platform.clock import FakeClock
+
+    writer = Principal(1, "day", Role.SUPERVISOR, None, "D", "zh")
+    readers = [Principal(2 + i, f"night{i}", Role.SUPERVISOR, None, "N", "zh") for i in range(N)]
+    engines = [make_engine(database_url) for _ in range(2)]
+    buses = [InProcessBus() for _ in range(2)]
+    nodes = [Handovers(HandoverStore(make_sessionmaker(e)), b, FakeClock(T0))
+             for e, b in zip(engines, buses, strict=True)]
+    try:
+        entry = await nodes[0].write(writer, shift="day", next_shift="night", note="",
+                                     items=[NewItem("call back Mr Wang")])
+        item = entry.items[0].id
+        got = await asyncio.gather(
+            *(nodes[i % 2].acknowledge(who, entry.id, [item]) for i, who in enumerate(readers)),
+            return_exceptions=True)
+        final = await nodes[1].get(entry.id)
+    finally:
+        for b in buses:
+            await b.aclose()
+        for e in engines:
+            await e.dispose()
+    kept = [g for g in got if not isinstance(g, BaseException)]
+    assert len(kept) == 1
+    assert all(isinstance(g, InvalidHandover) for g in got if isinstance(g, BaseException))
+    assert final.items[0].acknowledged_by == kept[0].items[0].acknowledged_by

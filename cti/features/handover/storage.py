@@ -3,9 +3,9 @@ handover_items, migration 0014)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -14,6 +14,8 @@ from cti.domain.handover import HandoverEntry, HandoverItem, NewItem
 from cti.platform.db.base import read_sessions
 from cti.platform.db.tables.handover import HandoverEntryRow, HandoverItemRow
 from cti.platform.errors import NotFound
+
+T = TypeVar("T")
 
 
 def _item(row: HandoverItemRow) -> HandoverItem:
@@ -64,16 +66,29 @@ class HandoverStore:
             )).all()
             return _entry(row, items)
 
-    async def save_item(self, item: HandoverItem) -> None:
+    async def update(
+        self, entry_id: int, change: Callable[[HandoverEntry], tuple[Sequence[HandoverItem], T]],
+    ) -> tuple[HandoverEntry, T]:
+        """Read the entry, `change(entry)` -> (its items changed, extra), write them, and the
+        entry as it is then: one transaction, the entry's row locked from the read (FOR
+        UPDATE; on SQLite the write lock from BEGIN), so two nodes acknowledging or reminding
+        one item at once run one after the other. What `change` raises rolls it back."""
         async with self.sessions.begin() as session:
-            row = await session.get(HandoverItemRow, item.id)
+            row = await session.get(HandoverEntryRow, entry_id, with_for_update=True)
             if row is None:
-                raise NotFound(f"no handover item {item.id}")
-            row.acknowledged_by = item.acknowledged_by
-            row.acknowledged_at = item.acknowledged_at
-            row.ack_note = item.ack_note
-            row.reminders = item.reminders
-            row.next_reminder_at = item.next_reminder_at
+                raise NotFound(f"no handover entry {entry_id}")
+            rows = {r.id: r for r in (await session.scalars(
+                select(HandoverItemRow).where(HandoverItemRow.entry_id == entry_id)
+            )).all()}
+            changed, extra = change(_entry(row, list(rows.values())))
+            for item in changed:
+                r = rows[item.id]
+                r.acknowledged_by = item.acknowledged_by
+                r.acknowledged_at = item.acknowledged_at
+                r.ack_note = item.ack_note
+                r.reminders = item.reminders
+                r.next_reminder_at = item.next_reminder_at
+            return _entry(row, list(rows.values())), extra
 
     async def recent(self, *, open_only: bool = False, next_shift: str | None = None,
                      limit: int = 50) -> list[HandoverEntry]:
