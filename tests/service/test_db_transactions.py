@@ -189,3 +189,16 @@ async def test_two_nodes_acknowledging_one_handover_item_acknowledge_it_once(
     assert len(kept) == 1
     assert all(isinstance(g, InvalidHandover) for g in got if isinstance(g, BaseException))
     assert final.items[0].acknowledged_by == kept[0].items[0].acknowledged_by
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_on_sqlite_the_health_probe_does_not_wait_for_the_writer(db: Any) -> None:
+    from cti.platform.clock import FakeClock
+    from cti.platform.db.health import DatabaseHealth
+
+    engine, sessions = db
+    health = DatabaseHealth(engine, FakeClock(T0))
+    async with sessions.begin() as writer:
+        await writer.execute(update(UserRow).values(active=False))  # the write lock held
+        async with asyncio.timeout(1.0):
+            assert await health.probe()
