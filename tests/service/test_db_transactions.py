@@ -202,3 +202,31 @@ async def test_on_sqlite_the_health_probe_does_not_wait_for_the_writer(db: Any) 
         await writer.execute(update(UserRow).values(active=False))  # the write lock held
         async with asyncio.timeout(1.0):
             assert await health.probe()
+
+
+async def test_concurrent_marks_of_a_call_back_keep_the_first_time(db: Any) -> None:
+    """Supervisors mark one call-back request done at once (each at a later instant): every
+    mark answers with the same, first, time."""
+    from datetime import timedelta
+
+    from cti.features.procedures.audit import ProcedureAudit
+    from cti.platform.db.tables.fallback import CallbackRequestRow
+
+    class Ticking:  # each reading of the clock a second later: the marks' times all differ
+        def __init__(self) -> None:
+            self.at = T0
+
+        def now(self) -> datetime:
+            self.at += timedelta(seconds=1)
+            return self.at
+
+        def monotonic(self) -> float:
+            return (self.at - T0).total_seconds()
+
+    _, sessions = db
+    async with sessions.begin() as s:
+        s.add(CallbackRequestRow(call_id="c1", caller_number="+8613800138000", lang="zh",
+                                 queue=None, requested_at=T0))
+    audit = ProcedureAudit(sessions, Ticking())
+    marks = await asyncio.gather(*(audit.callback_done(1) for _ in range(N)))
+    assert {m["done_at"] for m in marks} == {min(m["done_at"] for m in marks)}
