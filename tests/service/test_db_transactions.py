@@ -230,3 +230,29 @@ async def test_concurrent_marks_of_a_call_back_keep_the_first_time(db: Any) -> N
     audit = ProcedureAudit(sessions, Ticking())
     marks = await asyncio.gather(*(audit.callback_done(1) for _ in range(N)))
     assert {m["done_at"] for m in marks} == {min(m["done_at"] for m in marks)}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_on_sqlite_the_frequent_reads_answer_while_a_writer_holds_the_lock(db: Any) -> None:
+    """The screen pop's look-up, a token's revocation check, a user's read and a work-order
+    list, each within a second while another transaction holds SQLite's write lock."""
+    from cti.domain.crm import Customer
+    from cti.features.auth.revocation import TokenRef, TokenRevocations
+    from cti.features.crm.storage import CustomerRepository
+    from cti.features.work_orders.storage import WorkOrderStore
+    from cti.platform.clock import FakeClock
+
+    _, sessions = db
+    users = UserDirectory(sessions)
+    await users.create(NewUser("agent1001", "secret1", Role.AGENT, "1001"))
+    crm = CustomerRepository(sessions, FakeClock(T0))
+    await crm.add(Customer(None, ("+8613800138000",), name="王"))
+    revocations = TokenRevocations(sessions, FakeClock(T0))
+    async with sessions.begin() as writer:
+        await writer.execute(update(UserRow).values(display_name="x"))  # the write lock held
+        async with asyncio.timeout(1.0):
+            customer, _ = await crm.by_number_with_history("+8613800138000", 5)
+            assert customer is not None
+            assert await revocations.reason_revoked(TokenRef("jti-1", 1, 0, T0)) is None
+            assert (await users.get("agent1001")).agent_id == "1001"
+            assert await WorkOrderStore(sessions).search() == []
