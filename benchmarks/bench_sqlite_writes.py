@@ -7,12 +7,14 @@ returns the epoch it wrote: N distinct epochs of N is no update lost. Readers, m
 few tasks each looping over the screen pop's lookup (`CustomerRepository.by_number_with_history`,
 the read on every arriving call's path) and a token check's user read; their latency p50/p99.
 
-Three ways of running the same workload, each on a fresh database file:
+Four ways of running the same workload, each on a fresh database file:
   legacy      the driver's own transaction handling (no BEGIN before a SELECT): how the
               service ran before (reads never wait, updates are lost)
-  immediate   every transaction BEGIN IMMEDIATE, reads included (the lost first fix: no update
-              lost, reads queue behind the writers)
-  split       writes BEGIN IMMEDIATE, reads through the read-only sessions (the service now)
+  immediate   every transaction BEGIN IMMEDIATE, reads included, one pool (the lost first
+              fix: no update lost, reads queue behind the writers)
+  nogate      writes BEGIN IMMEDIATE, reads through the read-only sessions on their own pool,
+              writers waiting in SQLite's busy handler
+  split       the same, writers queued in the process first (the WriteGate): the service now
 
     .venv/bin/python benchmarks/bench_sqlite_writes.py [--n 160] [--rounds 5] [--readers 4]
 """
@@ -33,7 +35,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import event, select
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 import cti.features.auth.service as auth_service
 import cti.features.crm.storage as crm_storage
@@ -44,7 +46,7 @@ from cti.platform.db.base import make_engine, make_sessionmaker, read_sessions
 from cti.platform.db.migrate import upgrade_async
 from cti.platform.db.tables.users import UserRow
 
-MODES = ("legacy", "immediate", "split")
+MODES = ("legacy", "immediate", "nogate", "split")
 CUSTOMERS = 200
 
 
@@ -72,7 +74,9 @@ async def run(mode: str, n: int, rounds: int, readers: int) -> dict[str, Any]:
     url = f"sqlite+aiosqlite:///{folder}/cti.db"
     await upgrade_async(url)
     engine = legacy_engine(url) if mode == "legacy" else make_engine(url)
-    sessions = make_sessionmaker(engine)
+    # the WriteGate comes with make_sessionmaker on SQLite; a plain sessionmaker has none
+    sessions = (make_sessionmaker(engine) if mode == "split"
+                else async_sessionmaker(engine, expire_on_commit=False))
     # `immediate`: the stores' reads through the write sessions, as in the lost first fix
     pick = (lambda s: s) if mode == "immediate" else read_sessions
     crm_storage.read_sessions = pick  # type: ignore[attr-defined]

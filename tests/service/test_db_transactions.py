@@ -256,3 +256,30 @@ async def test_on_sqlite_the_frequent_reads_answer_while_a_writer_holds_the_lock
             assert await revocations.reason_revoked(TokenRef("jti-1", 1, 0, T0)) is None
             assert (await users.get("agent1001")).agent_id == "1001"
             assert await WorkOrderStore(sessions).search() == []
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_on_sqlite_a_writers_turn_is_given_back_and_not_waited_for_by_its_own_task(
+    db: Any,
+) -> None:
+    """The in-process queue of writers (WriteGate): a transaction that fails gives its turn
+    back; a write session opened inside another one of the same task goes ahead at once."""
+    _, sessions = db
+    users = UserDirectory(sessions)
+    await users.create(NewUser("agent1001", "secret1", Role.AGENT, "1001"))
+
+    async def failing() -> None:
+        async with sessions.begin() as s:
+            await s.execute(update(UserRow).values(token_epoch=5))
+            raise RuntimeError("the transaction fails")
+
+    with pytest.raises(RuntimeError, match="fails"):
+        await failing()
+    async with asyncio.timeout(2.0):
+        async with sessions() as outer:
+            async with sessions.begin() as inner:
+                await inner.execute(update(UserRow).values(token_epoch=1))
+            assert await outer.scalar(select(UserRow.token_epoch)) == 1
+        await asyncio.gather(*(users.set_active("agent1001", False) for _ in range(3)))
+    async with read_sessions(sessions)() as r:
+        assert await r.scalar(select(UserRow.token_epoch)) == 4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -134,8 +135,110 @@ def _check_sqlite_dir(url: str, database: str | None) -> None:
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[Any]:
     """Sessions for transactions that write (and may read first): on SQLite each takes the
-    write lock at its start, so the transactions writing run one at a time."""
-    return async_sessionmaker(engine, expire_on_commit=False)
+    write lock at its start, so the transactions writing run one at a time — and, entered with
+    `async with`, each waits its turn among this process's writers first (`WriteGate`)."""
+    if engine.dialect.name != "sqlite":
+        return async_sessionmaker(engine, expire_on_commit=False)
+    gated = type("GatedSession", (GatedSession,), {"gate": WriteGate()})
+    return _GatedSessions(engine, class_=gated, expire_on_commit=False)
+
+
+# How long a writer waits for its turn before leaving it to SQLite's own busy wait: long
+# enough for a burst's queue (160 at once), bounded so that a writer awaiting another task
+# that wants to write too fails (SQLite's "database is locked") rather than hangs.
+GATE_WAIT_S = 30.0
+
+
+class WriteGate:
+    """One write session at a time per SQLite database in this process, queued in order.
+
+    SQLite serializes writers anyway (BEGIN IMMEDIATE), but one that finds the lock taken
+    waits in the driver's busy handler, which sleeps 1, 2, 5 ... up to 100 ms between tries:
+    the lock sat idle between holders (20 concurrent read-then-write updates: 25 a second).
+    Queued here, the next writer starts the moment the last one is done. Other processes
+    still meet the busy handler. A session opened inside another's, in the task holding the
+    turn, goes ahead (it would otherwise wait for itself)."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = asyncio.Lock()
+        self._holder: asyncio.Task[Any] | None = None
+
+    async def acquire(self) -> bool:
+        """Wait for the turn: True when taken (give it back with `release`); False for a
+        session nested in the holder's task, or when it did not come within GATE_WAIT_S."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # an engine used from another loop (tests): a fresh lock
+            self._loop, self._lock, self._holder = loop, asyncio.Lock(), None
+        task = asyncio.current_task()
+        if self._holder is not None and self._holder is task:
+            return False
+        try:
+            await asyncio.wait_for(self._lock.acquire(), GATE_WAIT_S)
+        except TimeoutError:
+            return False
+        self._holder = task
+        return True
+
+    def release(self) -> None:
+        self._holder = None
+        self._lock.release()
+
+
+class GatedSession(AsyncSession):
+    """A write session on SQLite: `async with` waits for its turn (`WriteGate`) and gives it
+    up when the session closes."""
+
+    gate: WriteGate
+    _turn = False
+
+    async def take_turn(self) -> None:
+        if not self._turn:
+            self._turn = await self.gate.acquire()
+
+    def end_turn(self) -> None:
+        if self._turn:
+            self._turn = False
+            self.gate.release()
+
+    async def __aenter__(self) -> GatedSession:
+        await self.take_turn()
+        return self
+
+    async def __aexit__(self, type_: Any, value: Any, traceback: Any) -> None:
+        try:
+            await super().__aexit__(type_, value, traceback)
+        finally:
+            self.end_turn()
+
+
+class _GatedBegin:
+    """`sessions.begin()` for gated sessions: the turn, then the transaction (committed or
+    rolled back at the end), then the session closed and the turn given up."""
+
+    def __init__(self, session: GatedSession) -> None:
+        self.session = session
+
+    async def __aenter__(self) -> GatedSession:
+        await self.session.take_turn()
+        try:
+            self.trans = self.session.begin()
+            await self.trans.__aenter__()
+        except BaseException:
+            self.session.end_turn()
+            raise
+        return self.session
+
+    async def __aexit__(self, type_: Any, value: Any, traceback: Any) -> None:
+        try:
+            await self.trans.__aexit__(type_, value, traceback)
+        finally:
+            await self.session.__aexit__(type_, value, traceback)
+
+
+class _GatedSessions(async_sessionmaker[Any]):
+    def begin(self) -> Any:
+        return _GatedBegin(self())
 
 
 class ReadOnlySession(Session):
