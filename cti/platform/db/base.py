@@ -72,7 +72,9 @@ def make_engine(url: str) -> AsyncEngine:
     if engine.dialect.name == "sqlite":
         _check_sqlite_dir(url, engine.url.database)
         _sqlite_transactions(engine)
-        _sqlite_reader(url, engine)
+        db = engine.url.database
+        if db and db != ":memory:" and "mode=memory" not in db:  # another pool: another db
+            _sqlite_reader(url, engine)
     return engine
 
 
