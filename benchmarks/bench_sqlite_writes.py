@@ -70,8 +70,11 @@ def pct(values: list[float], p: float) -> float:
 
 
 async def run(mode: str, n: int, rounds: int, readers: int) -> dict[str, Any]:
-    folder = tempfile.mkdtemp(prefix="bench-sqlite-")
-    url = f"sqlite+aiosqlite:///{folder}/cti.db"
+    with tempfile.TemporaryDirectory(prefix="bench-sqlite-") as folder:
+        return await _run(f"sqlite+aiosqlite:///{folder}/cti.db", mode, n, rounds, readers)
+
+
+async def _run(url: str, mode: str, n: int, rounds: int, readers: int) -> dict[str, Any]:
     await upgrade_async(url)
     engine = legacy_engine(url) if mode == "legacy" else make_engine(url)
     # the WriteGate comes with make_sessionmaker on SQLite; a plain sessionmaker has none
