@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cti.platform.clock import Clock
+from cti.platform.db.base import read_sessions
 from cti.platform.db.health import db_unavailable, describe
 from cti.platform.db.tables.users import RevokedTokenRow, UserRow
 from cti.platform.errors import DatabaseUnavailable
@@ -65,6 +66,7 @@ class TokenRevocations:
         self, sessions: async_sessionmaker[AsyncSession], clock: Clock, *, cache_s: float = 10.0
     ) -> None:
         self._sessions = sessions
+        self._reads = read_sessions(sessions)  # docs/storage.md
         self._clock = clock
         self.cache_s = cache_s
         self._users: dict[int, _UserState] = {}
@@ -109,7 +111,7 @@ class TokenRevocations:
         return None
 
     async def _load(self, token: TokenRef, now: float) -> tuple[_UserState | None, bool]:
-        async with self._sessions() as db:
+        async with self._reads() as db:
             row = (
                 await db.execute(
                     select(UserRow.active, UserRow.token_epoch).where(UserRow.id == token.user_id)
@@ -191,7 +193,7 @@ class TokenRevocations:
         jtis = sorted({w.token.jti for w in watches})
         users: dict[int, _UserState] = {}
         revoked: set[str] = set()
-        async with self._sessions() as db:
+        async with self._reads() as db:
             for i in range(0, len(user_ids), IN_CHUNK):
                 chunk = user_ids[i:i + IN_CHUNK]
                 rows = await db.execute(

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from cti.features.auth.revocation import TokenRef, TokenRevocations, Watch
 from cti.features.auth.throttle import LoginThrottle, LoginThrottled
 from cti.platform.clock import Clock, SystemClock
+from cti.platform.db.base import read_sessions
 from cti.platform.db.tables.users import UserRow
 from cti.platform.errors import Conflict, CtiError, Forbidden, NotFound, Unauthorized
 from cti.platform.log import get_logger
@@ -253,6 +254,7 @@ class UserDirectory:
         clock: Clock | None = None,
     ) -> None:
         self._sessions = sessions
+        self._reads = read_sessions(sessions)  # docs/storage.md
         self._hasher = hasher or PasswordHasher()
         self._clock = clock or SystemClock()
         # Verified against when the user does not exist, so both paths cost the same time.
@@ -294,7 +296,7 @@ class UserDirectory:
 
     async def authenticate_for_token(self, username: str, password: str) -> tuple[Principal, int]:
         """The user and their current token epoch; Unauthorized when the password is wrong."""
-        async with self._sessions() as db:
+        async with self._reads() as db:
             row = await db.scalar(select(UserRow).where(UserRow.username == username))
         stored = row.password_hash if row is not None and row.active else self._dummy_hash
         ok = await asyncio.to_thread(self._verify, stored, password)
@@ -307,7 +309,10 @@ class UserDirectory:
         moves on, so a later re-activation does not bring old tokens back).
         Returns the user and their new token epoch."""
         async with self._sessions() as db:
-            row = await db.scalar(select(UserRow).where(UserRow.username == username))
+            # locked: two deactivations at once each move the epoch on (PostgreSQL's read
+            # committed would let both read the same epoch; SQLite serializes the transactions)
+            row = await db.scalar(
+                select(UserRow).where(UserRow.username == username).with_for_update())
             if row is None:
                 raise NotFound(f"no user {username!r}")
             if not active:
@@ -323,14 +328,14 @@ class UserDirectory:
             return False
 
     async def get(self, username: str) -> Principal:
-        async with self._sessions() as db:
+        async with self._reads() as db:
             row = await db.scalar(select(UserRow).where(UserRow.username == username))
         if row is None:
             raise NotFound(f"no user {username!r}")
         return _principal(row)
 
     async def list(self) -> list[Principal]:
-        async with self._sessions() as db:
+        async with self._reads() as db:
             rows = (await db.scalars(select(UserRow).order_by(UserRow.username))).all()
         return [_principal(r) for r in rows]
 

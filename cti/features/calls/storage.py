@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from cti.domain.calls import Call, CallState
+from cti.platform.db.base import read_sessions
 from cti.platform.db.health import db_unavailable, describe
 from cti.platform.db.tables.calls import CallRow
 from cti.platform.db.upsert import upsert
@@ -84,6 +85,7 @@ class CallRepository:
 
     def __init__(self, sessions: async_sessionmaker[Any], *, retry_s: float = RETRY_S) -> None:
         self._sessions = sessions
+        self._reads = read_sessions(sessions)  # docs/storage.md
         self.retry_s = retry_s
         # The latest state of each call to write next, and who waits for it. One call saved
         # twice before the writer gets to it is written once, in its latest state: each save
@@ -225,17 +227,17 @@ class CallRepository:
                           effect="these calls' rows miss their last state")
 
     async def get(self, call_id: str) -> Call | None:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             row = await session.get(CallRow, call_id)
             return _from_row(row) if row is not None else None
 
     async def open_calls(self) -> list[Call]:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             rows = await session.scalars(select(CallRow).where(CallRow.state != "ended"))
             return [_from_row(r) for r in rows]
 
     async def recent(self, limit: int = 100) -> list[Call]:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             rows = await session.scalars(
                 select(CallRow).order_by(CallRow.arrived_at.desc()).limit(limit)
             )

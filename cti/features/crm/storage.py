@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cti.domain.crm import CallSummary, Customer, Title, lookup_key, number_variants
 from cti.platform.clock import Clock, SystemClock
+from cti.platform.db.base import read_sessions
 from cti.platform.db.tables.calls import CallRow
 from cti.platform.db.tables.crm import CallDispositionRow, CustomerNumberRow, CustomerRow
 from cti.platform.errors import Conflict, NotFound
@@ -106,14 +107,11 @@ _HISTORY_QUERY = _history_query()
 class CustomerRepository:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock | None = None):
         self._sessions = sessions
-        bind = sessions.kw.get("bind")
-        self._reads: dict[str, Any] = (
-            {"bind": bind.execution_options(isolation_level="AUTOCOMMIT")} if bind else {}
-        )
+        self._reads = read_sessions(sessions)  # docs/storage.md
         self._clock = clock or SystemClock()
 
     async def by_number(self, e164: str) -> Customer | None:
-        async with self._sessions() as db:
+        async with self._reads() as db:
             row = await db.scalar(
                 select(CustomerRow)
                 .join(CustomerNumberRow)
@@ -129,9 +127,9 @@ class CustomerRepository:
         two Core statements (the ORM's relationship loading doubled the screen-pop latency).
         `identified(customer)` is called between the two: routing needs the record, not its
         history."""
-        # Outside a transaction (each read is its own): no BEGIN and ROLLBACK round trips on
-        # every arriving call's path, where each trip waits its turn in a busy event loop.
-        async with self._sessions(**self._reads) as db:
+        # Read-only: on SQLite outside a transaction (each read is its own), no BEGIN round
+        # trip on every arriving call's path and no wait behind a writer.
+        async with self._reads() as db:
             rows = (await db.execute(_OWNER_QUERY, {"number": e164})).all()
             customer: Customer | None = None
             if rows:
@@ -148,7 +146,7 @@ class CustomerRepository:
         return customer, history
 
     async def get(self, customer_id: int) -> Customer:
-        async with self._sessions() as db:
+        async with self._reads() as db:
             row = await db.get(CustomerRow, customer_id)
             if row is None:
                 raise NotFound(f"no customer {customer_id}")
@@ -176,7 +174,7 @@ class CustomerRepository:
         if conditions:
             stmt = stmt.where(or_(*conditions))
         stmt = stmt.order_by(CustomerRow.surname, CustomerRow.name, CustomerRow.id).limit(limit)
-        async with self._sessions() as db:
+        async with self._reads() as db:
             rows = (await db.scalars(stmt)).unique().all()
             return [_to_customer(r) for r in rows]
 
@@ -251,12 +249,12 @@ class CustomerRepository:
         return outcome
 
     async def count(self) -> int:
-        async with self._sessions() as db:
+        async with self._reads() as db:
             return int(await db.scalar(select(func.count()).select_from(CustomerRow)) or 0)
 
     async def history(self, customer: Customer, limit: int = 5) -> list[CallSummary]:
         """The customer's last calls, newest first, from the call log (any spelling of a number)."""
-        async with self._sessions() as db:
+        async with self._reads() as db:
             return await self._history_in(db, customer.numbers, limit)
 
     async def _history_in(

@@ -21,6 +21,7 @@ from sqlalchemy import Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cti.events import Bus, DomainEvent, Envelope, event_from_record, event_record
+from cti.platform.db.base import read_sessions
 from cti.platform.db.health import db_unavailable, describe
 from cti.platform.db.tables.events import EventRow
 from cti.platform.log import get_logger
@@ -61,6 +62,7 @@ def _row(envelope: Envelope) -> dict[str, Any]:
 class EventLog:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], bus: Bus | None = None):
         self.sessions = sessions
+        self.reads = read_sessions(sessions)  # docs/storage.md
         self._backlog: list[dict[str, Any]] = []
         self.written = 0
         self.failures = 0
@@ -68,7 +70,7 @@ class EventLog:
             bus.subscribe_batches("events.log", self.append, settle_s=SETTLE_S)
 
     async def last_seq(self) -> int:
-        async with self.sessions() as session:
+        async with self.reads() as session:
             return int(await session.scalar(select(func.max(EventRow.seq))) or 0)
 
     async def append(self, batch: Sequence[Envelope]) -> None:
@@ -140,7 +142,7 @@ class EventLog:
             query = query.where(EventRow.type.in_(list(types)))
         if limit is not None:
             query = query.limit(limit)
-        async with self.sessions() as session:
+        async with self.reads() as session:
             rows = (await session.scalars(query)).all()
         return [StoredEvent(r.seq, r.at, r.type, r.version, r.call_id, r.agent_id, r.queue,
                             dict(r.payload)) for r in rows]

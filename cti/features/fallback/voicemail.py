@@ -34,6 +34,7 @@ from cti.platform.ari.events import (
     StasisEnd,
 )
 from cti.platform.clock import Clock
+from cti.platform.db.base import read_sessions
 from cti.platform.db.tables.fallback import VoicemailRow
 from cti.platform.errors import ChannelGone, NotFound, TelephonyError
 from cti.platform.log import get_logger
@@ -79,6 +80,7 @@ class Voicemails:
         *, settle_s: float = SETTLE_S, bus: Bus | None = None,
     ) -> None:
         self.sessions = sessions
+        self.reads = read_sessions(sessions)  # docs/storage.md
         self.telephony = telephony
         self.clock = clock
         self.settle_s = settle_s
@@ -189,12 +191,12 @@ class Voicemails:
                                               desc(VoicemailRow.id))
         if mailbox is not None:
             query = query.where(VoicemailRow.mailbox == mailbox)
-        async with self.sessions() as session:
+        async with self.reads() as session:
             rows = (await session.scalars(query.limit(limit))).all()
         return [self._json(r) for r in rows]
 
     async def get(self, voicemail_id: int) -> dict[str, Any]:
-        async with self.sessions() as session:
+        async with self.reads() as session:
             row = await session.get(VoicemailRow, voicemail_id)
         if row is None:
             raise UnknownVoicemail(f"no voicemail {voicemail_id}")

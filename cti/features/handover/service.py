@@ -15,7 +15,13 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from cti.domain import handover as ho
-from cti.domain.handover import HandoverEntry, HandoverError, NewItem, ReminderPolicy
+from cti.domain.handover import (
+    HandoverEntry,
+    HandoverError,
+    HandoverItem,
+    NewItem,
+    ReminderPolicy,
+)
 from cti.events import Bus, HandoverItemAcknowledged, HandoverReminded, HandoverWritten
 from cti.features.auth.service import Principal
 from cti.features.desk.hub import SUPERVISORS, agent_topic
@@ -50,7 +56,6 @@ class Handovers:
         self.clock = clock
         self.policy = policy or ReminderPolicy()
         self.orders = orders
-        self._lock = asyncio.Lock()
         self.changed = asyncio.Event()  # the reminder driver looks again
 
     async def write(self, who: Principal, *, shift: str, next_shift: str, note: str,
@@ -81,8 +86,9 @@ class Handovers:
     async def acknowledge(self, who: Principal, entry_id: int, item_ids: Sequence[int] | None,
                           note: str = "") -> HandoverEntry:
         """Acknowledge the given items (None: every open one) of the entry."""
-        async with self._lock:
-            entry = await self.store.get(entry_id)
+        now = self.clock.now()
+
+        def change(entry: HandoverEntry) -> tuple[list[HandoverItem], list[HandoverItem]]:
             chosen = [i for i in entry.items if item_ids is None or i.id in item_ids]
             if item_ids is not None:
                 missing = set(item_ids) - {i.id for i in chosen}
@@ -94,14 +100,14 @@ class Handovers:
                 if not chosen:
                     raise InvalidHandover(f"handover {entry_id} has nothing left to "
                                           "acknowledge")
-            now = self.clock.now()
             try:
                 done = [ho.acknowledge(entry, i, who.username, now, note) for i in chosen]
             except HandoverError as exc:
                 raise InvalidHandover(str(exc)) from None
-            for item in done:
-                await self.store.save_item(item)
-            entry = await self.store.get(entry_id)
+            return done, done
+
+        # read, checked and written in one transaction (docs/storage.md)
+        entry, done = await self.store.update(entry_id, change)
         left = len(entry.open_items)
         for item in done:
             self.bus.publish(HandoverItemAcknowledged(entry_id, item.id, now, who.username,
@@ -121,12 +127,18 @@ class Handovers:
         due = await self.store.due(now)
         count = 0
         for item in due:
-            async with self._lock:
-                new, reminded = ho.remind(self.policy, item, now)
-                if not reminded:
-                    continue
-                await self.store.save_item(new)
-                entry = await self.store.get(item.entry_id)
+            def remind(entry: HandoverEntry, item_id: int = item.id
+                       ) -> tuple[list[HandoverItem], HandoverItem | None]:
+                current = next((i for i in entry.items if i.id == item_id), None)
+                if current is None:
+                    return [], None
+                new, reminded = ho.remind(self.policy, current, now)
+                return ([new], new) if reminded else ([], None)
+
+            entry, reminded = await self.store.update(item.entry_id, remind)
+            if reminded is None:
+                continue
+            new = reminded
             count += 1
             self.bus.publish(HandoverReminded(entry.id, item.id, now, entry.next_shift,
                                               new.reminders, item.work_order_id))

@@ -3,16 +3,19 @@ handover_items, migration 0014)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cti.domain.handover import HandoverEntry, HandoverItem, NewItem
+from cti.platform.db.base import read_sessions
 from cti.platform.db.tables.handover import HandoverEntryRow, HandoverItemRow
 from cti.platform.errors import NotFound
+
+T = TypeVar("T")
 
 
 def _item(row: HandoverItemRow) -> HandoverItem:
@@ -35,6 +38,7 @@ def _entry(row: HandoverEntryRow, items: Sequence[HandoverItemRow]) -> HandoverE
 class HandoverStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
+        self.reads = read_sessions(sessions)  # docs/storage.md
 
     async def create(
         self, *, shift: str, next_shift: str, written_by: str, written_at: datetime, note: str,
@@ -53,7 +57,7 @@ class HandoverStore:
             return _entry(row, rows)
 
     async def get(self, entry_id: int) -> HandoverEntry:
-        async with self.sessions() as session:
+        async with self.reads() as session:
             row = await session.get(HandoverEntryRow, entry_id)
             if row is None:
                 raise NotFound(f"no handover entry {entry_id}")
@@ -62,16 +66,29 @@ class HandoverStore:
             )).all()
             return _entry(row, items)
 
-    async def save_item(self, item: HandoverItem) -> None:
+    async def update(
+        self, entry_id: int, change: Callable[[HandoverEntry], tuple[Sequence[HandoverItem], T]],
+    ) -> tuple[HandoverEntry, T]:
+        """Read the entry, `change(entry)` -> (its items changed, extra), write them, and the
+        entry as it is then: one transaction, the entry's row locked from the read (FOR
+        UPDATE; on SQLite the write lock from BEGIN), so two nodes acknowledging or reminding
+        one item at once run one after the other. What `change` raises rolls it back."""
         async with self.sessions.begin() as session:
-            row = await session.get(HandoverItemRow, item.id)
+            row = await session.get(HandoverEntryRow, entry_id, with_for_update=True)
             if row is None:
-                raise NotFound(f"no handover item {item.id}")
-            row.acknowledged_by = item.acknowledged_by
-            row.acknowledged_at = item.acknowledged_at
-            row.ack_note = item.ack_note
-            row.reminders = item.reminders
-            row.next_reminder_at = item.next_reminder_at
+                raise NotFound(f"no handover entry {entry_id}")
+            rows = {r.id: r for r in (await session.scalars(
+                select(HandoverItemRow).where(HandoverItemRow.entry_id == entry_id)
+            )).all()}
+            changed, extra = change(_entry(row, list(rows.values())))
+            for item in changed:
+                r = rows[item.id]
+                r.acknowledged_by = item.acknowledged_by
+                r.acknowledged_at = item.acknowledged_at
+                r.ack_note = item.ack_note
+                r.reminders = item.reminders
+                r.next_reminder_at = item.next_reminder_at
+            return _entry(row, list(rows.values())), extra
 
     async def recent(self, *, open_only: bool = False, next_shift: str | None = None,
                      limit: int = 50) -> list[HandoverEntry]:
@@ -84,7 +101,7 @@ class HandoverStore:
                 select(HandoverItemRow.entry_id).where(HandoverItemRow.acknowledged_at.is_(None))
             ))
         query = query.order_by(HandoverEntryRow.written_at.desc(), HandoverEntryRow.id.desc())
-        async with self.sessions() as session:
+        async with self.reads() as session:
             rows = (await session.scalars(query.limit(limit))).all()
             if not rows:
                 return []
@@ -97,7 +114,7 @@ class HandoverStore:
         return [_entry(r, by_entry.get(r.id, [])) for r in rows]
 
     async def due(self, now: datetime, limit: int = 500) -> list[HandoverItem]:
-        async with self.sessions() as session:
+        async with self.reads() as session:
             rows = (await session.scalars(
                 select(HandoverItemRow).where(HandoverItemRow.next_reminder_at <= now)
                 .order_by(HandoverItemRow.next_reminder_at).limit(limit)
@@ -105,7 +122,7 @@ class HandoverStore:
             return [_item(r) for r in rows]
 
     async def earliest_reminder(self) -> datetime | None:
-        async with self.sessions() as session:
+        async with self.reads() as session:
             value: datetime | None = await session.scalar(
                 select(func.min(HandoverItemRow.next_reminder_at))
             )

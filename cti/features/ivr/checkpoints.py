@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cti.domain.ivr.checkpoint import Checkpoint, CheckpointUnreadable, from_json, to_json
+from cti.platform.db.base import read_sessions
 from cti.platform.db.tables.calls import CallRow
 from cti.platform.db.tables.ivr import IvrCheckpointRow
 from cti.platform.db.upsert import upsert
@@ -38,6 +39,7 @@ CHECKPOINT_SWEEP_AGE = timedelta(minutes=1)
 class CheckpointStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
+        self.reads = read_sessions(sessions)  # docs/storage.md
 
     async def write(self, keep: list[Checkpoint], drop: list[str]) -> None:
         """Upsert `keep` (one row per call) and delete `drop`, in one transaction."""
@@ -67,7 +69,7 @@ class CheckpointStore:
 
     async def load(self, call_id: str) -> Checkpoint | None:
         """The call's last checkpoint; None if there is none or it cannot be read (said)."""
-        async with self.sessions() as session:
+        async with self.reads() as session:
             data = await session.scalar(
                 select(IvrCheckpointRow.data).where(IvrCheckpointRow.call_id == call_id)
             )

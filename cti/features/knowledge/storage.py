@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from cti.domain.knowledge import Hit, index_weights, rarest_first, term_weights
+from cti.platform.db.base import read_sessions
 from cti.platform.db.tables.knowledge import ArticleRow, GapRow, PostingRow, TermRow
 from cti.platform.errors import NotFound
 
@@ -119,6 +120,7 @@ def postings_of(article_id: int, a: NewArticle) -> list[dict[str, Any]]:
 class KnowledgeStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
+        self.reads = read_sessions(sessions)  # docs/storage.md
 
     # ----- articles -----------------------------------------------------------------------
 
@@ -130,8 +132,9 @@ class KnowledgeStore:
                              author=author, gap_id=gap_id)
             session.add(row)
             await session.flush()
-            await self._index(session, row.id, article)
-            await _count_terms(session, {ALL: 1})
+            changes = await self._index(session, row.id, article)
+            changes[ALL] += 1
+            await _count_terms(session, changes)
             return _article(row)
 
     async def add_many(self, articles: Sequence[NewArticle], author: str, now: datetime) -> int:
@@ -156,50 +159,59 @@ class KnowledgeStore:
 
     async def replace(self, article_id: int, article: NewArticle, now: datetime) -> Article:
         async with self.sessions.begin() as session:
-            row = await session.get(ArticleRow, article_id)
+            # The article locked first: two edits at once would both take the same old
+            # postings out of the term counts (docs/storage.md).
+            row = await session.get(ArticleRow, article_id, with_for_update=True)
             if row is None:
                 raise NotFound(f"no article {article_id}")
-            await self._unindex(session, article_id)
+            changes = await self._unindex(session, article_id)
             row.language, row.title, row.body = article.language, article.title, article.body
             row.tags, row.updated_at = list(article.tags), now
-            await self._index(session, article_id, article)
+            changes.update(await self._index(session, article_id, article))
+            # one sweep over the terms, in order: two sweeps (out, then in) by two edits of
+            # different articles could each hold a term the other waits for (a deadlock)
+            await _count_terms(session, changes)
             return _article(row)
 
     async def delete(self, article_id: int) -> None:
         async with self.sessions.begin() as session:
-            row = await session.get(ArticleRow, article_id)
+            row = await session.get(ArticleRow, article_id, with_for_update=True)
             if row is None:
                 raise NotFound(f"no article {article_id}")
-            await self._unindex(session, article_id)
+            changes = await self._unindex(session, article_id)
             await session.delete(row)
-            await _count_terms(session, {ALL: -1})
+            changes[ALL] -= 1
+            await _count_terms(session, changes)
 
     async def get(self, article_id: int) -> Article:
-        async with self.sessions() as session:
+        async with self.reads() as session:
             row = await session.get(ArticleRow, article_id)
             if row is None:
                 raise NotFound(f"no article {article_id}")
             return _article(row)
 
-    async def _index(self, session: AsyncSession, article_id: int, a: NewArticle) -> None:
+    async def _index(self, session: AsyncSession, article_id: int,
+                     a: NewArticle) -> Counter[str]:
+        """Insert the article's postings; the term counts to add (the caller adds them)."""
         postings = postings_of(article_id, a)
         if postings:
             await session.execute(insert(PostingRow), postings)
-        await _count_terms(session, dict.fromkeys((p["term"] for p in postings), 1))
+        return Counter(p["term"] for p in postings)
 
-    async def _unindex(self, session: AsyncSession, article_id: int) -> None:
+    async def _unindex(self, session: AsyncSession, article_id: int) -> Counter[str]:
+        """Delete the article's postings; the term counts to take off (negative)."""
         old = (await session.scalars(
             select(PostingRow.term).where(PostingRow.article_id == article_id)
         )).all()
         await session.execute(delete(PostingRow).where(PostingRow.article_id == article_id))
-        await _count_terms(session, dict.fromkeys(old, -1))
+        return Counter(dict.fromkeys(old, -1))
 
     # ----- search -------------------------------------------------------------------------
 
     async def search(self, found: Sequence[str], language: str | None = None,
                      limit: int = CANDIDATES) -> list[tuple[Hit, Article]]:
         """Articles having every term of `found`, best scored first (at most `limit`)."""
-        async with self.sessions() as session:
+        async with self.reads() as session:
             df: dict[str, int] = dict((await session.execute(
                 select(TermRow.term, TermRow.articles).where(TermRow.term.in_([*found, ALL]))
             )).all())
@@ -233,7 +245,7 @@ class KnowledgeStore:
             return _gap(row)
 
     async def gap(self, gap_id: int) -> Gap:
-        async with self.sessions() as session:
+        async with self.reads() as session:
             row = await session.get(GapRow, gap_id)
             if row is None:
                 raise NotFound(f"no knowledge gap {gap_id}")
@@ -243,14 +255,14 @@ class KnowledgeStore:
         query: Any = select(GapRow)
         if status is not None:
             query = query.where(GapRow.status == status)
-        async with self.sessions() as session:
+        async with self.reads() as session:
             rows = (await session.scalars(query.order_by(GapRow.id.desc()).limit(limit))).all()
             return [_gap(r) for r in rows]
 
     async def answer_gap(self, gap_id: int, answer: str, by: str, now: datetime,
                          article_id: int | None) -> Gap:
         async with self.sessions.begin() as session:
-            row = await session.get(GapRow, gap_id)
+            row = await session.get(GapRow, gap_id, with_for_update=True)
             if row is None:
                 raise NotFound(f"no knowledge gap {gap_id}")
             row.status, row.answer, row.answered_by = "answered", answer, by

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cti.domain.messages import Contact, Draft, OutboxStatus, Outcome
+from cti.platform.db.base import read_sessions
 from cti.platform.db.tables.messages import CustomerContactRow, OutboxRow
 
 
@@ -41,6 +42,7 @@ def _item(r: OutboxRow) -> OutboxItem:
 class OutboxStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
+        self.reads = read_sessions(sessions)  # docs/storage.md
 
     async def enqueue(self, drafts: Sequence[Draft], now: datetime) -> int:
         """Keep the drafts, due now; a draft whose key is already there is skipped (the same
@@ -61,7 +63,7 @@ class OutboxStore:
         return added
 
     async def due(self, now: datetime, limit: int = 50) -> list[OutboxItem]:
-        async with self.sessions() as session:
+        async with self.reads() as session:
             rows = (await session.scalars(
                 select(OutboxRow).where(OutboxRow.status == OutboxStatus.PENDING.value,
                                         OutboxRow.next_attempt_at <= now)
@@ -70,7 +72,7 @@ class OutboxStore:
             return [_item(r) for r in rows]
 
     async def earliest(self) -> datetime | None:
-        async with self.sessions() as session:
+        async with self.reads() as session:
             value: datetime | None = await session.scalar(
                 select(func.min(OutboxRow.next_attempt_at))
                 .where(OutboxRow.status == OutboxStatus.PENDING.value)
@@ -95,14 +97,14 @@ class OutboxStore:
             query = query.where(OutboxRow.status == status)
         if order_id is not None:
             query = query.where(OutboxRow.order_id == order_id)
-        async with self.sessions() as session:
+        async with self.reads() as session:
             rows = (await session.scalars(query.order_by(OutboxRow.id.desc()).limit(limit))).all()
             return [_item(r) for r in rows]
 
     # ----- contacts --------------------------------------------------------------------
 
     async def contact(self, customer_id: int) -> Contact | None:
-        async with self.sessions() as session:
+        async with self.reads() as session:
             row = await session.get(CustomerContactRow, customer_id)
             return None if row is None else Contact(row.email, row.phone, row.language)
 

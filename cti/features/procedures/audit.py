@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from cti.domain.ivr.commands import Audit
 from cti.events import Bus, IvrNoted, ProcedureEnded, ProcedureStarted, ProcedureStepped
 from cti.platform.clock import Clock, SystemClock
+from cti.platform.db.base import read_sessions
 from cti.platform.db.health import db_unavailable
 from cti.platform.db.tables.fallback import CallbackRequestRow
 from cti.platform.db.tables.ivr import ProcedureRunRow, ProcedureStepRow, ScriptDepartureRow
@@ -98,6 +99,7 @@ class ProcedureAudit:
         bus: Bus | None = None,
     ) -> None:
         self.sessions = sessions
+        self.reads = read_sessions(sessions)  # docs/storage.md
         self.bus = bus
         if bus is not None:  # the IVR's facts arrive as events (cti.features.procedures.events)
             bus.subscribe("procedures.audit", self._on_event,
@@ -247,7 +249,7 @@ class ProcedureAudit:
     # -- reading ------------------------------------------------------------------------------
 
     async def runs_for_call(self, call_id: str) -> dict[str, Any]:
-        async with self.sessions() as session:
+        async with self.reads() as session:
             runs = (await session.scalars(
                 select(ProcedureRunRow).where(ProcedureRunRow.call_id == call_id)
                 .order_by(ProcedureRunRow.started_at, ProcedureRunRow.id)
@@ -285,7 +287,7 @@ class ProcedureAudit:
 
     async def callbacks(self, limit: int = 100) -> list[dict[str, Any]]:
         """The latest call-back requests, newest first (supervisors follow them up)."""
-        async with self.sessions() as session:
+        async with self.reads() as session:
             rows = (await session.scalars(
                 select(CallbackRequestRow)
                 .order_by(desc(CallbackRequestRow.requested_at), desc(CallbackRequestRow.id))
@@ -297,7 +299,9 @@ class ProcedureAudit:
         """Mark a call-back request done (a supervisor called back); marking it again keeps the
         first time."""
         async with self.sessions.begin() as session:
-            row = await session.get(CallbackRequestRow, callback_id)
+            # locked: of two marks at once the first time stays (read committed would let
+            # both see it open)
+            row = await session.get(CallbackRequestRow, callback_id, with_for_update=True)
             if row is None:
                 raise UnknownCallback(f"no call-back request {callback_id}")
             if row.done_at is None:

@@ -45,6 +45,7 @@ from cti.features.recordings.model import (
 )
 from cti.platform.ari.events import AriEvent, RecordingFailed, RecordingFinished
 from cti.platform.clock import Clock
+from cti.platform.db.base import read_sessions
 from cti.platform.db.tables.recordings import CallRecordingPauseRow, CallRecordingRow
 from cti.platform.errors import ChannelGone, NotFound, TelephonyError
 from cti.platform.log import get_logger
@@ -103,6 +104,7 @@ class CallRecordings:
         sweep_every_s: float = 3600, sleep: Sleep = asyncio.sleep, settle_s: float = 0.5,
     ) -> None:
         self.sessions = sessions
+        self.reads = read_sessions(sessions)  # docs/storage.md
         self.pbx = pbx
         self.clock = clock
         self.bus = bus
@@ -214,7 +216,7 @@ class CallRecordings:
     async def _close_earlier(self, call_id: str) -> int:
         """Segments an earlier process left `recording` (this call was adopted after a
         restart): stopped at the PBX and stored. Returns the call's last segment number."""
-        async with self.sessions() as session:
+        async with self.reads() as session:
             rows = (await session.execute(
                 select(CallRecordingRow.id, CallRecordingRow.name, CallRecordingRow.segment,
                        CallRecordingRow.status, CallRecordingRow.agent_id)
@@ -363,7 +365,7 @@ class CallRecordings:
         """Delete the recordings the retention period has expired: the PBX's file (gone
         already is fine), then the row is marked `deleted`. One the PBX fails to delete is
         kept for the next sweep. Returns the ids deleted."""
-        async with self.sessions() as session:
+        async with self.reads() as session:
             rows = (await session.execute(
                 select(CallRecordingRow.id, CallRecordingRow.status, CallRecordingRow.started_at,
                        CallRecordingRow.ended_at, CallRecordingRow.name)
@@ -371,7 +373,7 @@ class CallRecordings:
             )).all()
         # segments an earlier process left `recording` on calls long over: stored now
         cutoff = self.clock.now() - timedelta(hours=ORPHAN_AFTER_H)
-        async with self.sessions() as session:
+        async with self.reads() as session:
             orphans = (await session.execute(
                 select(CallRecordingRow.id, CallRecordingRow.call_id, CallRecordingRow.name,
                        CallRecordingRow.agent_id)
@@ -428,7 +430,7 @@ class CallRecordings:
     # ----- reading -----------------------------------------------------------------------
 
     async def of_call(self, call_id: str) -> list[dict[str, Any]]:
-        async with self.sessions() as session:
+        async with self.reads() as session:
             rows = (await session.scalars(
                 select(CallRecordingRow).where(CallRecordingRow.call_id == call_id)
                 .order_by(CallRecordingRow.segment)
@@ -448,14 +450,14 @@ class CallRecordings:
         return [self._json(r, by_rec.get(r.id, [])) for r in rows]
 
     async def get(self, recording_id: int) -> CallRecordingRow:
-        async with self.sessions() as session:
+        async with self.reads() as session:
             row = await session.get(CallRecordingRow, recording_id)
         if row is None:
             raise UnknownRecording(f"no recording {recording_id}")
         return row
 
     async def agents_of_call(self, call_id: str) -> set[str | None]:
-        async with self.sessions() as session:
+        async with self.reads() as session:
             agents = (await session.scalars(
                 select(CallRecordingRow.agent_id).where(CallRecordingRow.call_id == call_id)
             )).all()

@@ -33,6 +33,7 @@ from cti.features.reports.service import (
     quarter_hours,
     quarters_of,
 )
+from cti.platform.db.base import read_sessions
 from cti.platform.db.tables.report_rollups import (
     AGENT_COUNTS,
     AGENT_TIMES,
@@ -98,6 +99,7 @@ class Rollups:
         targets: Callable[[str], QueueTargets], bus: Bus | None = None,
     ) -> None:
         self.sessions, self.log, self.targets = sessions, log_, targets
+        self.reads = read_sessions(sessions)  # docs/storage.md
         self.fold = StatsFold(targets, periods=quarter_hours())
         self.seq = 0  # the last event folded
         self.at: datetime | None = None
@@ -112,7 +114,7 @@ class Rollups:
     async def start(self) -> None:
         """Where the roll-ups stopped: fold the day before it again (states only), then roll up
         the kept events after it."""
-        async with self.sessions() as session:
+        async with self.reads() as session:
             state = await session.get(ReportRollupState, 1)
         if state is not None:
             self.seq, self.at = state.seq, state.at
@@ -249,7 +251,7 @@ class Rollups:
     async def quarters(self, since: datetime, until: datetime) -> Quarters:
         """The kept quarter hours of [since, until), with what is still open up to `until`."""
         out: Quarters = {}
-        async with self.sessions() as session:
+        async with self.reads() as session:
             for kind, (model, key_name, load, _dump) in _TABLES.items():
                 result = await session.execute(select(model.__table__).where(
                     model.bucket >= since, model.bucket < until))
@@ -271,7 +273,7 @@ class Rollups:
         out: dict[datetime, Quarter] = {start: Quarter() for start, _ in ranges}
         if not ranges:
             return out
-        async with self.sessions() as session:
+        async with self.reads() as session:
             for kind, (model, key_name, load, _dump) in _TABLES.items():
                 key_col = getattr(model, key_name)
                 summed = [func.sum(getattr(model, c)).label(c) for c in (

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from cti.platform.db.base import read_sessions
 from cti.platform.db.tables.evaluations import EvaluationRow
 
 READ_MAX = 100_000  # evaluations in one answer's window (a year of a large center's reviews)
@@ -42,6 +43,7 @@ def as_json(r: EvaluationRow) -> dict[str, Any]:
 class EvaluationStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
+        self.reads = read_sessions(sessions)  # docs/storage.md
 
     async def add(self, e: NewEvaluation) -> dict[str, Any]:
         row = EvaluationRow(
@@ -72,6 +74,6 @@ class EvaluationStore:
             query = query.where(EvaluationRow.created_at >= since)
         if until is not None:
             query = query.where(EvaluationRow.created_at < until)
-        async with self.sessions() as session:
+        async with self.reads() as session:
             rows = (await session.scalars(query.limit(limit))).all()
         return [as_json(r) for r in rows]

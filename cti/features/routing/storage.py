@@ -12,12 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cti.domain.routing.decisions import Decision
 from cti.domain.routing.events import AgentStateChanged, RoutingEvent
+from cti.platform.db.base import read_sessions
 from cti.platform.db.tables.routing import AgentStateEventRow, RoutingDecisionRow
 
 
 class RoutingLog:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
+        self._reads = read_sessions(sessions)  # docs/storage.md
 
     async def record_decision(self, at: datetime, decision: Decision) -> None:
         await self.record_batch([(at, decision)])
@@ -75,11 +77,11 @@ class RoutingLog:
         stmt = select(
             AgentStateEventRow.agent_id, AgentStateEventRow.new_state, AgentStateEventRow.reason
         ).where(AgentStateEventRow.id.in_(latest))
-        async with self._sessions() as s:
+        async with self._reads() as s:
             return {r.agent_id: (r.new_state, r.reason) for r in await s.execute(stmt)}
 
     async def decisions_for(self, call_id: str) -> list[dict[str, Any]]:
-        async with self._sessions() as s:
+        async with self._reads() as s:
             rows = (
                 await s.execute(
                     select(RoutingDecisionRow)

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cti.domain.survey import Answers, SurveyFact
+from cti.platform.db.base import read_sessions
 from cti.platform.db.tables.surveys import SurveyOfferRow, SurveyRow
 
 # A keypad survey is stored when the call ends, a minute or so after its offer; reading the
@@ -38,6 +39,7 @@ def _survey(r: SurveyRow) -> Survey:
 class SurveyStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
+        self.reads = read_sessions(sessions)  # docs/storage.md
 
     async def add(self, *, at: datetime, channel: str, call_id: str | None,
                   agent_id: str | None, queue: str | None, work_order_id: int | None,
@@ -54,7 +56,7 @@ class SurveyStore:
             return _survey(row)
 
     async def of_call(self, call_id: str) -> list[Survey]:
-        async with self.sessions() as session:
+        async with self.reads() as session:
             rows = (await session.scalars(
                 select(SurveyRow).where(SurveyRow.call_id == call_id).order_by(SurveyRow.id)
             )).all()
@@ -67,7 +69,7 @@ class SurveyStore:
             query = query.where(SurveyRow.agent_id == agent_id)
         if queue is not None:
             query = query.where(SurveyRow.queue == queue)
-        async with self.sessions() as session:
+        async with self.reads() as session:
             rows = (await session.scalars(query.order_by(SurveyRow.at).limit(100_000))).all()
             return [_survey(r) for r in rows]
 
@@ -80,7 +82,7 @@ class SurveyStore:
         """The offers made and the surveys offered (or, without an offer, stored) in
         [since, until), as the reports count them."""
         counted_at = func.coalesce(SurveyRow.offered_at, SurveyRow.at)
-        async with self.sessions() as session:
+        async with self.reads() as session:
             offers = (await session.execute(
                 select(SurveyOfferRow.at, SurveyOfferRow.queue, SurveyOfferRow.agent_id)
                 .where(SurveyOfferRow.at >= since, SurveyOfferRow.at < until))).all()

@@ -73,7 +73,6 @@ class WorkOrders:
         self.rules = rules
         self.bus = bus
         self.clock = clock
-        self._lock = asyncio.Lock()  # read-modify-write of one order at a time
         self._callers: OrderedDict[str, int | None] = OrderedDict()
         self.timers_changed = asyncio.Event()  # the driver re-reads the earliest timer
         bus.subscribe("work_orders.callers", self.on_call_event, (CustomerIdentified, CallEnded))
@@ -159,18 +158,18 @@ class WorkOrders:
 
     async def record(self, order_id: int, action: str, note: str) -> WorkOrder:
         """A history line written by the system (e.g. a call-back attempt), no user asked."""
-        async with self._lock:
-            order = await self.store.get(order_id)
+        def change(order: WorkOrder) -> tuple[WorkOrder, datetime | None, list[WorkOrderEvent]]:
             new, events = self._step(order, AddNote(note, action), self.clock.now(), SYSTEM)
-            await self.store.save(order, new, next_timer(self.config, new))
+            return new, next_timer(self.config, new), events
+
+        new, events = await self.store.update(order_id, change)
         self._publish(events)
         return new
 
     async def _apply(
         self, who: Principal, order_id: int, command: Command, *, handover: bool = False
     ) -> WorkOrder:
-        async with self._lock:
-            order = await self.store.get(order_id)
+        def change(order: WorkOrder) -> tuple[WorkOrder, datetime | None, list[WorkOrderEvent]]:
             if handover:
                 if not (who.may(Role.SUPERVISOR) or _owns(who, order)):
                     raise Forbidden("only supervisors assign; an agent hands over their own "
@@ -178,7 +177,10 @@ class WorkOrders:
             else:
                 self._require_update(who, order)
             new, events = self._step(order, command, self.clock.now(), who.username)
-            await self.store.save(order, new, next_timer(self.config, new))
+            return new, next_timer(self.config, new), events
+
+        # read, checked, stepped and written in one transaction (docs/storage.md)
+        new, events = await self.store.update(order_id, change)
         self._publish(events)
         return new
 
@@ -226,18 +228,19 @@ class WorkOrders:
     async def run_timers(self, now: datetime) -> int:
         """Tick every order whose next timer is due at `now`; returns how many were ticked."""
         ids = await self.store.due(now)
+        def tick(order: WorkOrder) -> tuple[WorkOrder, datetime | None, list[WorkOrderEvent]]:
+            new, events = step(self.config, order, Tick(), now, SYSTEM)
+            timer = next_timer(self.config, new)
+            if timer is not None and timer <= now:  # a Tick handles all that is due
+                log.error("work_order.timer_stuck", order_id=order.id, timer=timer)
+                timer = now + timedelta(minutes=1)
+            return new, timer, events
+
         for order_id in ids:
-            async with self._lock:
-                try:
-                    order = await self.store.get(order_id)
-                except NotFound:
-                    continue
-                new, events = step(self.config, order, Tick(), now, SYSTEM)
-                timer = next_timer(self.config, new)
-                if timer is not None and timer <= now:  # a Tick handles all that is due
-                    log.error("work_order.timer_stuck", order_id=order_id, timer=timer)
-                    timer = now + timedelta(minutes=1)
-                await self.store.save(order, new, timer)
+            try:
+                _, events = await self.store.update(order_id, tick)
+            except NotFound:
+                continue
             self._publish(events)
         return len(ids)
 

@@ -17,6 +17,7 @@ from cti.domain.work_orders import (
     Status,
     WorkOrder,
 )
+from cti.platform.db.base import read_sessions
 from cti.platform.db.tables.work_orders import WorkOrderHistoryRow, WorkOrderRow
 from cti.platform.errors import NotFound
 
@@ -80,6 +81,7 @@ def _history_rows(order: WorkOrder, start: int) -> list[WorkOrderHistoryRow]:
 class WorkOrderStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
+        self.reads = read_sessions(sessions)  # docs/storage.md
 
     async def create(
         self, build: Callable[[int], tuple[WorkOrder, T]],
@@ -98,7 +100,7 @@ class WorkOrderStore:
         return order, extra
 
     async def get(self, order_id: int, *, history: bool = True) -> WorkOrder:
-        async with self.sessions() as session:
+        async with self.reads() as session:
             row = await session.get(WorkOrderRow, order_id)
             if row is None:
                 raise NotFound(f"no work order {order_id}")
@@ -110,14 +112,28 @@ class WorkOrderStore:
                 )).all()
             return _order(row, rows)
 
-    async def save(self, old: WorkOrder, new: WorkOrder, next_timer: datetime | None) -> None:
-        """Write the new state and append the history entries `old` did not have."""
+    async def update(
+        self, order_id: int,
+        change: Callable[[WorkOrder], tuple[WorkOrder, datetime | None, T]],
+    ) -> tuple[WorkOrder, T]:
+        """Read the order, `change(order)` -> (new order, its next timer, extra), write the new
+        state and the history entries it added: one transaction, the order's row locked from
+        the read (FOR UPDATE; on SQLite the write lock from BEGIN), so two changes at once (two
+        nodes, two processes) run one after the other and neither is lost. What `change`
+        raises rolls it back."""
         async with self.sessions.begin() as session:
-            row = await session.get(WorkOrderRow, new.id)
+            row = await session.get(WorkOrderRow, order_id, with_for_update=True)
             if row is None:
-                raise NotFound(f"no work order {new.id}")
-            _fill(row, new, next_timer)
+                raise NotFound(f"no work order {order_id}")
+            history = (await session.scalars(
+                select(WorkOrderHistoryRow).where(WorkOrderHistoryRow.order_id == order_id)
+                .order_by(WorkOrderHistoryRow.position)
+            )).all()
+            old = _order(row, history)
+            new, timer, extra = change(old)
+            _fill(row, new, timer)
             session.add_all(_history_rows(new, len(old.history)))
+        return new, extra
 
     async def search(
         self, *, owners: Sequence[str] | None = None, statuses: Sequence[Status] | None = None,
@@ -132,26 +148,26 @@ class WorkOrderStore:
         if customer_id is not None:
             query = query.where(WorkOrderRow.customer_id == customer_id)
         query = query.order_by(WorkOrderRow.priority, WorkOrderRow.due_at, WorkOrderRow.id)
-        async with self.sessions() as session:
+        async with self.reads() as session:
             return [_order(r) for r in (await session.scalars(query.limit(limit))).all()]
 
     async def due(self, now: datetime, limit: int = 200) -> list[int]:
         """Ids of the orders whose next timer is at or before `now`."""
-        async with self.sessions() as session:
+        async with self.reads() as session:
             return list((await session.scalars(
                 select(WorkOrderRow.id).where(WorkOrderRow.next_timer_at <= now)
                 .order_by(WorkOrderRow.next_timer_at).limit(limit)
             )).all())
 
     async def earliest_timer(self) -> datetime | None:
-        async with self.sessions() as session:
+        async with self.reads() as session:
             value: datetime | None = await session.scalar(
                 select(func.min(WorkOrderRow.next_timer_at))
             )
             return value
 
     async def complaints_since(self, customer_id: int, since: datetime) -> list[datetime]:
-        async with self.sessions() as session:
+        async with self.reads() as session:
             return list((await session.scalars(
                 select(WorkOrderRow.created_at).where(
                     WorkOrderRow.customer_id == customer_id, WorkOrderRow.complaint.is_(True),

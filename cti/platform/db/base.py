@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import DateTime, MetaData, TypeDecorator, event
+from sqlalchemy import DateTime, Engine, MetaData, TypeDecorator, event
 from sqlalchemy.exc import DBAPIError, InvalidatePoolError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase, ORMExecuteState, Session, UOWTransaction
 
 from cti.platform.errors import ConfigError
 
@@ -73,15 +80,10 @@ def make_engine(url: str) -> AsyncEngine:
         _ping_when_idle(engine)
     if engine.dialect.name == "sqlite":
         _check_sqlite_dir(url, engine.url.database)
-    if engine.dialect.name == "sqlite":
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.close()
-
+        _sqlite_transactions(engine)
+        db = engine.url.database
+        if db and db != ":memory:" and "mode=memory" not in db:  # another pool: another db
+            _sqlite_reader(url, engine)
     return engine
 
 
@@ -112,6 +114,53 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
             raise InvalidatePoolError(f"ping failed: {exc}") from exc
 
 
+# The execution option marking a read-only engine (`make_read_sessionmaker`): on SQLite its
+# transactions start no BEGIN; on PostgreSQL it changes nothing.
+READ_ONLY = "cti_read_only"
+
+
+def _sqlite_transactions(engine: AsyncEngine) -> None:
+    """Every write transaction on SQLite takes the write lock at its start (BEGIN IMMEDIATE).
+
+    The driver's own (legacy) transaction handling sends no BEGIN before a SELECT and a plain
+    deferred BEGIN before the first INSERT/UPDATE/DELETE: a transaction that reads a row and
+    then writes what it computed from it read outside any transaction, so two of them at once
+    both read the old value and one update is lost (docs/storage.md). SQLAlchemy's recipe:
+    switch the driver's BEGIN off and send our own from the `begin` event. Read-only sessions
+    send none: each of their statements reads the last committed state without waiting (WAL
+    readers do not wait for the writer), as every SELECT did before."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.close()
+        dbapi_conn.isolation_level = None  # no BEGIN from the driver: `_sqlite_begin` sends it
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _sqlite_begin(conn: Any) -> None:
+        if not conn.get_execution_options().get(READ_ONLY):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+# SQLite: each engine's read-only twin, with a pool of its own (see `_sqlite_reader`)
+_READERS: WeakKeyDictionary[Engine, AsyncEngine] = WeakKeyDictionary()
+
+
+def _sqlite_reader(url: str, engine: AsyncEngine) -> None:
+    """The engine the read-only sessions use, on a pool of its own: writers waiting for the
+    write lock each hold a connection, and a burst of them would take all of a shared pool's,
+    so a read would wait for a writer after all. Disposed with `engine`."""
+    base = create_async_engine(url)  # a file: nothing to ping
+    _sqlite_transactions(base)
+    _READERS[engine.sync_engine] = base.execution_options(**{READ_ONLY: True})
+
+    @event.listens_for(engine.sync_engine, "engine_disposed")
+    def _dispose_reader(_engine: Any) -> None:
+        base.sync_engine.dispose()  # runs inside AsyncEngine.dispose's greenlet
+
+
 def _check_sqlite_dir(url: str, database: str | None) -> None:
     # Said before connecting: aiosqlite's failed connect can also print a worker thread's
     # traceback ("Event loop is closed") after the error, a race on every such run.
@@ -123,7 +172,158 @@ def _check_sqlite_dir(url: str, database: str | None) -> None:
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[Any]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+    """Sessions for transactions that write (and may read first): on SQLite each takes the
+    write lock at its start, so the transactions writing run one at a time — and, entered with
+    `async with`, each waits its turn among this process's writers first (`WriteGate`)."""
+    if engine.dialect.name != "sqlite":
+        return async_sessionmaker(engine, expire_on_commit=False)
+    gated = type("GatedSession", (GatedSession,), {"gate": WriteGate()})
+    return _GatedSessions(engine, class_=gated, expire_on_commit=False)
+
+
+# How long a writer waits for its turn before leaving it to SQLite's own busy wait: long
+# enough for a burst's queue (160 at once), bounded so that a writer awaiting another task
+# that wants to write too fails (SQLite's "database is locked") rather than hangs.
+GATE_WAIT_S = 30.0
+
+
+class WriteGate:
+    """One write session at a time per SQLite database in this process, queued in order.
+
+    SQLite serializes writers anyway (BEGIN IMMEDIATE), but one that finds the lock taken
+    waits in the driver's busy handler, which sleeps 1, 2, 5 ... up to 100 ms between tries:
+    the lock sat idle between holders (20 concurrent read-then-write updates: 25 a second).
+    Queued here, the next writer starts the moment the last one is done. Other processes
+    still meet the busy handler. A session opened inside another's, in the task holding the
+    turn, goes ahead (it would otherwise wait for itself)."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = asyncio.Lock()
+        self._holder: asyncio.Task[Any] | None = None
+
+    async def acquire(self) -> bool:
+        """Wait for the turn: True when taken (give it back with `release`); False for a
+        session nested in the holder's task, or when it did not come within GATE_WAIT_S."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # an engine used from another loop (tests): a fresh lock
+            self._loop, self._lock, self._holder = loop, asyncio.Lock(), None
+        task = asyncio.current_task()
+        if self._holder is not None and self._holder is task:
+            return False
+        try:
+            await asyncio.wait_for(self._lock.acquire(), GATE_WAIT_S)
+        except TimeoutError:
+            return False
+        self._holder = task
+        return True
+
+    def release(self) -> None:
+        self._holder = None
+        self._lock.release()
+
+
+class GatedSession(AsyncSession):
+    """A write session on SQLite: `async with` waits for its turn (`WriteGate`) and gives it
+    up when the session closes."""
+
+    gate: WriteGate
+    _turn = False
+
+    async def take_turn(self) -> None:
+        if not self._turn:
+            self._turn = await self.gate.acquire()
+
+    def end_turn(self) -> None:
+        if self._turn:
+            self._turn = False
+            self.gate.release()
+
+    async def __aenter__(self) -> GatedSession:
+        await self.take_turn()
+        return self
+
+    async def __aexit__(self, type_: Any, value: Any, traceback: Any) -> None:
+        try:
+            await super().__aexit__(type_, value, traceback)
+        finally:
+            self.end_turn()
+
+
+class _GatedBegin:
+    """`sessions.begin()` for gated sessions: the turn, then the transaction (committed or
+    rolled back at the end), then the session closed and the turn given up."""
+
+    def __init__(self, session: GatedSession) -> None:
+        self.session = session
+
+    async def __aenter__(self) -> GatedSession:
+        await self.session.take_turn()
+        try:
+            self.trans = self.session.begin()
+            await self.trans.__aenter__()
+        except BaseException:
+            self.session.end_turn()
+            raise
+        return self.session
+
+    async def __aexit__(self, type_: Any, value: Any, traceback: Any) -> None:
+        try:
+            await self.trans.__aexit__(type_, value, traceback)
+        finally:
+            await self.session.__aexit__(type_, value, traceback)
+
+
+class _GatedSessions(async_sessionmaker[Any]):
+    def begin(self) -> Any:
+        return _GatedBegin(self())
+
+
+class ReadOnlySession(Session):
+    """A session of `make_read_sessionmaker`: it refuses to write (on SQLite its statements
+    run outside a transaction, so a write there would be neither atomic nor serialized)."""
+
+
+@event.listens_for(ReadOnlySession, "do_orm_execute")
+def _refuse_dml(state: ORMExecuteState) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        raise RuntimeError("a read-only session does not write: use the write sessions")
+
+
+@event.listens_for(ReadOnlySession, "before_flush")
+def _refuse_flush(session: Session, _flush: UOWTransaction, _instances: Any) -> None:
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("a read-only session does not write: use the write sessions")
+
+
+def make_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that only read (auth checks, lists, lookups, reports): on SQLite they never
+    wait for the write lock (nor for a pool connection held by a waiting writer); their
+    statements each see the last committed state (no snapshot across statements). On
+    PostgreSQL likewise: each statement is its own transaction (AUTOCOMMIT)."""
+    return async_sessionmaker(
+        read_only_engine(engine), expire_on_commit=False, sync_session_class=ReadOnlySession,
+    )
+
+
+def read_sessions(sessions: async_sessionmaker[Any]) -> async_sessionmaker[AsyncSession]:
+    """The read-only sessions on the engine of the write sessions `sessions`."""
+    bind = sessions.kw.get("bind")
+    if not isinstance(bind, AsyncEngine):
+        raise TypeError("read_sessions needs a sessionmaker bound to an AsyncEngine")
+    return make_read_sessionmaker(bind)
+
+
+def read_only_engine(engine: AsyncEngine) -> AsyncEngine:
+    """`engine` for connections that only read (the health probe, the read-only sessions)."""
+    reader = _READERS.get(engine.sync_engine)
+    if reader is not None:
+        return reader
+    if engine.dialect.name == "postgresql":
+        # Each read its own, as on SQLite: no BEGIN and ROLLBACK round trips around a lookup
+        # on every arriving call's path (each waits its turn in a busy event loop).
+        return engine.execution_options(isolation_level="AUTOCOMMIT", **{READ_ONLY: True})
+    return engine.execution_options(**{READ_ONLY: True})
 
 
 async def warm_up(engine: AsyncEngine, connections: int = 8) -> None:

@@ -26,6 +26,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cti.platform.clock import Clock
+from cti.platform.db.base import read_only_engine
 from cti.platform.log import get_logger
 
 log = get_logger(__name__)
@@ -69,6 +70,9 @@ class DatabaseHealth:
 
     def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
         self.engine = engine
+        # the probe only reads: on SQLite it must not wait for the write lock (a long write
+        # would read as the database being down)
+        self._probe_engine = read_only_engine(engine)
         self.clock = clock
         self.reachable: bool | None = None
         self.error: str | None = None
@@ -99,7 +103,7 @@ class DatabaseHealth:
 
     async def probe(self) -> bool:
         try:
-            async with asyncio.timeout(PROBE_TIMEOUT_S), self.engine.connect() as conn:
+            async with asyncio.timeout(PROBE_TIMEOUT_S), self._probe_engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
         except Exception as exc:  # whatever it is, the database did not answer the probe
             self._set(False, describe(exc))

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from cti.platform.db.base import read_sessions
 from cti.platform.db.tables.callbacks import PendingCallbackRow
 
 
@@ -33,6 +34,7 @@ class PendingCallback:
 class PendingCallbackStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
+        self.reads = read_sessions(sessions)  # docs/storage.md
 
     async def save(self, cb: PendingCallback, now: datetime) -> None:
         """Insert or replace the row of (kind, key)."""
@@ -58,7 +60,7 @@ class PendingCallbackStore:
 
     async def load(self, kind: str) -> list[PendingCallback]:
         """Every pending call-back of `kind`, queue call-backs in their original order."""
-        async with self.sessions() as session:
+        async with self.reads() as session:
             rows = (await session.scalars(
                 select(PendingCallbackRow).where(PendingCallbackRow.kind == kind)
                 .order_by(PendingCallbackRow.entered_at, PendingCallbackRow.key))).all()
