@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -96,6 +96,9 @@ class PlaybackProbe(Protocol):
 # Told the engine's hang-up reason ("procedure", "flow", "agent") just before the IVR hangs up,
 # so the call log can say who ended the call.
 HangupHook = Callable[[str], None]
+# Awaited before the IVR hands the caller on (a queue, hold music, a recording): whatever
+# holds the caller's channel for the IVR (the line watch's bridge) lets it go. Never raises.
+HandoverHook = Callable[[], Awaitable[None]]
 
 
 class UnknownProcedure(NotFound):
@@ -113,6 +116,7 @@ class _CallRun:
     )
     timer: tuple[int, TimerHandle] | None = None
     on_hangup: HangupHook | None = None
+    on_handover: HandoverHook | None = None
     heard: CallerAudioMemory = field(default_factory=CallerAudioMemory)
     # For the checkpoint: the live timer's deadline, the prompt playing (since when, how long)
     deadline: TimerAt | None = None
@@ -156,7 +160,7 @@ class IvrRunner:
     async def run_call(
         self, ctx: CallContext, flow_name: str, channel_id: str | None = None,
         on_hangup: HangupHook | None = None, resume: Literal["route", "listen"] | None = None,
-        checkpoint: Checkpoint | None = None,
+        checkpoint: Checkpoint | None = None, on_handover: HandoverHook | None = None,
     ) -> CallState:
         """Run the call's IVR from answer to end (or cancellation). Returns the last state.
         `resume`: an adopted call goes on at the flow's first route (idle) or listen node.
@@ -170,6 +174,7 @@ class IvrRunner:
             state = machine.resumed_call(ctx, flow_name, resume, self.clock.now()) or state
         run = _CallRun(ctx, channel_id or ctx.call_id, machine, state)
         run.on_hangup = on_hangup
+        run.on_handover = on_handover
         self.calls[ctx.call_id] = run
         try:
             if checkpoint is not None:
@@ -294,6 +299,8 @@ class IvrRunner:
         exact: bool = False,
     ) -> None:
         call_id = run.ctx.call_id
+        if isinstance(command, c.RouteToQueue | c.StartMoh | c.Record) and run.on_handover:
+            await run.on_handover()
         try:
             match command:
                 case c.StartTimer(gen=gen, seconds=seconds):
