@@ -417,6 +417,9 @@ async def main() -> None:
     parser.add_argument("--no-watch", action="store_true",
                         help="no line watch: no caller-audio tap, no classifier (the "
                         "procedures still run: detection.auto_start stays on)")
+    parser.add_argument("--snoop-tap", action="store_true",
+                        help="the tap as before: a snoop even while the caller is in the IVR "
+                        "(detection.tap_joins_caller off)")
     parser.add_argument("--trace-ari", action="store_true",
                         help="time every ARI request by kind (profiling)")
     args = parser.parse_args()
@@ -445,7 +448,7 @@ async def main() -> None:
             detection=DetectionSettings(**(
                 {"tap_format": args.tap_format}
                 if "tap_format" in DetectionSettings.model_fields else {}  # older trees
-            )),
+            ), **({"tap_joins_caller": False} if args.snoop_tap else {})),
         )
         service = Service.build(settings)
         recorder = Recorder()

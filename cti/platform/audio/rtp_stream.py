@@ -19,9 +19,9 @@ from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
-import numpy.typing as npt
 
 from cti.domain.audio_classifier import AudioClassifier, ClassifierSettings, WindowFeatures
+from cti.platform.audio.g711 import alaw_to_pcm, ulaw_to_pcm
 from cti.platform.audio.udp_batch import NAME_BYTES, BatchReader, batch_reader
 
 Codec = Literal["slin", "slin16", "ulaw", "alaw"]
@@ -36,45 +36,6 @@ IDLE_TICKS = 5  # this many empty reads in a row and it is watched for readiness
 RCVBUF_BYTES = 4 << 20
 BATCH_DATAGRAMS = 64  # read per system call (recvmmsg)
 USE_BATCH = True  # tests turn it off to cover the one-at-a-time path
-
-
-def _ulaw_table() -> npt.NDArray[np.int16]:
-    codes = np.arange(256, dtype=np.int32) ^ 0xFF
-    sign = codes & 0x80
-    exponent = (codes >> 4) & 0x07
-    mantissa = codes & 0x0F
-    magnitude = ((mantissa << 3) + 0x84) << exponent
-    return np.where(sign != 0, 0x84 - magnitude, magnitude - 0x84).astype("<i2")
-
-
-def _alaw_table() -> npt.NDArray[np.int16]:
-    codes = np.arange(256, dtype=np.int32) ^ 0x55  # even bits inverted on the wire
-    segment = (codes >> 4) & 0x07
-    step = (codes & 0x0F) << 4
-    magnitude = np.where(segment == 0, step + 8, (step + 0x108) << np.maximum(segment - 1, 0))
-    return np.where(codes & 0x80, magnitude, -magnitude).astype("<i2")
-
-
-ULAW = _ulaw_table()
-ALAW = _alaw_table()
-
-
-def ulaw_to_pcm(payload: bytes) -> bytes:
-    return bytes(ULAW[np.frombuffer(payload, dtype=np.uint8)].tobytes())
-
-
-def alaw_to_pcm(payload: bytes) -> bytes:
-    return bytes(ALAW[np.frombuffer(payload, dtype=np.uint8)].tobytes())
-
-
-def pcm_to_ulaw(pcm: bytes) -> bytes:
-    """For tests and benchmarks: encode 16-bit PCM as G.711 µ-law (nearest table entry)."""
-    samples = np.frombuffer(pcm, dtype="<i2").astype(np.int32)
-    order = np.argsort(ULAW)
-    idx = np.searchsorted(ULAW[order].astype(np.int32), samples).clip(1, 255)
-    lo, hi = order[idx - 1], order[idx]
-    pick = np.where(np.abs(ULAW[lo] - samples) <= np.abs(ULAW[hi] - samples), lo, hi)
-    return bytes(pick.astype(np.uint8).tobytes())
 
 
 def rtp_payload(packet: bytes) -> bytes | None:
