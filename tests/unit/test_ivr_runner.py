@@ -244,10 +244,15 @@ async def test_agent_page_names_and_unknown_procedures(audit: ProcedureAudit) ->
          ("ch9", e.HangUp("StasisEnd"))),
         (SimpleNamespace(type="ChannelDestroyed", channel=SimpleNamespace(id="ch9")),
          ("ch9", e.HangUp("ChannelDestroyed"))),
-        (SimpleNamespace(type="ChannelEnteredBridge", channel=SimpleNamespace(id="ch9")),
-         ("ch9", e.AgentLink(True))),
-        (SimpleNamespace(type="ChannelLeftBridge", channel=SimpleNamespace(id="ch9")),
-         ("ch9", e.AgentLink(False))),
+        (SimpleNamespace(type="ChannelEnteredBridge", channel=SimpleNamespace(id="ch9"),
+                         bridge=SimpleNamespace(id="cti-acd-c1-1")), ("ch9", e.AgentLink(True))),
+        (SimpleNamespace(type="ChannelLeftBridge", channel=SimpleNamespace(id="ch9"),
+                         bridge=SimpleNamespace(id="cti-acd-c1-1")), ("ch9", e.AgentLink(False))),
+        # the line watch's own bridge holds the caller in the IVR: no one is on the call
+        (SimpleNamespace(type="ChannelEnteredBridge", channel=SimpleNamespace(id="ch9"),
+                         bridge=SimpleNamespace(id="cti-tap-c1-ab12cd34")), None),
+        (SimpleNamespace(type="ChannelLeftBridge", channel=SimpleNamespace(id="ch9"),
+                         bridge=SimpleNamespace(id="cti-tap-c1-ab12cd34")), None),
         (SimpleNamespace(type="ChannelVarset", channel=SimpleNamespace(id="ch9")), None),
     ],
 )
@@ -356,7 +361,8 @@ async def test_with_the_agent_on_the_call_a_present_caller_goes_back_to_the_agen
                                                "chan-1"))
     await settle()
     runner.feed("c1", ari_to_domain(SimpleNamespace(  # type: ignore[index]
-        type="ChannelEnteredBridge", channel=SimpleNamespace(id="chan-1")))[1])
+        type="ChannelEnteredBridge", channel=SimpleNamespace(id="chan-1"),
+        bridge=SimpleNamespace(id="cti-acd-c1-1")))[1])
     await finish_prompt(runner, tel)
     timers.advance(5.0)
     await settle()

@@ -42,6 +42,7 @@ from cti.domain.ivr.presence import CallerAudioMemory
 from cti.domain.ivr.procedures import build_procedures
 from cti.domain.phrases import ForbiddenPhraseRefused
 from cti.events import Bus, CallRouted
+from cti.features.ivr.caller_audio import TAP_BRIDGE_PREFIX
 from cti.features.ivr.prompts import PromptLengths, PromptSource
 from cti.features.procedures.audit import AuditEntry
 from cti.platform.clock import Clock
@@ -490,7 +491,8 @@ def ari_to_domain(event: Any) -> tuple[str, e.Event] | None:
     """(channel id, domain event) for the ARI events the IVR cares about, else None.
 
     Bridging: ChannelEnteredBridge/LeftBridge of the caller's channel say whether a person is
-    on the call with them (AgentLink).
+    on the call with them (AgentLink); the line watch's own bridge (which holds the caller's
+    channel while in the IVR) is no person.
 
     PlaybackFinished and RecordingFinished/Failed are keyed by their target channel
     (`channel:<id>`)."""
@@ -523,9 +525,11 @@ def ari_to_domain(event: Any) -> tuple[str, e.Event] | None:
         result = e.SpeechStopped(int(getattr(event, "duration", 0) or 0))
     elif kind in ("StasisEnd", "ChannelDestroyed", "ChannelHangupRequest"):
         result = e.HangUp(kind)
-    elif kind in ("ChannelEnteredBridge", "ChannelLeftBridge"):
-        # A caller's channel is bridged only with a person (an agent, a transfer's party);
-        # the audio tap bridges its snoop channel, not the caller's.
+    elif kind in ("ChannelEnteredBridge", "ChannelLeftBridge") and not str(
+        event.bridge.id
+    ).startswith(TAP_BRIDGE_PREFIX):
+        # A caller's channel is bridged with a person (an agent, a transfer's party), or with
+        # the audio tap's externalMedia channel alone (the tap's bridge: no one on the call).
         result = e.AgentLink(kind == "ChannelEnteredBridge")
     return (channel_id, result) if result is not None else None
 
