@@ -92,7 +92,7 @@ class Recorder:
             self.events.setdefault(channel, []).append(
                 (event.type, phrase, ari_time(event), arrived)
             )
-        elif event.type == "ChannelDestroyed":
+        elif event.type == "StasisStart" or event.type == "ChannelDestroyed":
             channel = event.channel.id  # type: ignore[attr-defined]
             if not is_tap_channel(channel):
                 self.events.setdefault(channel, []).append(
@@ -118,6 +118,7 @@ class LevelResult:
     load: tuple[float, float]  # the machine's 1-min load average at the start and the end
     run_wait_s: list[tuple[float, float]]  # service, Asterisk: (ran, waited for a CPU), s
     events: int  # ARI events received over the level
+    greeting_ms: list[float]  # per call: StasisStart -> the greeting's PlaybackStarted (PBX)
 
 
 @dataclass
@@ -206,6 +207,14 @@ def waits_of(log: list[tuple[str, str, float, float]]) -> dict[str, tuple[float,
                 (end[i] - finish[before][i] - SPEC_S) * 1000 for i in (0, 1)
             )
     return out
+
+
+def greeting_ms(log: list[tuple[str, str, float, float]]) -> float | None:
+    """From the caller's StasisStart to its first prompt starting, at the PBX (ms): the answer,
+    the call's set-up and, before the greeting, the tap's joining the caller."""
+    start = next((t for kind, _, t, _ in log if kind == "StasisStart"), None)
+    first = next((t for kind, _, t, _ in log if kind == "PlaybackStarted"), None)
+    return (first - start) * 1000 if start is not None and first is not None else None
 
 
 def pct(values: list[float], q: float) -> float:
@@ -321,12 +330,16 @@ async def run_level(
     cpu, ast_cpu = cpu_s / wall * 100, ast_cpu_s / wall * 100
     errors_pbx: list[float] = []
     errors_svc: list[float] = []
+    greeted: list[float] = []
     per_step: dict[str, list[float]] = {label: [] for _, _, label in STEPS}
     completed = 0
     for channel, log in recorder.events.items():
         if is_tap_channel(channel):
             continue
         waits = waits_of(log)
+        greeting = greeting_ms(log)
+        if greeting is not None:
+            greeted.append(greeting)
         if len(waits) == len(STEPS):
             completed += 1
         for label, (err_pbx, err_svc) in waits.items():
@@ -336,7 +349,7 @@ async def run_level(
     return LevelResult(calls, completed, result.ok, wall, errors_pbx, errors_svc, per_step,
                        cpu, ast_cpu, cpu_s, ast_cpu_s, list(recorder.delivery_ms), lags,
                        (load0, os.getloadavg()[0]), [w.totals_s() for w in sched],
-                       recorder.count)
+                       recorder.count, greeted)
 
 
 def report(r: LevelResult) -> None:
@@ -356,6 +369,10 @@ def report(r: LevelResult) -> None:
     if d:
         print(f"   ARI event delivery (Asterisk stamp -> service), {len(d)} events: p50 "
               f"{pct(d, 50):.1f} ms  p99 {pct(d, 99):.1f} ms  max {max(d):.1f} ms")
+    g = r.greeting_ms
+    if g:
+        print(f"   arrival (StasisStart) -> greeting starts, at the PBX: p50 {pct(g, 50):.0f} ms  "
+              f"p99 {pct(g, 99):.0f} ms  max {max(g):.0f} ms")
     if lag:
         print(f"   service loop lag (20 ms sleeps): p50 {pct(lag, 50):.1f} ms  p99 "
               f"{pct(lag, 99):.1f} ms  max {max(lag):.1f} ms")

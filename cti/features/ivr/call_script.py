@@ -148,8 +148,7 @@ class IvrCallScript:
     ) -> None:
         call = session.call
         tap = self.tap
-        if fresh and tap is not None and self._watched(flow) and \
-                self.settings.detection.tap_joins_caller:
+        if tap is not None and self._joins_caller(flow, fresh):
             # The caller's own channel in the tap's bridge before the greeting plays (a
             # playing channel joins a bridge only when its prompt ends); beside the CRM look-up.
             ctx, _joined = await asyncio.gather(
@@ -182,8 +181,12 @@ class IvrCallScript:
             for node in spec.nodes.values()
         )
 
-    def _watched(self, flow: str) -> bool:
-        return self.settings.detection.auto_start and self._listens(flow)
+    def _joins_caller(self, flow: str, fresh: bool) -> bool:
+        """Whether the tap's bridge takes the caller's own channel (two channels, no snoop):
+        for a call just answered into a flow that reads its audio. An adopted call may be
+        mid-prompt (a playing channel joins a bridge only when its prompt ends): the snoop."""
+        det = self.settings.detection
+        return fresh and det.tap_joins_caller and det.auto_start and self._listens(flow)
 
     async def _handover(self) -> None:
         """The IVR hands the caller on (queue, hold music, recording): out of the tap's
