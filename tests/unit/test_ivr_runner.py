@@ -489,3 +489,34 @@ def test_playback_finished_carries_the_pbx_time_stamp() -> None:
     ))
     event.timestamp = "not a time"
     assert ari_to_domain(event) == ("ch9", e.PromptFinished("c1-p3"))
+
+
+async def test_the_handover_hook_runs_before_the_caller_is_routed(
+    audit: ProcedureAudit,
+) -> None:
+    """Before the queue takes the caller (CallRouted), the hand-over hook has let the caller's
+    channel out of what holds it for the IVR (the line watch's bridge): awaited, in order."""
+    runner, tel, timers, _ = make_runner(audit)
+    order: list[str] = []
+    runner.bus = SimpleNamespace(  # type: ignore[assignment]
+        publish=lambda event: order.append(type(event).__name__))
+
+    async def handover() -> None:
+        await asyncio.sleep(0)  # a request to the PBX
+        order.append("handover")
+
+    task = asyncio.create_task(runner.run_call(
+        CallContext("c1", "zh", SLOTS), "agent_greeting", "chan-1", on_handover=handover))
+    await settle()
+    await finish_prompt(runner, tel)  # the greeting; the silence watch starts
+    timers.advance(5.0)
+    await settle()
+    assert tel.plays()[-1][1] == ["sound:custom/silent_call_first__zh"]
+    runner.feed("c1", e.SpeechStarted())  # the caller speaks: the procedure ends, then: transfer
+    await settle()
+    assert tel.plays()[-1][1] == ["sound:custom/menu_transfer__zh"]
+    assert order == []  # no hand-over while the IVR still plays to the caller
+    await finish_prompt(runner, tel)
+    assert order == ["handover", "CallRouted"]
+    runner.feed("c1", e.HangUp())
+    await asyncio.wait_for(task, 1)
