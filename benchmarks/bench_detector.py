@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 from audio_cases import cases  # noqa: E402
 
 from cti.domain.audio_classifier import AudioClassifier, ClassifierSettings  # noqa: E402
-from cti.platform.audio.rtp_stream import pcm_to_ulaw, ulaw_to_pcm  # noqa: E402
+from cti.platform.audio.g711 import pcm_to_ulaw, ulaw_to_pcm  # noqa: E402
 
 KINDS = ("silent", "quiet", "noisy", "normal")
 # tests/e2e/media.py's line conditions and what the detector must call them.

@@ -35,7 +35,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from cti.domain.audio_classifier import ClassifierSettings  # noqa: E402
-from cti.platform.audio.rtp_stream import CallerAudioStream, pcm_to_ulaw  # noqa: E402
+from cti.platform.audio.g711 import pcm_to_ulaw  # noqa: E402
+from cti.platform.audio.rtp_stream import CallerAudioStream  # noqa: E402
 from tests import audio_eval as ev  # noqa: E402
 
 TARGET_ACCURACY = 0.97

@@ -46,7 +46,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from cti.domain.ivr.config import DetectionSettings  # noqa: E402
-from cti.features.ivr.caller_audio import is_tap_channel  # noqa: E402
+from cti.features.ivr.caller_audio import CallerAudioTap, is_tap_channel  # noqa: E402
 from cti.features.phrases.library import load_phrase_library  # noqa: E402
 from cti.platform.ari.events import AriEvent  # noqa: E402
 from cti.platform.audio.render import install, render_all  # noqa: E402
@@ -78,9 +78,11 @@ class Recorder:
     events: dict[str, list[tuple[str, str, float, float]]] = field(default_factory=dict)
     # Every event's delivery delay, ms: its arrival here (wall clock) less Asterisk's stamp.
     delivery_ms: list[float] = field(default_factory=list)
+    count: int = 0  # ARI events received (per call: what each call costs the event thread)
 
     async def record(self, event: AriEvent) -> None:
         arrived = time.monotonic()
+        self.count += 1
         if event.timestamp:
             self.delivery_ms.append((time.time() - ari_time(event)) * 1000)
         playback = getattr(event, "playback", None)
@@ -90,7 +92,7 @@ class Recorder:
             self.events.setdefault(channel, []).append(
                 (event.type, phrase, ari_time(event), arrived)
             )
-        elif event.type == "ChannelDestroyed":
+        elif event.type == "StasisStart" or event.type == "ChannelDestroyed":
             channel = event.channel.id  # type: ignore[attr-defined]
             if not is_tap_channel(channel):
                 self.events.setdefault(channel, []).append(
@@ -115,6 +117,8 @@ class LevelResult:
     loop_lag_ms: list[float]  # how late a 20 ms sleep of the service's loop woke
     load: tuple[float, float]  # the machine's 1-min load average at the start and the end
     run_wait_s: list[tuple[float, float]]  # service, Asterisk: (ran, waited for a CPU), s
+    events: int  # ARI events received over the level
+    greeting_ms: list[float]  # per call: StasisStart -> the greeting's PlaybackStarted (PBX)
 
 
 @dataclass
@@ -173,6 +177,16 @@ def count_windows() -> None:
     audio_classifier.AudioClassifier._window = counted  # type: ignore[method-assign]
 
 
+def no_tap() -> None:
+    """Every call's tap does nothing: what Asterisk and the service spend without the line
+    watch (the silence timer alone starts the procedures, as with no tap)."""
+
+    async def nothing(self: CallerAudioTap, *args: Any, **kw: Any) -> None:
+        return None
+
+    CallerAudioTap.start = nothing  # type: ignore[method-assign]
+
+
 def waits_of(log: list[tuple[str, str, float, float]]) -> dict[str, tuple[float, float]]:
     """Step label -> (error at the PBX, error at the service), in ms."""
     first_start: dict[str, tuple[float, float]] = {}
@@ -193,6 +207,14 @@ def waits_of(log: list[tuple[str, str, float, float]]) -> dict[str, tuple[float,
                 (end[i] - finish[before][i] - SPEC_S) * 1000 for i in (0, 1)
             )
     return out
+
+
+def greeting_ms(log: list[tuple[str, str, float, float]]) -> float | None:
+    """From the caller's StasisStart to its first prompt starting, at the PBX (ms): the answer,
+    the call's set-up and, before the greeting, the tap's joining the caller."""
+    start = next((t for kind, _, t, _ in log if kind == "StasisStart"), None)
+    first = next((t for kind, _, t, _ in log if kind == "PlaybackStarted"), None)
+    return (first - start) * 1000 if start is not None and first is not None else None
 
 
 def pct(values: list[float], q: float) -> float:
@@ -282,6 +304,7 @@ async def run_level(
 ) -> LevelResult:
     recorder.events.clear()
     recorder.delivery_ms.clear()
+    recorder.count = 0
     load0 = os.getloadavg()[0]
     lags: list[float] = []
     prober = asyncio.create_task(probe_loop(lags))
@@ -307,12 +330,16 @@ async def run_level(
     cpu, ast_cpu = cpu_s / wall * 100, ast_cpu_s / wall * 100
     errors_pbx: list[float] = []
     errors_svc: list[float] = []
+    greeted: list[float] = []
     per_step: dict[str, list[float]] = {label: [] for _, _, label in STEPS}
     completed = 0
     for channel, log in recorder.events.items():
         if is_tap_channel(channel):
             continue
         waits = waits_of(log)
+        greeting = greeting_ms(log)
+        if greeting is not None:
+            greeted.append(greeting)
         if len(waits) == len(STEPS):
             completed += 1
         for label, (err_pbx, err_svc) in waits.items():
@@ -321,7 +348,8 @@ async def run_level(
             per_step[label].append(err_pbx)
     return LevelResult(calls, completed, result.ok, wall, errors_pbx, errors_svc, per_step,
                        cpu, ast_cpu, cpu_s, ast_cpu_s, list(recorder.delivery_ms), lags,
-                       (load0, os.getloadavg()[0]), [w.totals_s() for w in sched])
+                       (load0, os.getloadavg()[0]), [w.totals_s() for w in sched],
+                       recorder.count, greeted)
 
 
 def report(r: LevelResult) -> None:
@@ -333,7 +361,7 @@ def report(r: LevelResult) -> None:
     print(f"   CPU per call: service {r.cpu_service_s / r.calls * 1000:.0f} ms, Asterisk "
           f"{r.cpu_asterisk_s / r.calls * 1000:.0f} ms (service / Asterisk "
           f"{r.cpu_service_s / r.cpu_asterisk_s:.2f}); 1-min load {r.load[0]:.1f} -> "
-          f"{r.load[1]:.1f}")
+          f"{r.load[1]:.1f}; ARI events per call {r.events / r.calls:.1f}")
     for name, (ran, waited) in zip(("service", "Asterisk"), r.run_wait_s, strict=False):
         print(f"   {name} threads waited for a CPU {waited:.1f} s while running {ran:.1f} s "
               f"(wait / run {waited / ran if ran else float('nan'):.2f}: other work's share)")
@@ -341,6 +369,10 @@ def report(r: LevelResult) -> None:
     if d:
         print(f"   ARI event delivery (Asterisk stamp -> service), {len(d)} events: p50 "
               f"{pct(d, 50):.1f} ms  p99 {pct(d, 99):.1f} ms  max {max(d):.1f} ms")
+    g = r.greeting_ms
+    if g:
+        print(f"   arrival (StasisStart) -> greeting starts, at the PBX: p50 {pct(g, 50):.0f} ms  "
+              f"p99 {pct(g, 99):.0f} ms  max {max(g):.0f} ms")
     if lag:
         print(f"   service loop lag (20 ms sleeps): p50 {pct(lag, 50):.1f} ms  p99 "
               f"{pct(lag, 99):.1f} ms  max {max(lag):.1f} ms")
@@ -399,12 +431,20 @@ async def main() -> None:
     parser.add_argument("--db", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument("--tap-format", choices=("slin", "slin16"), default="slin",
                         help="the caller-audio tap's RTP format (detection.tap_format)")
+    parser.add_argument("--no-watch", action="store_true",
+                        help="no line watch: no caller-audio tap, no classifier (the "
+                        "procedures still run: detection.auto_start stays on)")
+    parser.add_argument("--snoop-tap", action="store_true",
+                        help="the tap as before: a snoop even while the caller is in the IVR "
+                        "(detection.tap_joins_caller off)")
     parser.add_argument("--trace-ari", action="store_true",
                         help="time every ARI request by kind (profiling)")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     configure_logging("warning", False)
     count_windows()
+    if args.no_watch:
+        no_tap()
 
     phrases = REPO / "scripts_lib"
     company = CompanySettings(language="en")
@@ -425,7 +465,7 @@ async def main() -> None:
             detection=DetectionSettings(**(
                 {"tap_format": args.tap_format}
                 if "tap_format" in DetectionSettings.model_fields else {}  # older trees
-            )),
+            ), **({"tap_joins_caller": False} if args.snoop_tap else {})),
         )
         service = Service.build(settings)
         recorder = Recorder()

@@ -30,6 +30,7 @@ from cti.domain.routing.events import (
     RoutingEvent,
 )
 from cti.features.auth.service import NewUser, Role
+from cti.features.ivr.caller_audio import TAP_BRIDGE_PREFIX
 from cti.features.routing.call_routing import ROUTING_EVENTS
 from cti.runtime import Service
 from tests.e2e.conftest import (
@@ -421,3 +422,117 @@ async def test_broken_rules_file_is_rejected_and_routing_goes_on(routed: Routed)
     finally:
         await client.aclose()
         await _stop(phones)
+
+
+WATCHED_MENU = """\
+# routing_menu, with the caller's audio watched in the menu (a noisy line goes to an agent)
+name: watched_menu
+description: routing_menu with the line watch on
+start: main
+nodes:
+  main:
+    type: menu
+    prompt: menu_main
+    options: {"1": billing_queue, "0": agent_queue}
+    timeout: 8
+    retries: 1
+    invalid_prompt: menu_invalid
+    on_fail: agent_queue
+    on: {"audio:noisy": agent_queue}
+  billing_queue: {type: route, queue: billing, skill: billing}
+  agent_queue: {type: route, queue: general, skill: general}
+"""
+
+
+async def test_a_watched_caller_leaves_the_taps_bridge_for_the_agents_and_stays_watched(
+    pbx: Pbx, database_url: str, tmp_path: Path
+) -> None:
+    """In the IVR the line watch's bridge holds the caller's own channel and the externalMedia
+    channel (no snoop); the caller hears the menu and its key press is taken. Routed, the caller
+    goes into the agent's bridge, and a snoop on it takes its place in the tap's bridge: the
+    watch goes on hearing the caller, not the agent."""
+    rules_file = tmp_path / "routing.yaml"
+    shutil.copy(DATA / "routing_rules.yaml", rules_file)
+    flows = _flows_dir(tmp_path)
+    (flows / "watched_menu.yaml").write_text(WATCHED_MENU, encoding="utf-8")
+    service = Service.build(service_settings(
+        pbx, database_url, inbound_flow="watched_menu", flows_dir=flows, rules_file=rules_file,
+    ))
+    events = RoutingEvents()
+    service.bus.subscribe("test.routing", events.on_routing_event, ROUTING_EVENTS)
+    windows: list[tuple[str, str]] = []  # (call id, class) of every classified window
+    feed = service.ivr.feed
+
+    def watched(call_id: str, event: object) -> bool:
+        kind = getattr(event, "kind", None)
+        if type(event).__name__ == "AudioClassified" and isinstance(kind, str):
+            windows.append((call_id, kind))
+        return feed(call_id, event)  # type: ignore[arg-type]
+
+    service.ivr.feed = watched  # type: ignore[method-assign]
+    await service.start()
+    phones: dict[str, AgentPhone] = {}
+    try:
+        phones = await _phones(pbx, a1001="answer")
+        await service.acd.agent_login("1001")  # billing
+        caller = asyncio.create_task(run_sipp(
+            pbx, "caller_dtmf_hangup", service="4000", caller="+8613800000201",
+            pcap=pbx.media("speech"), dtmf_pcap=pbx.media("dtmf-1"),
+            variables={"dtmf_delay_ms": 3000, "talk_ms": 14000}, max_wait_s=40, timeout=50,
+        ))
+        call_id = await call_from(service, "+8613800000201")
+
+        async def tap_bridge() -> tuple[str, ...]:
+            found = [b.channels for b in await service.telephony.list_bridges()
+                     if b.id.startswith(TAP_BRIDGE_PREFIX + call_id)]
+            return found[0] if len(found) == 1 else ()
+
+        # in the menu: the caller itself and the externalMedia channel, nothing else
+        deadline = time.monotonic() + 5
+        while len(in_ivr := await tap_bridge()) != 2:
+            assert time.monotonic() < deadline, f"tap bridge: {in_ivr}"
+            await asyncio.sleep(0.05)
+        assert call_id in in_ivr
+        (media,) = set(in_ivr) - {call_id}
+        assert media.endswith("-media")
+
+        connected = await events.wait(CallConnected, lambda e: e.call_id == call_id, timeout=20)
+        assert connected.agent_id == "1001"  # the key press (1: billing) was heard in the bridge
+        agents = await _bridge_with(service, call_id)
+        assert not any(c.startswith(call_id) and c != call_id for c in agents), agents
+        deadline = time.monotonic() + 5
+        while True:
+            with_agent = await tap_bridge()
+            if len(with_agent) == 2 and call_id not in with_agent:
+                break
+            assert time.monotonic() < deadline, f"tap bridge with the agent on: {with_agent}"
+            await asyncio.sleep(0.05)
+        (snoop,) = set(with_agent) - {media}
+        assert snoop.endswith("-snoop")
+        # still watched with the agent on: windows keep coming (sipp plays speech)
+        heard = len([w for w in windows if w[0] == call_id])
+        await wait_until(lambda: len([w for w in windows if w[0] == call_id]) >= heard + 2,
+                         timeout=5, what="windows with the agent on")
+        result = await caller
+        assert result.ok, result.describe()
+        await wait_until(lambda: service.registry.get(call_id) is None, what="call closed")
+        leftovers = [b.id for b in await service.telephony.list_bridges()
+                     if b.id.startswith(TAP_BRIDGE_PREFIX + call_id)]
+        assert leftovers == []
+    finally:
+        await _stop(phones)
+        await service.stop()
+
+
+async def _bridge_with(service: Service, channel_id: str) -> tuple[str, ...]:
+    """The channels of the non-tap bridge holding `channel_id` (the agent's)."""
+    deadline = time.monotonic() + 5
+    seen: list[tuple[str, ...]] = []
+    while time.monotonic() < deadline:
+        seen = [b.channels for b in await service.telephony.list_bridges()
+                if not b.id.startswith(TAP_BRIDGE_PREFIX)]
+        for channels in seen:
+            if channel_id in channels and len(channels) > 1:
+                return channels
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{channel_id} is in no bridge with an agent: {seen}")

@@ -23,9 +23,11 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from cti.domain.ivr.events import AudioClassified
 from cti.events import ProcedureStarted
 from cti.features.phrases.library import load_phrase_library
 from cti.platform.audio.render import install, render_all
@@ -194,8 +196,17 @@ async def test_every_procedure_wait_is_heard_within_one_frame(
         ("quiet line (5b)", "+8630000000003", pcmu["speech-quiet"]),
         ("noisy line (6b)", "+8630000000004", noisy),
     ]
+    windows: dict[str, list[str]] = {}  # call id -> the line watch's classes, in order
     with CallerMedia([audio for _, _, audio in cases]) as rtp:
         async with running_service(pbx, database_url, company=COMPANY) as cti:
+            feed = cti.service.ivr.feed
+
+            def watched(call_id: str, event: Any) -> bool:
+                if isinstance(event, AudioClassified):
+                    windows.setdefault(call_id, []).append(event.kind)
+                return feed(call_id, event)
+
+            cti.service.ivr.feed = watched  # type: ignore[method-assign]
             calls = await asyncio.gather(*(
                 call(cti, pbx, caller, port, case)
                 for (case, caller, _), port in zip(cases, rtp.ports, strict=True)
@@ -236,6 +247,12 @@ async def test_every_procedure_wait_is_heard_within_one_frame(
     silent_prompts = ["greeting_answer", "silent_call_first", "silent_call_second",
                       "silent_call_goodbye"]
     check("silent (digital silence)", silent_steps, silent_prompts, "silent_call")
+    # The line watch hears the caller, never the prompts played to the caller (in the IVR its
+    # bridge holds the caller's own channel: docs/line_watch.md, The tap): a silent caller's
+    # every window is silent through four prompts and four 5 s waits.
+    heard_windows = windows.get(channels["silent (digital silence)"], [])
+    if len(heard_windows) < 15 or set(heard_windows) != {"silent"}:
+        failures.append(f"silent caller's line watch windows: {heard_windows}")
     check("silent (no RTP)", silent_steps, silent_prompts, "silent_call")
     check("quiet line (5b)", [("quiet_change_phone", None, WAIT_S)],
           ["greeting_answer", "quiet_speak_louder", "quiet_change_phone"], "quiet")

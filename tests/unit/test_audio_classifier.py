@@ -34,13 +34,12 @@ from cti.domain.ivr import commands as c
 from cti.domain.ivr import events as e
 from cti.features.ivr.call_script import audio_classified
 from cti.platform.audio import rtp_stream
+from cti.platform.audio.g711 import pcm_to_ulaw, ulaw_to_pcm
 from cti.platform.audio.rtp_stream import (
     STREAMS_PER_SOCKET,
     CallerAudioStream,
     open_caller_audio,
-    pcm_to_ulaw,
     rtp_payload,
-    ulaw_to_pcm,
 )
 from tests import audio_eval as ev
 from tests.e2e import media
@@ -134,6 +133,37 @@ async def test_rtp_endpoint_classifies_a_ulaw_stream() -> None:
             await asyncio.sleep(0.01)
     finally:
         stream.close()
+    assert len(windows) >= 3
+    assert {w.kind for w in windows} == {"noisy"}
+
+
+async def test_rtp_endpoint_classifies_an_alaw_stream_and_drops_other_payload_types() -> None:
+    """The tap bridged with an A-law caller sends the caller's own A-law (payload type 8); the
+    bridge also passes RFC 2833 key presses (a dynamic type), which are not audio."""
+    windows: list[WindowFeatures] = []
+    stream = await open_caller_audio(
+        "127.0.0.1", "alaw", ClassifierSettings(), 1000, windows.append
+    )
+    try:
+        alaw = media.linear_to_alaw(
+            np.frombuffer(CASES_8K["loud_noise"][1], "<i2")).astype(np.uint8).tobytes()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            stream.hear_only(sock.getsockname()[1], "127.0.0.1")
+            seq = 0
+            for start in range(0, len(alaw), 160):
+                sock.sendto(rtp(seq, alaw[start : start + 160], pt=8), ("127.0.0.1", stream.port))
+                # a key press event (4 bytes) after every packet: would shift the audio
+                sock.sendto(rtp(seq + 1, bytes([5, 0x8A, 0, 160]), pt=101),
+                            ("127.0.0.1", stream.port))
+                seq += 2
+                if seq % 40 == 0:
+                    await asyncio.sleep(0.001)
+        await _until(lambda: stream.packets >= len(alaw) // 160)
+        await asyncio.sleep(0.1)  # anything still queued is read (and would be counted)
+    finally:
+        stream.close()
+    assert stream.packets == len(alaw) // 160  # the audio's packets only
     assert len(windows) >= 3
     assert {w.kind for w in windows} == {"noisy"}
 

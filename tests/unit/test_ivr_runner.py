@@ -244,10 +244,15 @@ async def test_agent_page_names_and_unknown_procedures(audit: ProcedureAudit) ->
          ("ch9", e.HangUp("StasisEnd"))),
         (SimpleNamespace(type="ChannelDestroyed", channel=SimpleNamespace(id="ch9")),
          ("ch9", e.HangUp("ChannelDestroyed"))),
-        (SimpleNamespace(type="ChannelEnteredBridge", channel=SimpleNamespace(id="ch9")),
-         ("ch9", e.AgentLink(True))),
-        (SimpleNamespace(type="ChannelLeftBridge", channel=SimpleNamespace(id="ch9")),
-         ("ch9", e.AgentLink(False))),
+        (SimpleNamespace(type="ChannelEnteredBridge", channel=SimpleNamespace(id="ch9"),
+                         bridge=SimpleNamespace(id="cti-acd-c1-1")), ("ch9", e.AgentLink(True))),
+        (SimpleNamespace(type="ChannelLeftBridge", channel=SimpleNamespace(id="ch9"),
+                         bridge=SimpleNamespace(id="cti-acd-c1-1")), ("ch9", e.AgentLink(False))),
+        # the line watch's own bridge holds the caller in the IVR: no one is on the call
+        (SimpleNamespace(type="ChannelEnteredBridge", channel=SimpleNamespace(id="ch9"),
+                         bridge=SimpleNamespace(id="cti-tap-c1-ab12cd34")), None),
+        (SimpleNamespace(type="ChannelLeftBridge", channel=SimpleNamespace(id="ch9"),
+                         bridge=SimpleNamespace(id="cti-tap-c1-ab12cd34")), None),
         (SimpleNamespace(type="ChannelVarset", channel=SimpleNamespace(id="ch9")), None),
     ],
 )
@@ -356,7 +361,8 @@ async def test_with_the_agent_on_the_call_a_present_caller_goes_back_to_the_agen
                                                "chan-1"))
     await settle()
     runner.feed("c1", ari_to_domain(SimpleNamespace(  # type: ignore[index]
-        type="ChannelEnteredBridge", channel=SimpleNamespace(id="chan-1")))[1])
+        type="ChannelEnteredBridge", channel=SimpleNamespace(id="chan-1"),
+        bridge=SimpleNamespace(id="cti-acd-c1-1")))[1])
     await finish_prompt(runner, tel)
     timers.advance(5.0)
     await settle()
@@ -488,3 +494,34 @@ def test_playback_finished_carries_the_pbx_time_stamp() -> None:
     for bad in ("not a time", "2026-12-01T10:23:59.343"):  # no zone: not taken
         event.timestamp = bad
         assert ari_to_domain(event) == ("ch9", e.PromptFinished("c1-p3"))
+
+
+async def test_the_handover_hook_runs_before_the_caller_is_routed(
+    audit: ProcedureAudit,
+) -> None:
+    """Before the queue takes the caller (CallRouted), the hand-over hook has let the caller's
+    channel out of what holds it for the IVR (the line watch's bridge): awaited, in order."""
+    runner, tel, timers, _ = make_runner(audit)
+    order: list[str] = []
+    runner.bus = SimpleNamespace(  # type: ignore[assignment]
+        publish=lambda event: order.append(type(event).__name__))
+
+    async def handover() -> None:
+        await asyncio.sleep(0)  # a request to the PBX
+        order.append("handover")
+
+    task = asyncio.create_task(runner.run_call(
+        CallContext("c1", "zh", SLOTS), "agent_greeting", "chan-1", on_handover=handover))
+    await settle()
+    await finish_prompt(runner, tel)  # the greeting; the silence watch starts
+    timers.advance(5.0)
+    await settle()
+    assert tel.plays()[-1][1] == ["sound:custom/silent_call_first__zh"]
+    runner.feed("c1", e.SpeechStarted())  # the caller speaks: the procedure ends, then: transfer
+    await settle()
+    assert tel.plays()[-1][1] == ["sound:custom/menu_transfer__zh"]
+    assert order == []  # no hand-over while the IVR still plays to the caller
+    await finish_prompt(runner, tel)
+    assert order == ["handover", "CallRouted"]
+    runner.feed("c1", e.HangUp())
+    await asyncio.wait_for(task, 1)

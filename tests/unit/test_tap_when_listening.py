@@ -28,3 +28,18 @@ def test_the_agent_conversation_reads_it() -> None:
 
 def test_an_unknown_flow_is_taken_to_listen() -> None:
     assert script()._listens("no_such_flow")  # taps rather than miss a silent caller
+
+
+def test_a_caller_just_answered_into_a_listening_flow_joins_the_taps_bridge_itself() -> None:
+    assert script()._joins_caller("agent_greeting", fresh=True)
+
+
+def test_menus_adopted_calls_and_the_setting_off_get_no_joined_tap() -> None:
+    assert not script()._joins_caller("main_menu", fresh=True)  # nothing reads the audio
+    assert not script()._joins_caller("agent_greeting", fresh=False)  # adopted: the snoop
+    off = script()
+    off.settings = Settings(detection={"tap_joins_caller": False})  # type: ignore[arg-type]
+    assert not off._joins_caller("agent_greeting", fresh=True)
+    watch_off = script()
+    watch_off.settings = Settings(detection={"auto_start": False})  # type: ignore[arg-type]
+    assert not watch_off._joins_caller("agent_greeting", fresh=True)

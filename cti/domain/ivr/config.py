@@ -49,3 +49,8 @@ class DetectionSettings(BaseModel):
     # classifier's work; the classifier is calibrated at 8 kHz (G.711 is its reference).
     # "slin16" resamples every 20 ms frame in Asterisk, for wideband callers only.
     tap_format: Literal["slin", "slin16"] = "slin"
+    # While the caller is in the IVR (no agent, no queue), the tap's bridge holds the caller's
+    # own channel and the externalMedia channel (in the caller's G.711): two channels and no
+    # transcoding instead of a snoop's three (docs/line_watch.md, "The tap"). Off: the snoop
+    # always. The snoop (and tap_format) is used wherever the caller is in another bridge.
+    tap_joins_caller: bool = True

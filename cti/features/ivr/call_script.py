@@ -17,7 +17,7 @@ from cti.events import Bus, MenuKeyPressed
 from cti.features.calls.registry import CallSession
 from cti.features.calls.storage import CallRepository
 from cti.features.crm.caller_lookup import CallerLookup
-from cti.features.ivr.caller_audio import CallerAudioTap
+from cti.features.ivr.caller_audio import TAP_BRIDGE_PREFIX, CallerAudioTap
 from cti.features.ivr.runner import IvrRunner, ari_to_domain
 from cti.platform.ari.events import (
     AriEvent,
@@ -69,6 +69,7 @@ class IvrCallScript:
         self.checkpoints = checkpoints
         self._task: asyncio.Task[object] | None = None
         self._tap_task: asyncio.Task[None] | None = None
+        self._handover_task: asyncio.Task[None] | None = None
 
     async def _context(self, session: CallSession) -> CallContext:
         company = self.settings.company
@@ -97,7 +98,7 @@ class IvrCallScript:
         )
 
     async def on_answered(self, session: CallSession) -> None:
-        await self._start(session, self.flow, None)
+        await self._start(session, self.flow, None, fresh=True)
 
     async def on_adopted(self, session: CallSession) -> None:
         """After a service restart (or on the node adopting a dead node's calls): a call with
@@ -142,10 +143,17 @@ class IvrCallScript:
 
     async def _start(
         self, session: CallSession, flow: str, resume: Literal["route", "listen"] | None,
-        checkpoint: Checkpoint | None = None,
+        checkpoint: Checkpoint | None = None, fresh: bool = False,
     ) -> None:
         call = session.call
-        ctx = await self._context(session)
+        tap = self.tap
+        if tap is not None and self._joins_caller(flow, fresh):
+            # The caller's own channel in the tap's bridge before the greeting plays (a
+            # playing channel joins a bridge only when its prompt ends); beside the CRM look-up.
+            ctx, _joined = await asyncio.gather(
+                self._context(session), tap.join(call.id, call.channel_id))
+        else:
+            ctx = await self._context(session)
 
         def ivr_hangs_up(reason: str) -> None:
             # Before the hang-up: its ChannelHangupRequest must not be taken for the caller's.
@@ -153,7 +161,8 @@ class IvrCallScript:
 
         self._task = asyncio.create_task(
             self.runner.run_call(ctx, flow, call.channel_id, on_hangup=ivr_hangs_up,
-                                 resume=resume, checkpoint=checkpoint),
+                                 resume=resume, checkpoint=checkpoint,
+                                 on_handover=self._handover),
             name=f"ivr-{call.id}",
         )
         if resume != "route" and self._listens(flow):
@@ -170,6 +179,19 @@ class IvrCallScript:
             isinstance(node, ListenNode) or any(t.startswith("audio:") for t in node.on)
             for node in spec.nodes.values()
         )
+
+    def _joins_caller(self, flow: str, fresh: bool) -> bool:
+        """Whether the tap's bridge takes the caller's own channel (two channels, no snoop):
+        for a call just answered into a flow that reads its audio. An adopted call may be
+        mid-prompt (a playing channel joins a bridge only when its prompt ends): the snoop."""
+        det = self.settings.detection
+        return fresh and det.tap_joins_caller and det.auto_start and self._listens(flow)
+
+    async def _handover(self) -> None:
+        """The IVR hands the caller on (queue, hold music, recording): out of the tap's
+        bridge first, where the caller's own channel is in it."""
+        if self.tap is not None:
+            await self.tap.leave()
 
     def _start_tap_soon(self, session: CallSession) -> None:
         if self.tap is None or not self.settings.detection.auto_start or self._tap_task:
@@ -208,7 +230,12 @@ class IvrCallScript:
         pair = ari_to_domain(event)
         if pair is not None and pair[0] == session.call.channel_id:
             self.runner.feed(session.call.id, pair[1])
-        if isinstance(event, ChannelEnteredBridge) and event.channel.id == session.call.channel_id:
+        if isinstance(event, ChannelEnteredBridge) and event.channel.id == session.call.channel_id \
+                and not event.bridge.id.startswith(TAP_BRIDGE_PREFIX):
+            if self.tap is not None and self.tap.joined and self._handover_task is None:
+                # An agent's bridge took the caller out of the tap's: a snoop hears it there.
+                self._handover_task = asyncio.create_task(
+                    self.tap.caller_bridged_elsewhere(), name=f"tap-snoop-{session.call.id}")
             self._start_tap_soon(session)  # with an agent now: the conversation is watched
         if isinstance(event, PlaybackFinished) and event.playback.media_uri.startswith(
             GREETING_MEDIA
@@ -230,6 +257,9 @@ class IvrCallScript:
         if self._tap_task is not None and not self._tap_task.done():
             self._tap_task.cancel()  # still setting up: stop() below removes what it made
             await asyncio.gather(self._tap_task, return_exceptions=True)
+        if self._handover_task is not None and not self._handover_task.done():
+            self._handover_task.cancel()
+            await asyncio.gather(self._handover_task, return_exceptions=True)
         if self.tap is not None:
             await self.tap.stop()
         if self._task is not None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -42,6 +42,7 @@ from cti.domain.ivr.presence import CallerAudioMemory
 from cti.domain.ivr.procedures import build_procedures
 from cti.domain.phrases import ForbiddenPhraseRefused
 from cti.events import Bus, CallRouted
+from cti.features.ivr.caller_audio import TAP_BRIDGE_PREFIX
 from cti.features.ivr.prompts import PromptLengths, PromptSource
 from cti.features.procedures.audit import AuditEntry
 from cti.platform.clock import Clock
@@ -96,6 +97,9 @@ class PlaybackProbe(Protocol):
 # Told the engine's hang-up reason ("procedure", "flow", "agent") just before the IVR hangs up,
 # so the call log can say who ended the call.
 HangupHook = Callable[[str], None]
+# Awaited before the IVR hands the caller on (a queue, hold music, a recording): whatever
+# holds the caller's channel for the IVR (the line watch's bridge) lets it go. Never raises.
+HandoverHook = Callable[[], Awaitable[None]]
 
 
 class UnknownProcedure(NotFound):
@@ -113,6 +117,7 @@ class _CallRun:
     )
     timer: tuple[int, TimerHandle] | None = None
     on_hangup: HangupHook | None = None
+    on_handover: HandoverHook | None = None
     heard: CallerAudioMemory = field(default_factory=CallerAudioMemory)
     # For the checkpoint: the live timer's deadline, the prompt playing (since when, how long)
     deadline: TimerAt | None = None
@@ -156,7 +161,7 @@ class IvrRunner:
     async def run_call(
         self, ctx: CallContext, flow_name: str, channel_id: str | None = None,
         on_hangup: HangupHook | None = None, resume: Literal["route", "listen"] | None = None,
-        checkpoint: Checkpoint | None = None,
+        checkpoint: Checkpoint | None = None, on_handover: HandoverHook | None = None,
     ) -> CallState:
         """Run the call's IVR from answer to end (or cancellation). Returns the last state.
         `resume`: an adopted call goes on at the flow's first route (idle) or listen node.
@@ -170,6 +175,7 @@ class IvrRunner:
             state = machine.resumed_call(ctx, flow_name, resume, self.clock.now()) or state
         run = _CallRun(ctx, channel_id or ctx.call_id, machine, state)
         run.on_hangup = on_hangup
+        run.on_handover = on_handover
         self.calls[ctx.call_id] = run
         try:
             if checkpoint is not None:
@@ -294,6 +300,8 @@ class IvrRunner:
         exact: bool = False,
     ) -> None:
         call_id = run.ctx.call_id
+        if isinstance(command, c.RouteToQueue | c.StartMoh | c.Record) and run.on_handover:
+            await run.on_handover()
         try:
             match command:
                 case c.StartTimer(gen=gen, seconds=seconds):
@@ -486,7 +494,8 @@ def ari_to_domain(event: Any) -> tuple[str, e.Event] | None:
     """(channel id, domain event) for the ARI events the IVR cares about, else None.
 
     Bridging: ChannelEnteredBridge/LeftBridge of the caller's channel say whether a person is
-    on the call with them (AgentLink).
+    on the call with them (AgentLink); the line watch's own bridge (which holds the caller's
+    channel while in the IVR) is no person.
 
     PlaybackFinished and RecordingFinished/Failed are keyed by their target channel
     (`channel:<id>`)."""
@@ -519,9 +528,11 @@ def ari_to_domain(event: Any) -> tuple[str, e.Event] | None:
         result = e.SpeechStopped(int(getattr(event, "duration", 0) or 0))
     elif kind in ("StasisEnd", "ChannelDestroyed", "ChannelHangupRequest"):
         result = e.HangUp(kind)
-    elif kind in ("ChannelEnteredBridge", "ChannelLeftBridge"):
-        # A caller's channel is bridged only with a person (an agent, a transfer's party);
-        # the audio tap bridges its snoop channel, not the caller's.
+    elif kind in ("ChannelEnteredBridge", "ChannelLeftBridge") and not str(
+        event.bridge.id
+    ).startswith(TAP_BRIDGE_PREFIX):
+        # A caller's channel is bridged with a person (an agent, a transfer's party), or with
+        # the audio tap's externalMedia channel alone (the tap's bridge: no one on the call).
         result = e.AgentLink(kind == "ChannelEnteredBridge")
     return (channel_id, result) if result is not None else None
 

@@ -1,9 +1,10 @@
-"""Receive the caller's audio as RTP (ARI externalMedia, fed by a snoop on the caller's
-channel) and classify it window by window.
+"""Receive the caller's audio as RTP (ARI externalMedia, bridged with the caller's channel or
+with a snoop on it) and classify it window by window.
 
 Asterisk sends RTP with slin (8 kHz signed linear, big-endian per RFC 3551 L16), slin16 (the
-same at 16 kHz) or ulaw (8 kHz G.711 µ-law) payloads; each classified window is handed to
-`on_window(features)` (the IVR runner feeds it to the engine as AudioClassified). Up to
+same at 16 kHz), ulaw or alaw (8 kHz G.711, decoded here by table) payloads; each classified
+window is handed to `on_window(features)` (the IVR runner feeds it to the engine as
+AudioClassified). Up to
 STREAMS_PER_SOCKET calls share a UDP socket, told apart by their sender, and a socket is read
 in batches (see `_SharedSocket`).
 """
@@ -18,12 +19,15 @@ from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
-import numpy.typing as npt
 
 from cti.domain.audio_classifier import AudioClassifier, ClassifierSettings, WindowFeatures
+from cti.platform.audio.g711 import alaw_to_pcm, ulaw_to_pcm
 from cti.platform.audio.udp_batch import NAME_BYTES, BatchReader, batch_reader
 
-Codec = Literal["slin", "slin16", "ulaw"]
+Codec = Literal["slin", "slin16", "ulaw", "alaw"]
+# G.711's static RTP payload types (RFC 3551): any other packet to a G.711 tap (RFC 2833 DTMF
+# the bridge passes on, comfort noise) is not audio. Linear formats have dynamic ones.
+PAYLOAD_TYPES: dict[str, int] = {"ulaw": 0, "alaw": 8}
 RTP_HEADER = 12
 MAX_DATAGRAM = 2048  # RTP of 20-40 ms of 16 kHz linear audio is well under it
 STREAMS_PER_SOCKET = 32
@@ -32,32 +36,6 @@ IDLE_TICKS = 5  # this many empty reads in a row and it is watched for readiness
 RCVBUF_BYTES = 4 << 20
 BATCH_DATAGRAMS = 64  # read per system call (recvmmsg)
 USE_BATCH = True  # tests turn it off to cover the one-at-a-time path
-
-
-def _ulaw_table() -> npt.NDArray[np.int16]:
-    codes = np.arange(256, dtype=np.int32) ^ 0xFF
-    sign = codes & 0x80
-    exponent = (codes >> 4) & 0x07
-    mantissa = codes & 0x0F
-    magnitude = ((mantissa << 3) + 0x84) << exponent
-    return np.where(sign != 0, 0x84 - magnitude, magnitude - 0x84).astype("<i2")
-
-
-ULAW = _ulaw_table()
-
-
-def ulaw_to_pcm(payload: bytes) -> bytes:
-    return bytes(ULAW[np.frombuffer(payload, dtype=np.uint8)].tobytes())
-
-
-def pcm_to_ulaw(pcm: bytes) -> bytes:
-    """For tests and benchmarks: encode 16-bit PCM as G.711 µ-law (nearest table entry)."""
-    samples = np.frombuffer(pcm, dtype="<i2").astype(np.int32)
-    order = np.argsort(ULAW)
-    idx = np.searchsorted(ULAW[order].astype(np.int32), samples).clip(1, 255)
-    lo, hi = order[idx - 1], order[idx]
-    pick = np.where(np.abs(ULAW[lo] - samples) <= np.abs(ULAW[hi] - samples), lo, hi)
-    return bytes(pick.astype(np.uint8).tobytes())
 
 
 def rtp_payload(packet: bytes) -> bytes | None:
@@ -91,7 +69,9 @@ class CallerAudioStream:
         self.packets = 0
         # Payloads are collected and decoded a window at a time: per packet only a copy.
         self.raw = bytearray()
-        bytes_per_sample = 1 if codec == "ulaw" else 2
+        # RTP's second byte (marker bit and payload type) of this codec's audio; None: any
+        self.pt_byte = PAYLOAD_TYPES.get(codec)
+        bytes_per_sample = 1 if codec in PAYLOAD_TYPES else 2
         self.chunk = self.classifier.window_bytes // 2 * bytes_per_sample
         self._socket: _SharedSocket | None = None
         self.sender: tuple[str | None, int] | None = None
@@ -118,7 +98,7 @@ class CallerAudioStream:
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
         """One RTP datagram of this call (the shared socket has checked its sender)."""
         payload = rtp_payload(data)
-        if payload is not None:
+        if payload is not None and (self.pt_byte is None or data[1] & 0x7F == self.pt_byte):
             self.packets += 1
             self.raw += payload
             if len(self.raw) >= self.chunk:
@@ -130,6 +110,8 @@ class CallerAudioStream:
         self.raw.clear()
         if self.codec == "ulaw":
             pcm = ulaw_to_pcm(raw)
+        elif self.codec == "alaw":
+            pcm = alaw_to_pcm(raw)
         else:  # L16 is big-endian on the wire
             pcm = np.frombuffer(raw[: len(raw) & ~1], dtype=">i2").astype("<i2").tobytes()
             self.raw += raw[len(raw) & ~1 :]  # an odd byte waits for its other half
@@ -232,7 +214,9 @@ class _SharedSocket:
             if stream is None:
                 self.foreign += 1
                 continue
-            if n > RTP_HEADER and view[0] == 0x80:  # version 2, no padding, extension, CSRC
+            if n > RTP_HEADER and view[0] == 0x80 and (  # version 2, plain header
+                stream.pt_byte is None or view[1] & 0x7F == stream.pt_byte
+            ):
                 stream.packets += 1
                 stream.raw += view[RTP_HEADER:n]
                 if len(stream.raw) >= stream.chunk:
@@ -265,7 +249,9 @@ class _SharedSocket:
                     continue
                 start = i * size
                 end = start + lengths[i * step + index]
-                if end - start > RTP_HEADER and data[start] == 0x80:  # as in _drain
+                if end - start > RTP_HEADER and data[start] == 0x80 and (  # as in _drain
+                    stream.pt_byte is None or data[start + 1] & 0x7F == stream.pt_byte
+                ):
                     stream.packets += 1
                     stream.raw += data[start + RTP_HEADER : end]
                     if len(stream.raw) >= stream.chunk:
