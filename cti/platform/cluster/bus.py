@@ -62,6 +62,7 @@ return last
 class StreamStats:
     sent: int = 0
     received: int = 0
+    own: int = 0            # this node's own entries read back, skipped without decoding
     duplicates: int = 0
     gaps: int = 0           # events another node published that this node never got
     dropped: int = 0        # this node's events dropped from a full outbox
@@ -207,7 +208,10 @@ class ClusterBus(InProcessBus):
     async def _append(self, batch: list[str]) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
             for data in batch:
-                pipe.xadd(self.stream, {"e": data}, maxlen=self.maxlen, approximate=True)
+                # The origin beside the entry too: a reader skips its own node's entries
+                # without decoding them (about half of what a node of two reads).
+                pipe.xadd(self.stream, {"n": self.node_id, "e": data}, maxlen=self.maxlen,
+                          approximate=True)
             await call("stream append", pipe.execute)
 
     # ----- reader ---------------------------------------------------------------------------
@@ -235,6 +239,9 @@ class ClusterBus(InProcessBus):
             self._ok("reader")
             for entry_id, fields in _entries(replies):
                 self._last_id = entry_id
+                if fields.get("n") == self.node_id:  # ours, published here already
+                    self.stats.own += 1
+                    continue
                 self._on_entry(fields.get("e", ""))
 
     def _on_entry(self, data: str) -> None:

@@ -82,6 +82,29 @@ async def test_another_nodes_events_reach_only_the_subscribers_that_asked(
         assert b_everywhere == [key(2), key(1)]  # only the kinds asked for
 
 
+async def test_a_node_skips_its_own_entries_without_decoding_them(
+    redis: Redis, prefix: str, monkeypatch: Any
+) -> None:
+    from cti.platform.cluster import bus as cluster_bus
+
+    decoded: list[str] = []
+    real = cluster_bus.decode
+
+    def counting(data: str) -> Any:
+        decoded.append(json.loads(data)["o"])
+        return real(data)
+
+    monkeypatch.setattr(cluster_bus, "decode", counting)
+    async with nodes(redis, prefix, "a", "b") as (a, b):
+        got: list[DomainEvent] = []
+        b.subscribe("everywhere", recorder(got), everywhere=True)
+        for i in range(20):
+            a.publish(key(i))
+        await eventually(lambda: len(got) == 20 and a.stats.own == 20)
+        assert decoded == ["a"] * 20  # b decoded a's; a read its own back undecoded
+        assert a.stats.received == 0
+
+
 async def test_events_arrive_in_the_order_their_node_published_them(
     redis: Redis, prefix: str
 ) -> None:
