@@ -121,7 +121,7 @@ class ClusterSettings(BaseModel):
     lease_ttl_s: float = Field(default=2.0, gt=0, le=60)
     lease_margin_s: float = Field(default=0.4, gt=0, le=30)
     lease_renew_every_s: float = Field(default=0.5, gt=0, le=30)
-    stream_maxlen: int = Field(default=100_000, ge=1000)
+    stream_maxlen: int = Field(default=20_000, ge=1000)  # entries, each up to 25 events
     # Where the other nodes reach this one's HTTP API (a standby forwards requests to the
     # active node); empty: http://<http_host or this host's name>:<http_port>.
     advertise_url: str = Field(default="", max_length=300, pattern=r"^(https?://[^\s/]+/?)?$")
