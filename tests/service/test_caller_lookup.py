@@ -1,5 +1,6 @@
-"""The caller's record for routing and the IVR comes as soon as the record is read, before its
-call history; the screen pop's `CustomerIdentified` carries both (real database, real bus)."""
+"""The caller's record for routing and the IVR comes once `CustomerIdentified` (record and call
+history) is published, so every later event of the call comes after it (real database, real
+bus)."""
 
 from __future__ import annotations
 
@@ -19,45 +20,47 @@ from cti.platform.db.base import make_engine, make_sessionmaker
 AT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 
-async def test_routing_gets_the_record_before_its_history_and_the_pop_gets_both(
-    database_url: str,
-) -> None:
+async def test_routing_gets_the_record_only_after_the_pop_has_it(database_url: str) -> None:
     engine = make_engine(database_url)
     try:
         repo = CustomerRepository(make_sessionmaker(engine))
         await repo.import_batch(DEMO_CUSTOMERS)
         history_read = asyncio.Event()
-        order: list[str] = []
         real_history = repo._history_in
 
         async def history_in(*args: Any) -> Any:
-            order.append("history asked")
             await history_read.wait()  # held: the history is still on its way
             return await real_history(*args)
 
         repo._history_in = history_in  # type: ignore[method-assign]
         bus = InProcessBus()
         lookup = CallerLookup(CrmLookup(repo), bus, SystemClock())
+        published: list[str] = []
         identified: list[CustomerIdentified] = []
 
         async def pop(event: CustomerIdentified) -> None:
             identified.append(event)
 
         bus.subscribe("pop", pop, (CustomerIdentified,))
+        real_publish = bus.publish
+
+        def publish(event: Any) -> int:
+            published.append(type(event).__name__)
+            return real_publish(event)
+
+        bus.publish = publish  # type: ignore[method-assign]
         bus.publish(CallArrived("c1", AT, "ch1", "+49305551", "4000"))
-        async with asyncio.timeout(5):
-            customer = await lookup.identity("c1", "+49305551")
-        assert customer is not None
-        assert customer.tier == "vip"
-        assert order == ["history asked"]
-        assert identified == []  # the history is not read yet: no pop
+        waiter = asyncio.create_task(lookup.identity("c1", "+49305551"))
+        await asyncio.sleep(0.1)
+        assert not waiter.done()  # the record alone is not enough: the history is not read
         history_read.set()
         async with asyncio.timeout(5):
-            while not identified:
-                await bus.drain()
-                await asyncio.sleep(0.01)
+            customer = await waiter
+        assert customer is not None
+        assert customer.tier == "vip"
+        assert published == ["CallArrived", "CustomerIdentified"]  # before routing went on
+        await bus.drain()
         assert [e.customer.tier for e in identified if e.customer] == ["vip"]
-        assert identified[0].call_id == "c1"
         await lookup.aclose()
         await bus.aclose()
     finally:

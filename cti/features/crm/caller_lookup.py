@@ -57,7 +57,7 @@ class CallerLookup:
                 known.set_result(customer)
 
         try:
-            view = await crm.lookup_fast(number, identified)
+            view = await crm.lookup_fast(number)
         except Exception as exc:
             identified(None)  # routed as an unknown caller
             if not db_unavailable(exc):
@@ -66,16 +66,20 @@ class CallerLookup:
                 log.error("crm.lookup_failed", call_id=call_id, error=describe(exc),
                           effect="the call is routed without the caller's record")
             raise
-        identified(view.customer)
+        # Published before anyone waiting for the record goes on: subscribers see the customer
+        # before the call's later events (queued, offered): the screen pop and the work orders'
+        # pop read it there. (Routing going on at the record, before the history, was tried:
+        # an offer then came before its caller, and the pop card lost the caller's orders.)
         self.bus.publish(CustomerIdentified(
             call_id, self.clock.now(), view.number, view.customer, view.history,
             view.external_pending, view.external_error, view.sources,
         ))
+        identified(view.customer)
         return view
 
     async def identity(self, call_id: str, number: str) -> Customer | None:
-        """The caller's record as soon as it is known (their call history may still be on its
-        way: routing and the IVR's greeting need the record only). The lookup started at
+        """The caller's record, once `CustomerIdentified` is published (routing and the IVR's
+        greeting read it; every later event of the call comes after it). The lookup started at
         arrival (started now for a call taken back after a restart). None without a CRM, for
         an unknown caller, or when the lookup failed."""
         known = self._start(call_id, number)

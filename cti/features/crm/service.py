@@ -55,31 +55,27 @@ class CrmLookup:
     def key(self, raw_number: str) -> str | None:
         return lookup_key(raw_number, self.default_region)
 
-    async def lookup_fast(
-        self, raw_number: str, identified: Callable[[Customer | None], None] | None = None,
-    ) -> CustomerView:
-        """Local store (+ a fresh external cache entry); never waits on the external CRM.
-        `identified(customer)` as soon as the record is known, before its call history."""
+    async def lookup_fast(self, raw_number: str) -> CustomerView:
+        """Local store (+ a fresh external cache entry); never waits on the external CRM."""
         number = self.key(raw_number)
         if number is None:
-            if identified is not None:
-                identified(None)
             return CustomerView(number=raw_number, customer=None)
-        hit, cached = self.external.cached(number) if self.external is not None else (False, None)
-
-        def merged(local: Customer | None) -> Customer | None:
-            return merge_customers(local, cached) if hit else local
-
         local, local_history = await self.customers.by_number_with_history(
-            number, self.history_limit,
-            None if identified is None else (lambda local: identified(merged(local))),
+            number, self.history_limit
         )
+        customer = local
+        history = tuple(local_history)
+        pending = False
         sources: tuple[str, ...] = ("local",) if local else ()
-        if hit and cached is not None:
-            sources += ("external",)
-        pending = self.external is not None and not hit
-        return CustomerView(number, merged(local), tuple(local_history),
-                            external_pending=pending, sources=sources)
+        if self.external is not None:
+            hit, cached = self.external.cached(number)
+            if hit:
+                customer = merge_customers(local, cached)
+                if cached is not None:
+                    sources += ("external",)
+            else:
+                pending = True
+        return CustomerView(number, customer, history, external_pending=pending, sources=sources)
 
     async def lookup_external(self, fast: CustomerView) -> CustomerView:
         """`fast` completed with the external CRM's answer; on failure `fast` with the error."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -120,13 +120,10 @@ class CustomerRepository:
             return _to_customer(row) if row is not None else None
 
     async def by_number_with_history(
-        self, e164: str, limit: int,
-        identified: Callable[[Customer | None], None] | None = None,
+        self, e164: str, limit: int
     ) -> tuple[Customer | None, list[CallSummary]]:
         """The pop's query: the customer owning `e164` and their last calls, in one session and
-        two Core statements (the ORM's relationship loading doubled the screen-pop latency).
-        `identified(customer)` is called between the two: routing needs the record, not its
-        history."""
+        two Core statements (the ORM's relationship loading doubled the screen-pop latency)."""
         # Read-only: on SQLite outside a transaction (each read is its own), no BEGIN round
         # trip on every arriving call's path and no wait behind a writer.
         async with self._reads() as db:
@@ -139,8 +136,6 @@ class CustomerRepository:
                     surname=first.surname, title=Title(first.title) if first.title else None,
                     tier=first.tier, company=first.company, notes=first.notes,
                 )
-            if identified is not None:
-                identified(customer)
             numbers = customer.numbers if customer else (e164,)
             history = await self._history_in(db, numbers, limit)
         return customer, history
