@@ -26,7 +26,7 @@ from cti.features.desk.desk import AgentDesk
 from cti.features.desk.http import install_agent_desk
 from cti.features.desk.ws_server import uvicorn_ws_options
 from cti.platform.clock import Clock
-from cti.platform.db.base import make_engine, make_sessionmaker
+from cti.platform.db.base import make_engine, make_sessionmaker, warm_up
 from cti.platform.db.migrate import upgrade_async
 from cti.platform.errors import CtiError
 from cti.platform.http_guards import install_http_guards
@@ -74,6 +74,7 @@ async def desk_app(
     url = f"sqlite+aiosqlite:///{tmp_path / 'desk.db'}"
     await upgrade_async(url, "heads")
     engine = make_engine(url)
+    await warm_up(engine)  # as the service does at start
     sessions = make_sessionmaker(engine)
     desk = AgentDesk.build(sessions, token_secret=SECRET, clock=clock, auth_settings=auth_settings)
     desk.auth.users = UserDirectory(sessions, hasher=FAST_HASHER, clock=clock)
