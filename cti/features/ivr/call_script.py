@@ -13,12 +13,13 @@ from cti.domain.ivr import events as ivr_events
 from cti.domain.ivr.checkpoint import Checkpoint
 from cti.domain.ivr.engine import CallContext
 from cti.domain.ivr.flow import ListenNode
+from cti.domain.ivr.key_presses import KeyPresses
 from cti.events import Bus, MenuKeyPressed
 from cti.features.calls.registry import CallSession
 from cti.features.calls.storage import CallRepository
 from cti.features.crm.caller_lookup import CallerLookup
 from cti.features.ivr.caller_audio import TAP_BRIDGE_PREFIX, CallerAudioTap
-from cti.features.ivr.runner import IvrRunner, ari_to_domain
+from cti.features.ivr.runner import IvrRunner, ari_to_domain, pbx_time
 from cti.platform.ari.events import (
     AriEvent,
     ChannelDtmfReceived,
@@ -70,6 +71,7 @@ class IvrCallScript:
         self._task: asyncio.Task[object] | None = None
         self._tap_task: asyncio.Task[None] | None = None
         self._handover_task: asyncio.Task[None] | None = None
+        self._keys = KeyPresses()  # the caller's keys, repeats that are no press left out
 
     async def _context(self, session: CallSession) -> CallContext:
         company = self.settings.company
@@ -220,6 +222,11 @@ class IvrCallScript:
 
     async def on_event(self, session: CallSession, event: AriEvent) -> None:
         if isinstance(event, ChannelDtmfReceived) and event.channel.id == session.call.channel_id:
+            if not self._keys.fresh(event.digit, pbx_time(event), event.duration_ms):
+                # The press before, told again: one key is one menu answer, one survey answer.
+                log.warning("ivr.key_repeat_dropped", call_id=session.call.id,
+                            digit=event.digit, dropped=self._keys.dropped)
+                return
             # The last menu key pressed is the `menu` attribute the routing rules test.
             session.call.attributes["menu"] = event.digit
             if self.bus is not None:

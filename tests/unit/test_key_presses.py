@@ -1,0 +1,53 @@
+"""Repeated key reports that cannot be new presses are left out; real presses, also of the same
+key in quick succession, are all kept."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from cti.domain.ivr.key_presses import MIN_TONE_MS, KeyPresses
+
+T0 = datetime(2026, 12, 1, 21, 13, 28, 600000, tzinfo=UTC)
+
+
+def at(ms: float) -> datetime:
+    return T0 + timedelta(milliseconds=ms)
+
+
+def test_the_same_key_reported_again_within_its_tone_is_one_press() -> None:
+    keys = KeyPresses()
+    assert keys.fresh("1", at(0), 120)
+    assert not keys.fresh("1", at(45), 120)  # as seen: the same "1" told twice, 45 ms apart
+    assert keys.dropped == 1
+
+
+def test_the_same_key_pressed_twice_is_two_presses() -> None:
+    keys = KeyPresses()
+    # 100 ms tones with a 60 ms pause: the second ends 160 ms after the first
+    assert keys.fresh("1", at(0), 100)
+    assert keys.fresh("1", at(160), 100)
+    assert keys.fresh("1", at(320), 100)
+    assert keys.dropped == 0
+
+
+def test_other_keys_and_missing_times_are_always_presses() -> None:
+    keys = KeyPresses()
+    assert keys.fresh("5", at(0), 100)
+    assert keys.fresh("1", at(10), 100)  # another key: a press, however soon
+    assert keys.fresh("1", None, 100)  # no PBX time: nothing to compare
+    assert keys.dropped == 0
+
+
+def test_a_missing_duration_counts_as_the_shortest_tone() -> None:
+    keys = KeyPresses()
+    assert keys.fresh("3", at(0), 0)
+    assert not keys.fresh("3", at(MIN_TONE_MS - 1), 0)
+    assert keys.fresh("3", at(MIN_TONE_MS + 100), 0)
+
+
+def test_a_repeat_is_measured_from_the_press_it_repeats() -> None:
+    keys = KeyPresses()
+    assert keys.fresh("1", at(0), 100)
+    assert not keys.fresh("1", at(50), 100)
+    assert not keys.fresh("1", at(90), 100)  # still within the first press's tone
+    assert keys.fresh("1", at(200), 100)
