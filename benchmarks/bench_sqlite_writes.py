@@ -42,7 +42,7 @@ import cti.features.crm.storage as crm_storage
 from cti.domain.crm import Customer
 from cti.features.auth.service import NewUser, Role, UserDirectory
 from cti.features.crm.storage import CustomerRepository
-from cti.platform.db.base import make_engine, make_sessionmaker, read_sessions
+from cti.platform.db.base import make_engine, make_sessionmaker, read_sessions, sqlite_pragmas
 from cti.platform.db.migrate import upgrade_async
 from cti.platform.db.tables.users import UserRow
 
@@ -56,10 +56,7 @@ def legacy_engine(url: str) -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.close()
+        sqlite_pragmas(dbapi_conn)  # the same pragmas; the driver's BEGIN left as it was
 
     return engine
 

@@ -35,9 +35,15 @@ async def _pid(engine: Any) -> int:
 
 
 async def _kill(pid: int) -> None:
+    """End the server's side of a pooled connection, and wait until it is gone (the signal is
+    asynchronous)."""
     admin = await asyncpg.connect(PG_DSN)
     try:
         assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+        async with asyncio.timeout(10):
+            while await admin.fetchval(  # noqa: ASYNC110 (polls the server)
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
+                await asyncio.sleep(0.01)
     finally:
         await admin.close()
 
@@ -80,7 +86,6 @@ async def test_a_connection_that_died_just_after_use_fails_once_then_the_pool_re
     try:
         pid = await _pid(engine)
         await _kill(pid)
-        await asyncio.sleep(0.05)
         with pytest.raises(DBAPIError) as failed:
             await _pid(engine)
         assert failed.value.connection_invalidated

@@ -95,15 +95,17 @@ async def test_a_settling_subscriber_takes_what_came_meanwhile_as_one_batch() ->
     async def store(batch: list[Envelope]) -> None:
         batches.append([e.seq for e in batch])
 
-    bus.subscribe_batches("rollups", store, settle_s=0.3)
+    bus.subscribe_batches("rollups", store, settle_s=5.0)
     bus.publish(CallArrived("c1", AT, "+1", "4000", "ch1"))
-    await asyncio.sleep(0.05)  # the first batch is taken alone, then the subscriber settles
-    for _ in range(10):
+    while not batches:  # noqa: ASYNC110 (the first batch alone; then the subscriber settles)
+        await asyncio.sleep(0)
+    for _ in range(5):  # spread out: without settling each would be a batch of its own
         bus.publish(CallAnswered("c1", AT))
         await asyncio.sleep(0.01)
     assert batches == [[1]]  # still settling: nothing more handled yet
-    await asyncio.sleep(0.4)
-    assert batches == [[1], list(range(2, 12))]  # the ten as one batch, not ten
+    async with asyncio.timeout(2):
+        assert await bus.drain()  # cuts the settling short
+    assert batches == [[1], [2, 3, 4, 5, 6]]  # the five as one batch
     await bus.aclose()
 
 

@@ -119,6 +119,15 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
 READ_ONLY = "cti_read_only"
 
 
+def sqlite_pragmas(dbapi_conn: Any) -> None:
+    """What every SQLite connection is opened with: foreign keys enforced, WAL (readers do not
+    wait for the writer)."""
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.close()
+
+
 def _sqlite_transactions(engine: AsyncEngine) -> None:
     """Every write transaction on SQLite takes the write lock at its start (BEGIN IMMEDIATE).
 
@@ -132,10 +141,7 @@ def _sqlite_transactions(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "connect")
     def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.close()
+        sqlite_pragmas(dbapi_conn)
         dbapi_conn.isolation_level = None  # no BEGIN from the driver: `_sqlite_begin` sends it
 
     @event.listens_for(engine.sync_engine, "begin")
