@@ -45,9 +45,10 @@ def test_a_missing_duration_counts_as_the_shortest_tone() -> None:
     assert keys.fresh("3", at(MIN_TONE_MS + 100), 0)
 
 
-def test_a_repeat_is_measured_from_the_press_it_repeats() -> None:
+def test_a_run_of_repeats_is_one_press_however_long_the_run() -> None:
     keys = KeyPresses()
     assert keys.fresh("1", at(0), 100)
-    assert not keys.fresh("1", at(50), 100)
-    assert not keys.fresh("1", at(90), 100)  # still within the first press's tone
-    assert keys.fresh("1", at(200), 100)
+    for ms in (50, 120, 190, 260):  # each within a tone of the report before it
+        assert not keys.fresh("1", at(ms), 100)
+    assert keys.fresh("1", at(420), 100)  # a tone and a pause after the last report: a press
+    assert keys.dropped == 4
