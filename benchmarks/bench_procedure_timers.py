@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
 import statistics
 import sys
@@ -119,6 +120,7 @@ class LevelResult:
     run_wait_s: list[tuple[float, float]]  # service, Asterisk: (ran, waited for a CPU), s
     events: int  # ARI events received over the level
     greeting_ms: list[float]  # per call: StasisStart -> the greeting's PlaybackStarted (PBX)
+    gc_pauses: str  # the service process's garbage collections over the level
 
 
 @dataclass
@@ -291,6 +293,34 @@ class WaitSampler(threading.Thread):
         self.cpu_s = time.thread_time()
 
 
+class GcPauses:
+    """Every garbage collection of the service's process, by generation: (count, total ms,
+    longest ms). A full collection walks every live object and holds the event loop."""
+
+    def __init__(self) -> None:
+        self.pauses: dict[int, list[float]] = {}
+        self._start = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.pauses.setdefault(info["generation"], []).append(
+                (time.perf_counter() - self._start) * 1000)
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
+
+    def summary(self) -> str:
+        return ", ".join(
+            f"gen{g} {len(v)}x total {sum(v):.0f} ms max {max(v):.1f} ms"
+            for g, v in sorted(self.pauses.items())) or "none"
+
+
 async def probe_loop(lags: list[float], period: float = 0.02) -> None:
     """The service's event loop lag: every timer of the procedures waits behind it."""
     while True:
@@ -307,6 +337,7 @@ async def run_level(
     recorder.count = 0
     load0 = os.getloadavg()[0]
     lags: list[float] = []
+    gc_pauses = GcPauses().__enter__()
     prober = asyncio.create_task(probe_loop(lags))
     ast_pid = asterisk_pid(pbx)
     sched = [RunQueueWait(os.getpid())] + ([RunQueueWait(ast_pid)] if ast_pid else [])
@@ -323,6 +354,7 @@ async def run_level(
         await asyncio.sleep(0.2)
     wall = time.monotonic() - wall0
     prober.cancel()
+    gc_pauses.__exit__()
     sampler.done.set()
     sampler.join()
     cpu_s = time.process_time() - cpu0 - sampler.cpu_s
@@ -349,7 +381,7 @@ async def run_level(
     return LevelResult(calls, completed, result.ok, wall, errors_pbx, errors_svc, per_step,
                        cpu, ast_cpu, cpu_s, ast_cpu_s, list(recorder.delivery_ms), lags,
                        (load0, os.getloadavg()[0]), [w.totals_s() for w in sched],
-                       recorder.count, greeted)
+                       recorder.count, greeted, gc_pauses.summary())
 
 
 def report(r: LevelResult) -> None:
@@ -376,6 +408,7 @@ def report(r: LevelResult) -> None:
     if lag:
         print(f"   service loop lag (20 ms sleeps): p50 {pct(lag, 50):.1f} ms  p99 "
               f"{pct(lag, 99):.1f} ms  max {max(lag):.1f} ms")
+    print(f"   garbage collections (loop held): {r.gc_pauses}")
     if not r.errors_pbx_ms:
         print("   no waits measured")
         return

@@ -624,3 +624,59 @@ async def test_batches_larger_than_one_read_are_all_heard(monkeypatch: pytest.Mo
         stream.close()
     assert stream.packets == 100
     assert [w.kind for w in windows] == ["silent", "silent"]
+
+
+async def test_one_read_of_many_calls_gives_each_call_its_own_payloads_in_order() -> None:
+    """Several calls' packets interleaved in one read (as they arrive while the socket waits
+    for its timer): each call gets its own payloads in the order they came, a stranger's are
+    counted as foreign, a call of another codec hears none of these packets."""
+    streams = [await open_caller_audio("127.0.0.1", codec, ClassifierSettings(), 1000,
+                                       lambda w: None) for codec in ("ulaw", "ulaw", "alaw")]
+    port = streams[0].port
+    assert {s.port for s in streams} == {port}
+    shared = _shared(streams[0])
+    shared.loop.remove_reader(shared.sock.fileno())  # read here, when all is queued
+    senders = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(4)]
+    try:
+        for sender, stream in zip(senders, streams, strict=False):
+            sender.bind(("127.0.0.1", 0))
+            stream.hear_only(sender.getsockname()[1], "127.0.0.1")
+        senders[3].bind(("127.0.0.1", 0))  # nobody's
+        for seq in range(10):  # interleaved, as calls' packets arrive
+            for k, sender in enumerate(senders):
+                sender.sendto(rtp(seq, bytes([k * 16 + seq]) * 160), ("127.0.0.1", port))
+        await asyncio.sleep(0.05)
+        assert shared._drain() == 40
+    finally:
+        for sender in senders:
+            sender.close()
+    for k in (0, 1):
+        assert bytes(streams[k].raw) == b"".join(bytes([k * 16 + seq]) * 160 for seq in range(10))
+        assert streams[k].packets == 10
+    assert streams[2].packets == 0  # µ-law packets to an A-law tap: not its audio
+    assert shared.foreign == 10
+    for stream in streams:
+        stream.close()
+
+
+async def test_a_window_completed_inside_a_batch_is_classified_when_its_audio_is_in() -> None:
+    """A read that takes several packets of a call (a late tick) and goes past a window's end
+    classifies that window and keeps the rest; the next window is classified as soon as its
+    last packet is read, not once a whole window's bytes more have come."""
+    windows: list[WindowFeatures] = []
+    stream = await open_caller_audio("127.0.0.1", "ulaw", ClassifierSettings(), 1000,
+                                     windows.append)
+    shared = _shared(stream)
+    shared.loop.remove_reader(shared.sock.fileno())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        stream.hear_only(sock.getsockname()[1], "127.0.0.1")
+        try:
+            for batch, expected in ((range(0, 75), 1), (range(75, 99), 1), (range(99, 100), 2)):
+                for seq in batch:
+                    sock.sendto(rtp(seq, bytes([0xFF]) * 160), ("127.0.0.1", stream.port))
+                await asyncio.sleep(0.05)
+                assert shared._drain() == len(batch)
+                assert len(windows) == expected, (batch, len(windows))
+        finally:
+            stream.close()
