@@ -47,6 +47,7 @@ import asyncpg
 from benchmarks.stage_trace import StageTrace
 from cti.domain.agents.state import AgentState
 from cti.domain.ivr.config import DetectionSettings
+from cti.platform import event_loop
 from cti.platform.db.migrate import upgrade_async
 from cti.platform.log import configure_logging
 from cti.platform.settings import AriSettings, ClusterSettings, Settings
@@ -383,4 +384,9 @@ if __name__ == "__main__":
                         help="calls arriving per second, one phase per rate and path")
     parser.add_argument("--seconds", type=float, default=10.0,
                         help="length of each phase (at least 30 calls per phase)")
-    sys.exit(asyncio.run(main(parser.parse_args())))
+    parser.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto",
+                        help="the event loop of our service, in this process and the standby "
+                             "(`event_loop`; auto: uvloop if installed, as `cti serve`)")
+    arguments = parser.parse_args()
+    os.environ["CTI_EVENT_LOOP"] = arguments.loop  # the standby `cti serve` too
+    sys.exit(event_loop.run(main(arguments), arguments.loop))

@@ -49,6 +49,7 @@ sys.path.insert(0, str(REPO))
 from cti.domain.ivr.config import DetectionSettings  # noqa: E402
 from cti.features.ivr.caller_audio import CallerAudioTap, is_tap_channel  # noqa: E402
 from cti.features.phrases.library import load_phrase_library  # noqa: E402
+from cti.platform import event_loop  # noqa: E402
 from cti.platform.ari.events import AriEvent  # noqa: E402
 from cti.platform.audio.render import install, render_all  # noqa: E402
 from cti.platform.log import configure_logging  # noqa: E402
@@ -472,6 +473,9 @@ async def main() -> None:
                         "(detection.tap_joins_caller off)")
     parser.add_argument("--trace-ari", action="store_true",
                         help="time every ARI request by kind (profiling)")
+    parser.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto",
+                        help="the event loop, as the service's `event_loop` (auto: uvloop if "
+                        "installed, as `cti serve`)")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     configure_logging("warning", False)
@@ -545,4 +549,6 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    _pre = argparse.ArgumentParser(add_help=False)
+    _pre.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto")
+    event_loop.run(main(), _pre.parse_known_args()[0].loop)

@@ -4,8 +4,6 @@ responses), and `cti serve`."""
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -27,6 +25,7 @@ from cti.features.review import http as review_http
 from cti.features.routing import http as routing_http
 from cti.features.surveys import http as surveys_http
 from cti.features.work_orders import http as work_orders_http
+from cti.platform import event_loop
 from cti.platform.cluster.forward import ForwardToActive
 from cti.platform.db.health import db_unavailable, describe
 from cti.platform.errors import CtiError, DatabaseUnavailable
@@ -116,7 +115,7 @@ async def serve_async(settings: Settings) -> None:
         await service.stop()
         raise
     http = f"{settings.http_host}:{settings.http_port}"
-    log.info("service.started", ari=settings.ari.url, http=http)
+    log.info("service.started", ari=settings.ari.url, http=http, loop=event_loop.loop_name())
     app = create_app(service)
     config = uvicorn.Config(
         app, host=settings.http_host, port=settings.http_port, log_level="warning",
@@ -132,4 +131,4 @@ async def serve_async(settings: Settings) -> None:
 
 def run_service(settings: Settings) -> None:
     configure_logging(settings.log_level, settings.log_json)
-    asyncio.run(serve_async(settings))
+    event_loop.run(serve_async(settings), settings.event_loop)

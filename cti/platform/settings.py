@@ -6,7 +6,7 @@ No instance is created at import time; `load_settings()` builds one when asked.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -142,6 +142,8 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     log_level: str = "info"
     log_json: bool = False
+    # The event loop (cti/platform/event_loop.py): uvloop where installed, asyncio's own if not.
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
     auto_migrate: bool = True  # `cti serve` brings the schema up to date before it starts
     ari: AriSettings = AriSettings()
     # Several Asterisk servers driven by this process, trunked together (docs/cluster.md,
