@@ -209,6 +209,8 @@ class Service:
         )
         if node is not None and role is not None:
             node.leases.on_lost = role.on_lost
+            for client in clients.values():  # a node that lost its lease sends the PBX nothing
+                client.gate = role.may_drive
             node.presence.info["url"] = role.url  # where peers ask it when Redis is away
         prompts = prompts or LibraryPrompts(library, settings.sounds_dir)
 
@@ -226,7 +228,8 @@ class Service:
         voicemails = Voicemails(sessions, telephony, clock, bus=bus)
         # each live call's IVR position, for a process that adopts the call (docs/cluster.md)
         checkpoint_store = CheckpointStore(sessions)
-        checkpoints = CheckpointWriter(checkpoint_store)
+        checkpoints = CheckpointWriter(
+            checkpoint_store, gate=role.may_drive if role is not None else None)
         runner = IvrRunner(
             telephony, clock, AuditPublisher(bus), prompts, flows,
             procedures=settings.procedures, detection=settings.detection,

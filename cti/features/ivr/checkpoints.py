@@ -13,6 +13,7 @@ What it costs is measured in benchmarks/bench_ivr_checkpoints.py and said in doc
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, exists, select
@@ -85,9 +86,16 @@ class CheckpointStore:
 class CheckpointWriter:
     """The runner's `CheckpointSink`: coalesces per call, writes in the background."""
 
-    def __init__(self, store: CheckpointStore, interval_s: float = FLUSH_INTERVAL_S) -> None:
+    def __init__(
+        self, store: CheckpointStore, interval_s: float = FLUSH_INTERVAL_S,
+        gate: Callable[[], Awaitable[bool]] | None = None,
+    ) -> None:
         self.store = store
         self.interval_s = interval_s
+        # In a cluster, whether this node still drives the calls (ActiveRole.may_drive): a
+        # node that lost its lease must not write positions over its successor's.
+        self.gate = gate
+        self.refused = 0  # checkpoints and deletions not written: the lease was gone
         self._keep: dict[str, Checkpoint] = {}
         self._drop: set[str] = set()
         self._wake = asyncio.Event()
@@ -137,6 +145,11 @@ class CheckpointWriter:
         if not keep and not drop:
             return True
         self._keep, self._drop = {}, set()
+        if self.gate is not None and not await self.gate():
+            self.refused += len(keep) + len(drop)
+            log.error("ivr_checkpoint_not_written", calls=len(keep) + len(drop),
+                      reason="this node does not hold the active lease")
+            return True
         try:
             await self.store.write(keep, drop)
         except (SQLAlchemyError, OSError) as exc:

@@ -88,6 +88,9 @@ class AriClient:
         self._stopping = False
         self.connected = asyncio.Event()
         self.generation = 0  # increments on every successful connect
+        # Asked before every request that changes something on the PBX (not a GET): in a
+        # cluster, whether this node still drives it (ActiveRole.may_drive); None: always.
+        self.gate: Callable[[], Awaitable[bool]] | None = None
 
     def set_handlers(
         self, on_event: EventHandler, on_connect: ConnectHandler | None,
@@ -154,6 +157,10 @@ class AriClient:
             if v is not None:
                 clean[k] = ("true" if v else "false") if isinstance(v, bool) else v
         where = f"ARI {method} /{path.lstrip('/')}"
+        if self.gate is not None and method != "GET" and not await self.gate():
+            raise TelephonyUnavailable(
+                f"{where} not sent: this node does not hold the active lease (another node "
+                "drives the PBX)")
         try:
             for attempt in (1, 2):
                 try:

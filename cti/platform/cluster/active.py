@@ -89,6 +89,28 @@ class ActiveRole:
     def state(self) -> str:
         return "active" if self.held is not None or self.alone else "standby"
 
+    def driving(self) -> bool:
+        """On this node's own clock: its active lease is current, or Redis is away for every
+        node and it drives alone."""
+        return self.alone or self.keeper.holds(ACTIVE) is not None
+
+    async def may_drive(self) -> bool:
+        """Asked before every command to the PBX and every IVR checkpoint write. A node paused
+        past its lease (a long GC, a stalled VM or network) looks at the lease before it acts
+        on waking, not at the guard's next round: its lease gone by its own clock, the guard's
+        decision is taken now (the lease again if nobody took it; else fence) or, if the guard
+        is taking it, waited for. False: not to act (a standby; a fenced node under a test's
+        fence). A clean stop acts until its sockets are closed (the lease goes after them)."""
+        if self.driving() or self._stopping.is_set():
+            return True
+        async with self._deciding:
+            if self.driving():
+                return True
+            if self.held is None:  # never active, or fenced
+                return False
+            await self._decide()
+        return self.driving()
+
     async def wait_active(self) -> HeldLease:
         """Ask for the lease until it is ours (Redis away: keep asking), then publish our URL
         under it and watch it: losing it fences this node."""

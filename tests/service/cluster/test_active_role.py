@@ -8,13 +8,19 @@ import asyncio
 import time
 from collections.abc import Callable
 
+import pytest
 from redis.asyncio import Redis
 
 from cti.domain.cluster.lease import LeaseTimes
+from cti.domain.ivr.checkpoint import Checkpoint
+from cti.features.ivr.checkpoints import CheckpointWriter
+from cti.platform.ari.client import AriClient
 from cti.platform.clock import FakeClock, SystemClock
 from cti.platform.cluster.active import ACTIVE, ActiveRole
 from cti.platform.cluster.leases import LeaseKeeper, RedisLeases
 from cti.platform.cluster.redis_store import connect
+from cti.platform.errors import TelephonyUnavailable
+from cti.platform.settings import AriSettings
 from tests.service.cluster.redis_server import RedisServer
 
 FAST = LeaseTimes(ttl=0.4, margin=0.08, renew_every=0.1)
@@ -201,3 +207,62 @@ async def test_no_active_node_and_a_stale_url_are_not_forwarded_to(
     b = _role(redis, prefix, "b", [])
     # a's URL is still in the state hash, but no lease holds it
     assert await b.active(max_age_s=0) is None
+
+
+async def test_a_paused_node_looks_at_the_lease_before_it_acts_on_waking(
+    redis: Redis, prefix: str
+) -> None:
+    """The guard looks ten times a second, but what a paused process does first on waking may
+    be a timer's prompt or a checkpoint write: each asks `may_drive`, which takes the guard's
+    decision itself (here: fence) before anything reaches the PBX or the record."""
+    fenced: list[str] = []
+    paused = FakeClock(mono=time.monotonic())
+    store = RedisLeases(redis, prefix)
+    keeper = LeaseKeeper(store, "a", paused, FAST)
+    a = ActiveRole(keeper, store, paused, "http://a:8000", poll_s=60,  # the guard sleeps
+                   fence=lambda why: fenced.append(why))
+    keeper.on_lost = a.on_lost
+    await a.wait_active()
+    assert await a.may_drive()  # its lease is current
+    b = _role(redis, prefix, "b", [])
+    assert not await b.may_drive()  # a standby drives nothing
+    await asyncio.wait_for(b.wait_active(), FAST.ttl * 4)
+    paused.advance(FAST.ttl * 2)  # a wakes up
+
+    client = AriClient(AriSettings(url="http://127.0.0.1:9/ari"))  # never reached
+    client.gate = a.may_drive
+    with pytest.raises(TelephonyUnavailable, match="does not hold the active lease"):
+        await client.request("POST", "channels/caller-1/play", params={"media": "sound:x"})
+    assert fenced == ["the active lease is another node's"]
+
+    written: list[int] = []
+
+    class Store:
+        async def write(self, keep: list[Checkpoint], drop: list[str]) -> None:
+            written.append(len(keep) + len(drop))
+
+    writer = CheckpointWriter(Store(), gate=a.may_drive)  # type: ignore[arg-type]
+    writer.drop("call-1")
+    assert await writer.flush()
+    assert written == []
+    assert writer.refused == 1
+    await writer.close()
+    await client.close()
+    await a.aclose()
+    await b.aclose()
+    await b.keeper.aclose()
+
+
+async def test_the_node_that_drives_acts_and_one_stopping_cleanly_finishes_its_stop(
+    redis: Redis, prefix: str
+) -> None:
+    fenced: list[str] = []
+    a = _role(redis, prefix, "a", fenced)
+    await a.wait_active()
+    a.keeper.start()
+    await asyncio.sleep(FAST.ttl * 2)  # renewed meanwhile
+    assert await a.may_drive()
+    await a.aclose()  # a clean stop: its last commands go out before the lease is given up
+    assert await a.may_drive()
+    assert fenced == []
+    await a.keeper.aclose()
