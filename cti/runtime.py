@@ -569,6 +569,9 @@ class Service:
                 await self._takeover_task
         await self.inbound.shutdown()
         await self.ivr.cancel_all()
+        # The calls' positions are written while the lease is still this node's: the node
+        # taking over reads them, and a write of ours landing after its own would undo them.
+        await self.checkpoints.close()
         await self.monitoring.aclose()
         await self.acd.aclose()
         await self.work_order_timers.aclose()
@@ -594,7 +597,6 @@ class Service:
             await self.cluster.aclose()
         await self.bus.aclose()
         await self.audit.close()
-        await self.checkpoints.close()
         await self.voicemails.flush()
         await self.calls_repo.aclose()  # call rows kept while the database was away
         await self.database.aclose()
