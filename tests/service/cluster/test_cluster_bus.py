@@ -246,12 +246,14 @@ async def test_a_counter_lost_with_an_empty_redis_never_gives_a_number_twice(
 ) -> None:
     """A Redis restarted without persistence has lost the block counter: the node's next
     block starts above every number it holds, not inside its own current block."""
-    a = ClusterBus(redis, prefix, "a", seq_block=20)
+    # The next block is reserved when half of the current one is used: 50 events at 10 ms
+    # are the reservation's time (a block of 20 left 100 ms, too little on a loaded machine)
+    a = ClusterBus(redis, prefix, "a", seq_block=100)
     a.continue_after(500)
     await a.start()
     try:
         numbers = []
-        for i in range(120):
+        for i in range(250):
             if i == 15:
                 await redis.delete(a._seq_key)  # what an empty restart leaves
             numbers.append(a.publish(key(i)))

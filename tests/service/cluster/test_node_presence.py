@@ -23,14 +23,17 @@ STEADY = LeaseTimes(ttl=3.0, margin=0.5, renew_every=0.2)
 async def test_a_node_that_stops_beating_is_dead_after_the_ttl(redis: Redis, prefix: str) -> None:
     clock = SystemClock()
     a = NodePresence(redis, prefix, "a", clock, STEADY, {"http": "10.0.0.1:8000"})
-    b = NodePresence(redis, prefix, "b", clock, FAST)
+    # b's presence lasts long enough to be seen alive first on a loaded machine (0.3 s was
+    # not, under a CI run beside other work), then ends
+    short = LeaseTimes(ttl=1.0, margin=0.2, renew_every=0.25)
+    b = NodePresence(redis, prefix, "b", clock, short)
     await a.beat()
     a.start()
     await b.beat()  # b beats once, then is killed
     try:
         assert sorted((await a.members())[0]) == ["a", "b"]
         assert await a.describe("a") == {"http": "10.0.0.1:8000"}
-        await asyncio.sleep(FAST.ttl + 0.1)
+        await asyncio.sleep(short.ttl + 0.1)
         alive, dead = await a.members()
         assert (alive, dead) == (["a"], ["b"])
         await a.forget("b")  # adopted: no longer listed
