@@ -38,6 +38,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -49,6 +50,7 @@ from cti.domain.agents.state import AgentState
 from cti.domain.ivr.config import DetectionSettings
 from cti.platform import event_loop
 from cti.platform.db.migrate import upgrade_async
+from cti.platform.event_loop import LoopKind
 from cti.platform.log import configure_logging
 from cti.platform.settings import AriSettings, ClusterSettings, Settings
 from cti.runtime import Service
@@ -384,7 +386,7 @@ if __name__ == "__main__":
                         help="calls arriving per second, one phase per rate and path")
     parser.add_argument("--seconds", type=float, default=10.0,
                         help="length of each phase (at least 30 calls per phase)")
-    parser.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto",
+    parser.add_argument("--loop", choices=get_args(LoopKind), default="auto",
                         help="the event loop of our service, in this process and the standby "
                              "(`event_loop`; auto: uvloop if installed, as `cti serve`)")
     arguments = parser.parse_args()

@@ -41,7 +41,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -52,6 +52,7 @@ from cti.features.phrases.library import load_phrase_library  # noqa: E402
 from cti.platform import event_loop  # noqa: E402
 from cti.platform.ari.events import AriEvent  # noqa: E402
 from cti.platform.audio.render import install, render_all  # noqa: E402
+from cti.platform.event_loop import LoopKind  # noqa: E402
 from cti.platform.log import configure_logging  # noqa: E402
 from cti.platform.settings import AriSettings, CompanySettings, Settings  # noqa: E402
 from cti.runtime import Service  # noqa: E402
@@ -309,11 +310,11 @@ class GcPauses:
             self.pauses.setdefault(info["generation"], []).append(
                 (time.perf_counter() - self._start) * 1000)
 
-    def __enter__(self) -> GcPauses:
+    def start(self) -> GcPauses:
         gc.callbacks.append(self)
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> None:
         gc.callbacks.remove(self)
 
     def summary(self) -> str:
@@ -338,7 +339,7 @@ async def run_level(
     recorder.count = 0
     load0 = os.getloadavg()[0]
     lags: list[float] = []
-    gc_pauses = GcPauses().__enter__()
+    gc_pauses = GcPauses().start()
     prober = asyncio.create_task(probe_loop(lags))
     ast_pid = asterisk_pid(pbx)
     sched = [RunQueueWait(os.getpid())] + ([RunQueueWait(ast_pid)] if ast_pid else [])
@@ -355,7 +356,7 @@ async def run_level(
         await asyncio.sleep(0.2)
     wall = time.monotonic() - wall0
     prober.cancel()
-    gc_pauses.__exit__()
+    gc_pauses.stop()
     sampler.done.set()
     sampler.join()
     cpu_s = time.process_time() - cpu0 - sampler.cpu_s
@@ -458,7 +459,7 @@ async def database(kind: str) -> AsyncIterator[str]:
             await admin.close()
 
 
-async def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--levels", default="1,50,200", help="simultaneous calls per run")
     parser.add_argument("--rate", type=float, default=10.0, help="new calls per second")
@@ -473,10 +474,13 @@ async def main() -> None:
                         "(detection.tap_joins_caller off)")
     parser.add_argument("--trace-ari", action="store_true",
                         help="time every ARI request by kind (profiling)")
-    parser.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto",
+    parser.add_argument("--loop", choices=get_args(LoopKind), default="auto",
                         help="the event loop, as the service's `event_loop` (auto: uvloop if "
                         "installed, as `cti serve`)")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+async def main(args: argparse.Namespace) -> None:
     levels = [int(x) for x in args.levels.split(",")]
     configure_logging("warning", False)
     count_windows()
@@ -549,6 +553,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    _pre = argparse.ArgumentParser(add_help=False)
-    _pre.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto")
-    event_loop.run(main(), _pre.parse_known_args()[0].loop)
+    _args = arguments()
+    event_loop.run(main(_args), _args.loop)

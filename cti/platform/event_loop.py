@@ -1,6 +1,6 @@
 """The event loop a process of the service runs on.
 
-uvloop (libuv underneath, installed with uvicorn's standard extras) where it is to be had:
+uvloop (libuv underneath; a dependency everywhere but Windows) where it is to be had:
 the service is I/O all the way down (ARI's HTTP and WebSocket, the line watch's RTP,
 PostgreSQL, Redis, the agents' sockets), and its transports, timers and callbacks then run
 in C instead of asyncio's Python (docs/sizing.md, "The event loop"). asyncio's own loop where
@@ -35,6 +35,6 @@ def run(main: Coroutine[Any, Any, T], kind: LoopKind = "auto") -> T:
 
 
 def loop_name() -> str:
-    """The running loop's kind, for /health and the logs."""
+    """The running loop's kind, for the start-up log."""
     loop = asyncio.get_running_loop()
     return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"

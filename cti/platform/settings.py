@@ -6,7 +6,7 @@ No instance is created at import time; `load_settings()` builds one when asked.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -16,6 +16,7 @@ from cti.features.auth.settings import AuthSettings
 from cti.features.crm.external import ExternalCrmSettings
 from cti.features.messages.settings import MessagesSettings
 from cti.platform.errors import ConfigError
+from cti.platform.event_loop import LoopKind
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -143,7 +144,7 @@ class Settings(BaseSettings):
     log_level: str = "info"
     log_json: bool = False
     # The event loop (cti/platform/event_loop.py): uvloop where installed, asyncio's own if not.
-    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
+    event_loop: LoopKind = "auto"
     auto_migrate: bool = True  # `cti serve` brings the schema up to date before it starts
     ari: AriSettings = AriSettings()
     # Several Asterisk servers driven by this process, trunked together (docs/cluster.md,
